@@ -1,0 +1,411 @@
+"""Load config.yaml into a validated, typed Config; every error names file, line and key."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from digest.models import ConfigError
+
+DEFAULT_USER_AGENT = "digest/0.1 (+https://github.com/digest-newsletter/digest)"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+_DURATION_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class NewsletterConfig(_Strict):
+    """Who the newsletter is from and how it introduces itself."""
+
+    title: str = Field(description="The newsletter's name, shown in the subject and heading.")
+    from_address: str = Field(alias="from", description='Sender, e.g. "Org <digest@example.org>".')
+    reply_to: str | None = Field(None, description="Where replies go, if not the sender.")
+    subject: str | None = Field(
+        None,
+        description="Subject template; variables: title, date, count. "
+        "Default: '{title}: {count} new posts, {date}'.",
+    )
+    intro: str | None = Field(None, description="A Markdown paragraph at the top of every issue.")
+    unsubscribe_url: str | None = Field(
+        None, description="One-click unsubscribe URL with {token}, served by `digest serve`."
+    )
+    unsubscribe_mailto: str | None = Field(
+        None, description="Address for mailto: unsubscribe requests; default: the sender."
+    )
+    archive_url: str | None = Field(None, description='Web copy of the issue ("view in browser").')
+    logo_url: str | None = Field(None, description="Absolute https URL of a logo image.")
+    logo_width: int = Field(160, ge=16, le=600, description="Logo width in pixels.")
+    logo_height: int = Field(40, ge=16, le=400, description="Logo height in pixels.")
+    footer: str | None = Field(None, description="Footer text: why the reader gets this email.")
+    address: str | None = Field(None, description="Postal address shown in the footer.")
+    date_format: str = Field("%-d %B %Y", description="strftime format for dates in the email.")
+    language: str = Field("en-GB", description="The email's language tag (html lang).")
+
+    @field_validator("unsubscribe_url", "archive_url", "logo_url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _has_token(cls, value: str | None) -> str | None:
+        if value is not None and "{token}" not in value:
+            raise ValueError(f"must contain {{token}} where the subscriber's token goes: {value!r}")
+        return value
+
+
+class ThemeConfig(_Strict):
+    """Branding applied by the default templates."""
+
+    accent: str = Field("#1d4f91", description="Accent colour, six-digit hex.")
+    font: str = Field(
+        "Helvetica, Arial, sans-serif", description="CSS font stack for all text cells."
+    )
+
+    @field_validator("accent")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not _HEX_COLOUR.match(value):
+            raise ValueError(f"expected a six-digit hex colour like '#1d4f91', got {value!r}")
+        return value.lower()
+
+
+class FeedConfig(_Strict):
+    """One feed: a section of the newsletter."""
+
+    name: str = Field(description="The section heading.")
+    url: str = Field(description="http(s) URL, or a file path relative to config.yaml.")
+    section: str | None = Field(None, description="Merge into this heading instead of `name`.")
+    max_posts: int | None = Field(None, ge=1, description="At most this many posts from this feed.")
+    include: list[str] = Field(
+        default_factory=list, description="Keep only posts matching one of these words or regexes."
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Drop posts matching any of these words or regexes."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme.lower()
+        if scheme in ("http", "https", "") or (len(scheme) == 1 and value[1:2] == ":"):
+            return value
+        raise ValueError(f"expected an http(s) URL or a file path, got scheme '{scheme}:'")
+
+    @property
+    def heading(self) -> str:
+        """The section this feed's posts appear under."""
+        return self.section or self.name
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the feed is fetched over HTTP rather than read from disk."""
+        return urlsplit(self.url).scheme.lower() in ("http", "https")
+
+
+class DigestOptions(_Strict):
+    """What makes a post new and how many go in an issue."""
+
+    max_posts_per_section: int = Field(10, ge=1, description="Cap on posts per section.")
+    lookback_days: int = Field(14, ge=1, description="Posts older than this are never new.")
+    skip_if_empty: bool = Field(True, description="Send nothing when there are no new posts.")
+
+
+class DkimConfig(_Strict):
+    """DKIM signing of outgoing mail."""
+
+    selector: str = Field(description="DNS selector, e.g. 'digest'.")
+    domain: str = Field(description="Signing domain, e.g. 'example.org'.")
+    key_file: str = Field(description="PEM private key, relative to config.yaml.")
+
+
+class SmtpConfig(_Strict):
+    """The mail server digest hands messages to."""
+
+    host: str = Field("localhost", description="SMTP server host name.")
+    port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    security: Literal["starttls", "ssl", "none"] = Field(
+        "starttls", description="starttls | ssl | none."
+    )
+    username: str | None = Field(None, description="AUTH user name, if the server needs one.")
+    password: str | None = Field(None, description="AUTH password; use ${SMTP_PASSWORD}.")
+    timeout: float = Field(30, gt=0, description="Seconds to wait for the server.")
+    retries: int = Field(3, ge=0, description="Retries for a temporary (4xx) failure.")
+    retry_delay: float = Field(2.0, ge=0, description="Seconds before the first retry; doubles.")
+    connections: int = Field(4, ge=1, le=32, description="Connections used in parallel.")
+    max_per_second: float | None = Field(None, gt=0, description="Optional rate cap.")
+    dkim: DkimConfig | None = Field(None, description="Sign messages with DKIM.")
+
+
+class FetchConfig(_Strict):
+    """How feeds are fetched."""
+
+    timeout: float = Field(15, gt=0, description="Seconds per feed request.")
+    max_bytes: int = Field(10_000_000, ge=1024, description="Largest feed body accepted.")
+    concurrency: int = Field(8, ge=1, le=64, description="Feeds fetched at once.")
+    user_agent: str = Field(DEFAULT_USER_AGENT, description="User-Agent header sent to servers.")
+
+
+class ScheduleConfig(_Strict):
+    """When `digest run` sends: day + time, or a cron expression."""
+
+    day: str | None = Field(None, description="Weekday name, with `time`.")
+    time: str | None = Field(None, description='Time of day "HH:MM", with `day`.')
+    cron: str | None = Field(None, description="Standard 5-field cron expression instead.")
+    timezone: str = Field("UTC", description="IANA time zone, e.g. Europe/London.")
+    grace: float = Field(6 * 3600, ge=0, description="Send a missed slot on start-up within this.")
+
+    @field_validator("grace", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("day")
+    @classmethod
+    def _weekday(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() not in WEEKDAYS:
+            raise ValueError(f"expected a weekday name such as 'monday', got {value!r}")
+        return value.strip().lower() if value else value
+
+    @field_validator("time")
+    @classmethod
+    def _clock(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", value.strip()):
+            raise ValueError(f'expected a time like "08:00", got {value!r}')
+        return value.strip() if value else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone such as 'Europe/London', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ScheduleConfig:
+        if self.cron and (self.day or self.time):
+            raise ValueError("give either cron or day + time, not both")
+        if not self.cron and not (self.day and self.time):
+            raise ValueError("give day and time (e.g. day: monday, time: \"08:00\") or cron")
+        return self
+
+
+class Config(_Strict):
+    """The whole of config.yaml."""
+
+    newsletter: NewsletterConfig
+    theme: ThemeConfig = Field(default_factory=ThemeConfig)
+    feeds: Annotated[list[FeedConfig], Field(min_length=1, description="One section each.")]
+    digest: DigestOptions = Field(default_factory=DigestOptions)
+    subscribers: str = Field("subscribers.csv", description="CSV (email,name) or YAML list.")
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    state: str = Field("digest.sqlite3", description="SQLite state file.")
+    outbox: str = Field("outbox", description="Folder for `digest send --dry-run` .eml files.")
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
+    secret: str | None = Field(None, description="Token signing secret; or DIGEST_SECRET.")
+    schedule: ScheduleConfig | None = Field(None, description="When `digest run` sends.")
+    base_dir: Path = Field(Path("."), exclude=True, description="Folder holding config.yaml.")
+    source: str = Field("config.yaml", exclude=True, description="The config file as named.")
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, resolved against the config file's folder."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def state_path(self) -> Path:
+        """Where the SQLite state lives."""
+        return self.resolve(self.state)
+
+    @property
+    def subscribers_path(self) -> Path:
+        """Where the subscriber list lives."""
+        return self.resolve(self.subscribers)
+
+    @property
+    def templates_dir(self) -> Path:
+        """The editor's template folder, beside config.yaml; overrides the bundled templates."""
+        return self.base_dir / "templates"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as '6h', '90m', '30s' or '2d'."""
+    match = _DURATION_PATTERN.match(text)
+    if not match:
+        raise ValueError(f"expected a duration like '6h', '30m' or '1d', got {text!r}")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return number * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+def _key_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            _key_lines(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _key_lines(item, (*path, index), lines)
+
+
+def _expand_env(value: Any, path: tuple[Any, ...], where: str, environ: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, (*path, k), where, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, (*path, i), where, environ) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise _EnvError(path, name)
+
+    return _ENV_PATTERN.sub(substitute, value)
+
+
+class _EnvError(Exception):
+    def __init__(self, path: tuple[Any, ...], name: str) -> None:
+        super().__init__(name)
+        self.path = path
+        self.name = name
+
+
+def dotted(path: tuple[Any, ...]) -> str:
+    """A key path as the editor writes it: feeds[0].url."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _friendly(error: dict[str, Any], model_fields: list[str]) -> str:
+    kind, given = error["type"], error.get("input")
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        valid = ", ".join(model_fields)
+        return f"unknown key; valid keys here are: {valid}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"expected a whole number, got {given!r}"
+    if kind in ("float_parsing", "float_type"):
+        return f"expected a number, got {given!r}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"expected true or false, got {given!r}"
+    if kind in ("string_type",):
+        return f"expected text, got {given!r}"
+    if kind in ("list_type",):
+        return "expected a list (lines starting with '- ')"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return "expected a mapping of keys (key: value lines, indented)"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"expected one of {expected.replace(chr(39), '')}, got {given!r}"
+    if kind == "too_short":
+        return "needs at least one entry"
+    if kind.startswith(("greater_than", "less_than")):
+        return f"{error['msg'].lower()}, got {given!r}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _fields_at(path: tuple[Any, ...]) -> list[str]:
+    model: Any = Config
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field_info = model.model_fields.get(part)
+        if field_info is None:
+            return []
+        annotation = field_info.annotation
+        for candidate in getattr(annotation, "__args__", ()) or (annotation,):
+            inner = getattr(candidate, "__args__", (candidate,))[0]
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                model = inner
+                break
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+        else:
+            return []
+    return [f.alias or name for name, f in model.model_fields.items() if not f.exclude]
+
+
+def parse_config(text: str, source: str, base_dir: Path, environ: dict[str, str]) -> Config:
+    """Validate config text; errors read `file:line: key: problem`."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError(f"{source}:{line}: YAML syntax error: {error.problem}") from None
+    if root is None or not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: expected a mapping of keys such as newsletter: and feeds:")
+    lines: dict[tuple[Any, ...], int] = {}
+    _key_lines(root, (), lines)
+
+    def line_of(path: tuple[Any, ...]) -> int:
+        while path and path not in lines:
+            path = path[:-1]
+        return lines.get(path, 1)
+
+    try:
+        data = _expand_env(data, (), source, environ)
+    except _EnvError as error:
+        raise ConfigError(
+            f"{source}:{line_of(error.path)}: {dotted(error.path)}: environment variable "
+            f"{error.name} is not set; set it, or write ${{{error.name}:-default}}"
+        ) from None
+    try:
+        config = Config.model_validate({**data, "base_dir": base_dir, "source": source})
+    except ValidationError as error:
+        first = error.errors()[0]
+        path = tuple(part for part in first["loc"] if part not in ("function-after",))
+        fields = _fields_at(path[:-1])
+        raise ConfigError(
+            f"{source}:{line_of(path)}: {dotted(path)}: {_friendly(dict(first), fields)}"
+        ) from None
+    return config
+
+
+def load_config(path: Path | str, environ: dict[str, str] | None = None) -> Config:
+    """Read and validate a config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file; create one with `digest init` or pass --config"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read the config file: {error}") from None
+    env = dict(os.environ) if environ is None else environ
+    return parse_config(text, str(path), path.resolve().parent, env)

@@ -1,0 +1,153 @@
+"""Frozen records that pass between the pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+
+class DigestError(Exception):
+    """A failure a user can cause or fix; the CLI prints it as one line, never a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(DigestError):
+    """The configuration, subscriber list or templates are wrong; exit code 2."""
+
+    exit_code = 2
+
+
+class TemplateError(ConfigError):
+    """A template failed to load or render; names the file, line and what went wrong."""
+
+
+@dataclass(frozen=True)
+class Post:
+    """One feed entry, cleaned: escaped nowhere yet, sanitised where it is HTML."""
+
+    feed_url: str
+    key: str
+    link_key: str
+    title: str
+    link: str
+    published: datetime | None
+    updated: datetime | None = None
+    author: str = ""
+    summary_html: str = ""
+    excerpt: str = ""
+    image_url: str = ""
+    categories: tuple[str, ...] = ()
+
+
+class FetchStatus(str, Enum):
+    """How fetching one feed ended."""
+
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class FeedResult:
+    """What collecting one feed produced, plus what to remember about the server's answer."""
+
+    feed_url: str
+    status: FetchStatus
+    posts: tuple[Post, ...] = ()
+    error: str = ""
+    warning: str = ""
+    http_status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    permanent_url: str | None = None
+    gone: bool = False
+    elapsed_seconds: float = 0.0
+    feed_title: str = ""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A heading and its posts, newest first."""
+
+    title: str
+    posts: tuple[Post, ...]
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One edition of the newsletter before rendering."""
+
+    title: str
+    date: datetime
+    sections: tuple[Section, ...]
+
+    @property
+    def posts(self) -> tuple[Post, ...]:
+        """Every post in the issue, in section order."""
+        return tuple(post for section in self.sections for post in section.posts)
+
+    @property
+    def post_count(self) -> int:
+        """How many posts the issue carries."""
+        return len(self.posts)
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """The issue rendered once, with placeholders left for per-subscriber fields."""
+
+    subject: str
+    html: str
+    text: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One recipient from the subscriber list."""
+
+    email: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class SubscriberList:
+    """The subscriber file, read and checked: who gets mail and what was wrong with the rest."""
+
+    subscribers: tuple[Subscriber, ...]
+    invalid: tuple[str, ...] = ()
+    duplicates: tuple[str, ...] = ()
+
+
+class DeliveryStatus(str, Enum):
+    """Where one recipient's message stands."""
+
+    SENT = "sent"
+    FAILED = "failed"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of handing one subscriber's message to the SMTP server."""
+
+    email: str
+    status: DeliveryStatus
+    reply: str = ""
+
+
+@dataclass(frozen=True)
+class SendReport:
+    """What a send did, for the CLI and the scheduler's log."""
+
+    issue_id: int | None
+    post_count: int
+    sent: int = 0
+    failed: int = 0
+    pending: int = 0
+    skipped_reason: str = ""
+    resumed: bool = False
+    feed_problems: tuple[str, ...] = field(default_factory=tuple)
+    outbox: str = ""

@@ -1,0 +1,123 @@
+"""A real HTTP server on 127.0.0.1 that serves scripted feed responses and logs requests."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Route:
+    """How the server answers one path."""
+
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/xml"})
+    delay: float = 0.0
+    gzip: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+    location: str | None = None
+    handler: Callable[[BaseHTTPRequestHandler], Route | None] | None = None
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request the server saw."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+class FeedServer:
+    """Serve routes over HTTP on 127.0.0.1; use as a context manager."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: list[LoggedRequest] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append(
+                    LoggedRequest("GET", self.path, {k.lower(): v for k, v in self.headers.items()})
+                )
+                route = server.routes.get(self.path.split("?")[0])
+                if route is None:
+                    self._answer(404, b"not found", {"Content-Type": "text/plain"})
+                    return
+                if route.handler is not None:
+                    route = route.handler(self) or route
+                if route.delay:
+                    time.sleep(route.delay)
+                headers = dict(route.headers)
+                if route.etag:
+                    headers["ETag"] = route.etag
+                    if self.headers.get("If-None-Match") == route.etag:
+                        self._answer(304, b"", headers)
+                        return
+                if route.last_modified:
+                    headers["Last-Modified"] = route.last_modified
+                    if self.headers.get("If-Modified-Since") == route.last_modified:
+                        self._answer(304, b"", headers)
+                        return
+                if route.location:
+                    headers["Location"] = route.location
+                body = route.body
+                if route.gzip:
+                    body = gzip.compress(body)
+                    headers["Content-Encoding"] = "gzip"
+                self._answer(route.status, body, headers)
+
+            def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    if body:
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:PORT"""
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        """Absolute URL of a path on this server."""
+        return self.base_url + path
+
+    def add(self, path: str, body: bytes | str = b"", **options: object) -> str:
+        """Serve body at path; returns the absolute URL."""
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        self.routes[path] = Route(body=data, **options)  # type: ignore[arg-type]
+        return self.url(path)
+
+    def hits(self, path: str) -> list[LoggedRequest]:
+        """Requests made for one path."""
+        return [r for r in self.requests if r.path.split("?")[0] == path]
+
+    def __enter__(self) -> FeedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
