@@ -111,6 +111,17 @@ class FeedConfig(_Strict):
             return value
         raise ValueError(f"expected an http(s) URL or a file path, got scheme '{scheme}:'")
 
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                message = f"{pattern!r} is not a valid regular expression: {error}"
+                raise ValueError(message) from None
+        return patterns
+
     @property
     def heading(self) -> str:
         """The section this feed's posts appear under."""
@@ -201,7 +212,8 @@ class ScheduleConfig(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"expected an IANA time zone such as 'Europe/London', got {value!r}")
+            message = f"expected an IANA time zone such as 'Europe/London', got {value!r}"
+            raise ValueError(message) from None
         return value
 
     @model_validator(mode="after")
@@ -209,7 +221,7 @@ class ScheduleConfig(_Strict):
         if self.cron and (self.day or self.time):
             raise ValueError("give either cron or day + time, not both")
         if not self.cron and not (self.day and self.time):
-            raise ValueError("give day and time (e.g. day: monday, time: \"08:00\") or cron")
+            raise ValueError('give day and time (e.g. day: monday, time: "08:00") or cron')
         return self
 
 

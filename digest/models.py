@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 
 class DigestError(Exception):
@@ -41,7 +41,7 @@ class Post:
     categories: tuple[str, ...] = ()
 
 
-class FetchStatus(str, Enum):
+class FetchStatus(StrEnum):
     """How fetching one feed ended."""
 
     OK = "ok"
@@ -121,7 +121,7 @@ class SubscriberList:
     duplicates: tuple[str, ...] = ()
 
 
-class DeliveryStatus(str, Enum):
+class DeliveryStatus(StrEnum):
     """Where one recipient's message stands."""
 
     SENT = "sent"

@@ -380,7 +380,9 @@ class State:
                 )
             )
             summaries.append(
-                IssueSummary(self._issue(row), counts["sent"], counts["failed"], counts["pending"], failed)
+                IssueSummary(
+                    self._issue(row), counts["sent"], counts["failed"], counts["pending"], failed
+                )
             )
         return summaries
 

@@ -71,9 +71,7 @@ class RecordingHandler:
         content: Any = envelope.original_content or envelope.content
         data = content if isinstance(content, bytes) else str(content).encode()
         with self.lock:
-            self.received.append(
-                Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), data)
-            )
+            self.received.append(Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), data))
         return "250 Message accepted for delivery"
 
 

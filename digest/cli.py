@@ -1,0 +1,249 @@
+"""The `digest` command: parse options, call the library, turn DigestError into exit codes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import webbrowser
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from digest import pipeline
+from digest.config import Config, load_config
+from digest.models import DigestError, SendReport
+
+F = TypeVar("F", bound=Callable[..., Any])
+NOW_VARIABLE = "DIGEST_NOW"
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def current_time() -> datetime:
+    """Now, in UTC; DIGEST_NOW (ISO 8601) overrides it for rehearsals and tests."""
+    override = os.environ.get(NOW_VARIABLE)
+    if not override:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(override)
+    except ValueError:
+        raise DigestError(f"{NOW_VARIABLE}={override!r} is not an ISO 8601 date and time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class DigestGroup(click.Group):
+    """A click group that reports DigestError as one line with its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestError as error:
+            err.print(f"Error: {error}", markup=False)
+            ctx.exit(error.exit_code)
+        except KeyboardInterrupt:
+            err.print("Interrupted.")
+            ctx.exit(130)
+
+
+@click.group(cls=DigestGroup)
+@click.option(
+    "--config",
+    "config_path",
+    default="config.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The newsletter's config file.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens, step by step.")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
+    """digest: your feeds' new posts, in subscribers' inboxes, on schedule."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = config_path
+
+
+def with_config(function: F) -> F:
+    """Load the config named by --config and pass it as the first argument."""
+
+    @click.pass_context
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        return ctx.invoke(function, load_config(ctx.obj), *args, **kwargs)
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_problems(lines: tuple[str, ...]) -> None:
+    for line in lines:
+        err.print(f"Warning: {line}", markup=False)
+
+
+def _summarise(report: SendReport, verb: str) -> None:
+    _print_problems(report.feed_problems)
+    if report.skipped_reason:
+        out.print(f"Nothing sent: {report.skipped_reason}.")
+        return
+    resumed = f" (resumed issue {report.issue_id})" if report.resumed else ""
+    out.print(
+        f"{verb} issue with {report.post_count} posts{resumed}: {report.sent} delivered,"
+        f" {report.failed} failed, {report.pending} pending."
+    )
+
+
+@main.command()
+@click.option("--feeds", is_flag=True, help="Also fetch every feed now and report its health.")
+@with_config
+def check(config: Config, feeds: bool) -> None:
+    """Validate config.yaml, the subscribers file and the templates (no network)."""
+    from digest.render import check_templates
+    from digest.subscribers import load_subscribers
+
+    subscriber_list = load_subscribers(config.subscribers_path)
+    warnings = check_templates(config)
+    for feed in config.feeds:
+        if not feed.is_remote and not config.resolve(feed.url).is_file():
+            raise DigestError(f"{config.source}: feed {feed.name!r}: no file at {feed.url}")
+    with pipeline.open_state(config, read_only=True) as state:
+        for feed in config.feeds:
+            record = state.feed(feed.url)
+            if record and record.permanent_url:
+                warnings.append(
+                    f"feed {feed.name!r} has moved permanently to {record.permanent_url};"
+                    " update its url in config.yaml"
+                )
+            if record and record.gone:
+                warnings.append(f"feed {feed.name!r} is gone (410); remove it from config.yaml")
+            if record and record.failures and record.first_failure_at:
+                warnings.append(
+                    f"feed {feed.name!r} has failed {record.failures} times since"
+                    f" {record.first_failure_at:%Y-%m-%d}: {record.last_error}"
+                )
+    for problem in subscriber_list.invalid:
+        warnings.append(f"invalid subscriber skipped: {problem}")
+    for duplicate in subscriber_list.duplicates:
+        warnings.append(f"duplicate subscriber ignored: {duplicate}")
+    for warning in warnings:
+        err.print(f"Warning: {warning}", markup=False)
+    out.print(
+        f"{config.source}: OK: {len(config.feeds)} feeds,"
+        f" {len(subscriber_list.subscribers)} subscribers, templates render."
+    )
+    if feeds:
+        _feed_health(config)
+
+
+def _feed_health(config: Config) -> None:
+    from digest.collect import check_feeds
+
+    with pipeline.open_state(config, read_only=True) as state:
+        records = {feed.url: state.feed(feed.url) for feed in config.feeds}
+    rows = check_feeds(config.feeds, config.fetch, config.base_dir, records, current_time())
+    table = Table("Feed", "Status", "Entries", "Newest post", "Time", "Problems")
+    failing = False
+    for row in rows:
+        newest = f"{row.newest:%Y-%m-%d}" if row.newest else "-"
+        table.add_row(
+            row.name,
+            row.status,
+            str(row.entries),
+            newest,
+            f"{row.elapsed:.2f}s",
+            "; ".join(row.problems) or "-",
+        )
+        failing = failing or row.status == "failed"
+    out.print(table)
+    if failing:
+        raise DigestError("some feeds are failing; see the table above")
+
+
+@main.command()
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--open", "open_browser", is_flag=True, help="Open the preview in a browser.")
+@click.option("--text", "show_text", is_flag=True, help="Print the plain-text part.")
+@with_config
+def preview(config: Config, out_path: Path | None, open_browser: bool, show_text: bool) -> None:
+    """The next issue exactly as it will be sent; sends and records nothing."""
+    prepared, html, text = pipeline.preview(config, current_time())
+    _print_problems(prepared.problems)
+    for warning in prepared.rendered.warnings:
+        err.print(f"Warning: {warning}", markup=False)
+    if show_text:
+        click.echo(text)
+    if out_path is None and (open_browser or not show_text):
+        out_path = Path("preview.html")
+    if out_path is not None:
+        out_path.write_text(html, encoding="utf-8")
+        out.print(
+            f"Preview of the next issue ({prepared.issue.post_count} posts,"
+            f" subject {prepared.rendered.subject!r}) written to {out_path}"
+        )
+        if open_browser:
+            webbrowser.open(out_path.resolve().as_uri())
+
+
+@main.command()
+@click.option("--to", "recipients", multiple=True, help="Test send to these addresses only.")
+@click.option("--dry-run", is_flag=True, help="Write .eml files to the outbox; no SMTP.")
+@with_config
+def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
+    """Send the next issue to every subscriber (resuming an unfinished one first)."""
+    now = current_time()
+    if recipients and dry_run:
+        raise click.UsageError("use either --to or --dry-run, not both")
+    if dry_run:
+        report = pipeline.dry_run(config, now)
+        _print_problems(report.feed_problems)
+        if report.skipped_reason:
+            out.print(f"Nothing to write: {report.skipped_reason}.")
+        else:
+            out.print(
+                f"Wrote {report.sent} messages ({report.post_count} posts) to {report.outbox}"
+            )
+        return
+    if recipients:
+        report = pipeline.test_send(config, now, recipients)
+        _summarise(report, "Test-sent")
+    else:
+        report = pipeline.send(config, now, clock=lambda: datetime.now(UTC))
+        _summarise(report, "Sent")
+    if report.pending:
+        raise DigestError(
+            f"{report.pending} messages left pending after temporary failures;"
+            " run `digest send` again to retry them"
+        )
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, help="How many issues to list.")
+@with_config
+def history(config: Config, limit: int) -> None:
+    """Issues sent so far: date, posts, delivered / failed / pending, failed addresses."""
+    with pipeline.open_state(config, read_only=True) as state:
+        rows = state.history(limit)
+    if not rows:
+        out.print("No issues sent yet.")
+        return
+    table = Table("Issue", "Date", "Posts", "Delivered", "Failed", "Pending", "Failed addresses")
+    for row in rows:
+        finished = "" if row.issue.finished_at else " (unfinished)"
+        table.add_row(
+            str(row.issue.id),
+            f"{row.issue.created_at:%Y-%m-%d %H:%M}{finished}",
+            str(row.issue.post_count),
+            str(row.sent),
+            str(row.failed),
+            str(row.pending),
+            ", ".join(row.failed_addresses) or "-",
+        )
+    out.print(table)

@@ -1,0 +1,261 @@
+"""Run the stages in order for preview, test send, dry run and the real (resumable) send."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from digest.collect import KnownFeed, collect
+from digest.config import Config
+from digest.deliver import Mailer
+from digest.group import AlreadySent, build_issue
+from digest.message import IssueEnvelope, OutgoingMessage, build_message, envelope_for
+from digest.models import (
+    Delivery,
+    DeliveryStatus,
+    FeedResult,
+    FetchStatus,
+    Issue,
+    Post,
+    RenderedIssue,
+    SendReport,
+    Subscriber,
+)
+from digest.render import personalise, render_issue
+from digest.state import State
+from digest.subscribers import load_subscribers
+from digest.tokens import make_token, signing_secret
+
+logger = logging.getLogger(__name__)
+
+PREVIEW_SUBSCRIBER = Subscriber(email="reader@example.org", name="Sample Reader")
+Progress = Callable[[Delivery], None]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The next issue, grouped and rendered, with what went wrong collecting it."""
+
+    issue: Issue
+    rendered: RenderedIssue
+    feed_results: tuple[FeedResult, ...]
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """One line per feed that failed or warned, naming it."""
+        return feed_problems(self.feed_results)
+
+
+def feed_problems(results: Sequence[FeedResult]) -> tuple[str, ...]:
+    """Human-readable lines for failed and suspicious feeds."""
+    lines = []
+    for result in results:
+        if result.status is FetchStatus.FAILED:
+            lines.append(f"feed {result.feed_url} skipped: {result.error}")
+        elif result.warning:
+            lines.append(f"feed {result.feed_url}: {result.warning}")
+        if result.permanent_url:
+            lines.append(
+                f"feed {result.feed_url} has moved permanently to {result.permanent_url};"
+                " update config.yaml"
+            )
+    return tuple(lines)
+
+
+def open_state(config: Config, *, read_only: bool = False) -> State:
+    """The state database; a throwaway in-memory one when only reading and none exists yet."""
+    if read_only and not config.state_path.exists():
+        return State(Path(":memory:"))
+    return State(config.state_path)
+
+
+def _resolve_dates(
+    posts: Sequence[Post], first_seen: dict[str, datetime], now: datetime
+) -> list[Post]:
+    return [
+        post if post.published else replace(post, published=first_seen.get(post.key, now))
+        for post in posts
+    ]
+
+
+def prepare(config: Config, state: State, now: datetime, *, record: bool) -> Prepared:
+    """Collect every feed, pick the new posts, group and render them once."""
+    known = {}
+    for feed in config.feeds:
+        remembered = state.feed(feed.url)
+        if remembered:
+            known[feed.url] = KnownFeed(
+                remembered.etag, remembered.last_modified, remembered.permanent_url
+            )
+    results = collect(config.feeds, config.fetch, config.base_dir, known, now)
+    posts_by_feed: dict[str, list[Post]] = {}
+    for feed, result in zip(config.feeds, results, strict=True):
+        if result.status is FetchStatus.OK:
+            posts: Sequence[Post] = result.posts
+        elif result.status is FetchStatus.NOT_MODIFIED:
+            posts = state.stored_posts(feed.url)
+        else:
+            logger.warning("feed %r skipped: %s", feed.name, result.error)
+            posts = []
+        posts_by_feed[feed.url] = _resolve_dates(posts, state.first_seen(feed.url), now)
+        if record:
+            state.record_fetch(result, now)
+    keys, links = state.carried()
+    issue = build_issue(config, posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), now)
+    rendered = render_issue(issue, config)
+    return Prepared(issue, rendered, tuple(results))
+
+
+def preview(config: Config, now: datetime) -> tuple[Prepared, str, str]:
+    """The next issue as a sample subscriber would get it (html, text); records nothing."""
+    with open_state(config, read_only=True) as state:
+        prepared = prepare(config, state, now, record=False)
+    envelope = envelope_for(config, prepared.rendered, now)
+    html, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, _preview_unsubscribe(envelope))
+    return prepared, html, text
+
+
+def _preview_unsubscribe(envelope: IssueEnvelope) -> str:
+    template = envelope.unsubscribe_url_template
+    return template.replace("{token}", "preview") if template else f"mailto:{envelope.sender}"
+
+
+def _messages(
+    envelope: IssueEnvelope, subscribers: Sequence[Subscriber], secret: str
+) -> Iterator[OutgoingMessage]:
+    for subscriber in subscribers:
+        yield build_message(envelope, subscriber, make_token(secret, subscriber.email))
+
+
+def test_send(config: Config, now: datetime, recipients: Sequence[str]) -> SendReport:
+    """Send the next issue to the given addresses only; records nothing, uses no posts up."""
+    with open_state(config, read_only=True) as state:
+        prepared = prepare(config, state, now, record=False)
+        secret = signing_secret(config, state) if state.path != Path(":memory:") else "test-send"
+    if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
+        return SendReport(None, 0, skipped_reason="nothing new", feed_problems=prepared.problems)
+    envelope = envelope_for(config, prepared.rendered, now)
+    outcomes: list[Delivery] = []
+    subscribers = [Subscriber(email=address) for address in recipients]
+    with Mailer(config.smtp) as mailer:
+        mailer.send_all(_messages(envelope, subscribers, secret), outcomes.append)
+    return _report(None, prepared.issue.post_count, outcomes, prepared.problems)
+
+
+def dry_run(config: Config, now: datetime) -> SendReport:
+    """Build every subscriber's message and write them as .eml files; no SMTP, records nothing."""
+    subscriber_list = load_subscribers(config.subscribers_path)
+    with open_state(config, read_only=True) as state:
+        prepared = prepare(config, state, now, record=False)
+        suppressed = state.suppressed()
+        secret = signing_secret(config, state) if state.path != Path(":memory:") else "dry-run"
+    if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
+        return SendReport(None, 0, skipped_reason="nothing new", feed_problems=prepared.problems)
+    outbox = config.resolve(config.outbox) / now.strftime("%Y-%m-%dT%H%M%S")
+    outbox.mkdir(parents=True, exist_ok=True)
+    envelope = envelope_for(config, prepared.rendered, now)
+    recipients = [s for s in subscriber_list.subscribers if s.email.lower() not in suppressed]
+    for number, message in enumerate(_messages(envelope, recipients, secret), start=1):
+        safe = re.sub(r"[^A-Za-z0-9@._-]", "_", message.recipient)
+        (outbox / f"{number:05d}-{safe}.eml").write_bytes(message.data)
+    return SendReport(
+        None,
+        prepared.issue.post_count,
+        sent=len(recipients),
+        feed_problems=prepared.problems,
+        outbox=str(outbox),
+    )
+
+
+def _report(
+    issue_id: int | None,
+    post_count: int,
+    outcomes: Sequence[Delivery],
+    problems: tuple[str, ...],
+    *,
+    resumed: bool = False,
+) -> SendReport:
+    counts = {status: 0 for status in DeliveryStatus}
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    return SendReport(
+        issue_id,
+        post_count,
+        sent=counts[DeliveryStatus.SENT],
+        failed=counts[DeliveryStatus.FAILED],
+        pending=counts[DeliveryStatus.PENDING],
+        resumed=resumed,
+        feed_problems=problems,
+    )
+
+
+def send(
+    config: Config,
+    now: datetime,
+    *,
+    slot_key: str | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> SendReport:
+    """The real send: resume an unfinished issue first, else freeze and send a new one."""
+    subscriber_list = load_subscribers(config.subscribers_path)
+    with open_state(config) as state, Mailer(config.smtp) as mailer:
+        secret = signing_secret(config, state)
+        stored = state.unfinished_issue()
+        problems: tuple[str, ...] = ()
+        if stored is not None:
+            logger.info("resuming issue %d from %s", stored.id, stored.created_at.isoformat())
+            if slot_key:
+                state.claim_slot(slot_key, stored.id)
+            issue_id, post_count, resumed = stored.id, stored.post_count, True
+            rendered = RenderedIssue(stored.subject, stored.html, stored.text)
+            issue_date = stored.created_at
+        else:
+            prepared = prepare(config, state, now, record=True)
+            problems = prepared.problems
+            if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
+                if slot_key:
+                    state.record_skipped_slot(slot_key, now, "nothing new")
+                return SendReport(None, 0, skipped_reason="nothing new", feed_problems=problems)
+            rendered = prepared.rendered
+            issue_id = state.create_issue(
+                subject=rendered.subject,
+                html=rendered.html,
+                text=rendered.text,
+                posts=prepared.issue.posts,
+                now=now,
+                slot_key=slot_key,
+            )
+            post_count, resumed, issue_date = prepared.issue.post_count, False, now
+        done = {
+            address
+            for address, delivery in state.deliveries(issue_id).items()
+            if delivery.status is not DeliveryStatus.PENDING
+        }
+        suppressed = state.suppressed()
+        recipients = [
+            s
+            for s in subscriber_list.subscribers
+            if s.email.lower() not in done and s.email.lower() not in suppressed
+        ]
+        envelope = envelope_for(config, rendered, issue_date)
+        outcomes: list[Delivery] = []
+
+        def record(delivery: Delivery) -> None:
+            state.record_delivery(issue_id, delivery, clock() if clock else now)
+            outcomes.append(delivery)
+            if progress:
+                progress(delivery)
+
+        mailer.send_all(_messages(envelope, recipients, secret), record, stop)
+        pending = [o for o in outcomes if o.status is DeliveryStatus.PENDING]
+        interrupted = len(outcomes) < len(recipients)
+        if not pending and not interrupted:
+            state.finish_issue(issue_id, clock() if clock else now)
+    return _report(issue_id, post_count, outcomes, problems, resumed=resumed)
