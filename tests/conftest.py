@@ -15,7 +15,6 @@ from xml.sax.saxutils import escape
 import pytest
 from click.testing import CliRunner, Result
 
-from digest.cli import main
 from tests.support.feedserver import FeedServer
 from tests.support.smtpserver import SmtpServer
 
@@ -103,6 +102,8 @@ class Project:
 
     def run(self, *args: str, now: datetime | None = None) -> Result:
         """Run the digest CLI in-process with --config and a fixed clock."""
+        from digest.cli import main
+
         env = {"DIGEST_NOW": (now or self.now).isoformat()}
         return CliRunner().invoke(main, ["--config", str(self.config), *args], env=env)
 
