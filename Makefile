@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m digest.demo
+	$(BIN)/digest demo
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check digest tests bench

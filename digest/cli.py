@@ -247,3 +247,31 @@ def history(config: Config, limit: int) -> None:
             ", ".join(row.failed_addresses) or "-",
         )
     out.print(table)
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "directory",
+    default="demo-output",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the demo writes its config, preview and received mail.",
+)
+def demo(directory: Path) -> None:
+    """Run the whole job on bundled sample feeds, into a mail server on 127.0.0.1."""
+    from digest.demo import run_demo
+
+    result = run_demo(directory, current_time())
+    report = result.report
+    _print_problems(report.feed_problems)
+    out.print(f"[bold]Issue:[/bold] {result.subject}")
+    out.print(
+        f"Collected {report.post_count} posts from the sample feeds;"
+        f" delivered {report.sent}, failed {report.failed}, pending {report.pending}."
+    )
+    out.print(f"Preview (as subscribers see it): {result.preview}")
+    out.print(f"Messages received by the demo mail server ({len(result.received)}):")
+    for path in result.received:
+        out.print(f"  {path}")
+    out.print(f"Try next: digest --config {result.config} history")
