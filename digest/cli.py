@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from digest import pipeline
+from digest import pipeline, schedule
 from digest.config import Config, load_config
 from digest.models import DigestError, SendReport
 
@@ -275,3 +275,52 @@ def demo(directory: Path) -> None:
     for path in result.received:
         out.print(f"  {path}")
     out.print(f"Try next: digest --config {result.config} history")
+
+
+@main.command("schedule")
+@click.option("--count", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--after",
+    "after_text",
+    metavar="DATE",
+    help="ISO date or date-time to count from (default: now); without an offset it is read"
+    " in the schedule's time zone.",
+)
+@with_config
+def show_schedule(config: Config, count: int, after_text: str | None) -> None:
+    """Print the next send slots, one ISO 8601 time with its UTC offset per line."""
+    plan = schedule.require_schedule(config)
+    after = current_time()
+    if after_text:
+        try:
+            after = schedule.parse_when(after_text, plan)
+        except ValueError:
+            message = f"{after_text!r} is not an ISO date or date-time such as 2027-03-29T08:00"
+            raise click.BadParameter(message, param_hint="--after") from None
+    for slot in schedule.next_slots(plan, after, count):
+        click.echo(slot.isoformat())
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Send the due slot, or else the next one, now; exit.")
+@with_config
+def run(config: Config, once: bool) -> None:
+    """Send at every slot until stopped; SIGTERM or Ctrl-C finishes the message in flight."""
+    logging.getLogger(schedule.__name__).setLevel(logging.INFO)
+    clock = schedule.Clock.starting_at(current_time())
+    if not once:
+        schedule.run_forever(config, clock)
+        return
+    result = schedule.run_once(config, clock)
+    if result is None:
+        out.print("No slot to send: the schedule has no future slots.")
+    elif result.report is None:
+        out.print(f"Slot {result.slot.isoformat()} was already handled; nothing sent.")
+    else:
+        out.print(f"Slot {result.slot.isoformat()}:")
+        _summarise(result.report, "Sent")
+        if result.report.pending:
+            raise DigestError(
+                f"{result.report.pending} messages left pending after temporary failures;"
+                " run `digest send` again to retry them"
+            )

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from digest.cron import parse_cron
 from digest.models import ConfigError
 
 DEFAULT_USER_AGENT = "digest/0.1 (+https://github.com/digest-newsletter/digest)"
@@ -202,6 +203,13 @@ class ScheduleConfig(_Strict):
     def _clock(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", value.strip()):
             raise ValueError(f'expected a time like "08:00", got {value!r}')
+        return value.strip() if value else value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cron(value)
         return value.strip() if value else value
 
     @field_validator("timezone")

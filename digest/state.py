@@ -361,6 +361,14 @@ class State:
         row = self.db.execute("SELECT 1 FROM skipped_slots WHERE slot_key = ?", (slot_key,))
         return row.fetchone() is not None
 
+    def latest_slot_key(self) -> str | None:
+        """The newest slot with an issue or a skipped record (keys are UTC ISO, so text order)."""
+        row = self.db.execute(
+            "SELECT MAX(slot_key) AS k FROM (SELECT slot_key FROM issues"
+            " UNION ALL SELECT slot_key FROM skipped_slots)"
+        ).fetchone()
+        return str(row["k"]) if row["k"] else None
+
     def history(self, limit: int = 50) -> list[IssueSummary]:
         """Recent issues with their delivery counts, newest first."""
         summaries = []

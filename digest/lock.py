@@ -1,0 +1,109 @@
+"""Exclusive file locks beside the state database, so two processes never send at once.
+
+Two locks, both `fcntl.flock` on a small file next to the state file:
+
+- `run` (digest.sqlite3.run.lock): held by `digest run` for its whole life; one scheduler per state.
+- `send` (digest.sqlite3.send.lock): held for the duration of any send, by the scheduler or by
+  `digest send`, so a manual send never overlaps a scheduled one.
+
+The lock file records who holds it (pid, host, start time, command) for the error message.
+The kernel releases a flock when its process dies, so a crash never leaves a stale lock.
+Locks are re-entrant within one process: the scheduler holds `send` around pipeline.send,
+which takes it again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from digest.models import DigestError
+
+_held: dict[Path, list[int]] = {}
+_held_guard = threading.Lock()
+_POLL_SECONDS = 0.2
+
+
+class LockHeld(DigestError):
+    """Another process holds the lock; the message says who."""
+
+
+def lock_path(state_path: Path, name: str) -> Path:
+    """The lock file for `name` ('run' or 'send') beside the state database."""
+    return state_path.with_name(f"{state_path.name}.{name}.lock")
+
+
+def describe_holder(path: Path) -> str:
+    """'pid N on HOST since TIME' from a lock file, or 'unknown' if it cannot be read."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return f"{info['command']} (pid {info['pid']} on {info['host']} since {info['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "process (unknown pid)"
+
+
+@contextmanager
+def hold_lock(
+    state_path: Path,
+    name: str = "send",
+    *,
+    wait: float = 0.0,
+    stop: threading.Event | None = None,
+) -> Iterator[Path]:
+    """Hold the named lock for the block; LockHeld if another process keeps it past `wait` s."""
+    path = lock_path(state_path, name).resolve()
+    with _held_guard:
+        entry = _held.get(path)
+        if entry is not None:
+            entry[1] += 1
+    if entry is not None:
+        try:
+            yield path
+        finally:
+            with _held_guard:
+                entry[1] -= 1
+        return
+    descriptor = _acquire(path, name, wait, stop)
+    entry = [descriptor, 1]
+    with _held_guard:
+        _held[path] = entry
+    try:
+        yield path
+    finally:
+        with _held_guard:
+            del _held[path]
+        os.ftruncate(descriptor, 0)
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
+def _acquire(path: Path, name: str, wait: float, stop: threading.Event | None) -> int:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise DigestError(f"{path}: cannot create the lock file: {error.strerror}") from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+                os.close(descriptor)
+                holder = describe_holder(path)
+                raise LockHeld(f"another digest {holder} holds the lock {path}") from None
+            time.sleep(_POLL_SECONDS)
+    since = datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+    record = {"command": name, "pid": os.getpid(), "host": socket.gethostname(), "since": since}
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, json.dumps(record).encode("utf-8"), 0)
+    return descriptor
