@@ -313,14 +313,16 @@ def run(config: Config, once: bool) -> None:
         return
     result = schedule.run_once(config, clock)
     if result is None:
-        out.print("No slot to send: the schedule has no future slots.")
-    elif result.report is None:
-        out.print(f"Slot {result.slot.isoformat()} was already handled; nothing sent.")
-    else:
-        out.print(f"Slot {result.slot.isoformat()}:")
-        _summarise(result.report, "Sent")
-        if result.report.pending:
-            raise DigestError(
-                f"{result.report.pending} messages left pending after temporary failures;"
-                " run `digest send` again to retry them"
-            )
+        out.print("Nothing to send: no unfinished issue and no future slot.")
+        return
+    slot = result.slot.isoformat() if result.slot else "-"
+    if result.report is None:
+        out.print(f"Slot {slot} was already handled; nothing sent.")
+        return
+    out.print(f"Slot {slot}:")
+    _summarise(result.report, "Sent")
+    if result.report.pending:
+        raise DigestError(
+            f"{result.report.pending} messages left pending after temporary failures;"
+            " run `digest send` again to retry them"
+        )

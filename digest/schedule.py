@@ -196,15 +196,16 @@ class Plan:
 
 
 def plan_due(schedule: ScheduleConfig, now: datetime, latest_recorded: datetime | None) -> Plan:
-    """Send the latest slot if it passed less than grace ago; skip older unrecorded ones."""
+    """Send the latest slot if under grace ago; skip those missed since the last recorded one."""
     recent = previous_slot(schedule, now)
     if recent is None:
         return Plan(None, ())
-    older = slots_between(schedule, latest_recorded, recent) if latest_recorded else []
     allowed = max(timedelta(seconds=schedule.grace), ON_TIME)
-    if now.astimezone(UTC) - recent.astimezone(UTC) < allowed:
-        return Plan(recent, tuple(older))
-    return Plan(None, (*older, recent))
+    in_time = now.astimezone(UTC) - recent.astimezone(UTC) < allowed
+    if latest_recorded is None:  # first start: no scheduler ran, so none were missed
+        return Plan(recent if in_time else None, ())
+    older = slots_between(schedule, latest_recorded, recent)
+    return Plan(recent, tuple(older)) if in_time else Plan(None, (*older, recent))
 
 
 # -- firing slots ---------------------------------------------------------------------------
@@ -228,9 +229,10 @@ class Clock:
 
 @dataclass(frozen=True)
 class SlotResult:
-    """One slot fired: the send's report, or None when the slot had already been handled."""
+    """A slot fired (None: only an interrupted issue was finished) and the send's report (None:
+    the slot had already been handled)."""
 
-    slot: datetime
+    slot: datetime | None
     report: SendReport | None
 
 
@@ -241,7 +243,7 @@ def fire(
     *,
     fallback_to_next: bool = False,
 ) -> SlotResult | None:
-    """Record missed slots as skipped and send the due one (or, if none, maybe the next one)."""
+    """Skip missed slots, finish an interrupted issue, send the due slot (or else the next)."""
     schedule = require_schedule(config)
     if stop.is_set():
         return None
@@ -253,24 +255,28 @@ def fire(
             plan = plan_due(schedule, now, datetime.fromisoformat(latest) if latest else None)
             _record_skips(state, plan.skip, now, schedule)
             slot = plan.send
-            if slot is not None and state.slot_handled(slot_key(slot)) and fallback_to_next:
-                slot = None
-            if slot is None and fallback_to_next:
+            if fallback_to_next and (slot is None or state.slot_handled(slot_key(slot))):
                 upcoming = next_slots(schedule, now, 1)
                 slot = upcoming[0] if upcoming else None
-            if slot is None:
-                return None
-            key = slot_key(slot)
-            if state.slot_handled(key):
+            key = slot_key(slot) if slot else None
+            handled = key is not None and state.slot_handled(key)
+            unfinished = state.unfinished_issue()
+        if unfinished is None and (slot is None or handled):
+            if slot is not None:
                 logger.info("slot %s already handled; nothing to do", slot.isoformat())
                 return SlotResult(slot, None)
-        logger.info("slot %s fired", slot.isoformat())
-        report = pipeline.send(config, now, slot_key=key, stop=stop, clock=clock.now)
-        if report.resumed:
+            return None
+        if unfinished is not None:
+            logger.info("resuming unfinished issue %d first", unfinished.id)
+        if slot is not None and not handled:
+            logger.info("slot %s fired", slot.isoformat())
+        fresh_key = None if handled else key
+        report = pipeline.send(config, now, slot_key=fresh_key, stop=stop, clock=clock.now)
+        if report.resumed and fresh_key is not None:
             with State(config.state_path) as state:
-                if not state.slot_handled(key):
+                if not state.slot_handled(fresh_key):
                     reason = f"resumed unfinished issue {report.issue_id} instead"
-                    state.record_skipped_slot(key, clock.now(), reason)
+                    state.record_skipped_slot(fresh_key, clock.now(), reason)
     _log_slot(slot, report, schedule, clock.now())
     return SlotResult(slot, report)
 
@@ -297,7 +303,10 @@ def _rounded(delta: timedelta) -> timedelta:
     return timedelta(seconds=int(delta.total_seconds()))
 
 
-def _log_slot(slot: datetime, report: SendReport, schedule: ScheduleConfig, now: datetime) -> None:
+def _log_slot(
+    slot: datetime | None, report: SendReport, schedule: ScheduleConfig, now: datetime
+) -> None:
+    label = slot.isoformat() if slot else "(resuming)"
     upcoming = next_slots(schedule, now, 1)
     following = upcoming[0].isoformat() if upcoming else "none"
     for problem in report.feed_problems:
@@ -305,7 +314,7 @@ def _log_slot(slot: datetime, report: SendReport, schedule: ScheduleConfig, now:
     if report.skipped_reason:
         logger.info(
             "slot %s: nothing sent (%s); next slot %s",
-            slot.isoformat(),
+            label,
             report.skipped_reason,
             following,
         )
@@ -313,7 +322,7 @@ def _log_slot(slot: datetime, report: SendReport, schedule: ScheduleConfig, now:
     resumed = f" (resumed issue {report.issue_id})" if report.resumed else ""
     logger.info(
         "slot %s: issue %s%s, %d posts, %d delivered, %d failed, %d pending; next slot %s",
-        slot.isoformat(),
+        label,
         report.issue_id,
         resumed,
         report.post_count,
