@@ -57,8 +57,12 @@ def hold_lock(
     *,
     wait: float = 0.0,
     stop: threading.Event | None = None,
+    command: str | None = None,
 ) -> Iterator[Path]:
-    """Hold the named lock for the block; LockHeld if another process keeps it past `wait` s."""
+    """Hold the named lock for the block; LockHeld if another process keeps it past `wait` s.
+
+    `command` (default: the lock's name) is the digest command recorded as the holder.
+    """
     path = lock_path(state_path, name).resolve()
     with _held_guard:
         entry = _held.get(path)
@@ -71,7 +75,7 @@ def hold_lock(
             with _held_guard:
                 entry[1] -= 1
         return
-    descriptor = _acquire(path, name, wait, stop)
+    descriptor = _acquire(path, command or name, wait, stop)
     entry = [descriptor, 1]
     with _held_guard:
         _held[path] = entry
@@ -85,7 +89,7 @@ def hold_lock(
         os.close(descriptor)
 
 
-def _acquire(path: Path, name: str, wait: float, stop: threading.Event | None) -> int:
+def _acquire(path: Path, command: str, wait: float, stop: threading.Event | None) -> int:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -103,7 +107,7 @@ def _acquire(path: Path, name: str, wait: float, stop: threading.Event | None) -
                 raise LockHeld(f"another digest {holder} holds the lock {path}") from None
             time.sleep(_POLL_SECONDS)
     since = datetime.now(UTC).astimezone().isoformat(timespec="seconds")
-    record = {"command": name, "pid": os.getpid(), "host": socket.gethostname(), "since": since}
+    record = {"command": command, "pid": os.getpid(), "host": socket.gethostname(), "since": since}
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, json.dumps(record).encode("utf-8"), 0)
     return descriptor

@@ -248,7 +248,7 @@ def fire(
     if stop.is_set():
         return None
     wait = max(schedule.grace, ON_TIME.total_seconds())
-    with hold_lock(config.state_path, "send", wait=wait, stop=stop):
+    with hold_lock(config.state_path, "send", wait=wait, stop=stop, command="run"):
         now = clock.now()
         with State(config.state_path) as state:
             latest = state.latest_slot_key()

@@ -1,0 +1,99 @@
+"""The state file locks: exclusive across processes, re-entrant within one, gone with a crash."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from digest.lock import LockHeld, hold_lock, lock_path
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from digest.lock import hold_lock
+with hold_lock(Path(sys.argv[1]), "send"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def other_process(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the send lock on tmp_path/digest.sqlite3."""
+    state = tmp_path / "digest.sqlite3"
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(state)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "held"
+    yield process
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)
+
+
+def test_lock_held_by_another_process_names_it(
+    tmp_path: Path, other_process: subprocess.Popen[str]
+) -> None:
+    state = tmp_path / "digest.sqlite3"
+    with pytest.raises(LockHeld) as raised, hold_lock(state, "send"):
+        pass
+    message = str(raised.value)
+    match = re.fullmatch(
+        r"another digest send \(pid (\d+) on (\S+) since (\S+)\) holds the lock (\S+)", message
+    )
+    assert match, message
+    assert int(match.group(1)) == other_process.pid
+    assert match.group(2) == socket.gethostname()
+    assert match.group(4) == str(lock_path(state, "send").resolve())
+    assert raised.value.exit_code == 1
+
+
+def test_waiting_gives_up_after_the_wait_or_when_stopped(
+    tmp_path: Path, other_process: subprocess.Popen[str]
+) -> None:
+    state = tmp_path / "digest.sqlite3"
+    started = time.monotonic()
+    with pytest.raises(LockHeld), hold_lock(state, wait=0.5):
+        pass
+    assert 0.4 < time.monotonic() - started < 5
+    stop = threading.Event()
+    stop.set()
+    started = time.monotonic()
+    with pytest.raises(LockHeld), hold_lock(state, wait=60, stop=stop):
+        pass
+    assert time.monotonic() - started < 5
+
+
+def test_a_killed_holder_leaves_no_stale_lock(
+    tmp_path: Path, other_process: subprocess.Popen[str]
+) -> None:
+    other_process.kill()
+    other_process.wait(10)
+    with hold_lock(tmp_path / "digest.sqlite3", "send") as path:
+        assert path.exists()
+
+
+def test_run_and_send_locks_are_separate_and_reentrant(tmp_path: Path) -> None:
+    state = tmp_path / "digest.sqlite3"
+    with hold_lock(state, "run"), hold_lock(state, "send", command="run") as path:
+        with hold_lock(state, "send"):
+            assert '"command": "run"' in path.read_text(encoding="utf-8")
+        assert path.read_text(encoding="utf-8")
+    assert path.read_text(encoding="utf-8") == ""
+    probe = subprocess.run(
+        [sys.executable, "-c", HOLDER.replace("time.sleep(60)", "pass"), str(state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert probe.stdout.strip() == "held", probe.stderr
