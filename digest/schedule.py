@@ -38,8 +38,7 @@ logger = logging.getLogger(__name__)
 ON_TIME = timedelta(minutes=5)
 """A slot reached this late by a running scheduler is still sent, even with grace: 0."""
 MAX_SKIPPED_RECORDS = 1000
-_SEARCH_WINDOWS = (timedelta(hours=2), timedelta(days=2), timedelta(days=9), timedelta(days=63))
-_LONG_WINDOWS = (timedelta(days=740), timedelta(days=2930))
+_LOOK_BACK = tuple(timedelta(days=days) for days in (0.1, 2, 9, 63, 740, 2930))
 
 
 # -- slots (pure) --------------------------------------------------------------------------
@@ -135,13 +134,11 @@ def next_slots(schedule: ScheduleConfig, after: datetime, count: int) -> list[da
     zone = ZoneInfo(schedule.timezone)
     after_utc = after.astimezone(UTC)
     slots: list[datetime] = []
-    for wall in _walls(schedule, after_utc.astimezone(zone).replace(tzinfo=None)):
-        if len(slots) >= count:
-            break
+    walls = _walls(schedule, after_utc.astimezone(zone).replace(tzinfo=None))
+    while len(slots) < count and (wall := next(walls, None)) is not None:
         slot = _instant(wall, zone).astimezone(UTC)
-        if slot <= after_utc or (slots and slot == slots[-1]):
-            continue
-        slots.append(slot)
+        if slot > after_utc and not (slots and slot == slots[-1]):
+            slots.append(slot)  # several wall times in one skipped hour become one slot
     return [slot.astimezone(zone) for slot in slots]
 
 
@@ -150,7 +147,7 @@ def previous_slot(schedule: ScheduleConfig, now: datetime) -> datetime | None:
     zone = ZoneInfo(schedule.timezone)
     now_utc = now.astimezone(UTC)
     now_wall = now_utc.astimezone(zone).replace(tzinfo=None)
-    for window in _SEARCH_WINDOWS + _LONG_WINDOWS:
+    for window in _LOOK_BACK:
         latest = None
         for wall in _walls(schedule, now_wall - window):
             slot = _instant(wall, zone)
