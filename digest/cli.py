@@ -231,6 +231,7 @@ def history(config: Config, limit: int) -> None:
     """Issues sent so far: date, posts, delivered / failed / pending, failed addresses."""
     with pipeline.open_state(config, read_only=True) as state:
         rows = state.history(limit)
+        suppressed = len(state.suppressed())
     if not rows:
         out.print("No issues sent yet.")
         return
@@ -247,6 +248,8 @@ def history(config: Config, limit: int) -> None:
             ", ".join(row.failed_addresses) or "-",
         )
     out.print(table)
+    if suppressed:
+        out.print(f"{suppressed} unsubscribed addresses are skipped on every send.")
 
 
 @main.command()
@@ -326,3 +329,130 @@ def run(config: Config, once: bool) -> None:
             f"{result.report.pending} messages left pending after temporary failures;"
             " run `digest send` again to retry them"
         )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8025, show_default=True, type=click.IntRange(0, 65535), help="0: any."
+)
+@click.option(
+    "--preview/--no-preview",
+    default=True,
+    show_default=True,
+    help="Serve the live preview at /preview; turn it off on a public server.",
+)
+@click.pass_obj
+def serve(config_path: Path, host: str, port: int, preview: bool) -> None:
+    """Run the one-click unsubscribe endpoint and the live preview until stopped."""
+    from digest import web
+
+    workbench = web.Workbench(config_path, current_time, preview=preview)
+    sock = web.listen(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{sock.getsockname()[1]}"
+    click.echo(f"Serving {workbench.config.newsletter.title} on {base}")
+    click.echo(f"  unsubscribe: {base}/unsubscribe?token=...   health: {base}/healthz")
+    if preview:
+        click.echo(f"  live preview: {base}/preview (reloads when you save a file)")
+    web.serve(web.create_app(workbench), sock)
+
+
+@main.command()
+@click.argument(
+    "directory", default=".", required=False, type=click.Path(file_okay=False, path_type=Path)
+)
+def init(directory: Path) -> None:
+    """Create a ready-to-edit newsletter in DIRECTORY (default: here); overwrites nothing."""
+    from digest.scaffold import init_project
+
+    created = init_project(directory)
+    out.print(f"Created a newsletter in {directory}:")
+    for path in created:
+        out.print(f"  {path}")
+    config = directory / "config.yaml"
+    out.print(
+        f"Next: edit {config}, then `digest --config {config} check` and"
+        f" `digest --config {config} serve` for a live preview."
+    )
+
+
+def _address(value: str) -> str:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as error:
+        raise click.BadParameter(f"{value!r} is not an email address: {error}") from None
+
+
+@main.command()
+@click.argument("address")
+@with_config
+def unsubscribe(config: Config, address: str) -> None:
+    """Stop all mail to ADDRESS, whatever the subscriber list says."""
+    email = _address(address)
+    with pipeline.open_state(config) as state:
+        added = state.suppress(email, current_time(), "manual")
+    if added:
+        out.print(f"{email} is unsubscribed: no issue will be sent to it again.", markup=False)
+    else:
+        out.print(f"{email} was already unsubscribed; nothing changed.", markup=False)
+
+
+@main.command()
+@click.argument("address")
+@with_config
+def resubscribe(config: Config, address: str) -> None:
+    """Undo an unsubscribe for ADDRESS (only on the person's own request)."""
+    from digest.subscribers import load_subscribers
+
+    email = _address(address)
+    with pipeline.open_state(config) as state:
+        removed = state.unsuppress(email)
+    if not removed:
+        out.print(f"{email} was not unsubscribed; nothing changed.", markup=False)
+        return
+    listed = {s.email.lower() for s in load_subscribers(config.subscribers_path).subscribers}
+    out.print(f"{email} is resubscribed.", markup=False)
+    if email not in listed:
+        err.print(
+            f"Warning: {email} is not in {config.subscribers}; add it there to send to it.",
+            markup=False,
+        )
+
+
+@main.command()
+@with_config
+def subscribers(config: Config) -> None:
+    """Count the subscribers: listed, unsubscribed, invalid and duplicate rows, and which."""
+    from digest.subscribers import load_subscribers
+
+    subscriber_list = load_subscribers(config.subscribers_path)
+    with pipeline.open_state(config, read_only=True) as state:
+        suppressions = state.suppressions()
+    listed = {s.email.lower() for s in subscriber_list.subscribers}
+    suppressed = [row for row in suppressions if row[0] in listed]
+    elsewhere = len(suppressions) - len(suppressed)
+    table = Table("", "Count", "Which")
+    table.add_row("Listed", str(len(listed)), config.subscribers)
+    table.add_row(
+        "Unsubscribed",
+        str(len(suppressed)),
+        "\n".join(f"{email} ({source}, {when:%Y-%m-%d})" for email, when, source in suppressed)
+        or "-",
+    )
+    table.add_row("Will receive the next issue", str(len(listed) - len(suppressed)), "")
+    table.add_row(
+        "Invalid rows (skipped)",
+        str(len(subscriber_list.invalid)),
+        "\n".join(subscriber_list.invalid) or "-",
+    )
+    table.add_row(
+        "Duplicate rows (ignored)",
+        str(len(subscriber_list.duplicates)),
+        "\n".join(subscriber_list.duplicates) or "-",
+    )
+    out.print(table)
+    if elsewhere:
+        out.print(f"{elsewhere} more unsubscribed addresses are not on the list.")

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 PREVIEW_SUBSCRIBER = Subscriber(email="reader@example.org", name="Sample Reader")
 Progress = Callable[[Delivery], None]
+Collector = Callable[..., Sequence[FeedResult]]
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ def _resolve_dates(
     ]
 
 
-def prepare(config: Config, state: State, now: datetime, *, record: bool) -> Prepared:
+def prepare(
+    config: Config, state: State, now: datetime, *, record: bool, collector: Collector = collect
+) -> Prepared:
     """Collect every feed, pick the new posts, group and render them once."""
     known = {}
     for feed in config.feeds:
@@ -92,7 +95,7 @@ def prepare(config: Config, state: State, now: datetime, *, record: bool) -> Pre
             known[feed.url] = KnownFeed(
                 remembered.etag, remembered.last_modified, remembered.permanent_url
             )
-    results = collect(config.feeds, config.fetch, config.base_dir, known, now)
+    results = collector(config.feeds, config.fetch, config.base_dir, known, now)
     posts_by_feed: dict[str, list[Post]] = {}
     for feed, result in zip(config.feeds, results, strict=True):
         if result.status is FetchStatus.OK:
@@ -111,10 +114,12 @@ def prepare(config: Config, state: State, now: datetime, *, record: bool) -> Pre
     return Prepared(issue, rendered, tuple(results))
 
 
-def preview(config: Config, now: datetime) -> tuple[Prepared, str, str]:
+def preview(
+    config: Config, now: datetime, *, collector: Collector = collect
+) -> tuple[Prepared, str, str]:
     """The next issue as a sample subscriber would get it (html, text); records nothing."""
     with open_state(config, read_only=True) as state:
-        prepared = prepare(config, state, now, record=False)
+        prepared = prepare(config, state, now, record=False, collector=collector)
     envelope = envelope_for(config, prepared.rendered, now)
     html, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, _preview_unsubscribe(envelope))
     return prepared, html, text

@@ -434,3 +434,13 @@ class State:
     def suppressed(self) -> set[str]:
         """Every suppressed address, lower-cased."""
         return {row["email"] for row in self.db.execute("SELECT email FROM suppressions")}
+
+    def suppressions(self) -> list[tuple[str, datetime, str]]:
+        """(address, when, source) for every suppressed address, oldest first."""
+        rows = self.db.execute(
+            "SELECT email, created_at, source FROM suppressions ORDER BY created_at, email"
+        )
+        return [
+            (row["email"], datetime.fromisoformat(row["created_at"]), row["source"])
+            for row in rows
+        ]

@@ -1,0 +1,251 @@
+"""The web app in-process: unsubscribe rules, safety headers, body limits, caching and reloads."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+with warnings.catch_warnings():
+    # Starlette 1.x prefers httpx2 for its test client; httpx works the same for these tests.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from digest.config import FeedConfig, FetchConfig
+from digest.models import FeedResult, FetchStatus
+from digest.tokens import make_token
+from digest.web import FeedCache, Workbench, create_app, inject_reload, is_one_click, strip_reload
+from tests.conftest import NOW, Project
+
+ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def suppressions(project: Project) -> list[tuple[str, str]]:
+    path = project.root / "state.sqlite3"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        return list(db.execute("SELECT email, source FROM suppressions ORDER BY email"))
+
+
+@pytest.fixture
+def client(project: Project) -> Iterator[TestClient]:
+    workbench = Workbench(project.config, lambda: NOW)
+    with TestClient(create_app(workbench), follow_redirects=False) as test_client:
+        yield test_client
+
+
+def test_get_shows_a_confirmation_form_and_changes_nothing(
+    project: Project, client: TestClient
+) -> None:
+    token = make_token("test-secret", "ann@example.com")
+    response = client.get("/unsubscribe", params={"token": token})
+    assert response.status_code == 200
+    assert '<form method="post">' in response.text
+    assert "ann@example.com" in response.text
+    assert suppressions(project) == []
+
+
+def test_one_click_post_suppresses_and_answers_200_not_a_redirect(
+    project: Project, client: TestClient
+) -> None:
+    token = make_token("test-secret", "Ann@Example.com")
+    response = client.post(
+        "/unsubscribe",
+        params={"token": token},
+        content=b"List-Unsubscribe=One-Click",
+        headers=ONE_CLICK,
+    )
+    assert response.status_code == 200
+    assert "location" not in response.headers
+    assert "ann@example.com" in response.text
+    assert suppressions(project) == [("ann@example.com", "one-click")]
+    again = client.post("/unsubscribe", params={"token": token}, data={"confirm": "yes"})
+    assert again.status_code == 200
+    assert suppressions(project) == [("ann@example.com", "one-click")]
+
+
+def test_form_post_from_the_confirmation_page_is_recorded_as_web(
+    project: Project, client: TestClient
+) -> None:
+    token = make_token("test-secret", "bob@example.com")
+    response = client.post("/unsubscribe", params={"token": token}, data={"confirm": "yes"})
+    assert response.status_code == 200
+    assert suppressions(project) == [("bob@example.com", "web")]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "garbage",
+        make_token("another-secret", "ann@example.com"),
+        make_token("test-secret", "ann@example.com")[:-2] + "AA",
+        make_token("test-secret", "ann@example.com").replace("YW5u", "Ym9i", 1),
+        "x" * 2000,
+    ],
+)
+def test_bad_tokens_get_400_and_record_nothing(
+    project: Project, client: TestClient, token: str
+) -> None:
+    for method in ("GET", "POST"):
+        response = client.request(method, "/unsubscribe", params={"token": token})
+        assert response.status_code == 400
+        assert "not valid" in response.text
+        assert response.headers["content-type"].startswith("text/plain")
+    assert suppressions(project) == []
+
+
+def test_missing_or_repeated_token_is_400(project: Project, client: TestClient) -> None:
+    assert client.post("/unsubscribe").status_code == 400
+    token = make_token("test-secret", "ann@example.com")
+    assert client.post(f"/unsubscribe?token={token}&token={token}").status_code == 400
+    assert suppressions(project) == []
+
+
+def test_pages_escape_what_they_show(project: Project, client: TestClient) -> None:
+    token = make_token("test-secret", '"<script>alert(1)</script>"@example.com')
+    response = client.get("/unsubscribe", params={"token": token})
+    assert response.status_code == 200
+    assert "<script>" not in response.text
+    assert "&lt;script&gt;" in response.text
+
+
+def test_bodies_over_8_kb_are_refused_with_413(project: Project, client: TestClient) -> None:
+    token = make_token("test-secret", "ann@example.com")
+    big = b"List-Unsubscribe=One-Click&" + b"x" * 9000
+    response = client.post("/unsubscribe", params={"token": token}, content=big, headers=ONE_CLICK)
+    assert response.status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b"y" * 1024
+
+    chunked = client.post("/unsubscribe", params={"token": token}, content=chunks())
+    assert chunked.status_code == 413
+    assert suppressions(project) == []
+
+
+def test_health_unknown_paths_and_methods(client: TestClient) -> None:
+    health = client.get("/healthz")
+    assert (health.status_code, health.text) == (200, "ok\n")
+    assert client.get("/admin").status_code == 404
+    assert client.get("/unsubscribe/extra").status_code == 404
+    assert client.put("/unsubscribe?token=x").status_code == 405
+
+
+def test_responses_carry_safety_headers(client: TestClient) -> None:
+    token = make_token("test-secret", "ann@example.com")
+    response = client.get("/unsubscribe", params={"token": token})
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert "set-cookie" not in response.headers
+
+
+def test_no_preview_mode_serves_only_unsubscribe_and_health(project: Project) -> None:
+    workbench = Workbench(project.config, lambda: NOW, preview=False)
+    with TestClient(create_app(workbench)) as test_client:
+        assert test_client.get("/preview").status_code == 404
+        assert test_client.get("/preview/version").status_code == 404
+        assert test_client.get("/healthz").status_code == 200
+
+
+def test_one_click_body_recognised_in_both_encodings() -> None:
+    assert is_one_click("application/x-www-form-urlencoded", b"List-Unsubscribe=One-Click")
+    multipart = (
+        b'--b\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n'
+        b"One-Click\r\n--b--\r\n"
+    )
+    assert is_one_click("multipart/form-data; boundary=b", multipart)
+    assert not is_one_click("application/x-www-form-urlencoded", b"confirm=yes")
+    assert not is_one_click("application/x-www-form-urlencoded", b"")
+
+
+def test_reload_script_is_injected_before_body_end_and_strips_cleanly() -> None:
+    document = "<html><body><p>Hi</p></body></html>"
+    injected = inject_reload(document, "abc123", "n0nce")
+    assert injected.index("digest-preview-reload") < injected.index("</body>")
+    assert '"abc123"' in injected and 'nonce="n0nce"' in injected
+    assert strip_reload(injected) == document
+    assert strip_reload(document) == document
+
+
+def test_version_changes_when_a_watched_file_changes(project: Project) -> None:
+    workbench = Workbench(project.config, lambda: NOW)
+    first = workbench.version()
+    assert workbench.version() == first
+    time.sleep(0.01)
+    project.config.write_text(
+        project.config.read_text().replace("Collaborate Weekly", "Collaborate Daily")
+    )
+    second = workbench.version()
+    assert second != first
+    (project.root / "templates").mkdir()
+    third = workbench.version()
+    assert third != second
+    (project.root / "templates" / "issue.html").write_text("{{ nonsense")
+    fourth = workbench.version()
+    assert fourth != third
+    project.write_subscribers("carol@example.com,Carol")
+    assert workbench.version() != fourth
+
+
+class CountingCollector:
+    """A stand-in for collect() that records which feeds it was asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(
+        self,
+        feeds: Sequence[FeedConfig],
+        fetch: FetchConfig,
+        base_dir: Path,
+        known: dict[str, Any],
+        now: datetime,
+    ) -> list[FeedResult]:
+        self.calls.append([feed.url for feed in feeds])
+        return [FeedResult(feed.url, FetchStatus.OK) for feed in feeds]
+
+
+def test_feed_cache_fetches_each_feed_at_most_once_a_minute(tmp_path: Path) -> None:
+    clock = [1000.0]
+    collector = CountingCollector()
+    cache = FeedCache(collector, ttl=60, monotonic=lambda: clock[0])
+    feeds = [
+        FeedConfig(name="Blog", url="https://example.org/blog.xml"),
+        FeedConfig(name="News", url="https://example.org/news.xml"),
+    ]
+    fetch = FetchConfig()
+    first = cache.collect(feeds, fetch, tmp_path, {}, NOW)
+    assert [r.feed_url for r in first] == [f.url for f in feeds]
+    clock[0] += 59
+    cache.collect(feeds, fetch, tmp_path, {}, NOW)
+    assert len(collector.calls) == 1
+    renamed = [feeds[0], FeedConfig(name="News!", url="https://example.org/news.xml")]
+    cache.collect(renamed, fetch, tmp_path, {}, NOW)
+    assert collector.calls[-1] == ["https://example.org/news.xml"]
+    clock[0] += 2
+    cache.collect(feeds, fetch, tmp_path, {}, NOW)
+    assert collector.calls[-1] == [f.url for f in feeds]
+    assert len(collector.calls) == 3
+
+
+def test_feed_cache_rereads_a_local_feed_file_when_it_changes(tmp_path: Path) -> None:
+    collector = CountingCollector()
+    cache = FeedCache(collector, ttl=60, monotonic=lambda: 0.0)
+    (tmp_path / "feed.xml").write_text("<rss/>")
+    feeds = [FeedConfig(name="Local", url="feed.xml")]
+    cache.collect(feeds, FetchConfig(), tmp_path, {}, NOW)
+    cache.collect(feeds, FetchConfig(), tmp_path, {}, NOW)
+    assert len(collector.calls) == 1
+    (tmp_path / "feed.xml").write_text("<rss version='2.0'/>")
+    cache.collect(feeds, FetchConfig(), tmp_path, {}, NOW)
+    assert len(collector.calls) == 2
