@@ -22,8 +22,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/pytest -q
+
+# The browser test drives Debian's chromium (never a downloaded browser): install it if missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		($$sudo apt-get update -qq && \
+		 $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || \
+		echo "chromium could not be installed; the browser test will be skipped"; \
+	fi
 
 test: lint typecheck unit
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ SAMPLE_FEEDS = (
     ("Latest news", "samples/news.atom"),
 )
 
+WIDTH = 100
 SUBSCRIBERS_CSV = "email,name\nyou@example.org,Your Name\n"
 
 # Values written for keys that have no default (or whose default is "unset").
@@ -84,6 +86,11 @@ def _scalar(value: Any) -> str:
     return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
+def _comment(text: str, indent: str, lines: list[str]) -> None:
+    for line in textwrap.wrap(text, width=WIDTH - len(indent) - 2):
+        lines.append(f"{indent}# {line}")
+
+
 def _emit(
     model: type[BaseModel], prefix: str, indent: str, commented: bool, lines: list[str]
 ) -> None:
@@ -92,9 +99,9 @@ def _emit(
         name = key.path.removeprefix(prefix).removesuffix("[]")
         if not indent:
             lines.append("")
-        lines.append(f"{indent}# {key.description}")
+        _comment(key.description, indent, lines)
         if key.path in NOTES:
-            lines.append(f"{indent}# {NOTES[key.path]}")
+            _comment(NOTES[key.path], indent, lines)
         if key.path == "feeds[]":
             _emit_feeds(indent, lines)
             continue
@@ -105,7 +112,7 @@ def _emit(
             _emit(key.model, f"{key.path}.", indent + "  ", off, lines)
         elif key.path in OVERRIDES:
             value, why = OVERRIDES[key.path]
-            lines.append(f"{indent}# {why}")
+            _comment(why, indent, lines)
             lines.append(f"{indent}{mark}{name}: {_scalar(value)}")
         elif key.required or key.default is None:
             value = EXAMPLES.get(key.path)
