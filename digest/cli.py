@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import webbrowser
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,11 +14,19 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from digest import pipeline, schedule
 from digest.config import Config, load_config
-from digest.models import DigestError, SendReport
+from digest.models import Delivery, DeliveryStatus, DigestError, SendReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 NOW_VARIABLE = "DIGEST_NOW"
@@ -192,6 +201,75 @@ def preview(config: Config, out_path: Path | None, open_browser: bool, show_text
             webbrowser.open(out_path.resolve().as_uri())
 
 
+class SendProgress:
+    """A live bar (sent, failed, pending, rate, ETA) on a terminal; else a line every 10 s."""
+
+    INTERVAL = 10.0
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.counts = {status: 0 for status in DeliveryStatus}
+        self.total = 0
+        self.started = time.monotonic()
+        self.last_line = self.started
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> SendProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+        elif self.total:
+            self._line()
+
+    def start(self, total: int, already_done: int) -> None:
+        """Show the bar (or the first line) once the number of messages is known."""
+        self.total, self.started = total, time.monotonic()
+        self.last_line = self.started
+        if already_done:
+            self.console.print(
+                f"Resuming: {already_done} already handled, {total} to send.", markup=False
+            )
+        if self.console.is_terminal and total:
+            self.bar = Progress(
+                TextColumn("Sending"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[summary]}"),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.task = self.bar.add_task("send", total=total, summary="", rate="")
+            self.bar.start()
+
+    def advance(self, delivery: Delivery) -> None:
+        """Count one settled recipient and refresh the display."""
+        self.counts[delivery.status] += 1
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, advance=1, summary=self._summary(), rate=self._rate())
+        elif time.monotonic() - self.last_line >= self.INTERVAL:
+            self._line()
+
+    def _summary(self) -> str:
+        sent, failed, pending = (self.counts[s] for s in DeliveryStatus)
+        return f"{sent} sent, {failed} failed, {pending} pending"
+
+    def _rate(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        return f"{sum(self.counts.values()) / elapsed:.0f} msg/s"
+
+    def _line(self) -> None:
+        self.last_line = time.monotonic()
+        done = sum(self.counts.values())
+        self.console.print(
+            f"Sending: {done}/{self.total} ({self._summary()}), {self._rate()}", markup=False
+        )
+
+
 @main.command()
 @click.option("--to", "recipients", multiple=True, help="Test send to these addresses only.")
 @click.option("--dry-run", is_flag=True, help="Write .eml files to the outbox; no SMTP.")
@@ -215,7 +293,8 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
         report = pipeline.test_send(config, now, recipients)
         _summarise(report, "Test-sent")
     else:
-        report = pipeline.send(config, now, clock=lambda: datetime.now(UTC))
+        with SendProgress(err) as progress:
+            report = pipeline.send(config, now, progress=progress, clock=lambda: datetime.now(UTC))
         _summarise(report, "Sent")
     if report.pending:
         raise DigestError(

@@ -1,12 +1,31 @@
-"""Hand messages to the SMTP server and report each recipient's outcome as it completes."""
+"""Hand messages to the SMTP server over a small pool of connections; report each outcome.
+
+Threads: the calling thread builds messages (from the iterator it is given), decides retries and
+calls `record` for every final outcome, so the caller's SQLite connection is only ever used on
+its own thread. Each worker thread owns one SMTP connection and only talks to the server;
+outcomes come back to the calling thread through a queue. At most one message per connection
+is handed out and not yet recorded, so a crash can repeat at most smtp.connections messages.
+
+Outcomes: 2xx after the message -> sent; 5xx for a recipient or its message -> failed, with the
+server's reply; 4xx, a dropped connection or a timeout -> retried with backoff (smtp.retries,
+smtp.retry_delay doubling), then left pending for the next run. A refused sender (5xx to MAIL
+FROM), failed authentication or TLS stops the whole send: those are configuration problems that
+would fail every message the same way.
+"""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import queue
 import smtplib
+import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 from digest.config import SmtpConfig
 from digest.message import OutgoingMessage
@@ -16,98 +35,326 @@ logger = logging.getLogger(__name__)
 
 Recorder = Callable[[Delivery], None]
 
+# Messages waiting for a retry are held in memory; past this many, no new ones are started.
+RETRY_BACKLOG = 1000
+# How often the dispatcher wakes up to notice a stop request while waiting.
+_POLL_SECONDS = 0.2
+
+
+class SmtpError(DigestError):
+    """The server cannot be used: `temporary` when trying again later may help."""
+
+    def __init__(self, message: str, *, temporary: bool = False) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
 
 def _reply(code: int, text: bytes | str) -> str:
     body = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-    return f"{code} {' '.join(body.split())}"
+    return f"{code} {' '.join(body.split())}".strip()
+
+
+def wire_format(data: bytes) -> bytes:
+    """The DATA payload: CRLF line endings, leading dots doubled, ending in CRLF.CRLF."""
+    if data.count(b"\n") != data.count(b"\r\n"):
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    if data.startswith(b"."):
+        data = b"." + data
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+def connect(config: SmtpConfig, *, initial: bool = True) -> smtplib.SMTP:
+    """Open, secure and authenticate one connection, or raise SmtpError saying what to fix.
+
+    On the first connection of a send a refused or unreachable server is a permanent error
+    (most likely a wrong host or port); later, when reconnecting, it is temporary.
+    """
+    where = f"{config.host}:{config.port}"
+    connection: smtplib.SMTP | None = None
+    try:
+        if config.security == "ssl":
+            connection = smtplib.SMTP_SSL(
+                config.host,
+                config.port,
+                timeout=config.timeout,
+                context=ssl.create_default_context(),
+            )
+        else:
+            connection = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
+        connection.ehlo()
+        if config.security == "starttls":
+            connection.starttls(context=ssl.create_default_context())
+            connection.ehlo()
+        if config.username:
+            connection.login(config.username, config.password or "")
+        return connection
+    except smtplib.SMTPAuthenticationError as error:
+        reply = _reply(error.smtp_code, error.smtp_error)
+        raise SmtpError(
+            f"SMTP {where}: authentication failed ({reply}); check smtp.username and smtp.password",
+            temporary=400 <= error.smtp_code < 500,
+        ) from None
+    except smtplib.SMTPNotSupportedError:
+        raise SmtpError(
+            f"SMTP {where}: the server does not offer STARTTLS; set smtp.security to 'ssl'"
+            " or, only for a local relay, 'none'"
+        ) from None
+    except (ssl.SSLError, ssl.CertificateError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise SmtpError(
+            f"SMTP {where}: TLS failed: {reason}; check smtp.host (it must match the server's"
+            " certificate), smtp.port and smtp.security"
+        ) from None
+    except smtplib.SMTPResponseException as error:
+        reply = _reply(error.smtp_code, error.smtp_error)
+        raise SmtpError(
+            f"SMTP {where}: the server refused the connection: {reply}",
+            temporary=400 <= error.smtp_code < 500,
+        ) from None
+    except smtplib.SMTPServerDisconnected as error:
+        raise SmtpError(
+            f"SMTP {where}: the server closed the connection: {error}", temporary=not initial
+        ) from None
+    except smtplib.SMTPException as error:
+        # smtplib's own complaints, e.g. "No suitable authentication method found."
+        hint = " (it may only offer AUTH over TLS: check smtp.security)" if config.username else ""
+        raise SmtpError(f"SMTP {where}: {error}{hint}") from None
+    except socket.gaierror as error:
+        raise SmtpError(f"SMTP {where}: unknown host ({error.strerror}); check smtp.host") from None
+    except OSError as error:
+        raise SmtpError(
+            f"SMTP {where}: cannot connect: {error.strerror or error or type(error).__name__};"
+            " check smtp.host and smtp.port",
+            temporary=not initial,
+        ) from None
+    finally:
+        if connection is not None and connection.sock is None:
+            connection.close()
+
+
+def connect_with_retries(
+    config: SmtpConfig, *, initial: bool, stop: threading.Event | None = None
+) -> smtplib.SMTP:
+    """connect(), retrying temporary failures with backoff up to smtp.retries times."""
+    for attempt in itertools.count():
+        try:
+            return connect(config, initial=initial)
+        except SmtpError as error:
+            if not error.temporary or attempt >= config.retries:
+                raise
+            delay = config.retry_delay * 2**attempt
+            logger.info("%s; trying again in %.1f s", error, delay)
+            if stop is not None and stop.wait(delay):
+                raise
+            if stop is None:
+                time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class _Lost(Exception):
+    """The connection went away mid-message; whether the server kept the message is unknown."""
+
+
+class _SenderRefused(DigestError):
+    """The server refused our envelope sender: every message would fail the same way."""
+
+
+def _quit(connection: smtplib.SMTP) -> None:
+    try:
+        connection.quit()
+    except (smtplib.SMTPException, OSError):
+        connection.close()
+
+
+def transmit(connection: smtplib.SMTP, message: OutgoingMessage, wire: bytes) -> Delivery:
+    """One SMTP transaction (MAIL, RCPT, DATA) for one recipient; classify the outcome."""
+    recipient = message.recipient
+    if message.smtputf8 and not connection.has_extn("smtputf8"):
+        return Delivery(
+            recipient,
+            DeliveryStatus.FAILED,
+            "not sent: the address needs SMTPUTF8, which the server does not offer",
+        )
+    options = " SMTPUTF8" if message.smtputf8 else ""
+    connection.command_encoding = "utf-8" if message.smtputf8 else "ascii"
+    try:
+        connection.putcmd("mail", f"FROM:<{message.sender}>{options}")
+        code, text = connection.getreply()
+        if code != 250:
+            if 500 <= code < 600:
+                raise _SenderRefused(
+                    f"the SMTP server refused the sender {message.sender}: {_reply(code, text)};"
+                    " check newsletter.from and which senders the server allows"
+                )
+            return _not_accepted(connection, recipient, code, text)
+        connection.putcmd("rcpt", f"TO:<{recipient}>")
+        code, text = connection.getreply()
+        if code not in (250, 251):
+            return _not_accepted(connection, recipient, code, text)
+        code, text = connection.docmd("data")
+        if code != 354:
+            return _not_accepted(connection, recipient, code, text)
+        connection.send(wire)
+        code, text = connection.getreply()
+    except smtplib.SMTPServerDisconnected as error:
+        connection.close()
+        raise _Lost(str(error) or "connection closed") from None
+    if 200 <= code < 300:
+        return Delivery(recipient, DeliveryStatus.SENT, _reply(code, text))
+    if code == 421:
+        connection.close()
+    status = DeliveryStatus.FAILED if 500 <= code < 600 else DeliveryStatus.PENDING
+    return Delivery(recipient, status, _reply(code, text))
+
+
+def _not_accepted(connection: smtplib.SMTP, recipient: str, code: int, text: bytes) -> Delivery:
+    status = DeliveryStatus.FAILED if 500 <= code < 600 else DeliveryStatus.PENDING
+    if code == 421 or code < 0:
+        connection.close()
+    else:
+        try:
+            connection.rset()
+        except (smtplib.SMTPException, OSError):
+            connection.close()
+    return Delivery(recipient, status, _reply(code, text))
+
+
+class RateLimiter:
+    """Space sends at least 1/rate seconds apart across every connection."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self.next_slot = 0.0
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Block until this send may start."""
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next_slot)
+            self.next_slot = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+
+@dataclass(order=True)
+class _Job:
+    due: float
+    sequence: int
+    message: OutgoingMessage = field(compare=False)
+    attempts: int = field(default=0, compare=False)
+    last: Delivery | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class _Done:
+    job: _Job
+    delivery: Delivery
+
+
+@dataclass(frozen=True)
+class _Requeue:
+    """A worker gave up its connection before sending this job; someone else should send it."""
+
+    job: _Job
+
+
+@dataclass(frozen=True)
+class _Fatal:
+    job: _Job | None
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class _Retired:
+    reason: str
+
+
+_Result = _Done | _Requeue | _Fatal | _Retired
 
 
 class Mailer:
-    """One authenticated SMTP connection, reused for every message of a send."""
+    """A pool of up to smtp.connections SMTP connections, reused for every message of a send.
+
+    Entering opens the first connection, so a wrong host, port, password or TLS setting is a
+    clear error before any message is built or sent. The others open when sending starts; a
+    server that refuses extra connections just leaves the pool smaller.
+    """
 
     def __init__(self, smtp: SmtpConfig) -> None:
         self.config = smtp
-        self.connection: smtplib.SMTP | None = None
+        self.where = f"{smtp.host}:{smtp.port}"
+        self.first: smtplib.SMTP | None = None
+        self.limiter = RateLimiter(smtp.max_per_second)
 
     def __enter__(self) -> Mailer:
-        self.connection = self._connect()
+        self.first = connect_with_retries(self.config, initial=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.connection is not None:
-            try:
-                self.connection.quit()
-            except (smtplib.SMTPException, OSError):
-                self.connection.close()
-            self.connection = None
+        if self.first is not None:
+            _quit(self.first)
+            self.first = None
 
-    def _connect(self) -> smtplib.SMTP:
-        config = self.config
-        where = f"{config.host}:{config.port}"
+    # -- the worker side ---------------------------------------------------------
+
+    def _worker(
+        self,
+        number: int,
+        jobs: queue.Queue[_Job | None],
+        results: queue.Queue[_Result],
+        halt: threading.Event,
+    ) -> None:
+        connection: smtplib.SMTP | None = None
+        job: _Job | None = None
         try:
-            connection: smtplib.SMTP
-            if config.security == "ssl":
-                connection = smtplib.SMTP_SSL(
-                    config.host,
-                    config.port,
-                    timeout=config.timeout,
-                    context=ssl.create_default_context(),
-                )
+            if number == 0:
+                connection, self.first = self.first, None
             else:
-                connection = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
-            connection.ehlo()
-            if config.security == "starttls":
-                connection.starttls(context=ssl.create_default_context())
-                connection.ehlo()
-            if config.username:
-                connection.login(config.username, config.password or "")
-        except smtplib.SMTPAuthenticationError as error:
-            reply = _reply(error.smtp_code, error.smtp_error)
-            raise DigestError(
-                f"SMTP {where}: authentication failed ({reply}); check smtp.username and smtp.password"
-            ) from None
-        except smtplib.SMTPNotSupportedError:
-            raise DigestError(
-                f"SMTP {where}: the server does not offer STARTTLS; set smtp.security to 'ssl'"
-                " or, only for a local relay, 'none'"
-            ) from None
-        except ssl.SSLError as error:
-            raise DigestError(f"SMTP {where}: TLS failed: {error.reason or error}") from None
-        except (TimeoutError, smtplib.SMTPException, OSError) as error:
-            raise DigestError(
-                f"SMTP {where}: cannot connect: {error or type(error).__name__};"
-                " check smtp.host and smtp.port"
-            ) from None
-        return connection
+                try:
+                    connection = connect(self.config, initial=False)
+                except SmtpError as error:
+                    logger.info("connection %d not opened: %s", number + 1, error)
+                    results.put(_Retired(str(error)))
+                    return
+            while True:
+                job = jobs.get()
+                if job is None:
+                    break
+                if connection is None or connection.sock is None:
+                    try:
+                        connection = connect_with_retries(self.config, initial=False, stop=halt)
+                    except SmtpError as error:
+                        results.put(_Requeue(job) if error.temporary else _Fatal(job, error))
+                        results.put(_Retired(str(error)))
+                        return
+                self.limiter.wait()
+                try:
+                    delivery = transmit(connection, job.message, wire_format(job.message.data))
+                except _Lost as lost:
+                    delivery = Delivery(
+                        job.message.recipient, DeliveryStatus.PENDING, f"connection lost: {lost}"
+                    )
+                except _SenderRefused as error:
+                    results.put(_Fatal(job, error))
+                    results.put(_Retired(str(error)))
+                    return
+                results.put(_Done(job, delivery))
+                job = None
+            results.put(_Retired("finished"))
+        except BaseException as error:  # a bug: hand it to the calling thread to raise
+            results.put(_Fatal(job, error))
+            results.put(_Retired(repr(error)))
+        finally:
+            if connection is not None:
+                _quit(connection)
 
-    def send_one(self, message: OutgoingMessage) -> Delivery:
-        """Send one message; 5xx means failed, 4xx or a lost connection means pending."""
-        assert self.connection is not None
-        options = ["SMTPUTF8"] if message.smtputf8 else []
-        if message.smtputf8 and not self.connection.has_extn("smtputf8"):
-            return Delivery(
-                message.recipient,
-                DeliveryStatus.FAILED,
-                "the server does not offer SMTPUTF8, needed for this address",
-            )
-        try:
-            refused = self.connection.sendmail(
-                message.sender, [message.recipient], message.data, mail_options=options
-            )
-        except smtplib.SMTPRecipientsRefused as error:
-            code, text = next(iter(error.recipients.values()))
-            status = DeliveryStatus.FAILED if code >= 500 else DeliveryStatus.PENDING
-            return Delivery(message.recipient, status, _reply(code, text))
-        except smtplib.SMTPResponseException as error:
-            status = DeliveryStatus.FAILED if error.smtp_code >= 500 else DeliveryStatus.PENDING
-            return Delivery(message.recipient, status, _reply(error.smtp_code, error.smtp_error))
-        except (smtplib.SMTPServerDisconnected, OSError) as error:
-            self.connection = self._connect()
-            return Delivery(message.recipient, DeliveryStatus.PENDING, f"connection lost: {error}")
-        if refused:
-            code, text = refused[message.recipient]
-            return Delivery(message.recipient, DeliveryStatus.FAILED, _reply(code, text))
-        return Delivery(message.recipient, DeliveryStatus.SENT, "250 accepted")
+    # -- the calling thread's side ---------------------------------------------------
 
     def send_all(
         self,
@@ -115,9 +362,139 @@ class Mailer:
         record: Recorder,
         stop: threading.Event | None = None,
     ) -> None:
-        """Send each message in turn, recording every outcome before the next one starts."""
-        for message in messages:
-            if stop is not None and stop.is_set():
-                logger.info("stop requested: leaving the remaining messages pending")
-                return
-            record(self.send_one(message))
+        """Send every message; call `record` (on this thread) with each final outcome.
+
+        Messages are drawn from the iterator only as connections become free, so memory stays
+        flat however long the list. When `stop` is set, messages already handed to the server
+        finish and the rest are left for the next run. Raises SmtpError (or a DigestError) when
+        the send cannot go on; every outcome recorded before that stands.
+        """
+        if self.first is None:
+            raise RuntimeError("use Mailer as a context manager")
+        count = self.config.connections
+        jobs: queue.Queue[_Job | None] = queue.Queue()
+        results: queue.Queue[_Result] = queue.Queue()
+        halt = threading.Event()
+        workers = [
+            threading.Thread(
+                target=self._worker,
+                args=(number, jobs, results, halt),
+                name=f"smtp-{number + 1}",
+                daemon=True,
+            )
+            for number in range(count)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            self._dispatch(iter(messages), record, stop, jobs, results, count)
+        finally:
+            halt.set()
+            _drain(jobs)
+            for _ in workers:
+                jobs.put(None)
+            for worker in workers:
+                worker.join(timeout=self.config.timeout + 5)
+
+    def _dispatch(
+        self,
+        source: Iterator[OutgoingMessage],
+        record: Recorder,
+        stop: threading.Event | None,
+        jobs: queue.Queue[_Job | None],
+        results: queue.Queue[_Result],
+        alive: int,
+    ) -> None:
+        retries: list[_Job] = []
+        sequence = itertools.count()
+        in_flight = 0
+        exhausted = False
+        fatal: BaseException | None = None
+        last_retirement = ""
+        while True:
+            stopping = fatal is not None or alive == 0 or (stop is not None and stop.is_set())
+            if stopping:
+                in_flight -= _drain(jobs, keep=retries)
+            else:
+                now = time.monotonic()
+                while in_flight < alive:
+                    if retries and retries[0].due <= now:
+                        job = heapq.heappop(retries)
+                    elif not exhausted and len(retries) < RETRY_BACKLOG:
+                        message = next(source, None)
+                        if message is None:
+                            exhausted = True
+                            continue
+                        job = _Job(now, next(sequence), message)
+                    else:
+                        break
+                    jobs.put(job)
+                    in_flight += 1
+            if in_flight == 0:
+                if stopping or (exhausted and not retries):
+                    break
+                wait = min(max(0.0, retries[0].due - time.monotonic()), _POLL_SECONDS)
+                time.sleep(wait)
+                continue
+            try:
+                result = results.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if isinstance(result, _Retired):
+                alive -= 1
+                last_retirement = result.reason
+                continue
+            in_flight -= 1
+            if isinstance(result, _Requeue):
+                heapq.heappush(retries, result.job)
+            elif isinstance(result, _Fatal):
+                fatal = fatal or result.error
+                if result.job is not None:
+                    heapq.heappush(retries, result.job)
+            else:
+                self._settle(result, retries, record, stopping)
+        for job in retries:
+            if job.last is not None:
+                record(job.last)
+        if fatal is not None:
+            raise fatal
+        if alive == 0 and (retries or not exhausted):
+            left = "some messages" if not exhausted else f"{len(retries)} messages"
+            raise SmtpError(
+                f"SMTP {self.where}: the connection was lost and could not be reopened"
+                f" ({last_retirement}); {left} were not sent; run `digest send` again to send"
+                " them",
+                temporary=True,
+            )
+
+    def _settle(self, result: _Done, retries: list[_Job], record: Recorder, stopping: bool) -> None:
+        job, delivery = result.job, result.delivery
+        job.attempts += 1
+        job.last = delivery
+        retry = job.attempts <= self.config.retries
+        if delivery.status is DeliveryStatus.PENDING and retry and not stopping:
+            job.due = time.monotonic() + self.config.retry_delay * 2 ** (job.attempts - 1)
+            logger.info(
+                "%s: %s; retry %d of %d",
+                delivery.email,
+                delivery.reply,
+                job.attempts,
+                self.config.retries,
+            )
+            heapq.heappush(retries, job)
+            return
+        record(delivery)
+
+
+def _drain(jobs: queue.Queue[_Job | None], keep: list[_Job] | None = None) -> int:
+    """Take back jobs no worker has started; returns how many."""
+    taken = 0
+    while True:
+        try:
+            job = jobs.get_nowait()
+        except queue.Empty:
+            return taken
+        if job is not None:
+            taken += 1
+            if keep is not None:
+                heapq.heappush(keep, job)

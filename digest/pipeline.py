@@ -5,16 +5,24 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from digest.collect import KnownFeed, collect
 from digest.config import Config
 from digest.deliver import Mailer
 from digest.group import AlreadySent, build_issue
-from digest.message import IssueEnvelope, OutgoingMessage, build_message, envelope_for
+from digest.lock import hold_lock
+from digest.message import (
+    IssueEnvelope,
+    OutgoingMessage,
+    build_message,
+    envelope_for,
+    load_dkim,
+)
 from digest.models import (
     Delivery,
     DeliveryStatus,
@@ -34,7 +42,18 @@ from digest.tokens import make_token, signing_secret
 logger = logging.getLogger(__name__)
 
 PREVIEW_SUBSCRIBER = Subscriber(email="reader@example.org", name="Sample Reader")
-Progress = Callable[[Delivery], None]
+
+
+class Progress(Protocol):
+    """Told how many messages a send will try, then each final outcome as it is recorded."""
+
+    def start(self, total: int, already_done: int) -> None:
+        """`total` messages to send now; `already_done` had a final outcome before (a resume)."""
+
+    def advance(self, delivery: Delivery) -> None:
+        """One more recipient settled: sent, failed, or left pending."""
+
+
 Collector = Callable[..., Sequence[FeedResult]]
 
 
@@ -131,8 +150,9 @@ def _preview_unsubscribe(envelope: IssueEnvelope) -> str:
 
 
 def _messages(
-    envelope: IssueEnvelope, subscribers: Sequence[Subscriber], secret: str
+    envelope: IssueEnvelope, subscribers: Iterable[Subscriber], secret: str
 ) -> Iterator[OutgoingMessage]:
+    """Each subscriber's message, built only when the mailer is ready for it."""
     for subscriber in subscribers:
         yield build_message(envelope, subscriber, make_token(secret, subscriber.email))
 
@@ -208,9 +228,21 @@ def send(
     progress: Progress | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> SendReport:
-    """The real send: resume an unfinished issue first, else freeze and send a new one."""
+    """The real send: resume an unfinished issue first, else freeze and send a new one.
+
+    Order matters for the guarantees: the send lock is taken first (no two sends overlap), the
+    SMTP connection is opened before anything is frozen or recorded (a wrong host or password
+    changes nothing), then the issue is frozen and each delivery is recorded, committed, as
+    the server accepts or refuses it. Subscribers with a sent or failed delivery are skipped,
+    so a resumed issue reaches only those it had not reached yet.
+    """
     subscriber_list = load_subscribers(config.subscribers_path)
-    with open_state(config) as state, Mailer(config.smtp) as mailer:
+    dkim_key = load_dkim(config)
+    with (
+        hold_lock(config.state_path, "send", command="send"),
+        open_state(config) as state,
+        Mailer(config.smtp) as mailer,
+    ):
         secret = signing_secret(config, state)
         stored = state.unfinished_issue()
         problems: tuple[str, ...] = ()
@@ -249,18 +281,28 @@ def send(
             for s in subscriber_list.subscribers
             if s.email.lower() not in done and s.email.lower() not in suppressed
         ]
-        envelope = envelope_for(config, rendered, issue_date)
-        outcomes: list[Delivery] = []
+        envelope = envelope_for(config, rendered, issue_date, dkim_key=dkim_key)
+        counts = {status: 0 for status in DeliveryStatus}
+        if progress is not None:
+            progress.start(len(recipients), len(done))
 
         def record(delivery: Delivery) -> None:
+            # Called on this thread only: the SQLite connection never crosses threads.
             state.record_delivery(issue_id, delivery, clock() if clock else now)
-            outcomes.append(delivery)
-            if progress:
-                progress(delivery)
+            counts[delivery.status] += 1
+            if progress is not None:
+                progress.advance(delivery)
 
         mailer.send_all(_messages(envelope, recipients, secret), record, stop)
-        pending = [o for o in outcomes if o.status is DeliveryStatus.PENDING]
-        interrupted = len(outcomes) < len(recipients)
-        if not pending and not interrupted:
+        handled = sum(counts.values())
+        if not counts[DeliveryStatus.PENDING] and handled == len(recipients):
             state.finish_issue(issue_id, clock() if clock else now)
-    return _report(issue_id, post_count, outcomes, problems, resumed=resumed)
+    return SendReport(
+        issue_id,
+        post_count,
+        sent=counts[DeliveryStatus.SENT],
+        failed=counts[DeliveryStatus.FAILED],
+        pending=counts[DeliveryStatus.PENDING] + len(recipients) - handled,
+        resumed=resumed,
+        feed_problems=problems,
+    )

@@ -1,0 +1,239 @@
+"""Building each subscriber's message from the once-rendered issue."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import dkim
+import pytest
+
+from digest.config import Config, load_config
+from digest.message import (
+    EncodedBody,
+    IssueEnvelope,
+    build_message,
+    envelope_for,
+    load_dkim,
+)
+from digest.models import ConfigError, RenderedIssue, Subscriber
+from digest.render import (
+    EMAIL_PLACEHOLDER,
+    NAME_PLACEHOLDER,
+    RECIPIENT_PLACEHOLDER,
+    UNSUBSCRIBE_PLACEHOLDER,
+    personalise,
+)
+
+NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+LONG = "word " * 60
+HTML = (
+    "<html><body>\n"
+    f'<p style="color:#333">Hello {NAME_PLACEHOLDER}, “welcome” — café</p>\n'
+    f"<p>{LONG}</p>\n"
+    ".a line that starts with a dot\n"
+    "From the start of a line\n"
+    "trailing spaces   \n"
+    f'<a href="{UNSUBSCRIBE_PLACEHOLDER}">Unsubscribe {EMAIL_PLACEHOLDER}</a>\n'
+    "</body></html>\n"
+)
+TEXT = (
+    f"Hello {NAME_PLACEHOLDER},\n\n{LONG}\n\nSent to {RECIPIENT_PLACEHOLDER}.\n"
+    f"Unsubscribe: {UNSUBSCRIBE_PLACEHOLDER}\n"
+)
+RENDERED = RenderedIssue("Collaborate Weekly: 3 new posts, 30 November 2026", HTML, TEXT)
+
+
+def make_config(tmp_path: Path, extra: str = "") -> Config:
+    path = tmp_path / "config.yaml"
+    text = (
+        "newsletter:\n"
+        "  title: Collaborate Weekly\n"
+        '  from: "Collaborate CIC <digest@example.org>"\n'
+        '  unsubscribe_url: "https://example.org/unsubscribe?token={token}"\n'
+        "feeds:\n  - name: Blog\n    url: https://example.org/feed\n"
+        "smtp:\n  host: 127.0.0.1\n" + extra
+    )
+    path.write_text(text, encoding="utf-8")
+    return load_config(path, {})
+
+
+def parse(data: bytes) -> EmailMessage:
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def body(message: EmailMessage, subtype: str) -> str:
+    part = message.get_body(preferencelist=(subtype,))
+    assert part is not None
+    content = part.get_content()
+    assert isinstance(content, str)
+    return content.replace("\r\n", "\n")
+
+
+@pytest.fixture
+def envelope(tmp_path: Path) -> IssueEnvelope:
+    return envelope_for(make_config(tmp_path), RENDERED, NOW)
+
+
+SUBSCRIBERS = [
+    Subscriber("ann@example.com", "Ann"),
+    Subscriber("bob@example.com", ""),
+    Subscriber("zoe@example.com", 'Zoë O\'Brien, PhD <"x">'),
+    Subscriber("long@example.com", "A " * 80),
+    Subscriber("tag+news@example.com", "Tom & Jerry"),
+]
+
+
+@pytest.mark.parametrize("subscriber", SUBSCRIBERS, ids=lambda s: s.email)
+def test_bodies_decode_to_exactly_the_personalised_issue(
+    envelope: IssueEnvelope, subscriber: Subscriber
+) -> None:
+    built = build_message(envelope, subscriber, "tok-en")
+    url = "https://example.org/unsubscribe?token=tok-en"
+    html, text = personalise(RENDERED, subscriber, url)
+    message = parse(built.data)
+    assert body(message, "html") == html
+    assert body(message, "plain") == text
+    assert message.get_content_type() == "multipart/alternative"
+    assert not message.defects
+    for part in message.iter_parts():
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+        assert not part.defects
+
+
+def test_wire_format_is_crlf_with_short_lines(envelope: IssueEnvelope) -> None:
+    data = build_message(envelope, SUBSCRIBERS[3], "t").data
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    assert data.isascii()
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    body_lines = data.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+    assert max(len(line) for line in body_lines) <= 76
+
+
+def test_headers(envelope: IssueEnvelope) -> None:
+    message = parse(build_message(envelope, SUBSCRIBERS[0], "abc").data)
+    assert message["From"] == "Collaborate CIC <digest@example.org>"
+    assert message["To"] == "Ann <ann@example.com>"
+    assert message["Subject"] == RENDERED.subject
+    assert message["Date"] == "Mon, 30 Nov 2026 08:00:00 +0000"
+    assert message["Message-ID"].endswith("@example.org>")
+    assert message["List-Id"] == '"Collaborate Weekly" <collaborate-weekly.example.org>'
+    assert message["List-Unsubscribe"] == (
+        "<https://example.org/unsubscribe?token=abc>, "
+        "<mailto:digest@example.org?subject=unsubscribe%20abc>"
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Precedence"] == "bulk"
+    assert message["Auto-Submitted"] is None
+    assert message["MIME-Version"] == "1.0"
+
+
+def test_each_message_has_its_own_message_id(envelope: IssueEnvelope) -> None:
+    ids = {parse(build_message(envelope, s, "t").data)["Message-ID"] for s in SUBSCRIBERS}
+    assert len(ids) == len(SUBSCRIBERS)
+
+
+def test_display_names_survive_quoting_and_encoding(envelope: IssueEnvelope) -> None:
+    message = parse(build_message(envelope, SUBSCRIBERS[2], "t").data)
+    assert message["To"].addresses[0].display_name == 'Zoë O\'Brien, PhD <"x">'
+    assert message["To"].addresses[0].addr_spec == "zoe@example.com"
+
+
+def test_name_with_line_breaks_cannot_inject_headers(envelope: IssueEnvelope) -> None:
+    sneaky = Subscriber("ann@example.com", "Ann\r\nBcc: victim@example.net")
+    message = parse(build_message(envelope, sneaky, "t").data)
+    assert message["Bcc"] is None
+    assert message["To"].addresses[0].addr_spec == "ann@example.com"
+
+
+def test_non_ascii_address_is_marked_for_smtputf8(envelope: IssueEnvelope) -> None:
+    built = build_message(envelope, Subscriber("zoë@exämple.com", "Zoë"), "t")
+    assert built.smtputf8 and built.recipient == "zoë@exämple.com"
+    message = email.message_from_string(built.data.decode("utf-8"), policy=email.policy.default)
+    assert message["To"].addresses[0].addr_spec == "zoë@exämple.com"
+    assert not build_message(envelope, SUBSCRIBERS[0], "t").smtputf8
+
+
+def test_no_https_unsubscribe_url_means_mailto_only(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    config = config.model_copy(
+        update={"newsletter": config.newsletter.model_copy(update={"unsubscribe_url": None})}
+    )
+    message = parse(build_message(envelope_for(config, RENDERED, NOW), SUBSCRIBERS[0], "t").data)
+    assert message["List-Unsubscribe"] == "<mailto:digest@example.org?subject=unsubscribe%20t>"
+    assert message["List-Unsubscribe-Post"] is None
+
+
+def test_encoded_body_falls_back_when_the_text_does_not_match_the_template() -> None:
+    encoded = EncodedBody("static line\nHello MARK\nmore static\n", "MARK")
+    assert encoded.encode("static line\nHello Ann\nmore static\n") == (
+        b"static line\r\nHello Ann\r\nmore static\r\n"
+    )
+    # an extra line where the template had none: still a correct encoding of the input
+    assert encoded.encode("static line\nHello\nAnn\nmore static\n") == (
+        b"static line\r\nHello\r\nAnn\r\nmore static\r\n"
+    )
+    assert encoded.encode("changed\nHello Ann\nmore static\n") == (
+        b"changed\r\nHello Ann\r\nmore static\r\n"
+    )
+
+
+def _dkim_key(tmp_path: Path) -> tuple[Path, bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "dkim.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    return path, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers(tmp_path: Path) -> None:
+    key_path, record = _dkim_key(tmp_path)
+    config = make_config(
+        tmp_path,
+        f"  dkim:\n    selector: digest\n    domain: example.org\n    key_file: {key_path.name}\n",
+    )
+    envelope = envelope_for(config, RENDERED, NOW, dkim_key=load_dkim(config))
+    data = build_message(envelope, SUBSCRIBERS[2], "tok").data
+    looked_up: list[bytes] = []
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        looked_up.append(name)
+        return record
+
+    assert dkim.verify(data, dnsfunc=dns)
+    assert looked_up == [b"digest._domainkey.example.org."]
+    signature = parse(data)["DKIM-Signature"].replace(" ", "").lower()
+    signed = signature.split("h=")[1].split(";")[0].split(":")
+    assert {"from", "to", "subject", "list-unsubscribe", "list-unsubscribe-post"} <= set(signed)
+    tampered = data.replace(b"token=tok>", b"token=evil>")
+    assert tampered != data
+    assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_unreadable_or_bad_dkim_key_is_a_config_error(tmp_path: Path) -> None:
+    dkim_config = (
+        "  dkim:\n    selector: digest\n    domain: example.org\n    key_file: nokey.pem\n"
+    )
+    with pytest.raises(ConfigError, match=r"smtp\.dkim\.key_file: cannot read .*nokey\.pem"):
+        load_dkim(make_config(tmp_path, dkim_config))
+    (tmp_path / "nokey.pem").write_text("not a key", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not a usable private key"):
+        load_dkim(make_config(tmp_path, dkim_config))
