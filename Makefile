@@ -39,6 +39,16 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python bench/preview.py
 	$(BIN)/python bench/collect.py
+	command -v smtp-sink >/dev/null || test -x /usr/sbin/smtp-sink || \
+		(sudo -n true 2>/dev/null && SUDO=sudo; $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y postfix)
+	$(BIN)/python bench/send.py
+
+# Screenshots of the default email for the README (Debian's chromium; pngquant keeps them small).
+screenshots: $(STAMP) browser
+	@command -v pngquant >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+		$$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq pngquant || echo "pngquant not installed; screenshots stay larger"
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache demo-output

@@ -50,6 +50,7 @@ SAMPLE_POST_CAP = 100
 LIGHT_SURFACE = "#ffffff"
 DARK_SURFACE = "#1a1f25"
 AA_CONTRAST = 4.5
+DARK_LINK_CONTRAST = 6.0  # mid-tone links that merely pass AA look dull on dark grey
 
 TEMPLATE_VARIABLES: dict[str, str] = {
     "subject": "The subject line of this issue.",
@@ -79,7 +80,7 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "theme.accent": "theme.accent from config.yaml (six-digit hex).",
     "theme.font": "theme.font from config.yaml (a CSS font stack).",
     "theme.link": "The accent, darkened if needed to reach WCAG AA contrast on white.",
-    "theme.link_dark": "The accent, lightened if needed to reach WCAG AA contrast in dark mode.",
+    "theme.link_dark": "The accent, lightened if needed to reach 6:1 contrast in dark mode.",
     "theme.on_accent": "Black or white: whichever reads best on the accent colour.",
     "subscriber.name": "Placeholder for the subscriber's name (may be empty).",
     "subscriber.email": "Placeholder for the subscriber's email address.",
@@ -206,7 +207,7 @@ def theme_view(config: Config) -> ThemeView:
         accent=accent,
         font=font,
         link=readable_on(accent, LIGHT_SURFACE),
-        link_dark=readable_on(accent, DARK_SURFACE),
+        link_dark=readable_on(accent, DARK_SURFACE, DARK_LINK_CONTRAST),
         on_accent=on_accent,
     )
 
