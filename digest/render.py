@@ -202,7 +202,7 @@ def theme_view(config: Config) -> ThemeView:
         if contrast_ratio(accent, "#ffffff") >= contrast_ratio(accent, "#111111")
         else "#111111"
     )
-    font = re.sub(r"[^\w\s,'\"-.]", "", config.theme.font).strip() or "Helvetica, Arial, sans-serif"
+    font = re.sub(r"[^\w\s,'\".-]", "", config.theme.font).strip() or "Helvetica, Arial, sans-serif"
     return ThemeView(
         accent=accent,
         font=font,

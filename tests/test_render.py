@@ -425,3 +425,15 @@ def test_css_inline_gives_the_same_structure(config: Config) -> None:
         assert a.tag == b.tag
         assert same_style(a.get("style", ""), b.get("style", "")), a.tag
     assert fast.text == slow.text
+
+
+def test_theme_accent_and_font_brand_the_email_without_css_injection(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path, extra="theme:\n  accent: '#AA3300'\n  font: 'Georgia, serif; } h1 { color: red'\n"
+    )
+    doc = parse(render_issue(make_issue(), config).html)
+    header = doc.xpath("//td[contains(@class, 'header')]")[0]
+    assert declarations(header.get("style"))["border-top"] == "4px solid #aa3300"
+    title = doc.xpath("//h1")[0]
+    assert declarations(title.get("style"))["font-family"] == "Georgia, serif h1 color red"
+    assert declarations(title.get("style"))["color"] == "#111827"
