@@ -147,6 +147,23 @@ def template_variables() -> list[tuple[str, str]]:
     return [(str(name), str(description)) for name, description in dict(table).items()]
 
 
+def template_files() -> list[str]:
+    """Names of the bundled template files."""
+    from digest.render import BUNDLED_TEMPLATES
+
+    return sorted(p.name for p in BUNDLED_TEMPLATES.iterdir() if not p.name.startswith("."))
+
+
+def commands() -> list[tuple[str, str]]:
+    """(name, first line of help) of every `digest` command."""
+    from digest.cli import main
+
+    return [
+        (name, (command.help or "").strip().splitlines()[0])
+        for name, command in sorted(main.commands.items())
+    ]
+
+
 def generate() -> str:
     """The whole of docs/reference.md."""
     lines = [
@@ -173,6 +190,13 @@ def generate() -> str:
             f"| `{key.path}` | {_cell(key.type_text)} | {_cell(_show_default(key))} |"
             f" {_cell(key.description)} |"
         )
+    lines += ["", "## Templates", ""]
+    lines += [
+        "The bundled templates; a file of the same name in the `templates/` folder beside"
+        " config.yaml replaces it (`digest init` copies them all there to edit).",
+        "",
+    ]
+    lines += [f"- `{name}`" for name in template_files()]
     lines += ["", "## Template variables", ""]
     variables = template_variables()
     if variables:
@@ -186,6 +210,9 @@ def generate() -> str:
         lines += [f"| `{_cell(name)}` | {_cell(text)} |" for name, text in variables]
     else:
         lines.append("The renderer publishes no variable table yet.")
+    lines += ["", "## Commands", "", "Run `digest COMMAND --help` for every option.", ""]
+    lines += ["| Command | What it does |", "| --- | --- |"]
+    lines += [f"| `digest {name}` | {_cell(text)} |" for name, text in commands()]
     return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"
 
 

@@ -25,6 +25,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from digest import pipeline
+from digest.collect import collect
 from digest.config import FeedConfig, FetchConfig, load_config
 from digest.models import DigestError, FeedResult
 from digest.state import State
@@ -282,9 +284,6 @@ class Workbench:
 
     def render_preview(self) -> tuple[str, str]:
         """(html, text) of the next issue for the sample subscriber; raises DigestError."""
-        from digest import pipeline
-        from digest.collect import collect
-
         if self._cache is None:
             self._cache = FeedCache(collect, monotonic=self._monotonic)
         config = load_config(self.config_path)

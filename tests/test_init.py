@@ -124,7 +124,7 @@ def test_init_into_a_file_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("x")
     result = CliRunner().invoke(main, ["init", str(tmp_path / "taken")])
     assert result.exit_code == 2
-    assert "not a folder" in result.output
+    assert "is a file" in result.output
 
 
 def test_init_then_check_passes(tmp_path: Path) -> None:
