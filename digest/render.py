@@ -475,6 +475,8 @@ def _render_template(env: jinja2.Environment, name: str, context: Mapping[str, A
 _KEPT_STYLE = re.compile(
     r"<style\b[^>]*\bdata-keep\b[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE
 )
+# Comments first, so <style> inside Outlook's conditional comments is left alone.
+_LEFTOVER_STYLE = re.compile(r"<!--.*?-->|<style\b[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
 _KEPT_MARKER = "<!--digest-kept-styles-->"
 
 
@@ -518,12 +520,23 @@ def inline_css(html: str, inliner: str = "premailer") -> str:
         raise ValueError(f"unknown inliner {inliner!r}; use one of {', '.join(INLINERS)}") from None
     kept = [match.group(1) for match in _KEPT_STYLE.finditer(html)]
     html = _KEPT_STYLE.sub("", html)
-    html = html.replace("</head>", f"{_KEPT_MARKER}</head>", 1) if kept else html
+    html = html.replace("</head>", f"{_KEPT_MARKER}</head>", 1)
     inlined = run(html)
-    if kept:
-        block = "<style>" + "\n".join(css.strip() for css in kept) + "</style>"
-        inlined = inlined.replace(_KEPT_MARKER, block, 1)
-    return inlined
+    # Rules the inliner could not inline (@media, :hover) join the kept rules in one block.
+    leftovers: list[str] = []
+
+    def collect(match: re.Match[str]) -> str:
+        if match.group(0).startswith("<!--"):
+            return match.group(0)
+        leftovers.append(match.group(1))
+        return ""
+
+    inlined = _LEFTOVER_STYLE.sub(collect, inlined)
+    rules = [css.strip() for css in (*kept, *leftovers) if css.strip()]
+    block = "<style>" + "\n".join(rules) + "</style>" if rules else ""
+    if _KEPT_MARKER in inlined:
+        return inlined.replace(_KEPT_MARKER, block, 1)
+    return inlined.replace("</head>", f"{block}</head>", 1)
 
 
 # ---------------------------------------------------------------- public API

@@ -437,3 +437,28 @@ def test_theme_accent_and_font_brand_the_email_without_css_injection(tmp_path: P
     title = doc.xpath("//h1")[0]
     assert declarations(title.get("style"))["font-family"] == "Georgia, serif h1 color red"
     assert declarations(title.get("style"))["color"] == "#111827"
+
+
+@pytest.mark.parametrize("inliner", ["premailer", "css_inline"])
+def test_rules_an_editor_adds_that_cannot_be_inlined_join_the_one_style_block(
+    tmp_path: Path, inliner: str
+) -> None:
+    if inliner == "css_inline":
+        pytest.importorskip("css_inline", reason="css-inline is an optional extra (.[fast])")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "email.css").write_text(
+        "h1 { color: #222222; }\n"
+        "a.link:hover { text-decoration: underline; }\n"
+        "@media (max-width: 400px) { h1 { font-size: 20px !important; } }\n"
+    )
+    html = render_issue(make_issue(), make_config(tmp_path), inliner=inliner).html
+    doc = parse(html)
+    assert declarations(doc.xpath("//h1")[0].get("style")) == {"color": "#222222"}
+    styles = doc.xpath("//style")
+    assert len(styles) == 1
+    css = styles[0].text
+    assert "prefers-color-scheme: dark" in css  # the bundled kept rules are still there
+    assert "max-width: 400px" in css and "font-size: 20px !important" in css
+    if inliner == "premailer":  # css-inline drops pseudo-class rules it cannot inline
+        assert "a.link:hover" in css
+    assert "<!--[if mso]>" in html and "font-family: Arial" in html  # Outlook's block untouched
