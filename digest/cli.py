@@ -23,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from digest import pipeline, schedule
 from digest.config import Config, load_config
@@ -197,8 +198,8 @@ def preview(config: Config, out_path: Path | None, open_browser: bool, show_text
             f"Preview of the next issue ({prepared.issue.post_count} posts,"
             f" subject {prepared.rendered.subject!r}) written to {out_path}"
         )
-        if open_browser:
-            webbrowser.open(out_path.resolve().as_uri())
+        if open_browser and not webbrowser.open(out_path.resolve().as_uri()):
+            err.print(f"No browser could be opened here; open {out_path} yourself.", markup=False)
 
 
 class SendProgress:
@@ -514,24 +515,23 @@ def subscribers(config: Config) -> None:
     suppressed = [row for row in suppressions if row[0] in listed]
     elsewhere = len(suppressions) - len(suppressed)
     table = Table("", "Count", "Which")
-    table.add_row("Listed", str(len(listed)), config.subscribers)
-    table.add_row(
-        "Unsubscribed",
-        str(len(suppressed)),
-        "\n".join(f"{email} ({source}, {when:%Y-%m-%d})" for email, when, source in suppressed)
-        or "-",
-    )
-    table.add_row("Will receive the next issue", str(len(listed) - len(suppressed)), "")
-    table.add_row(
-        "Invalid rows (skipped)",
-        str(len(subscriber_list.invalid)),
-        "\n".join(subscriber_list.invalid) or "-",
-    )
-    table.add_row(
-        "Duplicate rows (ignored)",
-        str(len(subscriber_list.duplicates)),
-        "\n".join(subscriber_list.duplicates) or "-",
-    )
+    rows = [
+        ("Listed", len(listed), [config.subscribers]),
+        (
+            "Unsubscribed",
+            len(suppressed),
+            [f"{e} ({src}, {when:%Y-%m-%d})" for e, when, src in suppressed],
+        ),
+        ("Will receive the next issue", len(listed) - len(suppressed), []),
+        ("Invalid rows (skipped)", len(subscriber_list.invalid), list(subscriber_list.invalid)),
+        (
+            "Duplicate rows (ignored)",
+            len(subscriber_list.duplicates),
+            list(subscriber_list.duplicates),
+        ),
+    ]
+    for label, count, which in rows:
+        table.add_row(label, str(count), Text("\n".join(which) or "-"))
     out.print(table)
     if elsewhere:
         out.print(f"{elsewhere} more unsubscribed addresses are not on the list.")

@@ -58,7 +58,7 @@ def test_subscribers_counts_listed_unsubscribed_invalid_and_duplicates(project: 
         "ann@example.com,Ann",
         "bob@example.com,Bob",
         "carol@example.com,Carol",
-        "not an address,Nobody",
+        "[red]not an address,Nobody",
         "ANN@example.com,Ann again",
     )
     assert project.run("unsubscribe", "carol@example.com").exit_code == 0
@@ -74,5 +74,6 @@ def test_subscribers_counts_listed_unsubscribed_invalid_and_duplicates(project: 
     assert " 1 " in row("Unsubscribed") and "carol@example.com (manual" in row("Unsubscribed")
     assert " 2 " in row("Will receive")
     assert " 1 " in row("Invalid") and "subscribers.csv:5" in result.output
+    assert "[red]not an address" in result.output
     assert " 1 " in row("Duplicate") and "subscribers.csv:6" in result.output
     assert "1 more unsubscribed addresses are not on the list." in result.output
