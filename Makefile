@@ -39,8 +39,9 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python bench/preview.py
 	$(BIN)/python bench/collect.py
-	command -v smtp-sink >/dev/null || test -x /usr/sbin/smtp-sink || \
-		(sudo -n true 2>/dev/null && SUDO=sudo; $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y postfix)
+	@command -v smtp-sink >/dev/null 2>&1 || test -x /usr/sbin/smtp-sink || \
+		$$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq postfix
 	$(BIN)/python bench/send.py
 
 # Screenshots of the default email for the README (Debian's chromium; pngquant keeps them small).

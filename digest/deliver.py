@@ -15,6 +15,7 @@ would fail every message the same way.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -24,7 +25,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from digest.config import SmtpConfig
@@ -33,7 +34,8 @@ from digest.models import Delivery, DeliveryStatus, DigestError
 
 logger = logging.getLogger(__name__)
 
-Recorder = Callable[[Delivery], None]
+# Called with outcomes that settled together; must store them durably before returning.
+Recorder = Callable[[Sequence[Delivery]], None]
 
 # Messages waiting for a retry are held in memory; past this many, no new ones are started.
 RETRY_BACKLOG = 1000
@@ -362,7 +364,7 @@ class Mailer:
         record: Recorder,
         stop: threading.Event | None = None,
     ) -> None:
-        """Send every message; call `record` (on this thread) with each final outcome.
+        """Send every message; call `record` (on this thread) with final outcomes as they come.
 
         Messages are drawn from the iterator only as connections become free, so memory stays
         flat however long the list. When `stop` is set, messages already handed to the server
@@ -437,25 +439,32 @@ class Mailer:
                 time.sleep(wait)
                 continue
             try:
-                result = results.get(timeout=_POLL_SECONDS)
+                arrived = [results.get(timeout=_POLL_SECONDS)]
             except queue.Empty:
                 continue
-            if isinstance(result, _Retired):
-                alive -= 1
-                last_retirement = result.reason
-                continue
-            in_flight -= 1
-            if isinstance(result, _Requeue):
-                heapq.heappush(retries, result.job)
-            elif isinstance(result, _Fatal):
-                fatal = fatal or result.error
-                if result.job is not None:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    arrived.append(results.get_nowait())
+            settled: list[Delivery] = []
+            for result in arrived:
+                if isinstance(result, _Retired):
+                    alive -= 1
+                    last_retirement = result.reason
+                    continue
+                in_flight -= 1
+                if isinstance(result, _Requeue):
                     heapq.heappush(retries, result.job)
-            else:
-                self._settle(result, retries, record, stopping)
-        for job in retries:
-            if job.last is not None:
-                record(job.last)
+                elif isinstance(result, _Fatal):
+                    fatal = fatal or result.error
+                    if result.job is not None:
+                        heapq.heappush(retries, result.job)
+                elif self._settle(result, retries, stopping):
+                    settled.append(result.delivery)
+            if settled:
+                record(settled)
+        left_pending = [job.last for job in retries if job.last is not None]
+        if left_pending:
+            record(left_pending)
         if fatal is not None:
             raise fatal
         if alive == 0 and (retries or not exhausted):
@@ -467,7 +476,8 @@ class Mailer:
                 temporary=True,
             )
 
-    def _settle(self, result: _Done, retries: list[_Job], record: Recorder, stopping: bool) -> None:
+    def _settle(self, result: _Done, retries: list[_Job], stopping: bool) -> bool:
+        """True when the outcome is final; False when the message is queued for a retry."""
         job, delivery = result.job, result.delivery
         job.attempts += 1
         job.last = delivery
@@ -482,8 +492,8 @@ class Mailer:
                 self.config.retries,
             )
             heapq.heappush(retries, job)
-            return
-        record(delivery)
+            return False
+        return True
 
 
 def _drain(jobs: queue.Queue[_Job | None], keep: list[_Job] | None = None) -> int:

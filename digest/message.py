@@ -150,16 +150,11 @@ def unsubscribe_links(envelope: IssueEnvelope, token: str) -> tuple[str | None, 
     return https, mailto
 
 
-def _crlf(text: str) -> str:
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text.replace("\n", "\r\n")
-
-
 def _b2a_qp(data: bytes) -> bytes:
     """binascii's quoted-printable (fast, in C), with its one slip fixed: an encoded trailing
     space or tab can push a line to 77 characters; RFC 2045 allows 76."""
-    encoded = binascii.b2a_qp(data, istext=True)
+    # The CRLF appended (and removed) makes binascii use CRLF for soft line breaks too.
+    encoded = binascii.b2a_qp(data + b"\r\n", istext=True)[:-2]
     if (
         b"=20\r\n" not in encoded
         and b"=09\r\n" not in encoded
@@ -174,55 +169,54 @@ def _b2a_qp(data: bytes) -> bytes:
 
 def _qp(text: str) -> bytes:
     """Quoted-printable with CRLF line breaks."""
-    return _b2a_qp(_crlf(text).encode("utf-8"))
+    return _b2a_qp("\r\n".join(_lines(text)).encode("utf-8"))
 
 
 class EncodedBody:
-    """A text part quoted-printable encoded once, re-encoding per message only changed lines.
+    """A text part quoted-printable encoded once; per message only its personal lines change.
 
-    Quoted-printable encodes each line on its own, so the encoding of a text is the encoding
-    of its lines joined. `template` is the part personalised with marker values; lines holding
-    a marker change per subscriber, the rest are encoded here once. `encode` walks a real
-    subscriber's text against the template and falls back to encoding it all whenever it does
-    not line up, so the result is always the plain encoding of the text it is given.
+    Quoted-printable encodes each line on its own, so a part's encoding is its lines' encodings
+    joined with CRLF. `rendered` is the part with placeholders, `sample` the same part
+    personalised with marker values: lines where the marker shows up are personal, the rest
+    are encoded here once. Per subscriber only the personal lines are filled in and encoded.
+    When the two do not line up (personalise changed more than the marked lines), `usable` is
+    False and callers encode the whole personalised part instead.
     """
 
-    def __init__(self, template: str, marker: str) -> None:
-        self.blocks: list[tuple[str, bytes] | None] = []
+    def __init__(self, rendered: str, sample: str, marker: str) -> None:
+        rendered_lines = _lines(rendered)
+        sample_lines = _lines(sample)
+        self.usable = len(rendered_lines) == len(sample_lines)
+        self.personal: list[str] = []
+        self.blocks: list[bytes | int] = []
         static: list[str] = []
-        for line in _crlf(template).splitlines(keepends=True):
-            if marker in line:
+        for line, filled in zip(rendered_lines, sample_lines, strict=False):
+            if marker in filled:
                 if static:
-                    self._add_static("".join(static))
+                    self.blocks.append(_b2a_qp("\r\n".join(static).encode("utf-8")))
                     static = []
-                self.blocks.append(None)
-            else:
+                self.blocks.append(len(self.personal))
+                self.personal.append(line)
+            elif line == filled:
                 static.append(line)
-        if static:
-            self._add_static("".join(static))
-
-    def _add_static(self, text: str) -> None:
-        self.blocks.append((text, _b2a_qp(text.encode("utf-8"))))
-
-    def encode(self, text: str) -> bytes:
-        """The quoted-printable encoding of `text` (CRLF line breaks)."""
-        text = _crlf(text)
-        out: list[bytes] = []
-        position = 0
-        for block in self.blocks:
-            if block is None:
-                end = text.find("\n", position)
-                end = len(text) if end < 0 else end + 1
-                out.append(_b2a_qp(text[position:end].encode("utf-8")))
-                position = end
-            elif text.startswith(block[0], position):
-                out.append(block[1])
-                position += len(block[0])
             else:
-                return _qp(text)
-        if position != len(text):
-            return _qp(text)
-        return b"".join(out)
+                self.usable = False
+        if static:
+            self.blocks.append(_b2a_qp("\r\n".join(static).encode("utf-8")))
+        self.personal_text = "\n".join(self.personal)
+
+    def encode(self, filled: list[str]) -> bytes:
+        """The part's encoding, given its personal lines filled in for one subscriber."""
+        return b"\r\n".join(
+            block if isinstance(block, bytes) else _b2a_qp(filled[block].encode("utf-8"))
+            for block in self.blocks
+        )
+
+
+def _lines(text: str) -> list[str]:
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.split("\n")
 
 
 @dataclass(frozen=True)
@@ -260,13 +254,29 @@ def _template(envelope: IssueEnvelope) -> _IssueTemplate:
     boundary = f"=={secrets.token_hex(12)}==".encode("ascii")
     marker = secrets.token_hex(8)
     sample = Subscriber(email=f"m{marker}@example.invalid", name=f"N{marker}")
-    html, text = personalise(envelope.rendered, sample, f"https://example.invalid/{marker}")
+    rendered = envelope.rendered
+    html, text = personalise(rendered, sample, f"https://example.invalid/{marker}")
     return _IssueTemplate(
         headers=headers,
         boundary=boundary,
-        text=EncodedBody(text, marker),
-        html=EncodedBody(html, marker),
+        text=EncodedBody(rendered.text, text, marker),
+        html=EncodedBody(rendered.html, html, marker),
     )
+
+
+def _bodies(
+    template: _IssueTemplate, rendered: RenderedIssue, subscriber: Subscriber, url: str
+) -> tuple[bytes, bytes]:
+    """(text, html) encoded for one subscriber, personalising only the lines that need it."""
+    html, text = template.html, template.text
+    if html.usable and text.usable:
+        only_personal = RenderedIssue(rendered.subject, html.personal_text, text.personal_text)
+        html_lines, text_lines = personalise(only_personal, subscriber, url)
+        filled_html, filled_text = html_lines.split("\n"), text_lines.split("\n")
+        if len(filled_html) == len(html.personal) and len(filled_text) == len(text.personal):
+            return text.encode(filled_text), html.encode(filled_html)
+    full_html, full_text = personalise(rendered, subscriber, url)
+    return _qp(full_text), _qp(full_html)
 
 
 def _to_header(subscriber: Subscriber, smtputf8: bool) -> bytes:
@@ -312,7 +322,7 @@ def build_message(envelope: IssueEnvelope, subscriber: Subscriber, token: str) -
     """The full message for one subscriber: placeholders filled, headers set, CRLF line endings."""
     template = _template(envelope)
     https, mailto = unsubscribe_links(envelope, token)
-    html, text = personalise(envelope.rendered, subscriber, https or mailto)
+    text_body, html_body = _bodies(template, envelope.rendered, subscriber, https or mailto)
     smtputf8 = not subscriber.email.isascii()
     unsubscribe = f"<{https}>,\r\n <{mailto}>" if https else f"<{mailto}>"
     personal = _to_header(subscriber, smtputf8) + (
@@ -326,9 +336,9 @@ def build_message(envelope: IssueEnvelope, subscriber: Subscriber, token: str) -
             template.headers,
             personal,
             b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n',
-            _part(boundary, b"plain", template.text.encode(text)),
+            _part(boundary, b"plain", text_body),
             b"\r\n",
-            _part(boundary, b"html", template.html.encode(html)),
+            _part(boundary, b"html", html_body),
             b"\r\n--" + boundary + b"--\r\n",
         )
     )

@@ -168,7 +168,7 @@ def test_send(config: Config, now: datetime, recipients: Sequence[str]) -> SendR
     outcomes: list[Delivery] = []
     subscribers = [Subscriber(email=address) for address in recipients]
     with Mailer(config.smtp) as mailer:
-        mailer.send_all(_messages(envelope, subscribers, secret), outcomes.append)
+        mailer.send_all(_messages(envelope, subscribers, secret), outcomes.extend)
     return _report(None, prepared.issue.post_count, outcomes, prepared.problems)
 
 
@@ -286,12 +286,17 @@ def send(
         if progress is not None:
             progress.start(len(recipients), len(done))
 
-        def record(delivery: Delivery) -> None:
-            # Called on this thread only: the SQLite connection never crosses threads.
-            state.record_delivery(issue_id, delivery, clock() if clock else now)
-            counts[delivery.status] += 1
-            if progress is not None:
-                progress.advance(delivery)
+        def record(deliveries: Sequence[Delivery]) -> None:
+            # Called on this thread only (the SQLite connection never crosses threads), with
+            # the outcomes that arrived together: one commit for them all.
+            when = clock() if clock else now
+            with state.transaction():
+                for delivery in deliveries:
+                    state.record_delivery(issue_id, delivery, when)
+            for delivery in deliveries:
+                counts[delivery.status] += 1
+                if progress is not None:
+                    progress.advance(delivery)
 
         mailer.send_all(_messages(envelope, recipients, secret), record, stop)
         handled = sum(counts.values())

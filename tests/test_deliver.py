@@ -6,7 +6,7 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def send(
     """Send one message per address; return every recorded outcome, asserting one each."""
     recorded: list[Delivery] = []
     with Mailer(config) as mailer:
-        mailer.send_all((message(a) for a in recipients), recorded.append, stop)
+        mailer.send_all((message(a) for a in recipients), recorded.extend, stop)
     assert len({d.email for d in recorded}) == len(recorded), "an outcome was recorded twice"
     return {d.email: d for d in recorded}
 
@@ -126,7 +126,7 @@ def test_421_on_connect_is_retried_before_and_during_the_send() -> None:
         with Mailer(config) as mailer:
             server.script.drop_at = {2}
             server.script.refuse_connections = 1
-            mailer.send_all((message(a) for a in addresses(4)), recorded.append)
+            mailer.send_all((message(a) for a in addresses(4)), recorded.extend)
         assert server.counts() == Counter(addresses(4))
         assert server.connections == 2 + 1 + 1 + 1
 
@@ -137,7 +137,7 @@ def test_a_server_refusing_extra_connections_leaves_a_smaller_pool() -> None:
         with Mailer(config) as mailer:
             server.script.refuse_connections = 3
             recorded: list[Delivery] = []
-            mailer.send_all((message(a) for a in addresses(10)), recorded.append)
+            mailer.send_all((message(a) for a in addresses(10)), recorded.extend)
         assert server.counts() == Counter(addresses(10))
         assert server.peak_connections == 1
 
@@ -265,7 +265,7 @@ def test_a_refused_sender_stops_the_send_without_failing_anyone() -> None:
         server.script.reject_sender = "553 5.7.1 Sender address rejected: not owned by user"
         recorded: list[Delivery] = []
         with pytest.raises(DigestError) as raised, Mailer(smtp_config(server)) as mailer:
-            mailer.send_all((message(a) for a in addresses(5)), recorded.append)
+            mailer.send_all((message(a) for a in addresses(5)), recorded.extend)
         assert "refused the sender digest@example.org: 553" in str(raised.value)
         assert all(d.status is not DeliveryStatus.FAILED for d in recorded)
         assert server.received == []
@@ -277,14 +277,17 @@ def test_stop_finishes_messages_in_flight_and_leaves_the_rest() -> None:
         stop = threading.Event()
         recorded: list[Delivery] = []
 
-        def record(delivery: Delivery) -> None:
-            recorded.append(delivery)
-            if len(recorded) == 3:
+        at_stop: list[int] = []
+
+        def record(batch: Sequence[Delivery]) -> None:
+            recorded.extend(batch)
+            if len(recorded) >= 3 and not stop.is_set():
                 stop.set()
+                at_stop.append(len(recorded))
 
         with Mailer(smtp_config(server, connections=2)) as mailer:
             mailer.send_all((message(a) for a in addresses(50)), record, stop)
-        assert 3 <= len(recorded) <= 3 + 2
+        assert at_stop[0] <= len(recorded) <= at_stop[0] + 2
         assert {d.email for d in recorded} == set(server.counts())
         assert all(d.status is DeliveryStatus.SENT for d in recorded)
 
@@ -293,10 +296,12 @@ def test_server_gone_for_good_raises_after_recording_what_was_sent() -> None:
     server = SmtpServer()
     server.__enter__()
     recorded: list[Delivery] = []
+    stopped: list[bool] = []
 
-    def record(delivery: Delivery) -> None:
-        recorded.append(delivery)
-        if len(recorded) == 3:
+    def record(batch: Sequence[Delivery]) -> None:
+        recorded.extend(batch)
+        if len(recorded) >= 3 and not stopped:
+            stopped.append(True)
             server.__exit__()
 
     def messages() -> Iterator[OutgoingMessage]:

@@ -170,18 +170,16 @@ def test_no_https_unsubscribe_url_means_mailto_only(tmp_path: Path) -> None:
     assert message["List-Unsubscribe-Post"] is None
 
 
-def test_encoded_body_falls_back_when_the_text_does_not_match_the_template() -> None:
-    encoded = EncodedBody("static line\nHello MARK\nmore static\n", "MARK")
-    assert encoded.encode("static line\nHello Ann\nmore static\n") == (
-        b"static line\r\nHello Ann\r\nmore static\r\n"
+def test_encoded_body_pre_encodes_static_lines_and_notices_a_mismatch() -> None:
+    body = EncodedBody(
+        "static line\nHello %%NAME%%\nmore static\n",
+        "static line\nHello MARK\nmore static\n",
+        "MARK",
     )
-    # an extra line where the template had none: still a correct encoding of the input
-    assert encoded.encode("static line\nHello\nAnn\nmore static\n") == (
-        b"static line\r\nHello\r\nAnn\r\nmore static\r\n"
-    )
-    assert encoded.encode("changed\nHello Ann\nmore static\n") == (
-        b"changed\r\nHello Ann\r\nmore static\r\n"
-    )
+    assert body.usable and body.personal == ["Hello %%NAME%%"]
+    assert body.encode(["Hello Zoë"]) == b"static line\r\nHello Zo=C3=AB\r\nmore static\r\n"
+    assert not EncodedBody("a\nb\n", "a\nB\n", "MARK").usable
+    assert not EncodedBody("a\nb\n", "a\nb\nc\n", "MARK").usable
 
 
 def _dkim_key(tmp_path: Path) -> tuple[Path, bytes]:

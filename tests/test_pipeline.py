@@ -175,7 +175,7 @@ def test_history_lists_issues_with_delivery_counts(project: Project) -> None:
     assert "bob@example.com" in result.output
     rows = state_rows(project, "SELECT email, status, reply FROM deliveries ORDER BY email")
     assert rows == [
-        ("ann@example.com", "sent", "250 accepted"),
+        ("ann@example.com", "sent", "250 Message accepted for delivery"),
         ("bob@example.com", "failed", "550 5.1.1 No such user"),
     ]
 

@@ -1,0 +1,221 @@
+"""Send one 40-post issue to 10,000 subscribers through Postfix's smtp-sink, three ways, in one run.
+
+1. digest: the real `digest send` command (a separate process), pool of smtp.connections;
+   messages per second over the whole command, and its peak memory (max RSS). The same send to
+   1,000 subscribers is run first to show memory stays flat as the list grows.
+2. bare: a plain smtplib loop sending one prebuilt message's bytes over one connection.
+3. naive: per subscriber, render the issue (Jinja2 + premailer), build the message with the
+   email package and send it over a new connection. Timed on a sample and extrapolated.
+
+smtp-sink (Debian package postfix) accepts and discards everything: the figures measure the
+sender, not a mail server's disk.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from digest.config import load_config
+from digest.models import Subscriber
+from digest.pipeline import open_state, prepare
+from digest.render import personalise, render_issue
+from digest.state import State
+
+SUBSCRIBERS = 10_000
+SMALL_LIST = 1_000
+NAIVE_SAMPLE = 300
+NOW = datetime.now(UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def feed(name: str, count: int) -> str:
+    items = "".join(
+        f"<item><title>{name} post {n}: a realistic headline about public services</title>"
+        f"<link>https://example.org/{name}/{n}</link><guid>{name}-{n}</guid>"
+        f"<pubDate>{format_datetime(NOW - timedelta(hours=n + 1))}</pubDate>"
+        f"<author>writer{n}@example.org (Writer {n})</author>"
+        "<description>&lt;p&gt;"
+        + "A paragraph of summary text about the post. " * 8
+        + "&lt;/p&gt;</description></item>"
+        for n in range(count)
+    )
+    channel = f"<channel><title>{name}</title><link>https://example.org/</link>{items}</channel>"
+    return f'<?xml version="1.0"?><rss version="2.0">{channel}</rss>'
+
+
+def make_project(root: Path, port: int, subscribers: int) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "blog.xml").write_text(feed("blog", 20), encoding="utf-8")
+    (root / "news.xml").write_text(feed("news", 20), encoding="utf-8")
+    rows = "".join(f"reader{n}@example.com,Reader {n}\n" for n in range(subscribers))
+    (root / "subscribers.csv").write_text("email,name\n" + rows, encoding="utf-8")
+    config = root / "config.yaml"
+    config.write_text(
+        "newsletter:\n  title: Bench Weekly\n  from: Bench <bench@example.org>\n"
+        '  unsubscribe_url: "https://example.org/unsubscribe?token={token}"\n'
+        "feeds:\n  - name: Blog\n    url: blog.xml\n  - name: News\n    url: news.xml\n"
+        "digest:\n  max_posts_per_section: 20\n"
+        f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: none\n"
+        "secret: bench-secret\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+def run_digest(config: Path) -> tuple[float, int, str]:
+    """(seconds, peak RSS in KiB, summary line) for one `digest send` process."""
+    command = [sys.executable, "-m", "digest", "--config", str(config), "send"]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    out = process.stdout.read() if process.stdout else ""
+    err = process.stderr.read() if process.stderr else ""
+    if status != 0:
+        sys.exit(f"digest send failed:\n{out}\n{err}")
+    return elapsed, usage.ru_maxrss, out.strip().splitlines()[-1]
+
+
+def sample_message(config_path: Path) -> bytes:
+    """One subscriber's message exactly as digest built it (read back from a dry run)."""
+    command = [sys.executable, "-m", "digest", "--config", str(config_path), "send", "--dry-run"]
+    subprocess.run(command, check=True, capture_output=True)
+    outbox = next((config_path.parent / "outbox").iterdir())
+    return next(outbox.iterdir()).read_bytes()
+
+
+def run_bare(port: int, data: bytes, count: int) -> float:
+    connection = smtplib.SMTP("127.0.0.1", port)
+    connection.ehlo()
+    started = time.perf_counter()
+    for n in range(count):
+        connection.sendmail("bench@example.org", [f"reader{n}@example.com"], data)
+    elapsed = time.perf_counter() - started
+    connection.quit()
+    return elapsed
+
+
+def run_naive(config_path: Path, port: int, count: int) -> float:
+    config = load_config(config_path)
+    with State(Path(":memory:")) as state:
+        prepared = prepare(config, state, NOW, record=False)
+    started = time.perf_counter()
+    for n in range(count):
+        rendered = render_issue(prepared.issue, config)
+        subscriber = Subscriber(f"reader{n}@example.com", f"Reader {n}")
+        html, text = personalise(rendered, subscriber, f"https://example.org/u?token={n}")
+        message = EmailMessage()
+        message["From"] = "Bench <bench@example.org>"
+        message["To"] = subscriber.email
+        message["Subject"] = rendered.subject
+        message["Date"] = format_datetime(NOW)
+        message["Message-ID"] = make_msgid(domain="example.org")
+        message.set_content(text, cte="quoted-printable")
+        message.add_alternative(html, subtype="html", cte="quoted-printable")
+        connection = smtplib.SMTP("127.0.0.1", port)
+        connection.sendmail("bench@example.org", [subscriber.email], message.as_bytes(policy=SMTP))
+        connection.quit()
+    return time.perf_counter() - started
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()},"
+        f" {platform.system()} {platform.release()}"
+    )
+
+
+def main() -> None:
+    sink = shutil.which("smtp-sink") or (
+        "/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None
+    )
+    if sink is None:
+        sys.exit(
+            "smtp-sink not found: install Postfix (apt-get install postfix), or run `make bench`"
+        )
+    port = free_port()
+    server = subprocess.Popen(
+        [sink, "-u", "nobody", "-c", f"127.0.0.1:{port}", "1024"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    sys.exit("smtp-sink did not start")
+                time.sleep(0.05)
+        with tempfile.TemporaryDirectory() as folder:
+            root = Path(folder)
+            small = make_project(root / "small", port, SMALL_LIST)
+            small_time, small_rss, _ = run_digest(small)
+            big = make_project(root / "big", port, SUBSCRIBERS)
+            data = sample_message(big)
+            digest_time, digest_rss, summary = run_digest(big)
+            config = load_config(big)
+            connections = config.smtp.connections
+            with open_state(config) as state:
+                sent = state.history(1)[0].sent
+            if sent != SUBSCRIBERS:
+                sys.exit(f"digest delivered {sent} of {SUBSCRIBERS}: {summary}")
+            bare_time = run_bare(port, data, SUBSCRIBERS)
+            naive_time = run_naive(big, port, NAIVE_SAMPLE) * SUBSCRIBERS / NAIVE_SAMPLE
+    finally:
+        server.terminate()
+        server.wait()
+    rate = {
+        name: SUBSCRIBERS / seconds
+        for name, seconds in (("digest", digest_time), ("bare", bare_time), ("naive", naive_time))
+    }
+    print(f"One {len(data):,}-byte issue (40 posts) to {SUBSCRIBERS:,} subscribers via smtp-sink")
+    print(f"Machine: {machine()}")
+    print(
+        f"  digest send ({connections} connections): {digest_time:6.1f} s"
+        f"  {rate['digest']:7.0f} msg/s  peak RSS {digest_rss / 1024:.0f} MiB"
+        f" ({small_rss / 1024:.0f} MiB for {SMALL_LIST:,} subscribers, {small_time:.1f} s)"
+    )
+    print(f"  bare smtplib loop, 1 connection:  {bare_time:6.1f} s  {rate['bare']:7.0f} msg/s")
+    print(
+        f"  naive (render + premailer + new connection per message): {naive_time:6.1f} s"
+        f"  {rate['naive']:7.1f} msg/s  (timed on {NAIVE_SAMPLE} messages, extrapolated)"
+    )
+    print(
+        f"  digest vs bare: {rate['digest'] / rate['bare']:.2f}x;"
+        f" digest vs naive: {rate['digest'] / rate['naive']:.0f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
