@@ -1,0 +1,480 @@
+"""Feed bytes to clean Posts: feedparser on defused bytes, then plain titles, safe links, HTML."""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import io
+import logging
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import feedparser
+import nh3
+
+from digest.models import FeedResult, FetchStatus, Post
+
+logger = logging.getLogger(__name__)
+
+MAX_TITLE = 300
+MAX_EXCERPT = 250
+MAX_AUTHOR = 200
+MAX_LINK = 2000
+MAX_CATEGORIES = 20
+MAX_HTML_IN = 200_000
+MAX_HTML_OUT = 20_000
+MAX_POSTS = 500
+UNTITLED = "(untitled)"
+
+_TRACKING_PARAMS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "msclkid",
+        "yclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "_hsenc",
+        "_hsmi",
+        "mkt_tok",
+        "oly_enc_id",
+        "oly_anon_id",
+        "vero_id",
+        "wt_mc",
+        "__s",
+    }
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_SPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+# -- links --------------------------------------------------------------------
+
+
+def normalise_link(url: str) -> str:
+    """Link key for cross-feed dedupe: scheme/host case, default port, fragment, tracking params."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return ""
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    if parts.username is not None:
+        credentials = parts.username + (f":{parts.password}" if parts.password is not None else "")
+        host = f"{credentials}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        kept = [(k, v) for k, v in pairs if not _is_tracking(k)]
+        if len(kept) != len(pairs):
+            query = urlencode(kept)
+    return urlunsplit((scheme, host, parts.path or "/", query, ""))
+
+
+def _is_tracking(name: str) -> bool:
+    lowered = name.lower()
+    return lowered.startswith("utm_") or lowered in _TRACKING_PARAMS
+
+
+def safe_url(url: str, base: str) -> str:
+    """`url` made absolute against `base`, if the result is http(s); otherwise ''."""
+    url = _CONTROL.sub("", url or "").strip()
+    if not url or len(url) > MAX_LINK:
+        return ""
+    try:
+        absolute = urljoin(base, url) if base else url
+        parts = urlsplit(absolute)
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    return absolute
+
+
+# -- text and HTML --------------------------------------------------------------
+
+
+class _TextExtractor(HTMLParser):
+    """Collects the text of an HTML fragment, skipping scripts and styles."""
+
+    _BLOCKS = frozenset(
+        {"p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td"}
+        | {"th", "table", "blockquote", "pre", "hr", "section", "article", "figure"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style", "template"):
+            self.skipping += 1
+        elif tag in self._BLOCKS:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "template"):
+            self.skipping = max(0, self.skipping - 1)
+        elif tag in self._BLOCKS:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML fragment: tags dropped, entities decoded, whitespace collapsed."""
+    extractor = _TextExtractor()
+    extractor.feed(html)
+    extractor.close()
+    return collapse("".join(extractor.parts))
+
+
+def collapse(text: str) -> str:
+    """Whitespace runs to single spaces, control characters removed, ends trimmed."""
+    return _SPACE.sub(" ", _CONTROL.sub("", text)).strip()
+
+
+def shorten(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-–—") + "…"
+
+
+def sanitise_html(html: str, base: str) -> str:
+    """Feed HTML made safe for email: nh3 allow-list, absolute http(s)/mailto links, bounded."""
+
+    def absolutise(tag: str, attribute: str, value: str) -> str | None:
+        if attribute in ("href", "src", "cite"):
+            if value.lower().startswith("mailto:"):
+                return value
+            return safe_url(value, base) or None
+        return value
+
+    cleaned = nh3.clean(
+        html[:MAX_HTML_IN],
+        clean_content_tags={"script", "style", "template", "noscript", "iframe", "object"},
+        url_schemes={"http", "https", "mailto"},
+        attribute_filter=absolutise,
+        link_rel="noopener noreferrer",
+    )
+    if len(cleaned) > MAX_HTML_OUT:
+        cleaned = nh3.clean(cleaned[:MAX_HTML_OUT], link_rel="noopener noreferrer")
+    return cleaned
+
+
+class _FirstImage(HTMLParser):
+    """Finds the first <img> that is not a 1x1 tracking pixel."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "img" or self.found:
+            return
+        values = {name: value or "" for name, value in attrs}
+        if not _is_pixel(values.get("width"), values.get("height")):
+            self.found = values.get("src", "")
+
+
+def _is_pixel(width: Any, height: Any) -> bool:
+    sizes = {str(size).strip().lower().removesuffix("px") for size in (width, height) if size}
+    return bool(sizes) and sizes <= {"0", "1"}
+
+
+# -- entity defusing -------------------------------------------------------------
+
+_DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*\[", re.IGNORECASE)
+_DECLARATION = re.compile(
+    rb"""<!--.*?-->|<\?.*?\?>|<!(?:[^>"']|"[^"]*"|'[^']*')*>|%[\w.:-]+;""", re.DOTALL
+)
+_SAFE_ENTITY = re.compile(
+    rb"""<!ENTITY\s+[\w.:-]+\s+(?:"(?:[^"&%<]|&\#\w+;)*"|'(?:[^'&%<]|&\#\w+;)*')\s*>"""
+)
+_PROLOG_LIMIT = 65_536
+
+
+def defuse(data: bytes) -> tuple[bytes, bool]:
+    """Drop DOCTYPE entity declarations that nest, are external or parametric (bombs, XXE).
+
+    Returns the bytes to parse and whether anything was dropped. Simple literal entities stay,
+    so feeds that define `&id;` shortcuts still read.
+    """
+    codec = _prolog_codec(data[:4])
+    if codec == "latin-1":
+        cut = _unsafe_subset(data[:_PROLOG_LIMIT])
+        if cut is None:
+            return data, False
+        start, end, kept = cut
+        return data[:start] + kept + data[end:], True
+    # UTF-16/32: search the text with one byte per character, then re-encode it.
+    text = data.decode(codec, "replace")
+    cut = _unsafe_subset(text[:_PROLOG_LIMIT].encode("latin-1", "replace"))
+    if cut is None:
+        return data, False
+    start, end, kept = cut
+    return (text[:start] + kept.decode("latin-1") + text[end:]).encode(codec), True
+
+
+def _unsafe_subset(probe: bytes) -> tuple[int, int, bytes] | None:
+    """Where the DOCTYPE internal subset is and its safe part, or None if it is all safe."""
+    start = _DOCTYPE.search(probe)
+    if start is None:
+        return None
+    position = start.end()
+    kept: list[bytes] = []
+    dropped = False
+    while True:
+        while position < len(probe) and probe[position : position + 1].isspace():
+            position += 1
+        if position >= len(probe):
+            return None
+        if probe[position : position + 1] == b"]":
+            break
+        match = _DECLARATION.match(probe, position)
+        if match is None:
+            # Not a subset we understand: drop the rest of it rather than guess.
+            end = probe.find(b"]", position)
+            if end < 0:
+                return None
+            position, dropped = end, True
+            break
+        declaration = match.group()
+        if declaration.startswith((b"<!ENTITY", b"%")):
+            if _SAFE_ENTITY.fullmatch(declaration):
+                kept.append(declaration)
+            else:
+                dropped = True
+        position = match.end()
+    return (start.end(), position, b"\n".join(kept)) if dropped else None
+
+
+def _prolog_codec(head: bytes) -> str:
+    """The codec to search a prolog with: the UTF-16/32 family by BOM or pattern, else bytes."""
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "utf-32"
+    if head == b"\x00\x00\x00<":
+        return "utf-32-be"
+    if head == b"<\x00\x00\x00":
+        return "utf-32-le"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if head.startswith(b"<\x00"):
+        return "utf-16-le"
+    if head.startswith(b"\x00<"):
+        return "utf-16-be"
+    return "latin-1"
+
+
+# -- entries ----------------------------------------------------------------------
+
+
+def _struct_to_utc(value: Any) -> datetime | None:
+    if not isinstance(value, time.struct_time | tuple) or len(value) < 6:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(tuple(value)[:9]), UTC)
+    except (OverflowError, ValueError, TypeError, OSError):
+        return None
+
+
+def _own(entry: Mapping[str, Any], key: str) -> Any:
+    """A key the entry really has; feedparser's `updated` silently falls back to `published`."""
+    return dict.get(entry, key) if isinstance(entry, dict) else entry.get(key)
+
+
+def _text_of(entry: Mapping[str, Any], name: str) -> str:
+    value = entry.get(name)
+    if not isinstance(value, str):
+        return ""
+    detail = entry.get(f"{name}_detail") or {}
+    if str(detail.get("type", "")).lower() in _HTML_TYPES:
+        return html_to_text(value)
+    return collapse(value)
+
+
+def _entry_html(entry: Mapping[str, Any]) -> str:
+    summary = entry.get("summary")
+    if isinstance(summary, str) and summary.strip():
+        detail = entry.get("summary_detail") or {}
+        kind = str(detail.get("type", "text/html")).lower()
+        return summary if kind in _HTML_TYPES else _plain_to_html(summary)
+    for content in entry.get("content") or ():
+        value = content.get("value") if isinstance(content, Mapping) else None
+        if isinstance(value, str) and value.strip():
+            kind = str(content.get("type", "text/html")).lower()
+            return value if kind in _HTML_TYPES else _plain_to_html(value)
+    return ""
+
+
+def _plain_to_html(text: str) -> str:
+    from html import escape
+
+    return escape(text)
+
+
+def _image(entry: Mapping[str, Any], html: str, base: str) -> str:
+    candidates: list[str] = []
+    for thumbnail in entry.get("media_thumbnail") or ():
+        if isinstance(thumbnail, Mapping) and not _is_pixel(
+            thumbnail.get("width"), thumbnail.get("height")
+        ):
+            candidates.append(str(thumbnail.get("url", "")))
+    for media in entry.get("media_content") or ():
+        if not isinstance(media, Mapping):
+            continue
+        is_image = media.get("medium") == "image" or str(media.get("type", "")).startswith("image/")
+        if is_image and not _is_pixel(media.get("width"), media.get("height")):
+            candidates.append(str(media.get("url", "")))
+    for link in entry.get("links") or ():
+        if (
+            isinstance(link, Mapping)
+            and link.get("rel") == "enclosure"
+            and str(link.get("type", "")).startswith("image/")
+        ):
+            candidates.append(str(link.get("href", "")))
+    if html:
+        finder = _FirstImage()
+        finder.feed(html[:MAX_HTML_IN])
+        candidates.append(finder.found)
+    for candidate in candidates:
+        url = safe_url(candidate, base)
+        if url:
+            return url
+    return ""
+
+
+def _categories(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for tag in entry.get("tags") or ():
+        if not isinstance(tag, Mapping):
+            continue
+        name = collapse(str(tag.get("label") or tag.get("term") or ""))[:100]
+        if name and name.lower() not in {s.lower() for s in seen}:
+            seen[name] = None
+        if len(seen) >= MAX_CATEGORIES:
+            break
+    return tuple(seen)
+
+
+def entry_to_post(entry: Mapping[str, Any], feed_url: str, base: str, now: datetime) -> Post:
+    """One feedparser entry as a clean Post."""
+    title = shorten(_text_of(entry, "title"), MAX_TITLE) or UNTITLED
+    link = safe_url(str(entry.get("link") or ""), base)
+    published = _struct_to_utc(entry.get("published_parsed"))
+    updated = _struct_to_utc(_own(entry, "updated_parsed"))
+    if updated is not None and updated > now:
+        updated = None
+    if published is None:
+        published = updated
+    if published is not None and published > now:
+        published = None
+    identifier = collapse(str(entry.get("id") or ""))
+    if len(identifier) > 1000:
+        identifier = "sha256:" + hashlib.sha256(identifier.encode()).hexdigest()
+    if not identifier:
+        identifier = link
+    if not identifier:
+        dated = entry.get("published") or entry.get("updated") or ""
+        digest = hashlib.sha256(f"{title}\n{dated}".encode()).hexdigest()
+        identifier = f"sha256:{digest}"
+    raw_html = _entry_html(entry)
+    summary_html = sanitise_html(raw_html, link or base) if raw_html else ""
+    author_detail = entry.get("author_detail") or {}
+    author = author_detail.get("name") if isinstance(author_detail, Mapping) else None
+    return Post(
+        feed_url=feed_url,
+        key=identifier,
+        link_key=normalise_link(link) if link else "",
+        title=title,
+        link=link,
+        published=published,
+        updated=updated,
+        author=shorten(collapse(str(author or entry.get("author") or "")), MAX_AUTHOR),
+        summary_html=summary_html,
+        excerpt=shorten(html_to_text(summary_html), MAX_EXCERPT) if summary_html else "",
+        image_url=_image(entry, raw_html, link or base),
+        categories=_categories(entry),
+    )
+
+
+# -- whole feeds --------------------------------------------------------------------
+
+
+def _one_line(error: object, limit: int = 200) -> str:
+    text = collapse(str(error)) or type(error).__name__
+    return shorten(text, limit)
+
+
+def _harmless(error: object) -> bool:
+    """feedparser's bozo reasons that say nothing is wrong with the content."""
+    return isinstance(error, feedparser.CharacterEncodingOverride | feedparser.NonXMLContentType)
+
+
+def parse_feed(
+    data: bytes, feed_url: str, now: datetime, *, content_type: str | None = None
+) -> FeedResult:
+    """Parse feed bytes (never fetching anything) into an OK or FAILED FeedResult."""
+    stripped = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped.startswith(b"{"):
+        return _failed(feed_url, "not a feed we can read: JSON Feed is not supported")
+    if not stripped:
+        return _failed(feed_url, "not a feed we can read: the response was empty")
+    data, defused = defuse(data)
+    headers = {"content-location": feed_url}
+    if content_type:
+        headers["content-type"] = content_type
+    parsed = feedparser.parse(io.BytesIO(data), response_headers=headers)
+    entries = parsed.get("entries") or []
+    error = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    if not entries and (not parsed.get("version") or (error and not _harmless(error))):
+        reason = _one_line(error) if error else "no RSS or Atom feed found"
+        return _failed(feed_url, f"not a feed we can read: {reason}")
+    warnings = []
+    if defused:
+        warnings.append("entity declarations in the DOCTYPE were ignored")
+    if error is not None and not _harmless(error):
+        warnings.append(f"not well-formed, read anyway: {_one_line(error)}")
+    base = str(parsed.get("href") or "") or feed_url
+    posts = []
+    for entry in entries[:MAX_POSTS]:
+        try:
+            posts.append(entry_to_post(entry, feed_url, base, now))
+        except Exception as problem:  # one odd entry must not cost the whole feed
+            logger.warning("%s: skipped an entry: %s", feed_url, _one_line(problem))
+    feed_info = parsed.get("feed") or {}
+    return FeedResult(
+        feed_url=feed_url,
+        status=FetchStatus.OK,
+        posts=tuple(posts),
+        warning="; ".join(warnings),
+        feed_title=shorten(_text_of(feed_info, "title"), MAX_TITLE),
+    )
+
+
+def _failed(feed_url: str, error: str) -> FeedResult:
+    return FeedResult(feed_url=feed_url, status=FetchStatus.FAILED, error=error)
