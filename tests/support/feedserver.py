@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,7 @@ class Route:
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/xml"})
     delay: float = 0.0
     gzip: bool = False
+    deflate: bool = False
     etag: str | None = None
     last_modified: str | None = None
     location: str | None = None
@@ -77,6 +79,9 @@ class FeedServer:
                 if route.gzip:
                     body = gzip.compress(body)
                     headers["Content-Encoding"] = "gzip"
+                elif route.deflate:
+                    body = zlib.compress(body)
+                    headers["Content-Encoding"] = "deflate"
                 self._answer(route.status, body, headers)
 
             def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -93,7 +98,9 @@ class FeedServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base_url(self) -> str:
