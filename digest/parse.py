@@ -9,7 +9,10 @@ import logging
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from html import escape
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -302,6 +305,22 @@ def _struct_to_utc(value: Any) -> datetime | None:
         return None
 
 
+_WEEKDAY_PREFIX = re.compile(r"^\s*[^\W\d]{2,12}\.?,\s*")
+
+
+def _date(entry: Mapping[str, Any], name: str) -> datetime | None:
+    """A date feedparser understood, else an RFC 822 date with a non-English weekday."""
+    parsed = _struct_to_utc(_own(entry, f"{name}_parsed"))
+    text = _own(entry, name)
+    if parsed is not None or not isinstance(text, str) or not _WEEKDAY_PREFIX.match(text):
+        return parsed
+    try:
+        loose = parsedate_to_datetime(_WEEKDAY_PREFIX.sub("", text, count=1))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return loose.astimezone(UTC) if loose.tzinfo else loose.replace(tzinfo=UTC)
+
+
 def _own(entry: Mapping[str, Any], key: str) -> Any:
     """A key the entry really has; feedparser's `updated` silently falls back to `published`."""
     return dict.get(entry, key) if isinstance(entry, dict) else entry.get(key)
@@ -332,8 +351,6 @@ def _entry_html(entry: Mapping[str, Any]) -> str:
 
 
 def _plain_to_html(text: str) -> str:
-    from html import escape
-
     return escape(text)
 
 
@@ -385,8 +402,8 @@ def entry_to_post(entry: Mapping[str, Any], feed_url: str, base: str, now: datet
     """One feedparser entry as a clean Post."""
     title = shorten(_text_of(entry, "title"), MAX_TITLE) or UNTITLED
     link = safe_url(str(entry.get("link") or ""), base)
-    published = _struct_to_utc(entry.get("published_parsed"))
-    updated = _struct_to_utc(_own(entry, "updated_parsed"))
+    published = _date(entry, "published")
+    updated = _date(entry, "updated")
     if updated is not None and updated > now:
         updated = None
     if published is None:
@@ -451,9 +468,11 @@ def parse_feed(
     parsed = feedparser.parse(io.BytesIO(data), response_headers=headers)
     entries = parsed.get("entries") or []
     error = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    feed_title = shorten(_text_of(parsed.get("feed") or {}, "title"), MAX_TITLE)
     if not entries and (not parsed.get("version") or (error and not _harmless(error))):
         reason = _one_line(error) if error else "no RSS or Atom feed found"
-        return _failed(feed_url, f"not a feed we can read: {reason}")
+        failed = _failed(feed_url, f"not a feed we can read: {reason}")
+        return replace(failed, feed_title=feed_title)
     warnings = []
     if defused:
         warnings.append("entity declarations in the DOCTYPE were ignored")
@@ -466,13 +485,12 @@ def parse_feed(
             posts.append(entry_to_post(entry, feed_url, base, now))
         except Exception as problem:  # one odd entry must not cost the whole feed
             logger.warning("%s: skipped an entry: %s", feed_url, _one_line(problem))
-    feed_info = parsed.get("feed") or {}
     return FeedResult(
         feed_url=feed_url,
         status=FetchStatus.OK,
         posts=tuple(posts),
         warning="; ".join(warnings),
-        feed_title=shorten(_text_of(feed_info, "title"), MAX_TITLE),
+        feed_title=feed_title,
     )
 
 
