@@ -304,6 +304,9 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
         )
 
 
+FAILED_ADDRESSES_SHOWN = 20
+
+
 @main.command()
 @click.option("--limit", default=20, show_default=True, help="How many issues to list.")
 @with_config
@@ -312,10 +315,13 @@ def history(config: Config, limit: int) -> None:
     with pipeline.open_state(config, read_only=True) as state:
         rows = state.history(limit)
         suppressed = len(state.suppressed())
+        replies = {
+            row.issue.id: state.deliveries(row.issue.id) for row in rows if row.failed_addresses
+        }
     if not rows:
         out.print("No issues sent yet.")
         return
-    table = Table("Issue", "Date", "Posts", "Delivered", "Failed", "Pending", "Failed addresses")
+    table = Table("Issue", "Date", "Posts", "Delivered", "Failed", "Pending")
     for row in rows:
         finished = "" if row.issue.finished_at else " (unfinished)"
         table.add_row(
@@ -325,9 +331,17 @@ def history(config: Config, limit: int) -> None:
             str(row.sent),
             str(row.failed),
             str(row.pending),
-            ", ".join(row.failed_addresses) or "-",
         )
     out.print(table)
+    # Addresses go on plain lines, never in a cell, so a narrow terminal cannot fold them.
+    for row in rows:
+        for address in row.failed_addresses[:FAILED_ADDRESSES_SHOWN]:
+            delivery = replies[row.issue.id].get(address)
+            reply = f": {delivery.reply}" if delivery and delivery.reply else ""
+            out.print(f"Issue {row.issue.id} failed {address}{reply}", markup=False, soft_wrap=True)
+        hidden = len(row.failed_addresses) - FAILED_ADDRESSES_SHOWN
+        if hidden > 0:
+            out.print(f"Issue {row.issue.id}: {hidden} more failed addresses not shown.")
     if suppressed:
         out.print(f"{suppressed} unsubscribed addresses are skipped on every send.")
 

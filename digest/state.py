@@ -221,7 +221,7 @@ class State:
         previous = self.feed(result.feed_url)
         with self.transaction() as db:
             if result.status is FetchStatus.FAILED:
-                first = previous.first_failure_at if previous and previous.failures else now
+                first = (previous.first_failure_at if previous else None) or now
                 db.execute(
                     "INSERT INTO feeds (url, last_status, last_error, failures, first_failure_at,"
                     " gone) VALUES (?, 'failed', ?, 1, ?, ?) ON CONFLICT (url) DO UPDATE SET"
@@ -441,6 +441,5 @@ class State:
             "SELECT email, created_at, source FROM suppressions ORDER BY created_at, email"
         )
         return [
-            (row["email"], datetime.fromisoformat(row["created_at"]), row["source"])
-            for row in rows
+            (row["email"], datetime.fromisoformat(row["created_at"]), row["source"]) for row in rows
         ]

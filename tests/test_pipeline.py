@@ -172,7 +172,8 @@ def test_history_lists_issues_with_delivery_counts(project: Project) -> None:
     assert project.run("send").exit_code == 0
     result = project.run("history")
     assert result.exit_code == 0
-    assert "bob@example.com" in result.output
+    assert "Issue 1 failed bob@example.com: 550 5.1.1 No such user" in result.output
+    assert "ann@example.com" not in result.output
     rows = state_rows(project, "SELECT email, status, reply FROM deliveries ORDER BY email")
     assert rows == [
         ("ann@example.com", "sent", "250 Message accepted for delivery"),

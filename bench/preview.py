@@ -1,0 +1,95 @@
+"""How long `digest preview` takes for a 40-post issue, next to premailer alone, in one run.
+
+Feeds are served from 127.0.0.1; the whole command is timed, Python start-up included.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.feedserver import FeedServer
+
+RUNS = 7
+NOW = datetime.now(UTC)
+
+
+def feed(name: str, count: int) -> str:
+    items = "".join(
+        f"<item><title>{name} post {n}: a realistic headline about public services</title>"
+        f"<link>https://example.org/{name}/{n}</link><guid>{name}-{n}</guid>"
+        f"<pubDate>{format_datetime(NOW - timedelta(hours=n))}</pubDate>"
+        f"<author>writer{n}@example.org (Writer {n})</author>"
+        "<description>&lt;p&gt;"
+        + "A paragraph of summary text about the post. " * 8
+        + "&lt;/p&gt;</description></item>"
+        for n in range(count)
+    )
+    channel = f"<channel><title>{name}</title>{items}</channel>"
+    return f'<?xml version="1.0"?><rss version="2.0">{channel}</rss>'
+
+
+def main() -> None:
+    with FeedServer() as server, tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        server.add("/blog.xml", feed("blog", 20))
+        server.add("/news.xml", feed("news", 20))
+        (root / "subscribers.csv").write_text("email,name\nreader@example.org,Reader\n")
+        (root / "config.yaml").write_text(
+            "newsletter:\n  title: Bench Weekly\n  from: bench@example.org\n"
+            f"feeds:\n  - name: Blog\n    url: {server.url('/blog.xml')}\n"
+            f"  - name: News\n    url: {server.url('/news.xml')}\n"
+            "digest:\n  max_posts_per_section: 20\n"
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "digest",
+            "--config",
+            str(root / "config.yaml"),
+            "preview",
+            "--out",
+            str(root / "preview.html"),
+        ]
+        timings = []
+        for _ in range(RUNS):
+            started = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            timings.append(time.perf_counter() - started)
+        html = (root / "preview.html").read_text(encoding="utf-8")
+        startup = []
+        for _ in range(RUNS):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import digest.cli"], check=True)
+            startup.append(time.perf_counter() - started)
+
+    from digest.render import inline_css
+
+    premailer_runs = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        inline_css(html)
+        premailer_runs.append(time.perf_counter() - started)
+    print(f"digest preview, 40-post issue ({len(html) / 1024:.0f} KB HTML, {RUNS} runs, median):")
+    print(
+        f"  whole command (Python start-up included): {statistics.median(timings) * 1000:7.0f} ms"
+    )
+    print(
+        f"  of which importing digest:                {statistics.median(startup) * 1000:7.0f} ms"
+    )
+    print(
+        "  premailer alone on the same HTML:         "
+        f"{statistics.median(premailer_runs) * 1000:7.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
