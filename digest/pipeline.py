@@ -164,7 +164,7 @@ def test_send(config: Config, now: datetime, recipients: Sequence[str]) -> SendR
         secret = signing_secret(config, state) if state.path != Path(":memory:") else "test-send"
     if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
         return SendReport(None, 0, skipped_reason="nothing new", feed_problems=prepared.problems)
-    envelope = envelope_for(config, prepared.rendered, now)
+    envelope = envelope_for(config, prepared.rendered, now, dkim_key=load_dkim(config))
     outcomes: list[Delivery] = []
     subscribers = [Subscriber(email=address) for address in recipients]
     with Mailer(config.smtp) as mailer:
@@ -183,7 +183,7 @@ def dry_run(config: Config, now: datetime) -> SendReport:
         return SendReport(None, 0, skipped_reason="nothing new", feed_problems=prepared.problems)
     outbox = config.resolve(config.outbox) / now.strftime("%Y-%m-%dT%H%M%S")
     outbox.mkdir(parents=True, exist_ok=True)
-    envelope = envelope_for(config, prepared.rendered, now)
+    envelope = envelope_for(config, prepared.rendered, now, dkim_key=load_dkim(config))
     recipients = [s for s in subscriber_list.subscribers if s.email.lower() not in suppressed]
     for number, message in enumerate(_messages(envelope, recipients, secret), start=1):
         safe = re.sub(r"[^A-Za-z0-9@._-]", "_", message.recipient)

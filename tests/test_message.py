@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from digest.render import (
     UNSUBSCRIBE_PLACEHOLDER,
     personalise,
 )
+from tests.support.dkimkey import make_dkim_key
 
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 LONG = "word " * 60
@@ -182,28 +182,8 @@ def test_encoded_body_pre_encodes_static_lines_and_notices_a_mismatch() -> None:
     assert not EncodedBody("a\nb\n", "a\nb\nc\n", "MARK").usable
 
 
-def _dkim_key(tmp_path: Path) -> tuple[Path, bytes]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path / "dkim.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-    return path, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-
-
 def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers(tmp_path: Path) -> None:
-    key_path, record = _dkim_key(tmp_path)
+    key_path, record = make_dkim_key(tmp_path)
     config = make_config(
         tmp_path,
         f"  dkim:\n    selector: digest\n    domain: example.org\n    key_file: {key_path.name}\n",

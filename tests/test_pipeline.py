@@ -7,10 +7,12 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import dkim
 import pytest
 
 from digest.tokens import verify_token
 from tests.conftest import Project, post, rss
+from tests.support.dkimkey import make_dkim_key
 
 
 def state_rows(project: Project, sql: str) -> list[tuple[object, ...]]:
@@ -225,3 +227,33 @@ def test_check_validates_without_network(project: Project, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "OK: 2 feeds, 2 subscribers" in result.output
     assert not project.feeds.requests
+
+
+def test_every_message_that_leaves_is_dkim_signed(project: Project) -> None:
+    key_path, record = make_dkim_key(project.root)
+    dkim_settings = (
+        f"  dkim:\n    selector: news\n    domain: example.org\n    key_file: {key_path.name}\n"
+    )
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(
+        text.replace("  retry_delay: 0\n", "  retry_delay: 0\n" + dkim_settings), encoding="utf-8"
+    )
+
+    assert project.run("send", "--to", "editor@example.org").exit_code == 0
+    assert project.run("send", "--dry-run").exit_code == 0
+    assert project.run("send").exit_code == 0
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"news._domainkey.example.org."
+        return record
+
+    received = project.smtp.received
+    assert sorted(r.recipients[0] for r in received) == [
+        "ann@example.com",
+        "bob@example.com",
+        "editor@example.org",
+    ]
+    assert all(dkim.verify(r.data, dnsfunc=dns) for r in received)
+    written = sorted((project.root / "outbox").rglob("*.eml"))
+    assert len(written) == 2
+    assert all(dkim.verify(path.read_bytes(), dnsfunc=dns) for path in written)
