@@ -10,24 +10,19 @@ import webbrowser
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
-from digest import pipeline, schedule
+from digest import pipeline
 from digest.config import Config, load_config
 from digest.models import Delivery, DeliveryStatus, DigestError, SendReport
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 F = TypeVar("F", bound=Callable[..., Any])
 NOW_VARIABLE = "DIGEST_NOW"
@@ -234,6 +229,14 @@ class SendProgress:
                 f"Resuming: {already_done} already handled, {total} to send.", markup=False
             )
         if self.console.is_terminal and total:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
             self.bar = Progress(
                 TextColumn("Sending"),
                 BarColumn(),
@@ -386,6 +389,8 @@ def demo(directory: Path) -> None:
 @with_config
 def show_schedule(config: Config, count: int, after_text: str | None) -> None:
     """Print the next send slots, one ISO 8601 time with its UTC offset per line."""
+    from digest import schedule
+
     plan = schedule.require_schedule(config)
     after = current_time()
     if after_text:
@@ -403,6 +408,8 @@ def show_schedule(config: Config, count: int, after_text: str | None) -> None:
 @with_config
 def run(config: Config, once: bool) -> None:
     """Send at every slot until stopped; SIGTERM or Ctrl-C finishes the message in flight."""
+    from digest import schedule
+
     logging.getLogger(schedule.__name__).setLevel(logging.INFO)
     clock = schedule.Clock.starting_at(current_time())
     if not once:

@@ -244,6 +244,11 @@ class Config(_Strict):
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     state: str = Field("digest.sqlite3", description="SQLite state file.")
     outbox: str = Field("outbox", description="Folder for `digest send --dry-run` .eml files.")
+    inliner: Literal["premailer", "css_inline"] = Field(
+        "premailer",
+        description="CSS inliner: premailer, or css_inline (same output, much faster;"
+        " pip install 'digest[fast]').",
+    )
     fetch: FetchConfig = Field(default_factory=FetchConfig)
     secret: str | None = Field(None, description="Token signing secret; or DIGEST_SECRET.")
     schedule: ScheduleConfig | None = Field(None, description="When `digest run` sends.")

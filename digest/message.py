@@ -19,8 +19,6 @@ from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 from functools import lru_cache
 from urllib.parse import quote
 
-import dkim
-
 from digest.config import Config
 from digest.models import ConfigError, RenderedIssue, Subscriber
 from digest.render import personalise
@@ -108,6 +106,8 @@ def load_dkim(config: Config) -> DkimKey | None:
             f"{config.source}: smtp.dkim.key_file: cannot read {path}: {error.strerror}"
         ) from None
     key = DkimKey(settings.selector, settings.domain, private_key)
+    import dkim  # only when signing: it pulls in a DNS resolver
+
     try:
         _dkim_header(key, b"From: a@example.org\r\nSubject: test\r\n\r\nbody\r\n")
     except dkim.DKIMException as error:
@@ -303,6 +303,8 @@ def _part(boundary: bytes, subtype: bytes, body: bytes) -> bytes:
 
 
 def _dkim_header(key: DkimKey, data: bytes) -> bytes:
+    import dkim
+
     present = {
         line.split(b":", 1)[0].strip().lower() for line in data.split(b"\r\n\r\n")[0].split(b"\r\n")
     }

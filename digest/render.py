@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html as html_lib
+import importlib.util
 import logging
 import re
 import string
@@ -10,6 +11,7 @@ import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,7 +24,15 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from digest.config import Config
-from digest.models import Issue, Post, RenderedIssue, Section, Subscriber, TemplateError
+from digest.models import (
+    ConfigError,
+    Issue,
+    Post,
+    RenderedIssue,
+    Section,
+    Subscriber,
+    TemplateError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -402,6 +412,15 @@ def template_context(issue: Issue, config: Config) -> dict[str, Any]:
 # ---------------------------------------------------------------- templates
 
 
+@cache
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept in a private per-user temp folder: each command starts faster."""
+    try:
+        return jinja2.FileSystemBytecodeCache()
+    except RuntimeError:  # no usable private temp folder; compiling each time still works
+        return None
+
+
 def template_environment(config: Config) -> jinja2.Environment:
     """The editor's templates/ folder first, then the bundled templates; strict and autoescaped."""
     loader = jinja2.ChoiceLoader(
@@ -417,6 +436,7 @@ def template_environment(config: Config) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters["heading"] = _heading
     return env
@@ -553,9 +573,15 @@ def _size_warnings(html: str) -> tuple[str, ...]:
     )
 
 
-def render_issue(issue: Issue, config: Config, *, inliner: str = "premailer") -> RenderedIssue:
+def render_issue(issue: Issue, config: Config, *, inliner: str | None = None) -> RenderedIssue:
     """Render once per issue: subject, HTML with CSS inlined and the text part, with placeholders
     left in for per-subscriber values. Pure: no clock, no network."""
+    inliner = inliner or config.inliner
+    if inliner == "css_inline" and importlib.util.find_spec("css_inline") is None:
+        raise ConfigError(
+            f"{config.source}: inliner: css_inline is not installed;"
+            " run pip install 'digest[fast]' or set inliner: premailer"
+        )
     context = template_context(issue, config)
     env = template_environment(config)
     html = inline_css(_render_template(env, HTML_TEMPLATE, context), inliner)

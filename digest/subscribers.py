@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from email_validator import EmailNotValidError, validate_email
 
 from digest.models import ConfigError, Subscriber, SubscriberList
 
@@ -39,6 +38,8 @@ def _rows(path: Path, text: str) -> Iterable[tuple[int, dict[str, Any]]]:
 
 def parse_subscribers(path: Path, text: str) -> SubscriberList:
     """Check every row: invalid ones are reported with their line and skipped; duplicates merged."""
+    from email_validator import EmailNotValidError, validate_email
+
     subscribers: list[Subscriber] = []
     invalid: list[str] = []
     duplicates: list[str] = []

@@ -12,7 +12,15 @@ import lxml.html
 import pytest
 
 from digest.config import Config, parse_config
-from digest.models import Issue, Post, RenderedIssue, Section, Subscriber, TemplateError
+from digest.models import (
+    ConfigError,
+    Issue,
+    Post,
+    RenderedIssue,
+    Section,
+    Subscriber,
+    TemplateError,
+)
 from digest.render import (
     EMAIL_PLACEHOLDER,
     NAME_PLACEHOLDER,
@@ -425,6 +433,37 @@ def test_css_inline_gives_the_same_structure(config: Config) -> None:
         assert a.tag == b.tag
         assert same_style(a.get("style", ""), b.get("style", "")), a.tag
     assert fast.text == slow.text
+
+
+def test_config_chooses_the_inliner(tmp_path: Path) -> None:
+    pytest.importorskip(
+        "css_inline", reason="css-inline is an optional extra (pip install .[fast])"
+    )
+    config = make_config(tmp_path, "inliner: css_inline\n")
+    chosen = render_issue(make_issue(), config)
+    assert chosen == render_issue(make_issue(), config, inliner="css_inline")
+    assert "<tbody>" in chosen.html  # html5ever's parse, which premailer's lxml does not add
+    assert "<tbody>" not in render_issue(make_issue(), config, inliner="premailer").html
+
+
+def test_choosing_css_inline_without_it_installed_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "css_inline" else real_find_spec(name, *args),
+    )
+    config = make_config(tmp_path, "inliner: css_inline\n")
+    with pytest.raises(ConfigError) as raised:
+        render_issue(make_issue(), config)
+    assert str(raised.value) == (
+        "config.yaml: inliner: css_inline is not installed;"
+        " run pip install 'digest[fast]' or set inliner: premailer"
+    )
 
 
 def test_theme_accent_and_font_brand_the_email_without_css_injection(tmp_path: Path) -> None:
