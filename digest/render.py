@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 import nh3
-from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from digest.config import Config
@@ -290,12 +289,18 @@ def _heading(text: str, char: str = "=") -> str:
     return "\n".join(lines) + "\n" + char * min(TEXT_WIDTH, max(len(x) for x in lines))
 
 
-_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+@cache
+def _markdown() -> Callable[[str], str]:
+    """CommonMark with raw HTML off; built on first use, as most commands never need it."""
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    return parser.render
 
 
 def markdown_html(text: str) -> str:
     """Markdown to sanitised HTML: raw HTML is not allowed through, links are http(s)/mailto."""
-    rendered = _MARKDOWN.render(text)
+    rendered = _markdown()(text)
     return nh3.clean(
         rendered,
         tags={"p", "a", "em", "strong", "br", "ul", "ol", "li", "code", "blockquote"},
