@@ -374,7 +374,9 @@ def demo(directory: Path) -> None:
     out.print(f"Messages received by the demo mail server ({len(result.received)}):")
     for path in result.received:
         out.print(f"  {path}")
-    out.print(f"Try next: digest --config {result.config} history")
+    # Name the program as it was run (.venv/bin/digest under `make demo`), so the hint works as is.
+    program = sys.argv[0] if Path(sys.argv[0]).name == "digest" else "digest"
+    out.print(f"Try next: {program} --config {result.config} history", markup=False)
 
 
 @main.command("schedule")
