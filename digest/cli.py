@@ -30,6 +30,11 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _count(number: int, noun: str) -> str:
+    """'1 feed', '2 feeds'."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def current_time() -> datetime:
     """Now, in UTC; DIGEST_NOW (ISO 8601) overrides it for rehearsals and tests."""
     override = os.environ.get(NOW_VARIABLE)
@@ -141,8 +146,8 @@ def check(config: Config, feeds: bool) -> None:
     for warning in warnings:
         err.print(f"Warning: {warning}", markup=False)
     out.print(
-        f"{config.source}: OK: {len(config.feeds)} feeds,"
-        f" {len(subscriber_list.subscribers)} subscribers, templates render."
+        f"{config.source}: OK: {_count(len(config.feeds), 'feed')},"
+        f" {_count(len(subscriber_list.subscribers), 'subscriber')}, templates render."
     )
     if feeds:
         _feed_health(config)
@@ -187,11 +192,19 @@ def preview(config: Config, out_path: Path | None, open_browser: bool, show_text
         click.echo(text)
     if out_path is None and (open_browser or not show_text):
         out_path = Path("preview.html")
+    if prepared.sample:
+        err.print(
+            "Nothing new: `digest send` would send nothing now."
+            " The preview shows sample posts so you can see the design.",
+            markup=False,
+        )
     if out_path is not None:
         out_path.write_text(html, encoding="utf-8")
+        what = "Preview with sample posts" if prepared.sample else "Preview of the next issue"
         out.print(
-            f"Preview of the next issue ({prepared.issue.post_count} posts,"
-            f" subject {prepared.rendered.subject!r}) written to {out_path}"
+            f"{what} ({prepared.issue.post_count} posts,"
+            f" subject {prepared.rendered.subject!r}) written to {out_path}",
+            markup=False,
         )
         if open_browser and not webbrowser.open(out_path.resolve().as_uri()):
             err.print(f"No browser could be opened here; open {out_path} yourself.", markup=False)

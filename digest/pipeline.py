@@ -34,7 +34,7 @@ from digest.models import (
     SendReport,
     Subscriber,
 )
-from digest.render import personalise, render_issue
+from digest.render import personalise, render_issue, sample_issue
 from digest.state import State
 from digest.subscribers import load_subscribers
 from digest.tokens import make_token, signing_secret
@@ -64,6 +64,7 @@ class Prepared:
     issue: Issue
     rendered: RenderedIssue
     feed_results: tuple[FeedResult, ...]
+    sample: bool = False  # nothing new: a preview shows sample posts so the design can be seen
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -136,9 +137,17 @@ def prepare(
 def preview(
     config: Config, now: datetime, *, collector: Collector = collect
 ) -> tuple[Prepared, str, str]:
-    """The next issue as a sample subscriber would get it (html, text); records nothing."""
+    """The next issue as a sample subscriber would get it (html, text); records nothing.
+
+    When nothing is new (and so nothing would be sent), sample posts stand in, flagged `sample`,
+    so an editor working on the templates still sees them filled."""
     with open_state(config, read_only=True) as state:
         prepared = prepare(config, state, now, record=False, collector=collector)
+    if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
+        sample = sample_issue(config)
+        prepared = replace(
+            prepared, issue=sample, rendered=render_issue(sample, config), sample=True
+        )
     envelope = envelope_for(config, prepared.rendered, now)
     html, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, _preview_unsubscribe(envelope))
     return prepared, html, text

@@ -6,6 +6,7 @@ import hashlib
 import html
 import json
 import logging
+import re
 import secrets
 import socket
 import threading
@@ -205,6 +206,24 @@ def inject_reload(document: str, version: str, nonce: str) -> str:
     return document[:index] + script + document[index:]
 
 
+NOTHING_NEW = (
+    "Nothing new: `digest send` would send nothing now. Sample posts are shown so you can see"
+    " the design."
+)
+
+
+def inject_notice(document: str, notice: str) -> str:
+    """The document with a preview-only banner at the top of the body."""
+    banner = (
+        '<div id="preview-notice" style="padding:10px 16px;background:#fff3cd;color:#3d2e00;'
+        f'font:14px/1.4 sans-serif;text-align:center">{html.escape(notice)}</div>'
+    )
+    match = re.search(r"<body\b[^>]*>", document, re.IGNORECASE)
+    if match is None:
+        return banner + document
+    return document[: match.end()] + banner + document[match.end() :]
+
+
 def strip_reload(document: str) -> str:
     """The document without the injected reload script: what a subscriber's mail carries."""
     start = document.find(f'<script id="{RELOAD_SCRIPT_ID}"')
@@ -282,13 +301,16 @@ class Workbench:
         tokens = "\n".join(_stat_token(path) for path in self.watched_files())
         return hashlib.sha256(tokens.encode("utf-8")).hexdigest()[:20]
 
-    def render_preview(self) -> tuple[str, str]:
-        """(html, text) of the next issue for the sample subscriber; raises DigestError."""
+    def render_preview(self) -> tuple[str, str, bool]:
+        """(html, text, sample) of the next issue for the sample subscriber; sample is True when
+        nothing is new and sample posts stand in. Raises DigestError."""
         if self._cache is None:
             self._cache = FeedCache(collect, monotonic=self._monotonic)
         config = load_config(self.config_path)
-        _, document, text = pipeline.preview(config, self.clock(), collector=self._cache.collect)
-        return document, text
+        prepared, document, text = pipeline.preview(
+            config, self.clock(), collector=self._cache.collect
+        )
+        return document, text, prepared.sample
 
 
 def _client_error(message: str) -> Response:
@@ -348,7 +370,7 @@ def create_app(workbench: Workbench) -> ASGIApp:
         nonce = secrets.token_urlsafe(16)
         headers = {**_COMMON_HEADERS, "Content-Security-Policy": _preview_policy(nonce)}
         try:
-            document, _ = await run_in_threadpool(workbench.render_preview)
+            document, _, sample = await run_in_threadpool(workbench.render_preview)
         except Exception as error:
             message = _describe(error)
             body = (
@@ -361,14 +383,16 @@ def create_app(workbench: Workbench) -> ASGIApp:
             return HTMLResponse(
                 inject_reload(body, version, nonce), status_code=422, headers=headers
             )
+        if sample:
+            document = inject_notice(document, NOTHING_NEW)
         return HTMLResponse(inject_reload(document, version, nonce), headers=headers)
 
     async def preview_text(request: Request) -> Response:
         try:
-            _, text = await run_in_threadpool(workbench.render_preview)
+            _, text, sample = await run_in_threadpool(workbench.render_preview)
         except Exception as error:
             return plain(_describe(error) + "\n", status=422)
-        return plain(text, status=200)
+        return plain(f"[{NOTHING_NEW}]\n\n{text}" if sample else text, status=200)
 
     async def preview_version(request: Request) -> Response:
         return plain(await run_in_threadpool(workbench.version), status=200)

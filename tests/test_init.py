@@ -136,7 +136,7 @@ def test_init_then_check_passes(tmp_path: Path) -> None:
     assert made.exit_code == 0, made.output
     checked = runner.invoke(main, ["--config", str(target / "config.yaml"), "check"])
     assert checked.exit_code == 0, checked.output
-    assert "OK: 2 feeds, 1 subscribers" in checked.output
+    assert "OK: 2 feeds, 1 subscriber," in checked.output
     assert not (target / "digest.sqlite3").exists()
 
 

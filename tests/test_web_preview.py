@@ -174,3 +174,25 @@ def test_preview_open_writes_the_file_and_text_prints_the_text_part(
     text = project.run("preview", "--text")
     assert text.exit_code == 0
     assert "Post number 1" in text.stdout and "<html" not in text.stdout
+
+
+def test_with_nothing_new_the_preview_says_so_and_shows_sample_posts(
+    project: Project, client: TestClient
+) -> None:
+    assert project.run("send").exit_code == 0
+    page = client.get("/preview")
+    assert page.status_code == 200
+    notice = re.search(r'<div id="preview-notice"[^>]*>([^<]*)</div>', page.text)
+    assert notice and notice.group(1).startswith("Nothing new: `digest send` would send nothing")
+    assert "Five lessons from a decade of community health partnerships" in page.text
+    assert "Post number" not in page.text
+    text_page = client.get("/preview.txt")
+    assert text_page.text.startswith("[Nothing new: `digest send` would send nothing now.")
+
+    result = project.run("preview", "--out", str(project.root / "p.html"))
+    assert result.exit_code == 0
+    assert "Nothing new: `digest send` would send nothing now." in result.output
+    assert "Preview with sample posts (6 posts," in result.output
+    written = (project.root / "p.html").read_text(encoding="utf-8")
+    assert "preview-notice" not in written
+    assert "Five lessons from a decade of community health partnerships" in written
