@@ -21,9 +21,9 @@ import lxml.etree
 import lxml.html
 
 from digest.config import parse_config
+from digest.inline import inline_css
 from digest.render import (
     HTML_TEMPLATE,
-    inline_css,
     sample_config,
     sample_issue,
     template_context,

@@ -18,10 +18,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from digest.config import load_config
+from digest.inline import inline_css
 from digest.pipeline import open_state, prepare
 from digest.render import (
     HTML_TEMPLATE,
-    inline_css,
     render_issue,
     template_context,
     template_environment,

@@ -23,6 +23,7 @@ import nh3
 from markupsafe import Markup
 
 from digest.config import Config
+from digest.inline import inline_css
 from digest.models import (
     ConfigError,
     Issue,
@@ -32,6 +33,7 @@ from digest.models import (
     Subscriber,
     TemplateError,
 )
+from digest.theme import theme_view
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +53,8 @@ MAX_TITLE = 300
 MAX_AUTHOR = 120
 TEXT_WIDTH = 78
 CLIP_WARNING_BYTES = 90 * 1024
-INLINERS = ("premailer", "css_inline")
 PREHEADER_LENGTH = 140
 SAMPLE_POST_CAP = 100
-
-# Colours the default templates put text on, so theme colours can be checked against them.
-LIGHT_SURFACE = "#ffffff"
-DARK_SURFACE = "#1a1f25"
-AA_CONTRAST = 4.5
-DARK_LINK_CONTRAST = 6.0  # mid-tone links that merely pass AA look dull on dark grey
 
 TEMPLATE_VARIABLES: dict[str, str] = {
     "subject": "The subject line of this issue.",
@@ -139,86 +134,12 @@ class IssueView:
 
 
 @dataclass(frozen=True)
-class ThemeView:
-    """Theme colours and font, plus colours derived from the accent for contrast."""
-
-    accent: str
-    font: str
-    link: str
-    link_dark: str
-    on_accent: str
-
-
-@dataclass(frozen=True)
 class SubscriberView:
     """Placeholders standing in for the subscriber, filled per message by personalise()."""
 
     name: str = NAME_PLACEHOLDER
     email: str = EMAIL_PLACEHOLDER
     recipient: str = RECIPIENT_PLACEHOLDER
-
-
-# ---------------------------------------------------------------- colours
-
-
-def _channels(colour: str) -> tuple[int, int, int]:
-    value = colour.lstrip("#")
-    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
-
-
-def relative_luminance(colour: str) -> float:
-    """WCAG relative luminance of a six-digit hex colour."""
-
-    def linear(channel: int) -> float:
-        c = channel / 255
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
-    r, g, b = (linear(c) for c in _channels(colour))
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def contrast_ratio(first: str, second: str) -> float:
-    """WCAG contrast ratio between two hex colours (1 to 21)."""
-    a, b = sorted((relative_luminance(first), relative_luminance(second)), reverse=True)
-    return (a + 0.05) / (b + 0.05)
-
-
-def _mix(colour: str, target: str, amount: float) -> str:
-    mixed = (
-        round(c + (t - c) * amount)
-        for c, t in zip(_channels(colour), _channels(target), strict=True)
-    )
-    return "#" + "".join(f"{c:02x}" for c in mixed)
-
-
-def readable_on(colour: str, background: str, minimum: float = AA_CONTRAST) -> str:
-    """The colour, moved towards black or white just enough to reach `minimum` contrast."""
-    if contrast_ratio(colour, background) >= minimum:
-        return colour
-    target = "#000000" if relative_luminance(background) > 0.18 else "#ffffff"
-    for step in range(1, 21):
-        candidate = _mix(colour, target, step / 20)
-        if contrast_ratio(candidate, background) >= minimum:
-            return candidate
-    return target
-
-
-def theme_view(config: Config) -> ThemeView:
-    """The theme with link colours that pass WCAG AA on the light and dark surfaces."""
-    accent = config.theme.accent
-    on_accent = (
-        "#ffffff"
-        if contrast_ratio(accent, "#ffffff") >= contrast_ratio(accent, "#111111")
-        else "#111111"
-    )
-    font = re.sub(r"[^\w\s,'\".-]", "", config.theme.font).strip() or "Helvetica, Arial, sans-serif"
-    return ThemeView(
-        accent=accent,
-        font=font,
-        link=readable_on(accent, LIGHT_SURFACE),
-        link_dark=readable_on(accent, DARK_SURFACE, DARK_LINK_CONTRAST),
-        on_accent=on_accent,
-    )
 
 
 # ---------------------------------------------------------------- text helpers
@@ -496,73 +417,6 @@ def _render_template(env: jinja2.Environment, name: str, context: Mapping[str, A
 
 
 # ---------------------------------------------------------------- inlining
-
-_KEPT_STYLE = re.compile(
-    r"<style\b[^>]*\bdata-keep\b[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE
-)
-# Comments first, so <style> inside Outlook's conditional comments is left alone.
-_LEFTOVER_STYLE = re.compile(r"<!--.*?-->|<style\b[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
-_KEPT_MARKER = "<!--digest-kept-styles-->"
-
-
-def _premailer(html: str) -> str:
-    import cssutils
-    import premailer
-
-    cssutils.log.setLevel(logging.CRITICAL)
-    cssutils.ser.prefs.minimizeColorHash = False  # keep six-digit colours for old clients
-    inliner = premailer.Premailer(
-        html,
-        base_url=None,
-        disable_link_rewrites=True,
-        keep_style_tags=False,
-        strip_important=False,
-        allow_network=False,
-        allow_loading_external_files=False,
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
-    )
-    return str(inliner.transform(pretty_print=False))
-
-
-def _css_inline(html: str) -> str:
-    import css_inline
-
-    inliner = css_inline.CSSInliner(
-        keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False
-    )
-    return str(inliner.inline(html))
-
-
-_INLINERS: dict[str, Callable[[str], str]] = {"premailer": _premailer, "css_inline": _css_inline}
-
-
-def inline_css(html: str, inliner: str = "premailer") -> str:
-    """Inline ordinary CSS rules; keep the `<style data-keep>` block (dark mode, phones) as is."""
-    try:
-        run = _INLINERS[inliner]
-    except KeyError:
-        raise ValueError(f"unknown inliner {inliner!r}; use one of {', '.join(INLINERS)}") from None
-    kept = [match.group(1) for match in _KEPT_STYLE.finditer(html)]
-    html = _KEPT_STYLE.sub("", html)
-    html = html.replace("</head>", f"{_KEPT_MARKER}</head>", 1)
-    inlined = run(html)
-    # Rules the inliner could not inline (@media, :hover) join the kept rules in one block.
-    leftovers: list[str] = []
-
-    def collect(match: re.Match[str]) -> str:
-        if match.group(0).startswith("<!--"):
-            return match.group(0)
-        leftovers.append(match.group(1))
-        return ""
-
-    inlined = _LEFTOVER_STYLE.sub(collect, inlined)
-    rules = [css.strip() for css in (*kept, *leftovers) if css.strip()]
-    block = "<style>" + "\n".join(rules) + "</style>" if rules else ""
-    if _KEPT_MARKER in inlined:
-        return inlined.replace(_KEPT_MARKER, block, 1)
-    return inlined.replace("</head>", f"{block}</head>", 1)
-
 
 # ---------------------------------------------------------------- public API
 

@@ -26,11 +26,11 @@ from digest.render import (
     NAME_PLACEHOLDER,
     UNSUBSCRIBE_PLACEHOLDER,
     check_templates,
-    contrast_ratio,
     personalise,
     render_issue,
     sample_issue,
 )
+from digest.theme import contrast_ratio
 
 DATE = datetime(2017, 12, 1, 9, 30, tzinfo=UTC)
 HOSTILE = '“Integrated” <budgets> & "quotes" <script>alert(1)</script>'
