@@ -331,9 +331,6 @@ def history(config: Config, limit: int) -> None:
     with pipeline.open_state(config, read_only=True) as state:
         rows = state.history(limit)
         suppressed = len(state.suppressed())
-        replies = {
-            row.issue.id: state.deliveries(row.issue.id) for row in rows if row.failed_addresses
-        }
     if not rows:
         out.print("No issues sent yet.")
         return
@@ -351,11 +348,10 @@ def history(config: Config, limit: int) -> None:
     out.print(table)
     # Addresses go on plain lines, never in a cell, so a narrow terminal cannot fold them.
     for row in rows:
-        for address in row.failed_addresses[:FAILED_ADDRESSES_SHOWN]:
-            delivery = replies[row.issue.id].get(address)
-            reply = f": {delivery.reply}" if delivery and delivery.reply else ""
-            out.print(f"Issue {row.issue.id} failed {address}{reply}", markup=False, soft_wrap=True)
-        hidden = len(row.failed_addresses) - FAILED_ADDRESSES_SHOWN
+        for failure in row.failures[:FAILED_ADDRESSES_SHOWN]:
+            reply = f": {failure.reply}" if failure.reply else ""
+            out.print(f"Issue {row.issue.id} failed {failure.email}{reply}", markup=False)
+        hidden = len(row.failures) - FAILED_ADDRESSES_SHOWN
         if hidden > 0:
             out.print(f"Issue {row.issue.id}: {hidden} more failed addresses not shown.")
     if suppressed:

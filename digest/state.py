@@ -117,7 +117,7 @@ class IssueSummary:
     sent: int
     failed: int
     pending: int
-    failed_addresses: tuple[str, ...]
+    failures: tuple[Delivery, ...]  # the failed deliveries, with the server's reply
 
 
 def _time(value: str | None) -> datetime | None:
@@ -380,9 +380,9 @@ class State:
             ):
                 counts[status] = count
             failed = tuple(
-                r["email"]
+                Delivery(r["email"], DeliveryStatus.FAILED, r["reply"] or "")
                 for r in self.db.execute(
-                    "SELECT email FROM deliveries WHERE issue_id = ? AND status = 'failed'"
+                    "SELECT email, reply FROM deliveries WHERE issue_id = ? AND status = 'failed'"
                     " ORDER BY email",
                     (row["id"],),
                 )
