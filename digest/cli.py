@@ -54,7 +54,8 @@ class DigestGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DigestError as error:
-            err.print(f"Error: {error}", markup=False)
+            for line in str(error).splitlines() or [""]:
+                err.print(f"Error: {line}", markup=False)
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             err.print("Interrupted.")

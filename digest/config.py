@@ -383,6 +383,9 @@ def _fields_at(path: tuple[Any, ...]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items() if not f.exclude]
 
 
+MAX_REPORTED_ERRORS = 20
+
+
 def parse_config(text: str, source: str, base_dir: Path, environ: dict[str, str]) -> Config:
     """Validate config text; errors read `file:line: key: problem`."""
     try:
@@ -412,11 +415,17 @@ def parse_config(text: str, source: str, base_dir: Path, environ: dict[str, str]
     try:
         config = Config.model_validate({**data, "base_dir": base_dir, "source": source})
     except ValidationError as error:
-        first = error.errors()[0]
-        path = tuple(part for part in first["loc"] if part not in ("function-after",))
-        fields = _fields_at(path[:-1])
+        # Every mistake at once, in file order, so the editor fixes them in one pass.
+        problems: dict[tuple[int, str], str] = {}
+        for found in error.errors()[:MAX_REPORTED_ERRORS]:
+            path = tuple(part for part in found["loc"] if part not in ("function-after",))
+            fields = _fields_at(path[:-1])
+            line, key = line_of(path), dotted(path)
+            problems.setdefault((line, key), _friendly(dict(found), fields))
         raise ConfigError(
-            f"{source}:{line_of(path)}: {dotted(path)}: {_friendly(dict(first), fields)}"
+            "\n".join(
+                f"{source}:{line}: {key}: {text}" for (line, key), text in sorted(problems.items())
+            )
         ) from None
     return config
 

@@ -167,3 +167,19 @@ def test_missing_subscribers_file_is_named(project: Project) -> None:
         " (a CSV with header email,name) or fix `subscribers:` in config.yaml"
     )
     assert not project.smtp.received
+
+
+def test_every_mistake_is_reported_at_once_in_file_order(project: Project) -> None:
+    text = VALID.replace("https://example.org/blog/feed", "ftp://example.org/feed").replace(
+        "  port: 587", "  port: twenty\n  hots: mail.example.org"
+    )
+    project.config.write_text(text, encoding="utf-8")
+    result = project.run("check")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert [line.split(": ", 3)[1:3] for line in lines] == [
+        [f"{project.config}:6", "feeds[0].url"],
+        [f"{project.config}:9", "smtp.port"],
+        [f"{project.config}:10", "smtp.hots"],
+    ]
+    assert all(line.startswith("Error: ") for line in lines)
