@@ -184,9 +184,18 @@ class ScheduleConfig(_Strict):
     time: str | None = Field(None, description='Time of day "HH:MM", with `day`.')
     cron: str | None = Field(None, description="Standard 5-field cron expression instead.")
     timezone: str = Field("UTC", description="IANA time zone, e.g. Europe/London.")
-    grace: float = Field(6 * 3600, ge=0, description="Send a missed slot on start-up within this.")
+    grace: float = Field(
+        6 * 3600,
+        ge=0,
+        description="How late a slot may still go out: caught up on start-up, retried on failure.",
+    )
+    retry_every: float = Field(
+        15 * 60,
+        gt=0,
+        description="How often `digest run` retries a slot that failed or left messages pending.",
+    )
 
-    @field_validator("grace", mode="before")
+    @field_validator("grace", "retry_every", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value

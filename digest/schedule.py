@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -25,9 +25,10 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 
 from digest import pipeline
-from digest.config import Config, ScheduleConfig
+from digest.config import Config, ScheduleConfig, load_config
 from digest.cron import DAY_NAMES, parse_cron
 from digest.lock import hold_lock
 from digest.models import ConfigError, DigestError, SendReport
@@ -265,17 +266,30 @@ def fire(
             return None
         if unfinished is not None:
             logger.info("resuming unfinished issue %d first", unfinished.id)
-        if slot is not None and not handled:
-            logger.info("slot %s fired", slot.isoformat())
-        fresh_key = None if handled else key
-        report = pipeline.send(config, now, slot_key=fresh_key, stop=stop, clock=clock.now)
-        if report.resumed and fresh_key is not None:
-            with State(config.state_path) as state:
-                if not state.slot_handled(fresh_key):
-                    reason = f"resumed unfinished issue {report.issue_id} instead"
-                    state.record_skipped_slot(fresh_key, clock.now(), reason)
+            report = pipeline.send(config, now, stop=stop, clock=clock.now)
+            _log_slot(slot if handled else None, report, schedule, clock.now())
+            if stop.is_set() or slot is None or handled:
+                return SlotResult(slot, report)
+            if report.pending and report.issue_id is not None:
+                _give_up(config, report.issue_id, clock.now())
+        assert slot is not None and key is not None
+        logger.info("slot %s fired", slot.isoformat())
+        report = pipeline.send(config, now, slot_key=key, stop=stop, clock=clock.now)
     _log_slot(slot, report, schedule, clock.now())
     return SlotResult(slot, report)
+
+
+def _give_up(config: Config, issue_id: int, now: datetime) -> None:
+    """A new slot has come: stop retrying the old issue's deferred addresses, so it goes."""
+    with State(config.state_path) as state:
+        given_up = state.give_up_pending(issue_id, now)
+    for delivery in given_up:
+        logger.warning(
+            "issue %d: %s still deferred at the next slot; marked failed (%s)",
+            issue_id,
+            delivery.email,
+            delivery.reply,
+        )
 
 
 def _record_skips(
@@ -381,18 +395,66 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(number, handler)
 
 
-def _guarded(job: Callable[[], object]) -> Callable[[], None]:
-    """Keep the scheduler alive when one slot fails: log it and wait for the next."""
+class Attempts:
+    """Runs slots for `digest run`: reloads config.yaml each time, retries failures within grace.
 
-    def run_job() -> None:
+    A slot that fails (mail server down, a config mistake being fixed) or leaves messages
+    pending is tried again every `schedule.retry_every` until it succeeds or `grace` has passed
+    since the first failure; later, the next slot picks up whatever is left.
+    """
+
+    def __init__(self, config: Config, clock: Clock, stop: threading.Event) -> None:
+        self.started_with = config
+        self.clock = clock
+        self.stop = stop
+        self.failing_since: datetime | None = None
+
+    def current_config(self) -> Config:
+        """config.yaml as it is now; the schedule and state file stay as started."""
+        config = load_config(self.started_with.source)
+        if (
+            config.schedule != self.started_with.schedule
+            or config.state_path != self.started_with.state_path
+        ):
+            logger.warning(
+                "schedule or state changed in %s; restart digest run to apply them",
+                config.source,
+            )
+            config = config.model_copy(
+                update={"schedule": self.started_with.schedule, "state": self.started_with.state}
+            )
+        return config
+
+    def run(self) -> bool:
+        """One attempt; True when it should be retried."""
         try:
-            job()
+            result = fire(self.current_config(), self.clock, self.stop)
         except DigestError as error:
             logger.error("slot failed: %s", error)
+            return True
         except Exception:
             logger.exception("slot failed unexpectedly")
+            return True
+        report = result.report if result else None
+        return report is not None and report.pending > 0
 
-    return run_job
+    def retry_delay(self, failed: bool) -> float | None:
+        """Seconds until the next attempt, or None when there is nothing to retry (for now)."""
+        schedule = require_schedule(self.started_with)
+        if not failed or self.stop.is_set():
+            self.failing_since = None
+            return None
+        now = self.clock.now()
+        self.failing_since = self.failing_since or now
+        deadline = self.failing_since + timedelta(seconds=schedule.grace)
+        if now + timedelta(seconds=schedule.retry_every) > deadline:
+            logger.error(
+                "still failing after %s (grace); the next slot will pick up what is left",
+                _rounded(now - self.failing_since),
+            )
+            self.failing_since = None
+            return None
+        return schedule.retry_every
 
 
 def run_once(config: Config, clock: Clock) -> SlotResult | None:
@@ -432,9 +494,21 @@ def run_forever(config: Config, clock: Clock) -> None:
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
-        job = _guarded(lambda: fire(config, clock, stop))
-        scheduler.add_job(job, id="start-up")
-        scheduler.add_job(job, SlotTrigger(schedule, clock), id="slots")
+        attempts = Attempts(config, clock, stop)
+
+        def attempt() -> None:
+            delay = attempts.retry_delay(attempts.run())
+            if delay is not None:
+                logger.info("retrying in %s", timedelta(seconds=round(delay)))
+                scheduler.add_job(
+                    attempt,
+                    DateTrigger(datetime.now(UTC) + timedelta(seconds=delay)),
+                    id="retry",
+                    replace_existing=True,
+                )
+
+        scheduler.add_job(attempt, id="start-up")
+        scheduler.add_job(attempt, SlotTrigger(schedule, clock), id="slots")
         upcoming = next_slots(schedule, clock.now(), 1)
         logger.info(
             "digest run: %s; state %s (lock %s); next slot %s",

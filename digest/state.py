@@ -336,6 +336,26 @@ class State:
         """Mark an issue's send complete: every subscriber has a final delivery."""
         self.db.execute("UPDATE issues SET finished_at = ? WHERE id = ?", (_iso(now), issue_id))
 
+    def give_up_pending(self, issue_id: int, now: datetime) -> list[Delivery]:
+        """Mark an issue's still-pending deliveries failed and finish it, so it stops blocking."""
+        rows = self.db.execute(
+            "SELECT email, reply FROM deliveries WHERE issue_id = ? AND status = 'pending'",
+            (issue_id,),
+        ).fetchall()
+        given_up = [
+            Delivery(
+                row["email"],
+                DeliveryStatus.FAILED,
+                f"gave up at the next slot; last reply: {row['reply'] or 'none'}",
+            )
+            for row in rows
+        ]
+        with self.transaction():
+            for delivery in given_up:
+                self.record_delivery(issue_id, delivery, now)
+            self.finish_issue(issue_id, now)
+        return given_up
+
     def issue_for_slot(self, slot_key: str) -> int | None:
         """The issue created for a schedule slot, if any."""
         row = self.db.execute("SELECT id FROM issues WHERE slot_key = ?", (slot_key,)).fetchone()

@@ -11,9 +11,10 @@ import pytest
 from digest import schedule
 from digest.config import ScheduleConfig, load_config
 from digest.cron import parse_cron
+from digest.models import DeliveryStatus
 from digest.schedule import Clock, next_slots, plan_due, previous_slot, slot_key
 from digest.state import State
-from tests.conftest import Project
+from tests.conftest import Project, post
 
 LONDON = ZoneInfo("Europe/London")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -337,3 +338,52 @@ def test_run_once_exits_1_when_messages_stay_pending(project: Project) -> None:
     result = project.run("run", "--once")
     assert result.exit_code == 1, result.output
     assert "1 messages left pending" in result.output
+
+
+def test_an_address_still_deferred_at_the_next_slot_is_given_up_and_the_new_issue_goes(
+    project: Project,
+) -> None:
+    weekly(project)
+    project.smtp.handler.script.defer["bob@example.com"] = 1000
+    config = load_config(project.config)
+    first = schedule.fire(config, Clock.starting_at(SLOT), threading.Event())
+    assert first is not None and first.report is not None
+    assert (first.report.sent, first.report.pending) == (1, 1)
+
+    project.serve("/blog.xml", [post(1), post(2, 2), post(30, -6)])
+    next_week = SLOT + timedelta(days=7)
+    second = schedule.fire(config, Clock.starting_at(next_week), threading.Event())
+    assert second is not None and second.report is not None
+    assert second.slot == next_week and second.report.issue_id == 2
+    assert second.report.post_count == 1
+
+    with State(config.state_path) as state:
+        old = state.deliveries(1)
+        new = state.deliveries(2)
+        unfinished = state.unfinished_issue()
+    assert unfinished is not None and unfinished.id == 2  # bob is still deferred
+    assert old["ann@example.com"].status is DeliveryStatus.SENT
+    assert old["bob@example.com"].status is DeliveryStatus.FAILED
+    assert old["bob@example.com"].reply.startswith("gave up at the next slot; last reply: 451")
+    assert new["ann@example.com"].status is DeliveryStatus.SENT
+    received = [
+        (r.recipients[0], "Post number 30" in r.part("plain")) for r in project.smtp.received
+    ]
+    assert received == [("ann@example.com", False), ("ann@example.com", True)]
+
+
+def test_resuming_the_slots_own_issue_does_not_give_up(project: Project) -> None:
+    weekly(project)
+    project.smtp.handler.script.defer["bob@example.com"] = 1000
+    config = load_config(project.config)
+    schedule.fire(config, Clock.starting_at(SLOT), threading.Event())
+    project.smtp.handler.script.defer.clear()
+    retry = schedule.fire(
+        config, Clock.starting_at(SLOT + timedelta(minutes=15)), threading.Event()
+    )
+    assert retry is not None and retry.report is not None
+    assert retry.report.resumed and (retry.report.sent, retry.report.pending) == (1, 0)
+    assert sorted(r.recipients[0] for r in project.smtp.received) == [
+        "ann@example.com",
+        "bob@example.com",
+    ]

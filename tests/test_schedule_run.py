@@ -20,6 +20,7 @@ import pytest
 
 from digest.state import State
 from tests.conftest import Project
+from tests.support.smtpserver import free_port
 
 SLOT = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # a Monday, 08:00 in London (GMT)
 SLOT_LOG = "slot 2026-11-30T08:00:00+00:00"
@@ -204,3 +205,26 @@ def test_signal_mid_send_finishes_the_message_in_flight_and_exits_0(
         restarted.wait_for(f"{SLOT_LOG}: issue 1 (resumed issue 1)")
         assert restarted.terminate() == 0
     assert recipients(project) == everyone
+
+
+def test_a_slot_that_fails_is_retried_with_the_config_as_edited_meanwhile(
+    project: Project,
+) -> None:
+    weekly(project)
+    good = project.config.read_text(encoding="utf-8") + "  retry_every: 1s\n"
+    closed_port = free_port()
+    project.config.write_text(
+        good.replace(f"port: {project.smtp.port}", f"port: {closed_port}"), encoding="utf-8"
+    )
+    with Daemon(project, SLOT + timedelta(minutes=1)) as daemon:
+        failure = daemon.wait_for("slot failed:")
+        assert f"127.0.0.1:{closed_port}: cannot connect" in failure
+        daemon.wait_for("retrying in 0:00:01")
+        assert project.smtp.received == []
+        project.config.write_text(good, encoding="utf-8")  # the operator fixes the port
+        line = daemon.wait_for(f"{SLOT_LOG}: issue 1")
+        assert "2 delivered, 0 failed, 0 pending" in line
+        time.sleep(2.5)  # retries have stopped: nothing more arrives
+        assert daemon.terminate() == 0, daemon.log
+    assert recipients(project) == ["ann@example.com", "bob@example.com"]
+    assert rows(project, "SELECT slot_key FROM issues") == [("2026-11-30T08:00:00+00:00",)]
