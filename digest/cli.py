@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -311,14 +315,48 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
         report = pipeline.test_send(config, now, recipients)
         _summarise(report, "Test-sent")
     else:
-        with SendProgress(err) as progress:
-            report = pipeline.send(config, now, progress=progress, clock=lambda: datetime.now(UTC))
+        with _stop_on_signals() as stop, SendProgress(err) as progress:
+            report = pipeline.send(
+                config, now, progress=progress, clock=lambda: datetime.now(UTC), stop=stop
+            )
         _summarise(report, "Sent")
+        if stop.is_set():
+            raise DigestError(
+                f"stopped: {report.pending} messages not sent yet;"
+                " run `digest send` again to finish the issue"
+            )
     if report.pending:
         raise DigestError(
             f"{report.pending} messages left pending after temporary failures;"
             " run `digest send` again to retry them"
         )
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """Ctrl-C or SIGTERM: let the messages in flight finish and be recorded, then stop."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set from the main thread
+        return
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(number: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err.print(
+            "Stopping after the messages in flight (press Ctrl-C again to stop at once).",
+            markup=False,
+        )
+
+    for number in previous:
+        signal.signal(number, handle)
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 FAILED_ADDRESSES_SHOWN = 20

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -67,3 +68,37 @@ def test_kill_mid_issue_then_rerun_sends_each_subscriber_the_issue_once(
     assert "Sent issue with 1 posts: 50 delivered" in third.stdout
     second = {a: count for (a, issue), count in subjects(project).items() if issue == "second"}
     assert second == dict.fromkeys(PEOPLE, 1)
+
+
+def test_ctrl_c_mid_issue_finishes_the_messages_in_flight_and_the_rerun_repeats_nobody(
+    project: Project,
+) -> None:
+    project.write_subscribers(*PEOPLE)
+    project.smtp.script.data_delay = 0.05
+    env = {**os.environ, "DIGEST_NOW": project.now.isoformat()}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "--config", str(project.config), "send"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(project.smtp.received) < 12:
+        assert process.poll() is None, "digest send finished before it could be interrupted"
+        assert time.monotonic() < deadline, "digest send never got going"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr
+    assert "Stopping after the messages in flight" in stderr
+    assert "Error: stopped: " in stderr and "run `digest send` again to finish the issue" in stderr
+    reached = [r.recipients[0] for r in project.smtp.received]
+    assert len(reached) < len(PEOPLE)
+    with sqlite3.connect(project.root / "state.sqlite3") as db:
+        recorded = [e for (e,) in db.execute("SELECT email FROM deliveries WHERE status = 'sent'")]
+    assert sorted(recorded) == sorted(reached)  # every accepted message was recorded
+
+    resumed = project.run_process("send", now=project.now + timedelta(hours=1))
+    assert resumed.returncode == 0, resumed.stderr
+    assert subjects(project) == {(person, "first"): 1 for person in PEOPLE}
