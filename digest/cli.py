@@ -144,6 +144,7 @@ def check(config: Config, feeds: bool) -> None:
                     f"feed {feed.name!r} has failed {record.failures} times since"
                     f" {record.first_failure_at:%Y-%m-%d}: {record.last_error}"
                 )
+    warnings.extend(_unsubscribe_warnings(config))
     for problem in subscriber_list.invalid:
         warnings.append(f"invalid subscriber skipped: {problem}")
     for duplicate in subscriber_list.duplicates:
@@ -156,6 +157,20 @@ def check(config: Config, feeds: bool) -> None:
     )
     if feeds:
         _feed_health(config)
+
+
+def _unsubscribe_warnings(config: Config) -> list[str]:
+    """One-click unsubscribe needs an https URL that `digest serve` answers (RFC 8058)."""
+    url = config.newsletter.unsubscribe_url
+    if not url:
+        return [
+            "newsletter.unsubscribe_url is not set: messages offer only a mailto: unsubscribe,"
+            " and Gmail and Yahoo expect one-click unsubscribe from bulk senders; run"
+            " `digest serve` behind your web server and set the URL"
+        ]
+    if not url.lower().startswith("https://"):
+        return [f"newsletter.unsubscribe_url should be https (one-click needs it): {url}"]
+    return []
 
 
 def _feed_health(config: Config) -> None:

@@ -77,3 +77,26 @@ def test_subscribers_counts_listed_unsubscribed_invalid_and_duplicates(project: 
     assert "[red]not" in result.output
     assert " 1 " in row("Duplicate") and "subscribers.csv:6" in result.output
     assert "1 more unsubscribed addresses are not on the list." in result.output
+
+
+def test_check_warns_when_one_click_unsubscribe_cannot_work(project: Project) -> None:
+    configured = project.run("check")
+    assert configured.exit_code == 0
+    assert "unsubscribe_url" not in configured.output
+
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(text.replace("https://example.org/unsub", "http://example.org/unsub"))
+    plain_http = project.run("check")
+    assert plain_http.exit_code == 0
+    assert "Warning: newsletter.unsubscribe_url should be https (one-click needs it)" in (
+        plain_http.output
+    )
+
+    project.config.write_text(
+        "\n".join(line for line in text.splitlines() if "unsubscribe_url" not in line) + "\n"
+    )
+    unset = project.run("check")
+    assert unset.exit_code == 0
+    assert "Warning: newsletter.unsubscribe_url is not set: messages offer only a mailto:" in (
+        unset.output
+    )
