@@ -104,8 +104,15 @@ def _print_problems(lines: tuple[str, ...]) -> None:
         err.print(f"Warning: {line}", markup=False)
 
 
-def _summarise(report: SendReport, verb: str) -> None:
+def _print_report_problems(report: SendReport) -> None:
     _print_problems(report.feed_problems)
+    _print_problems(
+        tuple(f"invalid subscriber skipped: {row}" for row in report.skipped_subscribers)
+    )
+
+
+def _summarise(report: SendReport, verb: str) -> None:
+    _print_report_problems(report)
     if report.skipped_reason:
         out.print(f"Nothing sent: {report.skipped_reason}.")
         return
@@ -318,7 +325,7 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
         raise click.UsageError("use either --to or --dry-run, not both")
     if dry_run:
         report = pipeline.dry_run(config, now)
-        _print_problems(report.feed_problems)
+        _print_report_problems(report)
         if report.skipped_reason:
             out.print(f"Nothing to write: {report.skipped_reason}.")
         else:

@@ -151,3 +151,4 @@ class SendReport:
     resumed: bool = False
     feed_problems: tuple[str, ...] = field(default_factory=tuple)
     outbox: str = ""
+    skipped_subscribers: tuple[str, ...] = field(default_factory=tuple)  # invalid rows, by line

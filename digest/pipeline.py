@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from digest.collect import KnownFeed, collect
-from digest.config import Config
+from digest.config import Config, FeedConfig
 from digest.deliver import Mailer
 from digest.group import AlreadySent, build_issue
 from digest.lock import hold_lock
@@ -64,26 +64,22 @@ class Prepared:
     issue: Issue
     rendered: RenderedIssue
     feed_results: tuple[FeedResult, ...]
+    problems: tuple[str, ...] = ()  # one line per feed that failed or warned, naming it
     sample: bool = False  # nothing new: a preview shows sample posts so the design can be seen
 
-    @property
-    def problems(self) -> tuple[str, ...]:
-        """One line per feed that failed or warned, naming it."""
-        return feed_problems(self.feed_results)
 
-
-def feed_problems(results: Sequence[FeedResult]) -> tuple[str, ...]:
-    """Human-readable lines for failed and suspicious feeds."""
+def feed_problems(feeds: Sequence[FeedConfig], results: Sequence[FeedResult]) -> tuple[str, ...]:
+    """Lines an editor can act on for failed and suspicious feeds, named as in config.yaml."""
     lines = []
-    for result in results:
+    for feed, result in zip(feeds, results, strict=True):
+        name = f"feed {feed.name!r} ({feed.url})"
         if result.status is FetchStatus.FAILED:
-            lines.append(f"feed {result.feed_url} skipped: {result.error}")
+            lines.append(f"{name} skipped: {result.error}; its posts will come in a later issue")
         elif result.warning:
-            lines.append(f"feed {result.feed_url}: {result.warning}")
+            lines.append(f"{name}: {result.warning}")
         if result.permanent_url:
             lines.append(
-                f"feed {result.feed_url} has moved permanently to {result.permanent_url};"
-                " update config.yaml"
+                f"{name} has moved permanently to {result.permanent_url}; update config.yaml"
             )
     return tuple(lines)
 
@@ -123,7 +119,7 @@ def prepare(
         elif result.status is FetchStatus.NOT_MODIFIED:
             posts = state.stored_posts(feed.url)
         else:
-            logger.warning("feed %r skipped: %s", feed.name, result.error)
+            logger.info("feed %r skipped: %s", feed.name, result.error)
             posts = []
         posts_by_feed[feed.url] = _resolve_dates(posts, state.first_seen(feed.url), now)
         if record:
@@ -131,7 +127,7 @@ def prepare(
     keys, links = state.carried()
     issue = build_issue(config, posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), now)
     rendered = render_issue(issue, config)
-    return Prepared(issue, rendered, tuple(results))
+    return Prepared(issue, rendered, tuple(results), feed_problems(config.feeds, results))
 
 
 def preview(
@@ -203,6 +199,7 @@ def dry_run(config: Config, now: datetime) -> SendReport:
         sent=len(recipients),
         feed_problems=prepared.problems,
         outbox=str(outbox),
+        skipped_subscribers=subscriber_list.invalid,
     )
 
 
@@ -319,4 +316,5 @@ def send(
         pending=counts[DeliveryStatus.PENDING] + len(recipients) - handled,
         resumed=resumed,
         feed_problems=problems,
+        skipped_subscribers=subscriber_list.invalid,
     )

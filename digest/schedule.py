@@ -322,6 +322,8 @@ def _log_slot(
     following = upcoming[0].isoformat() if upcoming else "none"
     for problem in report.feed_problems:
         logger.warning("%s", problem)
+    for row in report.skipped_subscribers:
+        logger.warning("invalid subscriber skipped: %s", row)
     if report.skipped_reason:
         logger.info(
             "slot %s: nothing sent (%s); next slot %s",

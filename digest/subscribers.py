@@ -60,7 +60,7 @@ def parse_subscribers(path: Path, text: str) -> SubscriberList:
         seen.add(address.lower())
         subscribers.append(Subscriber(email=address, name=str(row.get("name") or "").strip()))
     for problem in invalid:
-        logger.warning("skipping subscriber %s", problem)
+        logger.info("skipping subscriber %s", problem)
     return SubscriberList(tuple(subscribers), tuple(invalid), tuple(duplicates))
 
 

@@ -132,13 +132,27 @@ def test_broken_feed_is_named_skipped_and_its_posts_come_later(project: Project)
     project.feeds.add("/news.xml", "oops", status=500)
     result = project.run("send")
     assert result.exit_code == 0, result.output
-    assert "/news.xml" in result.output and "500" in result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
+    assert warnings == [
+        f"Warning: feed 'Latest news' ({project.feeds.url('/news.xml')}) skipped:"
+        " HTTP 500 Internal Server Error; its posts will come in a later issue"
+    ]
     first = project.smtp.to("ann@example.com")[0].part("plain")
     assert post_titles(first) == ["Post number 1", "Post number 2"]
     project.serve("/news.xml", [post(10, 1, site="https://example.org/news")])
     second = project.run("send", now=project.now + timedelta(hours=2))
     assert second.exit_code == 0, second.output
     assert post_titles(project.smtp.to("ann@example.com")[-1].part("plain")) == ["Post number 10"]
+
+
+def test_invalid_subscribers_are_named_once_by_send_and_skipped(project: Project) -> None:
+    project.write_subscribers("ann@example.com,Ann", "not-an-address,Nobody")
+    result = project.run("send")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "not-an-address" in line]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("Warning: invalid subscriber skipped: subscribers.csv:3:")
+    assert [r.recipients for r in project.smtp.received] == [("ann@example.com",)]
 
 
 def test_hostile_titles_are_escaped_in_html_and_intact_in_text(project: Project) -> None:
