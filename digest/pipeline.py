@@ -133,12 +133,11 @@ def prepare(
 def preview(
     config: Config, now: datetime, *, collector: Collector = collect
 ) -> tuple[Prepared, str, str]:
-    """The next issue as a sample subscriber would get it (html, text); records nothing.
-
-    When nothing is new (and so nothing would be sent), sample posts stand in, flagged `sample`,
-    so an editor working on the templates still sees them filled."""
+    """The next issue as a sample subscriber would get it (html, text); records nothing."""
     with open_state(config, read_only=True) as state:
         prepared = prepare(config, state, now, record=False, collector=collector)
+    # With nothing new (so nothing would be sent), sample posts stand in, flagged `sample`, so an
+    # editor working on the templates still sees them filled.
     if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
         sample = sample_issue(config)
         prepared = replace(

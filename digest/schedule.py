@@ -398,12 +398,11 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 class Attempts:
-    """Runs slots for `digest run`: reloads config.yaml each time, retries failures within grace.
+    """Slots for `digest run`: config.yaml read afresh each time, failures retried within grace."""
 
-    A slot that fails (mail server down, a config mistake being fixed) or leaves messages
-    pending is tried again every `schedule.retry_every` until it succeeds or `grace` has passed
-    since the first failure; later, the next slot picks up whatever is left.
-    """
+    # A slot that fails (mail server down, a config mistake being fixed) or leaves messages
+    # pending is tried again every `schedule.retry_every` until it succeeds or `grace` has passed
+    # since the first failure; after that the next slot picks up whatever is left.
 
     def __init__(self, config: Config, clock: Clock, stop: threading.Event) -> None:
         self.started_with = config

@@ -302,8 +302,7 @@ class Workbench:
         return hashlib.sha256(tokens.encode("utf-8")).hexdigest()[:20]
 
     def render_preview(self) -> tuple[str, str, bool]:
-        """(html, text, sample) of the next issue for the sample subscriber; sample is True when
-        nothing is new and sample posts stand in. Raises DigestError."""
+        """(html, text, sample posts stand in) of the next issue; raises DigestError."""
         if self._cache is None:
             self._cache = FeedCache(collect, monotonic=self._monotonic)
         config = load_config(self.config_path)
