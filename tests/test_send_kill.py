@@ -28,25 +28,32 @@ def subjects(project: Project) -> Counter[tuple[str, str]]:
     return seen
 
 
-def test_kill_mid_issue_then_rerun_sends_each_subscriber_the_issue_once(
-    project: Project,
-) -> None:
+def send_until_twelve_arrived(project: Project) -> subprocess.Popen[str]:
+    """Start `digest send` to PEOPLE over a slowed server; return once 12 messages arrived."""
     project.write_subscribers(*PEOPLE)
     project.smtp.script.data_delay = 0.05
     env = {**os.environ, "DIGEST_NOW": project.now.isoformat()}
     process = subprocess.Popen(
         [sys.executable, "-m", "digest", "--config", str(project.config), "send"],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while len(project.smtp.received) < 12:
-        assert process.poll() is None, "digest send finished before it could be killed"
+        assert process.poll() is None, "digest send finished before it could be stopped"
         assert time.monotonic() < deadline, "digest send never got going"
         time.sleep(0.01)
+    return process
+
+
+def test_kill_mid_issue_then_rerun_sends_each_subscriber_the_issue_once(
+    project: Project,
+) -> None:
+    process = send_until_twelve_arrived(project)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
     reached = len(project.smtp.received)
     assert reached < len(PEOPLE)
@@ -73,21 +80,7 @@ def test_kill_mid_issue_then_rerun_sends_each_subscriber_the_issue_once(
 def test_ctrl_c_mid_issue_finishes_the_messages_in_flight_and_the_rerun_repeats_nobody(
     project: Project,
 ) -> None:
-    project.write_subscribers(*PEOPLE)
-    project.smtp.script.data_delay = 0.05
-    env = {**os.environ, "DIGEST_NOW": project.now.isoformat()}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digest", "--config", str(project.config), "send"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while len(project.smtp.received) < 12:
-        assert process.poll() is None, "digest send finished before it could be interrupted"
-        assert time.monotonic() < deadline, "digest send never got going"
-        time.sleep(0.01)
+    process = send_until_twelve_arrived(project)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stderr
