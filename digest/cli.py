@@ -342,7 +342,7 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
                 config, now, progress=progress, clock=lambda: datetime.now(UTC), stop=stop
             )
         _summarise(report, "Sent")
-        if stop.is_set():
+        if stop.is_set() and report.pending:
             raise DigestError(
                 f"stopped: {report.pending} messages not sent yet;"
                 " run `digest send` again to finish the issue"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +29,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_preview_page_updates_by_itself_when_the_title_is_edited(project: Project) -> None:
+@contextmanager
+def preview_page(project: Project) -> Iterator[tuple[Any, Any, str]]:
+    """`digest serve` and a Chromium page: (playwright's sync_api, the page, the /preview URL)."""
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
     )
@@ -34,44 +39,41 @@ def test_preview_page_updates_by_itself_when_the_title_is_edited(project: Projec
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"{base}/preview")
-            body = page.locator("body")
-            sync_api.expect(body).to_contain_text("Collaborate Weekly")
-            sync_api.expect(body).to_contain_text("Post number 1")
-            project.config.write_text(
-                project.config.read_text().replace("Collaborate Weekly", "Collaborate Daily")
-            )
-            sync_api.expect(body).to_contain_text("Collaborate Daily", timeout=20_000)
-            sync_api.expect(body).not_to_contain_text("Collaborate Weekly")
-            assert errors == []
+            yield sync_api, page, f"{base}/preview"
         finally:
             browser.close()
+
+
+def test_preview_page_updates_by_itself_when_the_title_is_edited(project: Project) -> None:
+    with preview_page(project) as (sync_api, page, url):
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url)
+        body = page.locator("body")
+        sync_api.expect(body).to_contain_text("Collaborate Weekly")
+        sync_api.expect(body).to_contain_text("Post number 1")
+        project.config.write_text(
+            project.config.read_text().replace("Collaborate Weekly", "Collaborate Daily")
+        )
+        sync_api.expect(body).to_contain_text("Collaborate Daily", timeout=20_000)
+        sync_api.expect(body).not_to_contain_text("Collaborate Weekly")
+        assert errors == []
 
 
 def test_preview_page_shows_a_template_error_and_recovers_after_the_fix(project: Project) -> None:
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
-    )
-    with digest_serve(project) as base, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(f"{base}/preview")
-            body = page.locator("body")
-            sync_api.expect(body).to_contain_text("Collaborate Weekly")
-            folder = project.root / "templates"
-            folder.mkdir()
-            lines = (BUNDLED_TEMPLATES / "email.html").read_text(encoding="utf-8").splitlines()
-            lines.insert(3, "{{ issue.no_such_thing }}")
-            broken = folder / "email.html"
-            broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            error = page.locator("#preview-error")
-            sync_api.expect(error).to_contain_text(f"{broken}:4:", timeout=20_000)
-            sync_api.expect(error).to_contain_text("issue.no_such_thing")
-            broken.unlink()
-            sync_api.expect(body).to_contain_text("Post number 1", timeout=20_000)
-            sync_api.expect(page.locator("#preview-error")).to_have_count(0)
-        finally:
-            browser.close()
+    with preview_page(project) as (sync_api, page, url):
+        page.goto(url)
+        body = page.locator("body")
+        sync_api.expect(body).to_contain_text("Collaborate Weekly")
+        folder = project.root / "templates"
+        folder.mkdir()
+        lines = (BUNDLED_TEMPLATES / "email.html").read_text(encoding="utf-8").splitlines()
+        lines.insert(3, "{{ issue.no_such_thing }}")
+        broken = folder / "email.html"
+        broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        error = page.locator("#preview-error")
+        sync_api.expect(error).to_contain_text(f"{broken}:4:", timeout=20_000)
+        sync_api.expect(error).to_contain_text("issue.no_such_thing")
+        broken.unlink()
+        sync_api.expect(body).to_contain_text("Post number 1", timeout=20_000)
+        sync_api.expect(page.locator("#preview-error")).to_have_count(0)
