@@ -23,7 +23,8 @@ from rich.text import Text
 
 from digest import pipeline
 from digest.config import Config, load_config
-from digest.models import Delivery, DeliveryStatus, DigestError, SendReport
+from digest.errors import DigestError
+from digest.models import Delivery, DeliveryStatus, SendReport
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from digest.cron import parse_cron
-from digest.models import ConfigError
+from digest.errors import ConfigError
 
 DEFAULT_USER_AGENT = "digest/0.1 (+https://github.com/digest-newsletter/digest)"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from digest.config import SmtpConfig
-from digest.message import OutgoingMessage
-from digest.models import Delivery, DeliveryStatus, DigestError
+from digest.errors import DigestError, SmtpError
+from digest.models import Delivery, DeliveryStatus, OutgoingMessage
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +41,6 @@ Recorder = Callable[[Sequence[Delivery]], None]
 RETRY_BACKLOG = 1000
 # How often the dispatcher wakes up to notice a stop request while waiting.
 _POLL_SECONDS = 0.2
-
-
-class SmtpError(DigestError):
-    """The server cannot be used: `temporary` when trying again later may help."""
-
-    def __init__(self, message: str, *, temporary: bool = False) -> None:
-        super().__init__(message)
-        self.temporary = temporary
 
 
 def _reply(code: int, text: bytes | str) -> str:

@@ -25,15 +25,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest.models import DigestError
+from digest.errors import DigestError, LockHeld
 
 _held: dict[Path, list[int]] = {}
 _held_guard = threading.Lock()
 _POLL_SECONDS = 0.2
-
-
-class LockHeld(DigestError):
-    """Another process holds the lock; the message says who."""
 
 
 def lock_path(state_path: Path, name: str) -> Path:

@@ -20,7 +20,8 @@ from functools import lru_cache
 from urllib.parse import quote
 
 from digest.config import Config
-from digest.models import ConfigError, RenderedIssue, Subscriber
+from digest.errors import ConfigError
+from digest.models import OutgoingMessage, RenderedIssue, Subscriber
 from digest.render import personalise
 
 # Headers a DKIM signature covers: the ones a reader sees, plus the list headers that an
@@ -40,16 +41,6 @@ SIGNED_HEADERS = (
     b"content-type",
 )
 _NAME_LIMIT = 100
-
-
-@dataclass(frozen=True)
-class OutgoingMessage:
-    """One message ready for the SMTP server: envelope and the exact bytes."""
-
-    sender: str
-    recipient: str
-    data: bytes
-    smtputf8: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,22 +7,6 @@ from datetime import datetime
 from enum import StrEnum
 
 
-class DigestError(Exception):
-    """A failure a user can cause or fix; the CLI prints it as one line, never a traceback."""
-
-    exit_code = 1
-
-
-class ConfigError(DigestError):
-    """The configuration, subscriber list or templates are wrong; exit code 2."""
-
-    exit_code = 2
-
-
-class TemplateError(ConfigError):
-    """A template failed to load or render; names the file, line and what went wrong."""
-
-
 @dataclass(frozen=True)
 class Post:
     """One feed entry, cleaned: escaped nowhere yet, sanitised where it is HTML."""
@@ -136,6 +120,16 @@ class Delivery:
     email: str
     status: DeliveryStatus
     reply: str = ""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One message ready for the SMTP server: envelope and the exact bytes."""
+
+    sender: str
+    recipient: str
+    data: bytes
+    smtputf8: bool = False
 
 
 @dataclass(frozen=True)

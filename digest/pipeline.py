@@ -18,7 +18,6 @@ from digest.group import AlreadySent, build_issue
 from digest.lock import hold_lock
 from digest.message import (
     IssueEnvelope,
-    OutgoingMessage,
     build_message,
     envelope_for,
     load_dkim,
@@ -29,6 +28,7 @@ from digest.models import (
     FeedResult,
     FetchStatus,
     Issue,
+    OutgoingMessage,
     Post,
     RenderedIssue,
     SendReport,

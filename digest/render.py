@@ -23,16 +23,9 @@ import nh3
 from markupsafe import Markup
 
 from digest.config import Config
+from digest.errors import ConfigError, TemplateError
 from digest.inline import inline_css
-from digest.models import (
-    ConfigError,
-    Issue,
-    Post,
-    RenderedIssue,
-    Section,
-    Subscriber,
-    TemplateError,
-)
+from digest.models import Issue, Post, RenderedIssue, Section, Subscriber
 from digest.theme import theme_view
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel
 
 from digest.config import Config
-from digest.models import ConfigError
+from digest.errors import ConfigError
 from digest.reference import config_keys
 
 PACKAGE = Path(__file__).parent

@@ -30,8 +30,9 @@ from apscheduler.triggers.date import DateTrigger
 from digest import pipeline
 from digest.config import Config, ScheduleConfig, load_config
 from digest.cron import DAY_NAMES, parse_cron
+from digest.errors import ConfigError, DigestError
 from digest.lock import hold_lock
-from digest.models import ConfigError, DigestError, SendReport
+from digest.models import SendReport
 from digest.state import State
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from digest.models import Delivery, DeliveryStatus, DigestError, FeedResult, FetchStatus, Post
+from digest.errors import DigestError
+from digest.models import Delivery, DeliveryStatus, FeedResult, FetchStatus, Post
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

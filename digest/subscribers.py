@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from digest.models import ConfigError, Subscriber, SubscriberList
+from digest.errors import ConfigError
+from digest.models import Subscriber, SubscriberList
 
 logger = logging.getLogger(__name__)
 

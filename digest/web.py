@@ -29,7 +29,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from digest import pipeline
 from digest.collect import collect
 from digest.config import FeedConfig, FetchConfig, load_config
-from digest.models import DigestError, FeedResult
+from digest.errors import DigestError
+from digest.models import FeedResult
 from digest.state import State
 from digest.tokens import signing_secret, verify_token
 

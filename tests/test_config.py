@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from digest.config import load_config, parse_config
-from digest.models import ConfigError
+from digest.errors import ConfigError
 from tests.conftest import Project
 
 VALID = """\

@@ -14,8 +14,8 @@ import pytest
 
 from digest.config import SmtpConfig
 from digest.deliver import Mailer, SmtpError, wire_format
-from digest.message import OutgoingMessage
-from digest.models import Delivery, DeliveryStatus, DigestError
+from digest.errors import DigestError
+from digest.models import Delivery, DeliveryStatus, OutgoingMessage
 from tests.support.smtpserver import SmtpServer, free_port, self_signed_certificate
 
 

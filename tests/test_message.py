@@ -12,6 +12,7 @@ import dkim
 import pytest
 
 from digest.config import Config, load_config
+from digest.errors import ConfigError
 from digest.message import (
     EncodedBody,
     IssueEnvelope,
@@ -19,7 +20,7 @@ from digest.message import (
     envelope_for,
     load_dkim,
 )
-from digest.models import ConfigError, RenderedIssue, Subscriber
+from digest.models import RenderedIssue, Subscriber
 from digest.render import (
     EMAIL_PLACEHOLDER,
     NAME_PLACEHOLDER,

@@ -12,15 +12,8 @@ import lxml.html
 import pytest
 
 from digest.config import Config, parse_config
-from digest.models import (
-    ConfigError,
-    Issue,
-    Post,
-    RenderedIssue,
-    Section,
-    Subscriber,
-    TemplateError,
-)
+from digest.errors import ConfigError, TemplateError
+from digest.models import Issue, Post, RenderedIssue, Section, Subscriber
 from digest.render import (
     EMAIL_PLACEHOLDER,
     NAME_PLACEHOLDER,
