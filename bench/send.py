@@ -34,7 +34,7 @@ from digest.config import load_config
 from digest.models import Subscriber
 from digest.pipeline import open_state, prepare
 from digest.render import personalise, render_issue
-from digest.state import State
+from digest.store import State
 
 SUBSCRIBERS = 10_000
 SMALL_LIST = 1_000

@@ -1,11 +1,53 @@
-"""What `digest check`, `digest serve` and the scheduler warn an editor or operator about."""
+"""What `digest check`, `digest serve` and the scheduler warn an editor or operator about.
+
+`check_project` makes every decision of `digest check` and returns a CheckReport; the command
+only prints it. A config, subscriber file or template that cannot be read at all raises its
+ConfigError as usual (one line, exit 2); problems found once those are read are collected as
+errors (exit 2: a local feed file missing, an unusable DKIM key, a bad smtp.return_path) or
+warnings (exit 0: feeds that moved, went or keep failing, no one-click unsubscribe, a weak
+signing secret, invalid or duplicate subscriber rows, an issue too big for some clients).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from digest import headervalues
+from digest.errors import ConfigError
+from digest.feedadvice import feed_advice
+from digest.redact import redact_url
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from digest.collect import FeedHealth
+    from digest.config import Config
+
+# Read here rather than imported from digest.tokens, which needs the state module.
+SECRET_ENVIRONMENT_VARIABLE = "DIGEST_SECRET"
 
 # The values shipped in deploy/digest.env.example and the docs: a secret equal to one of these is
 # public knowledge, so anyone could forge unsubscribe links.
 PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme", "secret", "your-secret-here"})
 MIN_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What `digest check` found: errors fail the check (exit 2), warnings do not."""
+
+    source: str
+    errors: tuple[str, ...]
+    warnings: tuple[str, ...]
+    feeds: int
+    subscribers: int
+
+    @property
+    def ok(self) -> bool:
+        """Whether the newsletter can be sent as configured."""
+        return not self.errors
 
 
 def secret_warnings(secret: str) -> list[str]:
@@ -22,3 +64,109 @@ def secret_warnings(secret: str) -> list[str]:
             'e.g. from `python3 -c "import secrets; print(secrets.token_urlsafe(32))"`'
         ]
     return []
+
+
+def unsubscribe_warnings(config: Config) -> list[str]:
+    """One-click unsubscribe needs an https URL that `digest serve` answers (RFC 8058)."""
+    url = config.newsletter.unsubscribe_url
+    if not url:
+        return [
+            "newsletter.unsubscribe_url is not set: messages offer only a mailto: unsubscribe,"
+            " and Gmail and Yahoo expect one-click unsubscribe from bulk senders; run"
+            " `digest serve` behind your web server and set the URL"
+        ]
+    if not url.lower().startswith("https://"):
+        return [
+            f"newsletter.unsubscribe_url should be https (one-click needs it): {redact_url(url)}"
+        ]
+    return []
+
+
+def header_errors(config: Config) -> list[str]:
+    """Header values the config model cannot see: the optional smtp.return_path."""
+    return_path = getattr(config.smtp, "return_path", None)
+    if not isinstance(return_path, str):
+        return []
+    try:
+        headervalues.mailbox(return_path, allow_name=False)
+    except ValueError as error:
+        return [f"{config.source}: smtp.return_path: {error}"]
+    return []
+
+
+def dkim_errors(config: Config) -> list[str]:
+    """A DKIM key that cannot sign, said without quoting any of the key file."""
+    from digest.message import load_dkim
+
+    if config.smtp.dkim is None:
+        return []
+    try:
+        load_dkim(config)
+    except ConfigError:
+        path = config.resolve(config.smtp.dkim.key_file)
+        return [
+            f"{config.source}: smtp.dkim.key_file: {path} cannot be read or is not a usable"
+            " private key; give an RSA private key in PEM format"
+        ]
+    return []
+
+
+def signing_secret_in_use(config: Config, environ: Mapping[str, str]) -> str | None:
+    """The secret set by the operator (DIGEST_SECRET, else config's `secret`), if any.
+
+    Without one, the first send generates a random one in the state file, which is safe.
+    """
+    return environ.get(SECRET_ENVIRONMENT_VARIABLE) or config.secret or None
+
+
+def check_project(config: Config, environ: Mapping[str, str]) -> CheckReport:
+    """Everything `digest check` says about a config, without touching the network."""
+    from digest.pipeline import open_state
+    from digest.render import check_templates
+    from digest.subscribers import load_subscribers
+
+    subscriber_list = load_subscribers(config.subscribers_path)
+    warnings = check_templates(config)
+    errors = [
+        f"{config.source}: feed {feed.name!r}: no file at {feed.url}; fix its url in config.yaml"
+        for feed in config.feeds
+        if not feed.is_remote and not config.resolve(feed.url).is_file()
+    ]
+    errors.extend(header_errors(config))
+    errors.extend(dkim_errors(config))
+    with open_state(config, read_only=True) as state:
+        for feed in config.feeds:
+            record = state.feed(feed.url)
+            if record is None:
+                continue
+            advice = feed_advice(
+                permanent_url=record.permanent_url,
+                gone=record.gone,
+                error=record.last_error if record.failures else None,
+                failures=record.failures,
+                first_failure_at=record.first_failure_at,
+            )
+            warnings.extend(f"feed {feed.name!r}: {phrase}" for phrase in advice)
+    warnings.extend(unsubscribe_warnings(config))
+    secret = signing_secret_in_use(config, environ)
+    if secret is not None:
+        warnings.extend(secret_warnings(secret))
+    warnings.extend(f"invalid subscriber skipped: {row}" for row in subscriber_list.invalid)
+    warnings.extend(f"duplicate subscriber ignored: {row}" for row in subscriber_list.duplicates)
+    return CheckReport(
+        source=config.source,
+        errors=tuple(errors),
+        warnings=tuple(warnings),
+        feeds=len(config.feeds),
+        subscribers=len(subscriber_list.subscribers),
+    )
+
+
+def feed_health(config: Config, now: datetime) -> list[FeedHealth]:
+    """Fetch every feed now and say what to do about each (`digest check --feeds`)."""
+    from digest.collect import check_feeds
+    from digest.pipeline import open_state
+
+    with open_state(config, read_only=True) as state:
+        records = {feed.url: state.feed(feed.url) for feed in config.feeds}
+    return check_feeds(config.feeds, config.fetch, config.base_dir, records, now)

@@ -129,75 +129,38 @@ def _summarise(report: SendReport, verb: str) -> None:
 @with_config
 def check(config: Config, feeds: bool) -> None:
     """Validate config.yaml, the subscribers file and the templates (no network)."""
-    from digest.render import check_templates
-    from digest.subscribers import load_subscribers
+    from digest.check import check_project
 
-    subscriber_list = load_subscribers(config.subscribers_path)
-    warnings = check_templates(config)
-    for feed in config.feeds:
-        if not feed.is_remote and not config.resolve(feed.url).is_file():
-            raise DigestError(f"{config.source}: feed {feed.name!r}: no file at {feed.url}")
-    with pipeline.open_state(config, read_only=True) as state:
-        for feed in config.feeds:
-            record = state.feed(feed.url)
-            if record and record.permanent_url:
-                warnings.append(
-                    f"feed {feed.name!r} has moved permanently to {record.permanent_url};"
-                    " update its url in config.yaml"
-                )
-            if record and record.gone:
-                warnings.append(f"feed {feed.name!r} is gone (410); remove it from config.yaml")
-            if record and record.failures and record.first_failure_at:
-                warnings.append(
-                    f"feed {feed.name!r} has failed {record.failures} times since"
-                    f" {record.first_failure_at:%Y-%m-%d}: {record.last_error}"
-                )
-    warnings.extend(_unsubscribe_warnings(config))
-    for problem in subscriber_list.invalid:
-        warnings.append(f"invalid subscriber skipped: {problem}")
-    for duplicate in subscriber_list.duplicates:
-        warnings.append(f"duplicate subscriber ignored: {duplicate}")
-    for warning in warnings:
+    report = check_project(config, os.environ)
+    for warning in report.warnings:
         err.print(f"Warning: {warning}", markup=False)
+    if not report.ok:
+        for error in report.errors:
+            err.print(f"Error: {error}", markup=False)
+        raise click.exceptions.Exit(2)
     out.print(
-        f"{config.source}: OK: {_count(len(config.feeds), 'feed')},"
-        f" {_count(len(subscriber_list.subscribers), 'subscriber')}, templates render."
+        f"{report.source}: OK: {_count(report.feeds, 'feed')},"
+        f" {_count(report.subscribers, 'subscriber')}, templates render.",
+        markup=False,
     )
     if feeds:
         _feed_health(config)
 
 
-def _unsubscribe_warnings(config: Config) -> list[str]:
-    """One-click unsubscribe needs an https URL that `digest serve` answers (RFC 8058)."""
-    url = config.newsletter.unsubscribe_url
-    if not url:
-        return [
-            "newsletter.unsubscribe_url is not set: messages offer only a mailto: unsubscribe,"
-            " and Gmail and Yahoo expect one-click unsubscribe from bulk senders; run"
-            " `digest serve` behind your web server and set the URL"
-        ]
-    if not url.lower().startswith("https://"):
-        return [f"newsletter.unsubscribe_url should be https (one-click needs it): {url}"]
-    return []
-
-
 def _feed_health(config: Config) -> None:
-    from digest.collect import check_feeds
+    from digest.check import feed_health
 
-    with pipeline.open_state(config, read_only=True) as state:
-        records = {feed.url: state.feed(feed.url) for feed in config.feeds}
-    rows = check_feeds(config.feeds, config.fetch, config.base_dir, records, current_time())
     table = Table("Feed", "Status", "Entries", "Newest post", "Time", "Problems")
     failing = False
-    for row in rows:
+    for row in feed_health(config, current_time()):
         newest = f"{row.newest:%Y-%m-%d}" if row.newest else "-"
         table.add_row(
-            row.name,
+            Text(row.name),
             row.status,
             str(row.entries),
             newest,
             f"{row.elapsed:.2f}s",
-            "; ".join(row.problems) or "-",
+            Text("; ".join(row.problems) or "-"),
         )
         failing = failing or row.status == "failed"
     out.print(table)
@@ -536,18 +499,38 @@ def serve(config_path: Path, host: str, port: int, preview: bool) -> None:
 @click.argument(
     "directory", default=".", required=False, type=click.Path(file_okay=False, path_type=Path)
 )
-def init(directory: Path) -> None:
+@click.option(
+    "--templates",
+    "copy_templates",
+    is_flag=True,
+    help="Also copy every bundled template into templates/ (you then maintain them yourself).",
+)
+def init(directory: Path, copy_templates: bool) -> None:
     """Create a ready-to-edit newsletter in DIRECTORY (default: here); overwrites nothing."""
     from digest.scaffold import init_project
 
-    created = init_project(directory)
-    out.print(f"Created a newsletter in {directory}:")
+    created = init_project(directory, copy_templates=copy_templates)
+    out.print(f"Created a newsletter in {directory}:", markup=False)
     for path in created:
-        out.print(f"  {path}")
+        out.print(f"  {path}", markup=False)
     config = directory / "config.yaml"
+    templates = directory / "templates"
+    if copy_templates:
+        out.print(
+            f"The bundled templates are copied into {templates}: edit them freely; newer"
+            " releases will not change them.",
+            markup=False,
+        )
+    else:
+        out.print(
+            f"{templates} holds only a README.txt, so the bundled templates are used and improve"
+            " with each release; to change one, put a file there (the README says how).",
+            markup=False,
+        )
     out.print(
         f"Next: edit {config}, then `digest --config {config} check` and"
-        f" `digest --config {config} serve` for a live preview."
+        f" `digest --config {config} serve` for a live preview.",
+        markup=False,
     )
 
 

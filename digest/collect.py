@@ -1,27 +1,32 @@
-"""Collect every feed at once: fetch (conditional, capped) then parse, one FeedResult per feed."""
+"""Collect every feed at once: fetch (conditional, bounded) then parse, one FeedResult per feed."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import traceback
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 import httpx
 
 from digest.config import FeedConfig, FetchConfig
-from digest.fetch import Fetched, fetch_url, make_client, read_file
+from digest.feedadvice import feed_advice
+from digest.fetch import Fetched, fetch_url, make_client, read_file, redact_error
 from digest.models import FeedResult, FetchStatus
 from digest.parse import normalise_link, parse_feed
+from digest.redact import redact_url
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from digest.state import FeedRecord
+    from digest.store import FeedRecord
 
 __all__ = [
     "FeedHealth",
@@ -35,6 +40,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PARSE_TIMEOUT = 30.0
+FETCH_GRACE = 1.0  # beyond fetch.timeout, for a fetch stuck where no deadline reaches (DNS)
+POLL = 0.05
 STALE_DAYS = 90
 
 
@@ -53,27 +60,101 @@ def collect(
     base_dir: Path,
     known: Mapping[str, KnownFeed],
     now: datetime,
+    *,
+    stop: threading.Event | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> list[FeedResult]:
     """Fetch and parse every feed concurrently; one result per feed, in config order.
 
     Never raises for a feed's own problems: a failing feed gives FetchStatus.FAILED with a
-    one-line error naming what went wrong.
+    one-line error naming what went wrong, its URL's credentials masked. Never waits on a stuck
+    feed either: each runs in a daemon thread that is abandoned (and cannot keep the process
+    alive) once fetch.timeout passes before its body is in, or PARSE_TIMEOUT while it is parsed.
+    Setting `stop` makes collect return within POLL seconds, every unfinished feed failed
+    "stopped". `transport` replaces the network, for tests.
     """
     if not feeds:
         return []
-    with (
-        make_client(fetch) as client,
-        ThreadPoolExecutor(max_workers=min(fetch.concurrency, len(feeds))) as pool,
-    ):
-        futures = [
-            pool.submit(_collect_one, client, feed, fetch, base_dir, known.get(feed.url), now)
+    with make_client(fetch, transport) as client:
+        jobs = [
+            _Job(
+                feed, partial(_collect_one, client, feed, fetch, base_dir, known.get(feed.url), now)
+            )
             for feed in feeds
         ]
-        results = [future.result() for future in futures]
+        results = _run(jobs, fetch, stop)
     for result in results:
         if result.status is FetchStatus.FAILED:
-            logger.info("feed %s failed: %s", result.feed_url, result.error)
+            logger.info("feed %s failed: %s", redact_url(result.feed_url), result.error)
     return results
+
+
+@dataclass
+class _Job:
+    """One feed's work and how far it has got; written by its worker, read by the collector."""
+
+    feed: FeedConfig
+    work: Callable[[_Job], FeedResult]
+    started: float = 0.0
+    fetched: float | None = None  # when the body was in and parsing began
+    result: FeedResult | None = None
+    abandoned: bool = False  # given up on: whatever the worker still does is not reported
+
+
+def _run(jobs: list[_Job], fetch: FetchConfig, stop: threading.Event | None) -> list[FeedResult]:
+    """Run the jobs, at most fetch.concurrency at once, giving up on overdue ones."""
+    finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+    results: list[FeedResult | None] = [None] * len(jobs)
+    waiting = deque(range(len(jobs)))
+    running: set[int] = set()
+    while waiting or running:
+        if stop is not None and stop.is_set():
+            break
+        while waiting and len(running) < fetch.concurrency:
+            index = waiting.popleft()
+            jobs[index].started = time.monotonic()
+            worker = threading.Thread(
+                target=_work, args=(jobs[index], index, finished), name=f"feed {index}", daemon=True
+            )
+            worker.start()
+            running.add(index)
+        for index in sorted(running):
+            overdue = _overdue(jobs[index], fetch)
+            if overdue:
+                running.discard(index)
+                jobs[index].abandoned = True
+                results[index] = _failed(jobs[index], overdue)
+        try:
+            index = finished.get(timeout=POLL)
+        except queue.Empty:
+            continue
+        if index in running:
+            running.discard(index)
+            results[index] = jobs[index].result
+    for job in jobs:
+        job.abandoned = True
+    return [result or _failed(job, "stopped") for job, result in zip(jobs, results, strict=True)]
+
+
+def _work(job: _Job, index: int, finished: queue.SimpleQueue[int]) -> None:
+    job.result = job.work(job)
+    finished.put(index)
+
+
+def _overdue(job: _Job, fetch: FetchConfig) -> str:
+    """Why a running job is given up on now, or ''."""
+    moment = time.monotonic()
+    if job.fetched is None:
+        if moment - job.started > fetch.timeout + FETCH_GRACE:
+            return f"timed out after {fetch.timeout:g} s (fetch.timeout)"
+    elif moment - job.fetched > PARSE_TIMEOUT:
+        return f"parsing took longer than {PARSE_TIMEOUT:g} s; skipped"
+    return ""
+
+
+def _failed(job: _Job, error: str) -> FeedResult:
+    elapsed = time.monotonic() - job.started if job.started else 0.0
+    return FeedResult(job.feed.url, FetchStatus.FAILED, error=error, elapsed_seconds=elapsed)
 
 
 def _collect_one(
@@ -83,16 +164,26 @@ def _collect_one(
     base_dir: Path,
     known: KnownFeed | None,
     now: datetime,
+    job: _Job,
 ) -> FeedResult:
     started = time.monotonic()
     try:
-        result = _fetch_and_parse(client, feed, fetch, base_dir, known, now)
+        result = _fetch_and_parse(client, feed, fetch, base_dir, known, now, job)
     except Exception as error:  # a bug for one feed must not sink the others
-        logger.exception("collecting %s failed unexpectedly", feed.url)
+        if not job.abandoned:  # an abandoned worker fails once its client is closed
+            trace = "".join(traceback.format_exception(error))
+            message = redact_error(f"{type(error).__name__}: {error}", feed.url)
+            logger.error("collecting %s failed unexpectedly: %s", redact_url(feed.url), message)
+            logger.debug("%s", redact_error(trace, feed.url))
         result = FeedResult(
             feed.url, FetchStatus.FAILED, error=f"unexpected {type(error).__name__}: {error}"
         )
-    return replace(result, elapsed_seconds=time.monotonic() - started)
+    return replace(
+        result,
+        error=redact_error(result.error, feed.url),
+        warning=redact_error(result.warning, feed.url),
+        elapsed_seconds=time.monotonic() - started,
+    )
 
 
 def _fetch_and_parse(
@@ -102,6 +193,7 @@ def _fetch_and_parse(
     base_dir: Path,
     known: KnownFeed | None,
     now: datetime,
+    job: _Job,
 ) -> FeedResult:
     if feed.is_remote:
         remembered = known.permanent_url if known else None
@@ -118,6 +210,7 @@ def _fetch_and_parse(
         url = feed.url
         fetched = read_file(base_dir / feed.url, fetch.max_bytes)
         permanent = None
+    job.fetched = time.monotonic()
     answer = FeedResult(
         feed_url=feed.url,
         status=FetchStatus.FAILED,
@@ -132,41 +225,25 @@ def _fetch_and_parse(
         return replace(answer, status=FetchStatus.NOT_MODIFIED)
     if fetched.data is None:
         return answer
-    parsed = _parse_bounded(fetched, url, now)
+    parsed = _parse(fetched, url, now)
     return replace(
         answer,
         status=parsed.status,
-        posts=parsed.posts,
+        posts=tuple(replace(post, feed_url=feed.url) for post in parsed.posts),
         error=parsed.error,
         warning=parsed.warning,
         feed_title=parsed.feed_title,
     )
 
 
-def _parse_bounded(fetched: Fetched, url: str, now: datetime) -> FeedResult:
-    """parse_feed in a daemon thread, abandoned after PARSE_TIMEOUT so one feed cannot hang all."""
-    outcome: list[FeedResult] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            assert fetched.data is not None
-            outcome.append(parse_feed(fetched.data, url, now, content_type=fetched.content_type))
-        except BaseException as error:
-            failure.append(error)
-
-    worker = threading.Thread(target=work, name=f"parse {url}", daemon=True)
-    worker.start()
-    worker.join(PARSE_TIMEOUT)
-    if outcome:
-        return outcome[0]
-    if failure:
-        error = failure[0]
+def _parse(fetched: Fetched, url: str, now: datetime) -> FeedResult:
+    """parse_feed, with anything it raises turned into a failed result."""
+    assert fetched.data is not None
+    try:
+        return parse_feed(fetched.data, url, now, content_type=fetched.content_type)
+    except Exception as error:
         message = f"not a feed we can read: {type(error).__name__}: {error}"
         return FeedResult(url, FetchStatus.FAILED, error=message.splitlines()[0][:300])
-    return FeedResult(
-        url, FetchStatus.FAILED, error=f"parsing took longer than {PARSE_TIMEOUT:g} s; skipped"
-    )
 
 
 # -- feed health -------------------------------------------------------------------------
@@ -203,19 +280,17 @@ def check_feeds(
 def _health(
     feed: FeedConfig, result: FeedResult, record: FeedRecord | None, now: datetime
 ) -> FeedHealth:
-    problems: list[str] = []
-    if result.permanent_url:
-        problems.append(f"moved permanently to {result.permanent_url}: update config.yaml")
-    if result.gone:
-        problems.append("gone: remove this feed")
-    elif result.status is FetchStatus.FAILED:
-        problems.append(result.error)
-        if record and record.failures and record.first_failure_at:
-            problems.append(
-                f"failing since {record.first_failure_at:%Y-%m-%d} ({record.failures} attempts)"
-            )
-    if result.warning:
-        problems.append(result.warning)
+    failed = result.status is FetchStatus.FAILED
+    problems = list(
+        feed_advice(
+            permanent_url=result.permanent_url,
+            gone=result.gone,
+            error=result.error if failed else None,
+            failures=record.failures if record and failed else 0,
+            first_failure_at=record.first_failure_at if record else None,
+            warning=result.warning,
+        )
+    )
     dates = [post.published for post in result.posts if post.published]
     newest = max(dates) if dates else (record.newest_post_at if record else None)
     if result.status is FetchStatus.OK and newest is not None:

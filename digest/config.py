@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -18,10 +19,13 @@ from pydantic import (
     model_validator,
 )
 
+from digest import __version__, headervalues
 from digest.cron import parse_cron
 from digest.errors import ConfigError
+from digest.redact import redact_text, redact_url
+from digest.yamlfile import load_yaml
 
-DEFAULT_USER_AGENT = "digest/0.1 (+https://github.com/digest-newsletter/digest)"
+DEFAULT_USER_AGENT = f"digest/{__version__} (+https://github.com/digest-newsletter/digest)"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _DURATION_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -63,15 +67,32 @@ class NewsletterConfig(_Strict):
     @classmethod
     def _https_url(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError(f"expected an http(s) URL, got {value!r}")
+            raise ValueError(f"expected an http(s) URL, got {redact_url(value)!r}")
         return value
 
     @field_validator("unsubscribe_url")
     @classmethod
     def _has_token(cls, value: str | None) -> str | None:
         if value is not None and "{token}" not in value:
-            raise ValueError(f"must contain {{token}} where the subscriber's token goes: {value!r}")
-        return value
+            raise ValueError(
+                f"must contain {{token}} where the subscriber's token goes: {redact_url(value)!r}"
+            )
+        return headervalues.header_url(value) if value is not None else None
+
+    @field_validator("from_address", "reply_to")
+    @classmethod
+    def _named_mailbox(cls, value: str | None) -> str | None:
+        return headervalues.mailbox(value, allow_name=True) if value is not None else None
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _bare_mailbox(cls, value: str | None) -> str | None:
+        return headervalues.mailbox(value, allow_name=False) if value is not None else None
+
+    @field_validator("title", "subject", "date_format")
+    @classmethod
+    def _header_text(cls, value: str | None) -> str | None:
+        return headervalues.header_text(value) if value is not None else None
 
 
 class ThemeConfig(_Strict):
@@ -149,6 +170,11 @@ class DkimConfig(_Strict):
     domain: str = Field(description="Signing domain, e.g. 'example.org'.")
     key_file: str = Field(description="PEM private key, relative to config.yaml.")
 
+    @field_validator("selector", "domain")
+    @classmethod
+    def _dns(cls, value: str) -> str:
+        return headervalues.dns_name(value)
+
 
 class SmtpConfig(_Strict):
     """The mail server digest hands messages to."""
@@ -171,10 +197,23 @@ class SmtpConfig(_Strict):
 class FetchConfig(_Strict):
     """How feeds are fetched."""
 
-    timeout: float = Field(15, gt=0, description="Seconds per feed request.")
-    max_bytes: int = Field(10_000_000, ge=1024, description="Largest feed body accepted.")
+    timeout: float = Field(
+        15,
+        gt=0,
+        description="Seconds for each feed's whole request: connecting, headers, body, redirects.",
+    )
+    max_bytes: int = Field(
+        10_000_000,
+        ge=1024,
+        description="Largest feed body accepted, both as sent and once decompressed.",
+    )
     concurrency: int = Field(8, ge=1, le=64, description="Feeds fetched at once.")
     user_agent: str = Field(DEFAULT_USER_AGENT, description="User-Agent header sent to servers.")
+
+    @field_validator("user_agent")
+    @classmethod
+    def _header(cls, value: str) -> str:
+        return headervalues.printable_ascii(value)
 
 
 class ScheduleConfig(_Strict):
@@ -306,23 +345,46 @@ def _key_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ..
             _key_lines(item, (*path, index), lines)
 
 
-def _expand_env(value: Any, path: tuple[Any, ...], where: str, environ: dict[str, str]) -> Any:
+@dataclass
+class _Expansion:
+    """Where ${VAR} was expanded: per key path, the text as written and what it became."""
+
+    written: dict[tuple[Any, ...], tuple[str, str]] = field(default_factory=dict)
+    values: set[str] = field(default_factory=set)
+
+    def hide(self, message: str, path: tuple[Any, ...]) -> str:
+        """`message` about `path` with every value expanded at or below it shown as written."""
+        for where, (written, expanded) in self.written.items():
+            if where[: len(path)] == path and expanded:
+                message = message.replace(repr(expanded), written)
+                if len(expanded) >= _MASKED_LENGTH:  # shorter ones would garble the sentence
+                    message = message.replace(expanded, written)
+        return message
+
+
+def _expand_env(
+    value: Any, path: tuple[Any, ...], environ: dict[str, str], expansion: _Expansion
+) -> Any:
     if isinstance(value, dict):
-        return {k: _expand_env(v, (*path, k), where, environ) for k, v in value.items()}
+        return {k: _expand_env(v, (*path, k), environ, expansion) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, (*path, i), where, environ) for i, v in enumerate(value)]
+        return [_expand_env(v, (*path, i), environ, expansion) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in environ:
+            expansion.values.add(environ[name])
             return environ[name]
         if default is not None:
             return default
         raise _EnvError(path, name)
 
-    return _ENV_PATTERN.sub(substitute, value)
+    expanded = _ENV_PATTERN.sub(substitute, value)
+    if expanded != value:
+        expansion.written[path] = (value, expanded)
+    return expanded
 
 
 class _EnvError(Exception):
@@ -340,8 +402,20 @@ def dotted(path: tuple[Any, ...]) -> str:
     return text or "(top level)"
 
 
-def _friendly(error: dict[str, Any], model_fields: list[str]) -> str:
+class _Shown:
+    """Stands for a value that must not be printed: its repr is how the error names it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _friendly(error: dict[str, Any], model_fields: list[str], shown: str | None = None) -> str:
     kind, given = error["type"], error.get("input")
+    if shown is not None:
+        given = _Shown(shown)
     if kind == "missing":
         return "required key is missing"
     if kind == "extra_forbidden":
@@ -366,8 +440,11 @@ def _friendly(error: dict[str, Any], model_fields: list[str]) -> str:
         return "needs at least one entry"
     if kind.startswith(("greater_than", "less_than")):
         return f"{error['msg'].lower()}, got {given!r}"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    original = error.get("input")
+    if shown is not None and isinstance(original, str) and original:
+        message = message.replace(repr(original), shown).replace(original, shown)
+    return message
 
 
 def _fields_at(path: tuple[Any, ...]) -> list[str]:
@@ -395,15 +472,21 @@ def _fields_at(path: tuple[Any, ...]) -> list[str]:
 MAX_REPORTED_ERRORS = 20
 
 
+# Keys whose values are secrets: an error about them never shows what was given.
+SECRET_KEYS = frozenset({("smtp", "password"), ("secret",)})
+# Expanded ${VAR} values shorter than this are too common to mask everywhere in a message.
+_MASKED_LENGTH = 6
+
+
 def parse_config(text: str, source: str, base_dir: Path, environ: dict[str, str]) -> Config:
-    """Validate config text; errors read `file:line: key: problem`."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark else 1
-        raise ConfigError(f"{source}:{line}: YAML syntax error: {error.problem}") from None
+    """Validate config text; errors read `file:line: key: problem`.
+
+    An error never shows a secret: values of smtp.password and secret are not echoed, a value
+    that came from ${VAR} is named as `the value of ${VAR}`, and as a last guard every expanded
+    environment value and every secret is masked in the message.
+    """
+    document = load_yaml(text, source)
+    root, data = document.root, document.data
     if root is None or not isinstance(data, dict):
         raise ConfigError(f"{source}:1: expected a mapping of keys such as newsletter: and feeds:")
     lines: dict[tuple[Any, ...], int] = {}
@@ -414,8 +497,9 @@ def parse_config(text: str, source: str, base_dir: Path, environ: dict[str, str]
             path = path[:-1]
         return lines.get(path, 1)
 
+    expansion = _Expansion()
     try:
-        data = _expand_env(data, (), source, environ)
+        data = _expand_env(data, (), environ, expansion)
     except _EnvError as error:
         raise ConfigError(
             f"{source}:{line_of(error.path)}: {dotted(error.path)}: environment variable "
@@ -430,25 +514,55 @@ def parse_config(text: str, source: str, base_dir: Path, environ: dict[str, str]
             path = tuple(part for part in found["loc"] if part not in ("function-after",))
             fields = _fields_at(path[:-1])
             line, key = line_of(path), dotted(path)
-            problems.setdefault((line, key), _friendly(dict(found), fields))
-        raise ConfigError(
-            "\n".join(
-                f"{source}:{line}: {key}: {text}" for (line, key), text in sorted(problems.items())
-            )
-        ) from None
+            shown = None
+            if path in SECRET_KEYS:
+                shown = "a value (not shown: it is a secret)"
+            elif path in expansion.written:
+                shown = f"the value of {expansion.written[path][0]}"
+            text = expansion.hide(_friendly(dict(found), fields, shown), path)
+            problems.setdefault((line, key), text)
+        message = "\n".join(
+            f"{source}:{line}: {key}: {text}" for (line, key), text in sorted(problems.items())
+        )
+        raise ConfigError(redact_text(message, _secrets(data, expansion))) from None
     return config
 
 
+def _secrets(data: dict[str, Any], expansion: _Expansion) -> set[str]:
+    """Values an error message must never contain."""
+    found = {value for value in expansion.values if len(value) >= _MASKED_LENGTH}
+    smtp = data.get("smtp")
+    for value in (data.get("secret"), smtp.get("password") if isinstance(smtp, dict) else None):
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            found.add(str(value))
+    return found
+
+
+MAX_CONFIG_BYTES = 1_000_000
+
+
 def load_config(path: Path | str, environ: dict[str, str] | None = None) -> Config:
-    """Read and validate a config file."""
+    """Read and validate a config file (UTF-8, at most MAX_CONFIG_BYTES)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such config file; create one with `digest init` or pass --config"
         ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read the config file: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file: {error.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: larger than {MAX_CONFIG_BYTES // 1_000_000} MB; is this the config file?"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); save the file as UTF-8"
+        ) from None
     env = dict(os.environ) if environ is None else environ
     return parse_config(text, str(path), path.resolve().parent, env)

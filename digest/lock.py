@@ -87,7 +87,7 @@ def hold_lock(
 
 def _acquire(path: Path, command: str, wait: float, stop: threading.Event | None) -> int:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
         raise DigestError(f"{path}: cannot create the lock file: {error.strerror}") from None

@@ -20,7 +20,8 @@ class Post:
     updated: datetime | None = None
     author: str = ""
     summary_html: str = ""
-    excerpt: str = ""
+    excerpt: str = ""  # one paragraph, for the HTML part
+    excerpt_text: str = ""  # the same excerpt in lines, lists as "- " items, for the text part
     image_url: str = ""
     categories: tuple[str, ...] = ()
 

@@ -20,7 +20,10 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import feedparser
 import nh3
 
+from digest.defuse import defuse
+from digest.htmltext import html_to_line, html_to_text
 from digest.models import FeedResult, FetchStatus, Post
+from digest.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -113,58 +116,20 @@ def safe_url(url: str, base: str) -> str:
 # -- text and HTML --------------------------------------------------------------
 
 
-class _TextExtractor(HTMLParser):
-    """Collects the text of an HTML fragment, skipping scripts and styles."""
-
-    _BLOCKS = frozenset(
-        {"p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td"}
-        | {"th", "table", "blockquote", "pre", "hr", "section", "article", "figure"}
-    )
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "template"):
-            self.skipping += 1
-        elif tag in self._BLOCKS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "template"):
-            self.skipping = max(0, self.skipping - 1)
-        elif tag in self._BLOCKS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skipping:
-            self.parts.append(data)
-
-
-def html_to_text(html: str) -> str:
-    """Plain text of an HTML fragment: tags dropped, entities decoded, whitespace collapsed."""
-    extractor = _TextExtractor()
-    extractor.feed(html)
-    extractor.close()
-    return collapse("".join(extractor.parts))
-
-
 def collapse(text: str) -> str:
     """Whitespace runs to single spaces, control characters removed, ends trimmed."""
     return _SPACE.sub(" ", _CONTROL.sub("", text)).strip()
 
 
 def shorten(text: str, limit: int) -> str:
-    """At most `limit` characters, cut at a word boundary with an ellipsis."""
+    """At most `limit` characters, cut at a word (or line) boundary with an ellipsis."""
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]
-    space = cut.rfind(" ")
+    space = max(cut.rfind(" "), cut.rfind("\n"))
     if space > limit // 2:
         cut = cut[:space]
-    return cut.rstrip(" ,;:.-–—") + "…"
+    return cut.rstrip(" \n,;:.-–—|") + "…"
 
 
 def sanitise_html(html: str, base: str) -> str:
@@ -209,90 +174,6 @@ def _is_pixel(width: Any, height: Any) -> bool:
     return bool(sizes) and sizes <= {"0", "1"}
 
 
-# -- entity defusing -------------------------------------------------------------
-
-_DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*\[", re.IGNORECASE)
-_DECLARATION = re.compile(
-    rb"""<!--.*?-->|<\?.*?\?>|<!(?:[^>"']|"[^"]*"|'[^']*')*>|%[\w.:-]+;""", re.DOTALL
-)
-_SAFE_ENTITY = re.compile(
-    rb"""<!ENTITY\s+[\w.:-]+\s+(?:"(?:[^"&%<]|&\#\w+;)*"|'(?:[^'&%<]|&\#\w+;)*')\s*>"""
-)
-_PROLOG_LIMIT = 65_536
-
-
-def defuse(data: bytes) -> tuple[bytes, bool]:
-    """Drop DOCTYPE entity declarations that nest, are external or parametric (bombs, XXE).
-
-    Returns the bytes to parse and whether anything was dropped. Simple literal entities stay,
-    so feeds that define `&id;` shortcuts still read.
-    """
-    codec = _prolog_codec(data[:4])
-    if codec == "latin-1":
-        cut = _unsafe_subset(data[:_PROLOG_LIMIT])
-        if cut is None:
-            return data, False
-        start, end, kept = cut
-        return data[:start] + kept + data[end:], True
-    # UTF-16/32: search the text with one byte per character, then re-encode it.
-    text = data.decode(codec, "replace")
-    cut = _unsafe_subset(text[:_PROLOG_LIMIT].encode("latin-1", "replace"))
-    if cut is None:
-        return data, False
-    start, end, kept = cut
-    return (text[:start] + kept.decode("latin-1") + text[end:]).encode(codec), True
-
-
-def _unsafe_subset(probe: bytes) -> tuple[int, int, bytes] | None:
-    """Where the DOCTYPE internal subset is and its safe part, or None if it is all safe."""
-    start = _DOCTYPE.search(probe)
-    if start is None:
-        return None
-    position = start.end()
-    kept: list[bytes] = []
-    dropped = False
-    while True:
-        while position < len(probe) and probe[position : position + 1].isspace():
-            position += 1
-        if position >= len(probe):
-            return None
-        if probe[position : position + 1] == b"]":
-            break
-        match = _DECLARATION.match(probe, position)
-        if match is None:
-            # Not a subset we understand: drop the rest of it rather than guess.
-            end = probe.find(b"]", position)
-            if end < 0:
-                return None
-            position, dropped = end, True
-            break
-        declaration = match.group()
-        if declaration.startswith((b"<!ENTITY", b"%")):
-            if _SAFE_ENTITY.fullmatch(declaration):
-                kept.append(declaration)
-            else:
-                dropped = True
-        position = match.end()
-    return (start.end(), position, b"\n".join(kept)) if dropped else None
-
-
-def _prolog_codec(head: bytes) -> str:
-    """The codec to search a prolog with: the UTF-16/32 family by BOM or pattern, else bytes."""
-    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
-        return "utf-32"
-    if head == b"\x00\x00\x00<":
-        return "utf-32-be"
-    if head == b"<\x00\x00\x00":
-        return "utf-32-le"
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16"
-    if head.startswith(b"<\x00"):
-        return "utf-16-le"
-    if head.startswith(b"\x00<"):
-        return "utf-16-be"
-    return "latin-1"
-
-
 # -- entries ----------------------------------------------------------------------
 
 
@@ -332,7 +213,7 @@ def _text_of(entry: Mapping[str, Any], name: str) -> str:
         return ""
     detail = entry.get(f"{name}_detail") or {}
     if str(detail.get("type", "")).lower() in _HTML_TYPES:
-        return html_to_text(value)
+        return collapse(html_to_line(value))
     return collapse(value)
 
 
@@ -348,6 +229,15 @@ def _entry_html(entry: Mapping[str, Any]) -> str:
             kind = str(content.get("type", "text/html")).lower()
             return value if kind in _HTML_TYPES else _plain_to_html(value)
     return ""
+
+
+def _excerpt_lines(html: str) -> str:
+    """The excerpt for the text part: one line per paragraph, heading or list item, no blanks.
+
+    Blank lines are left out so that each post stays one block in the text part.
+    """
+    lines = (line for line in html_to_text(html).splitlines() if line.strip())
+    return shorten("\n".join(lines), MAX_EXCERPT)
 
 
 def _plain_to_html(text: str) -> str:
@@ -433,7 +323,8 @@ def entry_to_post(entry: Mapping[str, Any], feed_url: str, base: str, now: datet
         updated=updated,
         author=shorten(collapse(str(author or entry.get("author") or "")), MAX_AUTHOR),
         summary_html=summary_html,
-        excerpt=shorten(html_to_text(summary_html), MAX_EXCERPT) if summary_html else "",
+        excerpt=shorten(html_to_line(summary_html), MAX_EXCERPT) if summary_html else "",
+        excerpt_text=_excerpt_lines(summary_html),
         image_url=_image(entry, raw_html, link or base),
         categories=_categories(entry),
     )
@@ -484,7 +375,7 @@ def parse_feed(
         try:
             posts.append(entry_to_post(entry, feed_url, base, now))
         except Exception as problem:  # one odd entry must not cost the whole feed
-            logger.warning("%s: skipped an entry: %s", feed_url, _one_line(problem))
+            logger.warning("%s: skipped an entry: %s", redact_url(feed_url), _one_line(problem))
     return FeedResult(
         feed_url=feed_url,
         status=FetchStatus.OK,

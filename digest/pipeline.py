@@ -8,12 +8,12 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Protocol
 
 from digest.collect import KnownFeed, collect
 from digest.config import Config, FeedConfig
 from digest.deliver import Mailer
+from digest.feedadvice import feed_advice, feed_label
 from digest.group import AlreadySent, build_issue
 from digest.lock import hold_lock
 from digest.message import (
@@ -35,9 +35,9 @@ from digest.models import (
     Subscriber,
 )
 from digest.render import personalise, render_issue, sample_issue
-from digest.state import State
+from digest.store import State, configured_secret
 from digest.subscribers import load_subscribers
-from digest.tokens import make_token, signing_secret
+from digest.tokens import make_token
 
 logger = logging.getLogger(__name__)
 
@@ -72,23 +72,29 @@ def feed_problems(feeds: Sequence[FeedConfig], results: Sequence[FeedResult]) ->
     """Lines an editor can act on for failed and suspicious feeds, named as in config.yaml."""
     lines = []
     for feed, result in zip(feeds, results, strict=True):
-        name = f"feed {feed.name!r} ({feed.url})"
-        if result.status is FetchStatus.FAILED:
+        name = feed_label(feed.name, feed.url)
+        if result.status is FetchStatus.FAILED and not result.gone:
             lines.append(f"{name} skipped: {result.error}; its posts will come in a later issue")
-        elif result.warning:
-            lines.append(f"{name}: {result.warning}")
-        if result.permanent_url:
-            lines.append(
-                f"{name} has moved permanently to {result.permanent_url}; update config.yaml"
-            )
+        advice = feed_advice(
+            permanent_url=result.permanent_url, gone=result.gone, warning=result.warning
+        )
+        lines.extend(f"{name}: {phrase}" for phrase in advice)
     return tuple(lines)
 
 
 def open_state(config: Config, *, read_only: bool = False) -> State:
-    """The state database; a throwaway in-memory one when only reading and none exists yet."""
-    if read_only and not config.state_path.exists():
-        return State(Path(":memory:"))
-    return State(config.state_path)
+    """The state file; `read_only` changes nothing on disk (an absent file reads as empty)."""
+    return State(config.state_path, read_only=read_only)
+
+
+def signing_secret(config: Config) -> str:
+    """The token secret; without one configured, a first test send or dry run creates the
+    state file to keep it in, so its unsubscribe links work like a real send's."""
+    configured = configured_secret(config.secret)
+    if configured:
+        return configured
+    with open_state(config) as state:
+        return state.secret()
 
 
 def _resolve_dates(
@@ -165,12 +171,12 @@ def test_send(config: Config, now: datetime, recipients: Sequence[str]) -> SendR
     """Send the next issue to the given addresses only; records nothing, uses no posts up."""
     with open_state(config, read_only=True) as state:
         prepared = prepare(config, state, now, record=False)
-        secret = signing_secret(config, state) if state.path != Path(":memory:") else "test-send"
     if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
         return SendReport(None, 0, skipped_reason="nothing new", feed_problems=prepared.problems)
     envelope = envelope_for(config, prepared.rendered, now, dkim_key=load_dkim(config))
     outcomes: list[Delivery] = []
     subscribers = [Subscriber(email=address) for address in recipients]
+    secret = signing_secret(config)
     with Mailer(config.smtp) as mailer:
         mailer.send_all(_messages(envelope, subscribers, secret), outcomes.extend)
     return _report(None, prepared.issue.post_count, outcomes, prepared.problems)
@@ -182,13 +188,13 @@ def dry_run(config: Config, now: datetime) -> SendReport:
     with open_state(config, read_only=True) as state:
         prepared = prepare(config, state, now, record=False)
         suppressed = state.suppressed()
-        secret = signing_secret(config, state) if state.path != Path(":memory:") else "dry-run"
     if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
         return SendReport(None, 0, skipped_reason="nothing new", feed_problems=prepared.problems)
     outbox = config.resolve(config.outbox) / now.strftime("%Y-%m-%dT%H%M%S")
     outbox.mkdir(parents=True, exist_ok=True)
     envelope = envelope_for(config, prepared.rendered, now, dkim_key=load_dkim(config))
     recipients = [s for s in subscriber_list.subscribers if s.email.lower() not in suppressed]
+    secret = signing_secret(config)
     for number, message in enumerate(_messages(envelope, recipients, secret), start=1):
         safe = re.sub(r"[^A-Za-z0-9@._-]", "_", message.recipient)
         (outbox / f"{number:05d}-{safe}.eml").write_bytes(message.data)
@@ -248,7 +254,7 @@ def send(
         open_state(config) as state,
         Mailer(config.smtp) as mailer,
     ):
-        secret = signing_secret(config, state)
+        secret = state.signing_secret(config.secret)
         stored = state.unfinished_issue()
         problems: tuple[str, ...] = ()
         if stored is not None:

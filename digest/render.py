@@ -66,6 +66,7 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "post.date_iso": "The post's date as YYYY-MM-DD.",
     "post.author": "The author's name, or empty.",
     "post.excerpt": "A short plain-text excerpt, cut at a word boundary.",
+    "post.excerpt_text": 'The excerpt in lines, list items as "- " lines, for the text part.',
     "post.summary_html": "The feed's summary as sanitised HTML (safe to output as is).",
     "post.image_url": "An absolute http(s) thumbnail URL, or empty.",
     "post.categories": "The post's categories (a list of text).",
@@ -96,6 +97,7 @@ class PostView:
     date_iso: str
     author: str
     excerpt: str
+    excerpt_text: str
     summary_html: Markup
     image_url: str
     categories: tuple[str, ...]
@@ -253,6 +255,8 @@ def _post_view(post: Post, date_format: str, zone: ZoneInfo) -> PostView:
         date_iso=published.astimezone(zone).strftime("%Y-%m-%d") if published else "",
         author=_one_line(post.author, MAX_AUTHOR),
         excerpt=" ".join(post.excerpt.split()),
+        excerpt_text="\n".join(line.rstrip() for line in post.excerpt_text.splitlines())
+        or " ".join(post.excerpt.split()),
         summary_html=Markup(post.summary_html),
         image_url=_safe_url(post.image_url),
         categories=tuple(post.categories),
@@ -342,12 +346,9 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
 
 def template_environment(config: Config) -> jinja2.Environment:
     """The editor's templates/ folder first, then the bundled templates; strict and autoescaped."""
-    loader = jinja2.ChoiceLoader(
-        [
-            jinja2.FileSystemLoader(str(config.templates_dir)),
-            jinja2.FileSystemLoader(str(BUNDLED_TEMPLATES)),
-        ]
-    )
+    from digest.loader import template_loader
+
+    loader = template_loader(config.templates_dir)
     env = jinja2.Environment(
         loader=loader,
         autoescape=jinja2.select_autoescape(["html", "htm"], default_for_string=False),

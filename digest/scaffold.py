@@ -1,4 +1,9 @@
-"""`digest init`: a ready-to-edit newsletter folder whose config.yaml documents every key."""
+"""`digest init`: a ready-to-edit newsletter folder whose config.yaml documents every key.
+
+The templates/ folder starts empty but for a README.txt, so the newsletter keeps getting the
+bundled templates' improvements; `digest init --templates` copies them all for editors who want
+to own every file.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,11 @@ from pydantic import BaseModel
 
 from digest.config import Config
 from digest.errors import ConfigError
+from digest.loader import BUNDLED_TEMPLATES, readme_text
 from digest.reference import config_keys
 
-PACKAGE = Path(__file__).parent
-BUNDLED_TEMPLATES = PACKAGE / "templates"
-BUNDLED_SAMPLES = PACKAGE / "samples"
+BUNDLED_SAMPLES = Path(__file__).parent / "samples"
+TEMPLATES_README = "README.txt"
 
 SAMPLE_FEEDS = (
     ("From the blog", "samples/blog.xml"),
@@ -163,8 +168,9 @@ def _bundled(folder: Path) -> list[Path]:
     )
 
 
-def init_project(directory: Path) -> list[Path]:
-    """Write config.yaml, subscribers.csv, templates/ and samples/; never overwrite a file."""
+def init_project(directory: Path, *, copy_templates: bool = False) -> list[Path]:
+    """Write config.yaml, subscribers.csv, samples/ and templates/README.txt (with copy_templates,
+    every bundled template too); never overwrite a file."""
     if directory.exists() and not directory.is_dir():
         raise ConfigError(
             f"{directory}: exists and is not a folder; choose a folder for the newsletter"
@@ -172,8 +178,12 @@ def init_project(directory: Path) -> list[Path]:
     files: dict[Path, bytes] = {
         directory / "config.yaml": config_text().encode("utf-8"),
         directory / "subscribers.csv": SUBSCRIBERS_CSV.encode("utf-8"),
+        directory / "templates" / TEMPLATES_README: readme_text().encode("utf-8"),
     }
-    for source_root, target in ((BUNDLED_TEMPLATES, "templates"), (BUNDLED_SAMPLES, "samples")):
+    sources = [(BUNDLED_SAMPLES, "samples")]
+    if copy_templates:
+        sources.insert(0, (BUNDLED_TEMPLATES, "templates"))
+    for source_root, target in sources:
         for path in _bundled(source_root):
             files[directory / target / path.relative_to(source_root)] = path.read_bytes()
     existing = [path for path in files if path.exists()]

@@ -33,7 +33,7 @@ from digest.cron import DAY_NAMES, parse_cron
 from digest.errors import ConfigError, DigestError
 from digest.lock import hold_lock
 from digest.models import SendReport
-from digest.state import State
+from digest.store import State
 
 logger = logging.getLogger(__name__)
 

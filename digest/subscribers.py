@@ -1,10 +1,22 @@
-"""Read the editor's subscriber list (CSV or YAML), validating and de-duplicating addresses."""
+"""Read the editor's subscriber list (CSV or YAML), validating and de-duplicating addresses.
+
+A file that cannot be a subscriber list (not UTF-8, a NUL byte, a CSV without an `email`
+column, a field too long for a CSV, YAML that is not a list of entries) is a ConfigError
+naming file and line: nothing is sent from a list that may be the wrong file. A single row
+with a bad address is skipped and reported, so one typo does not stop an issue.
+
+An all-ASCII address is kept in its ASCII form, including a punycode domain
+(`user@xn--bcher-kva.example`), so it never needs SMTPUTF8; email-validator would otherwise
+turn the domain into Unicode. Control characters in names are replaced by spaces, since a
+name goes into the To header.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,28 +25,77 @@ import yaml
 
 from digest.errors import ConfigError
 from digest.models import Subscriber, SubscriberList
+from digest.yamlfile import load_yaml
 
 logger = logging.getLogger(__name__)
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHOWN_HEADER = 60
+
+
+def _yaml_rows(path: Path, text: str) -> Iterable[tuple[int, dict[str, Any]]]:
+    document = load_yaml(text, str(path))
+    data, root = document.data, document.root
+    if data is None:
+        return
+    if not isinstance(data, list) or not isinstance(root, yaml.SequenceNode):
+        raise ConfigError(
+            f"{path}:1: expected a YAML list of entries such as"
+            " `- email: ann@example.org` with an optional `name:`"
+        )
+    for item, node in zip(data, root.value, strict=True):
+        line = node.start_mark.line + 1
+        if isinstance(item, str):
+            item = {"email": item}
+        if not isinstance(item, dict):
+            raise ConfigError(
+                f"{path}:{line}: expected an entry with email: (and name:), or an address"
+            )
+        for key in ("email", "name"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise ConfigError(f"{path}:{line}: {key}: expected text; put it in quotes")
+        yield line, item
+
+
+def _csv_rows(path: Path, text: str) -> Iterable[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fields = [name.strip().lower() for name in reader.fieldnames or []]
+        if "email" not in fields:
+            first = text.split("\n", 1)[0].strip()
+            shown = first[:_SHOWN_HEADER] + ("..." if len(first) > _SHOWN_HEADER else "")
+            raise ConfigError(
+                f"{path}:1: the first line must be a header naming an 'email' column"
+                f" (e.g. email,name), got {shown!r}"
+            )
+        for row in reader:
+            cleaned = {
+                (k or "").strip().lower(): (v or "").strip() if isinstance(v, str) else ""
+                for k, v in row.items()
+                if k
+            }
+            yield reader.line_num, cleaned
+    except csv.Error as error:
+        line = reader.line_num + 1  # the line being read when it failed
+        raise ConfigError(
+            f"{path}:{line}: not a readable CSV row ({error}); is this the subscriber list?"
+        ) from None
+
 
 def _rows(path: Path, text: str) -> Iterable[tuple[int, dict[str, Any]]]:
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise ConfigError(
+            f"{path}:{line}: contains a NUL byte: this looks like a binary file, not a"
+            " subscriber list"
+        )
     if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            data = yaml.safe_load(text) or []
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: YAML syntax error: {error}") from None
-        if not isinstance(data, list):
-            raise ConfigError(f"{path}: expected a YAML list of entries with email: and name:")
-        for index, item in enumerate(data, start=1):
-            yield index, item if isinstance(item, dict) else {"email": item}
-        return
-    reader = csv.DictReader(io.StringIO(text))
-    fields = [name.strip().lower() for name in reader.fieldnames or []]
-    if "email" not in fields:
-        raise ConfigError(f"{path}:1: the header must name an 'email' column (e.g. email,name)")
-    for row in reader:
-        cleaned = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
-        yield reader.line_num, cleaned
+        return _yaml_rows(path, text)
+    return _csv_rows(path, text)
+
+
+def _clean_name(name: str) -> str:
+    return " ".join(_CONTROL.sub(" ", name).split())
 
 
 def parse_subscribers(path: Path, text: str) -> SubscriberList:
@@ -51,15 +112,20 @@ def parse_subscribers(path: Path, text: str) -> SubscriberList:
             invalid.append(f"{path.name}:{line}: no email address")
             continue
         try:
-            address = validate_email(raw, check_deliverability=False).normalized
+            checked = validate_email(raw, check_deliverability=False)
         except EmailNotValidError as error:
             invalid.append(f"{path.name}:{line}: {raw!r}: {error}")
             continue
-        if address.lower() in seen:
+        # The ASCII form for an ASCII address (see the module docstring); Unicode otherwise.
+        address = (
+            checked.ascii_email if raw.isascii() and checked.ascii_email else checked.normalized
+        )
+        identity = f"{checked.local_part.lower()}@{checked.ascii_domain.lower()}"
+        if identity in seen:
             duplicates.append(f"{path.name}:{line}: {address}")
             continue
-        seen.add(address.lower())
-        subscribers.append(Subscriber(email=address, name=str(row.get("name") or "").strip()))
+        seen.add(identity)
+        subscribers.append(Subscriber(email=address, name=_clean_name(str(row.get("name") or ""))))
     for problem in invalid:
         logger.info("skipping subscriber %s", problem)
     return SubscriberList(tuple(subscribers), tuple(invalid), tuple(duplicates))
@@ -68,12 +134,20 @@ def parse_subscribers(path: Path, text: str) -> SubscriberList:
 def load_subscribers(path: Path) -> SubscriberList:
     """Read the subscriber file named in config.yaml."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: subscribers file not found; create it (a CSV with header email,name) "
             "or fix `subscribers:` in config.yaml"
         ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read the subscribers file: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the subscribers file: {error.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); save the subscriber"
+            " list as UTF-8"
+        ) from None
     return parse_subscribers(path, text)

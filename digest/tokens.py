@@ -6,12 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 
-from digest.config import Config
-from digest.state import State
-
-SECRET_ENVIRONMENT_VARIABLE = "DIGEST_SECRET"
 _SIGNATURE_BYTES = 16
 
 
@@ -46,8 +41,3 @@ def verify_token(secret: str, token: str) -> str | None:
     if not hmac.compare_digest(given, _signature(secret, address)):
         return None
     return address
-
-
-def signing_secret(config: Config, state: State) -> str:
-    """DIGEST_SECRET, else config's secret, else one generated once and kept in the state."""
-    return os.environ.get(SECRET_ENVIRONMENT_VARIABLE) or config.secret or state.secret()

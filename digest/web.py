@@ -31,8 +31,8 @@ from digest.collect import collect
 from digest.config import FeedConfig, FetchConfig, load_config
 from digest.errors import DigestError
 from digest.models import FeedResult
-from digest.state import State
-from digest.tokens import signing_secret, verify_token
+from digest.store import State
+from digest.tokens import verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class Workbench:
         self._watched: tuple[Path, ...] = ()
         self._templates_dir = self.config.templates_dir
         with State(self.config.state_path) as state:
-            self.secret = signing_secret(self.config, state)
+            self.secret = state.signing_secret(self.config.secret)
 
     # -- unsubscribe -----------------------------------------------------------
 

@@ -10,7 +10,7 @@ import pytest
 from digest.collect import check_feeds, normalise_link, parse_feed
 from digest.config import FeedConfig, FetchConfig
 from digest.models import FetchStatus, Post
-from digest.state import FeedRecord
+from digest.store import FeedRecord
 from tests.support.feedserver import FeedServer
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -172,7 +172,8 @@ def test_summary_html_is_sanitised_for_email() -> None:
     assert "<b>there</b>" in html
     assert 'href="https://example.org/relative"' in html
     assert 'href="mailto:hi@example.org"' in html
-    assert post.excerpt.startswith("Hello there js rel mail data")
+    assert post.excerpt.startswith("Hello there — js rel mail data")
+    assert post.excerpt_text.startswith("Hello there\njs rel mail data")
 
 
 def test_excerpt_is_bounded_at_a_word_boundary() -> None:

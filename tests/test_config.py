@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -183,3 +188,271 @@ def test_every_mistake_is_reported_at_once_in_file_order(project: Project) -> No
         [f"{project.config}:10", "smtp.hots"],
     ]
     assert all(line.startswith("Error: ") for line in lines)
+
+
+# -- hostile or mistaken YAML: refused fast, with little memory, as one line ----------------
+
+# Runs the command as a child of a fresh interpreter, whose RUSAGE_CHILDREN then holds only
+# that command's peak memory; it is printed as the last line of stderr.
+_MEASURED = (
+    "import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]);"
+    " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr);"
+    " sys.exit(done.returncode)"
+)
+FAST_SECONDS = 5.0
+SMALL_KIB = 250_000
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A finished `digest` process: exit code, output, wall time and peak memory."""
+
+    code: int
+    stdout: str
+    errors: list[str]
+    seconds: float
+    peak_kib: int
+
+
+def digest_measured(project: Project, *args: str, env: dict[str, str] | None = None) -> Measured:
+    """Run `python -m digest --config ... ARGS` as a real process and measure it."""
+    command = [sys.executable, "-c", _MEASURED, sys.executable, "-m", "digest"]
+    started = time.monotonic()
+    done = subprocess.run(
+        [*command, "--config", str(project.config), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    *errors, peak = done.stderr.strip().splitlines()
+    return Measured(done.returncode, done.stdout, errors, seconds, int(peak))
+
+
+def assert_refused_fast(result: Measured, where: str, expected: str) -> None:
+    assert result.code == 2, result
+    assert len(result.errors) == 1, result.errors
+    assert result.errors[0].startswith(f"Error: {where}"), result.errors
+    assert expected in result.errors[0]
+    assert result.seconds < FAST_SECONDS
+    assert result.peak_kib < SMALL_KIB, result.peak_kib
+
+
+def billion_laughs(levels: int = 9) -> str:
+    names = "abcdefghijklmnop"
+    lines = ["newsletter: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for level in range(1, levels):
+        aliases = ", ".join([f"*{names[level - 1]}"] * 9)
+        lines.append(f"{names[level]}: &{names[level]} [{aliases}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_in_config_is_refused_fast_with_little_memory(project: Project) -> None:
+    project.config.write_text(billion_laughs(), encoding="utf-8")
+    result = digest_measured(project, "check")
+    assert_refused_fast(result, f"{project.config}:", "aliases (*name) here expand to more than")
+    line = int(result.errors[0].split(":")[2])
+    assert 3 <= line <= 9
+
+
+def test_deep_nesting_in_config_is_refused_fast(project: Project) -> None:
+    project.config.write_text("feeds: " + "[" * 10_000 + "]" * 10_000 + "\n", encoding="utf-8")
+    result = digest_measured(project, "check")
+    assert_refused_fast(result, f"{project.config}:1:", "nest more than 64 levels deep")
+
+
+def test_duplicate_top_level_key_names_both_lines(project: Project) -> None:
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(text + "feeds:\n  - name: Other\n    url: https://e.org/f\n")
+    line = len(text.splitlines()) + 1
+    result = digest_measured(project, "check")
+    assert_refused_fast(
+        result, f"{project.config}:{line}: feeds: duplicate key (first on line 5)", "merge them"
+    )
+    assert not project.feeds.requests
+
+
+def test_duplicate_keys_at_any_depth() -> None:
+    text = VALID + "  port: 25\n"
+    assert error_for(text) == (
+        "config.yaml:10: smtp.port: duplicate key (first on line 9); YAML would keep only the"
+        " last one: merge them into one"
+    )
+    nested = VALID.replace("    url: https://example.org/blog/feed", "    url: a\n    url: b")
+    assert error_for(nested).startswith("config.yaml:7: feeds[0].url: duplicate key (first on")
+
+
+def test_aliases_and_merge_keys_within_bounds_still_work() -> None:
+    text = VALID.replace(
+        "feeds:\n  - name: From the blog\n    url: https://example.org/blog/feed\n",
+        "feeds:\n  - &blog\n    name: From the blog\n    url: https://example.org/blog/feed\n"
+        "    include: &words [climate, energy]\n"
+        "  - <<: *blog\n    name: News\n    exclude: *words\n",
+    )
+    config = parse_config(text, "config.yaml", Path("."), {})
+    assert [feed.name for feed in config.feeds] == ["From the blog", "News"]
+    assert config.feeds[1].url == "https://example.org/blog/feed"
+    assert config.feeds[1].exclude == ["climate", "energy"]
+
+
+def test_control_character_in_yaml_names_the_line() -> None:
+    text = VALID.replace("host: localhost", "host: local\x07host")
+    assert error_for(text) == (
+        "config.yaml:8: YAML syntax error: the control character U+0007 is not allowed in a"
+        " YAML file; remove it"
+    )
+
+
+def test_config_that_is_not_utf8_names_the_line(project: Project) -> None:
+    project.config.write_bytes(VALID.encode("utf-8").replace(b"Weekly", b"W\xe9ekly"))
+    result = project.run("check")
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"Error: {project.config}:2: not UTF-8 text (byte 0xe9); save the file as UTF-8"
+    )
+
+
+# -- values that become headers ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("title: Collaborate Weekly", 'title: "Weekly\\r\\nBcc: all@example.net"'),
+            "config.yaml:2: newsletter.title: contains a carriage return (CR), which could"
+            " break or add a mail header",
+        ),
+        (
+            ("Collaborate CIC <", "Collaborate\\r\\nBcc: all@example.net <"),
+            "config.yaml:3: newsletter.from: contains a carriage return (CR)",
+        ),
+        (
+            ("title: Collaborate Weekly", 'title: Weekly\n  subject: "Hi\\nX-Spam: no"'),
+            "config.yaml:3: newsletter.subject: contains a line break (LF)",
+        ),
+        (
+            ("title: Collaborate Weekly", 'title: Weekly\n  reply_to: "a@example.org\\0"'),
+            "config.yaml:3: newsletter.reply_to: contains a NUL byte",
+        ),
+        (
+            ("digest@example.org", "digest-at-example.org"),
+            "config.yaml:3: newsletter.from: expected one address such as"
+            " \"Name\" <news@example.org>, got 'Collaborate CIC <digest-at-example.org>'",
+        ),
+        (
+            ('"Collaborate CIC <digest@example.org>"', '"Collaborate, CIC <digest@example.org>"'),
+            "put a name with a comma in double quotes",
+        ),
+        (
+            ("digest@example.org", "digest@b\u00fccher.example"),
+            "not an ASCII address, which not every mail server accepts; write it as"
+            " digest@xn--bcher-kva.example",
+        ),
+        (
+            ("title: Collaborate Weekly", "title: W\n  unsubscribe_mailto: Ann <a@example.org>"),
+            "config.yaml:3: newsletter.unsubscribe_mailto: expected a bare address",
+        ),
+        (
+            (
+                "title: Collaborate Weekly",
+                'title: W\n  unsubscribe_url: "https://example.org/u?t={token}&x=a b"',
+            ),
+            "config.yaml:3: newsletter.unsubscribe_url: contains a space; percent-encode it",
+        ),
+        (
+            ("  port: 587", '  port: 587\nfetch:\n  user_agent: "bot\\r\\nX-Evil: 1"'),
+            "config.yaml:11: fetch.user_agent: contains a carriage return (CR)",
+        ),
+        (
+            (
+                "  port: 587",
+                "  port: 587\n  dkim:\n    selector: s\u00e9l\n    domain: example.org\n"
+                "    key_file: k.pem",
+            ),
+            "config.yaml:11: smtp.dkim.selector: expected a DNS name",
+        ),
+    ],
+)
+def test_header_values_that_could_break_a_header_are_refused(
+    change: tuple[str, str], expected: str
+) -> None:
+    assert expected in error_for(VALID.replace(*change))
+
+
+def test_unicode_display_name_reaches_the_subscriber_encoded(project: Project) -> None:
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(
+        text.replace("Collaborate CIC <", "Zo\u00eb's Caf\u00e9 \u2615 <"), encoding="utf-8"
+    )
+    assert project.run("check").exit_code == 0
+    assert project.run("send").exit_code == 0
+    received = project.smtp.received[0]
+    assert received.data.isascii()
+    sender = received.message["From"].addresses[0]
+    assert sender.display_name == "Zo\u00eb's Caf\u00e9 \u2615"
+    assert sender.addr_spec == "digest@example.org"
+    assert received.mail_from == "digest@example.org"
+    assert not any(line.lower().startswith(b"bcc") for line in received.data.splitlines())
+
+
+# -- errors never show secrets -----------------------------------------------------------
+
+PASSWORD = "pa55-Wh1sper-7f3e9c"
+
+
+@pytest.mark.parametrize(
+    ("change", "shown"),
+    [
+        (("  port: 587", "  port: ${SMTP_PASSWORD}"), "got the value of ${SMTP_PASSWORD}"),
+        (
+            ("https://example.org/blog/feed", "ftp://reader:${SMTP_PASSWORD}@example.org/feed"),
+            "feeds[0].url: expected an http(s) URL or a file path, got scheme 'ftp:'",
+        ),
+        (
+            (
+                "feeds:",
+                '  unsubscribe_url: "http://u:${SMTP_PASSWORD}@example.org/u"\nfeeds:',
+            ),
+            "must contain {token} where the subscriber's token goes: 'http://***@example.org/u'",
+        ),
+        (
+            ('"Collaborate CIC <digest@example.org>"', "${SMTP_PASSWORD}"),
+            "newsletter.from: expected one address such as",
+        ),
+        (("  port: 587", f"  port: 587\n  password: {len(PASSWORD)}1"), "not shown"),
+        (("  port: 587", '  port: 587\n  password: ["${SMTP_PASSWORD}"]'), "expected text"),
+        (("  port: 587", "  port: 587\n  password: ${SMTP_PASSWORD}\n  timeout: -1"), "timeout"),
+    ],
+)
+def test_failing_check_never_prints_an_environment_secret(
+    project: Project, change: tuple[str, str], shown: str
+) -> None:
+    project.config.write_text(VALID.replace(*change), encoding="utf-8")
+    result = digest_measured(project, "check", env={"SMTP_PASSWORD": PASSWORD})
+    assert result.code == 2, result
+    output = result.stdout + "\n".join(result.errors)
+    assert PASSWORD not in output
+    assert shown in output
+    assert "Traceback" not in output
+
+
+def test_the_value_of_a_variable_is_named_by_the_variable() -> None:
+    text = VALID.replace('"Collaborate CIC <digest@example.org>"', "${SENDER}")
+    message = error_for(text, {"SENDER": "someone-at-example.org"})
+    assert message == (
+        "config.yaml:3: newsletter.from: expected one address such as"
+        ' "Name" <news@example.org>, got the value of ${SENDER}'
+    )
+
+
+def test_a_list_item_from_a_variable_is_named_by_the_variable() -> None:
+    text = VALID.replace(
+        "    url: https://example.org/blog/feed",
+        '    url: https://e.org/f\n    include: [climate, "${WORDS}"]',
+    )
+    message = error_for(text, {"WORDS": "energy(unclosed"})
+    assert message.startswith("config.yaml:7: feeds[0].include: ${WORDS} is not a valid regular")
+    assert "energy" not in message

@@ -10,8 +10,9 @@ import yaml
 from click.testing import CliRunner
 
 from digest.config import DigestOptions, FetchConfig, SmtpConfig, ThemeConfig, parse_config
+from digest.loader import BUNDLED_TEMPLATES, readme_text
 from digest.reference import config_keys
-from digest.scaffold import BUNDLED_SAMPLES, BUNDLED_TEMPLATES, OVERRIDES, config_text, init_project
+from digest.scaffold import BUNDLED_SAMPLES, OVERRIDES, config_text, init_project
 
 ENVIRONMENT = {"SMTP_PASSWORD": "password", "DIGEST_SECRET": "secret"}
 OPTIONAL_LINE = re.compile(r"^(\s*)# ([a-z_]+):( .*)?$")
@@ -101,13 +102,10 @@ def test_init_writes_the_project_and_never_overwrites(tmp_path: Path) -> None:
     assert (target / "config.yaml").read_text() == config_text()
     rows = (target / "subscribers.csv").read_text().splitlines()
     assert rows[0] == "email,name" and len(rows) == 2
-    templates = sorted(p.name for p in BUNDLED_TEMPLATES.iterdir() if p.is_file())
-    assert templates, "no bundled templates to copy"
-    assert sorted(p.name for p in (target / "templates").iterdir()) == templates
-    for name in templates:
-        assert (target / "templates" / name).read_bytes() == (BUNDLED_TEMPLATES / name).read_bytes()
+    assert [p.name for p in (target / "templates").iterdir()] == ["README.txt"]
+    assert (target / "templates" / "README.txt").read_text() == readme_text()
     assert (target / "samples" / "blog.xml").is_file()
-    assert len(created) == 2 + len(templates) + len(list(BUNDLED_SAMPLES.iterdir()))
+    assert len(created) == 3 + len(list(BUNDLED_SAMPLES.iterdir()))
     config_before = (target / "config.yaml").read_text()
     (target / "config.yaml").write_text(config_before + "# my edit\n")
     from digest.cli import main
@@ -116,6 +114,19 @@ def test_init_writes_the_project_and_never_overwrites(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "already exist" in result.output and "config.yaml" in result.output
     assert (target / "config.yaml").read_text().endswith("# my edit\n")
+
+
+def test_init_with_templates_copies_every_bundled_template(tmp_path: Path) -> None:
+    target = tmp_path / "newsletter"
+    created = init_project(target, copy_templates=True)
+    templates = sorted(p.name for p in BUNDLED_TEMPLATES.iterdir() if p.is_file())
+    assert "email.html" in templates and "post.html" in templates
+    assert sorted(p.name for p in (target / "templates").iterdir()) == sorted(
+        [*templates, "README.txt"]
+    )
+    for name in templates:
+        assert (target / "templates" / name).read_bytes() == (BUNDLED_TEMPLATES / name).read_bytes()
+    assert len(created) == 3 + len(templates) + len(list(BUNDLED_SAMPLES.iterdir()))
 
 
 def test_init_into_a_file_is_a_usage_error(tmp_path: Path) -> None:

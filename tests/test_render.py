@@ -293,7 +293,7 @@ def test_intro_markdown_has_raw_html_disabled(tmp_path: Path) -> None:
 
 
 def test_subject_is_one_bounded_line(tmp_path: Path) -> None:
-    config = make_config(tmp_path, newsletter='  subject: "{title}\\n — {count} posts ({date})"\n')
+    config = make_config(tmp_path, newsletter='  subject: "{title} — {count} posts ({date})"\n')
     issue = replace(make_issue(), title="Collaborate\r\nWeekly " + "very " * 60)
     subject = render_issue(issue, config).subject
     assert "\n" not in subject and "\r" not in subject

@@ -13,7 +13,7 @@ from digest.config import ScheduleConfig, load_config
 from digest.cron import parse_cron
 from digest.models import DeliveryStatus
 from digest.schedule import Clock, next_slots, plan_due, previous_slot, slot_key
-from digest.state import State
+from digest.store import State
 from tests.conftest import Project, post
 
 LONDON = ZoneInfo("Europe/London")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from digest.state import State
+from digest.store import State
 from tests.conftest import Project
 from tests.support.smtpserver import free_port
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 @dataclass
@@ -24,6 +26,8 @@ class Route:
     etag: str | None = None
     last_modified: str | None = None
     location: str | None = None
+    drip_head: float = 0.0  # seconds between bytes of the status line and headers
+    drip_body: float = 0.0  # seconds between bytes of the body
     handler: Callable[[BaseHTTPRequestHandler], Route | None] | None = None
 
 
@@ -82,7 +86,28 @@ class FeedServer:
                 elif route.deflate:
                     body = zlib.compress(body)
                     headers["Content-Encoding"] = "deflate"
-                self._answer(route.status, body, headers)
+                if route.drip_head or route.drip_body:
+                    self._drip(route, body, headers)
+                else:
+                    self._answer(route.status, body, headers)
+
+            def _drip(self, route: Route, body: bytes, headers: dict[str, str]) -> None:
+                """Answer one byte at a time, until done or the client hangs up."""
+                lines = [f"HTTP/1.1 {route.status} {self.responses[route.status][0]}"]
+                lines += [f"{name}: {value}" for name, value in headers.items()]
+                lines.append(f"Content-Length: {len(body)}")
+                head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+                try:
+                    for data, pause in ((head, route.drip_head), (body, route.drip_body)):
+                        if not pause:
+                            self.wfile.write(data)
+                            continue
+                        for offset in range(len(data)):
+                            self.wfile.write(data[offset : offset + 1])
+                            time.sleep(pause)
+                except OSError:
+                    pass
+                self.close_connection = True
 
             def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
                 try:
@@ -96,7 +121,13 @@ class FeedServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client hanging up mid-answer is what some tests are about.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -1,0 +1,200 @@
+"""Feed HTML as readable plain text that keeps its paragraphs, headings, line breaks and lists.
+
+Two forms of the same text:
+
+- `html_to_text`: several lines. Paragraphs and headings are separated by a blank line, a
+  `<br>` starts a new line, each list item is its own line starting "- " (indented two spaces
+  per level of nesting), table rows are lines with their cells separated by " | ".
+- `html_to_line`: one line, for excerpts shown as a single paragraph. The blocks are joined
+  with one space after a block that already ends in punctuation (. ! ? : ; …), with "; "
+  between two list items, and with " — " otherwise, so "Intro: <ul><li>One<li>Two</ul>" reads
+  "Intro: One; Two".
+
+Scripts, styles, templates and other non-text elements are dropped, entities are decoded, and
+whitespace runs collapse to one space except between the blocks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+
+_DROPPED = frozenset(
+    {"script", "style", "template", "noscript", "iframe", "object", "svg", "math", "head"}
+    | {"title", "select", "textarea", "button"}
+)
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta"})
+_BLOCKS = frozenset(
+    {"p", "div", "section", "article", "aside", "header", "footer", "main", "nav", "address"}
+    | {"blockquote", "pre", "figure", "figcaption", "table", "thead", "tbody", "tfoot", "caption"}
+    | {"dl", "dt", "dd", "form", "fieldset", "details", "summary", "center", "hr"}
+)
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_LISTS = frozenset({"ul", "ol", "menu", "dir"})
+_CELLS = frozenset({"td", "th"})
+_SPACE = re.compile(r"[ \t\n\r\f\v\u00a0\u2028\u2029]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ENDS_SENTENCE = re.compile(r"[.!?:;…。！？][\"'”’»)\]]*$")
+_BULLET = "- "
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One unit of text: a paragraph-like block, a heading, or a list item at a depth."""
+
+    lines: tuple[str, ...]
+    item_depth: int = 0  # 0 for anything that is not a list item
+
+
+class _Blocks(HTMLParser):
+    """Splits an HTML fragment into blocks of collapsed text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[_Block] = []
+        self.lines: list[str] = []
+        self.words: list[str] = []
+        self.depth = 0
+        self.in_item = 0
+        self.dropping: list[str] = []
+        self.preformatted = 0
+
+    # -- structure
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.dropping:
+            if tag == self.dropping[-1] and tag not in _VOID:
+                self.dropping.append(tag)
+            return
+        if tag in _DROPPED:
+            self.dropping.append(tag)
+        elif tag == "br":
+            self._break_line()
+        elif tag == "li":
+            self._end_block()
+            self.in_item = max(self.depth, 1)
+        elif tag in _LISTS:
+            self._end_block()
+            self.depth += 1
+        elif tag == "tr":
+            self._end_block()
+        elif tag in _CELLS:
+            if self._current():
+                self.words.append(" | ")
+        elif tag in _BLOCKS or tag in _HEADINGS:
+            self._end_block()
+            if tag == "pre":
+                self.preformatted += 1
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.dropping:
+            if tag == self.dropping[-1]:
+                self.dropping.pop()
+            return
+        if tag == "li":
+            self._end_block()
+        elif tag in _LISTS:
+            self._end_block()
+            self.depth = max(0, self.depth - 1)
+            self.in_item = self.depth
+        elif tag == "tr" or tag in _BLOCKS or tag in _HEADINGS:
+            self._end_block()
+            if tag == "pre":
+                self.preformatted = max(0, self.preformatted - 1)
+
+    def handle_data(self, data: str) -> None:
+        if self.dropping:
+            return
+        data = _CONTROL.sub("", data)
+        if not self.preformatted:
+            self.words.append(data)
+            return
+        first, *rest = data.split("\n")
+        self.words.append(first)
+        for line in rest:
+            self._break_line()
+            self.words.append(line)
+
+    # -- assembling
+
+    def _current(self) -> str:
+        return _SPACE.sub(" ", "".join(self.words)).strip()
+
+    def _break_line(self) -> None:
+        self.lines.append(self._current())
+        self.words = []
+
+    def _end_block(self) -> None:
+        self._break_line()
+        lines = _trim(self.lines)
+        if lines:
+            self.blocks.append(_Block(tuple(lines), self.in_item))
+        self.lines = []
+
+    def close(self) -> None:
+        super().close()
+        self._end_block()
+
+
+def _trim(lines: list[str]) -> list[str]:
+    """Lines without leading, trailing or repeated empty ones."""
+    kept: list[str] = []
+    for line in lines:
+        if line or (kept and kept[-1]):
+            kept.append(line)
+    while kept and not kept[-1]:
+        kept.pop()
+    return kept
+
+
+def _blocks(html: str) -> list[_Block]:
+    parser = _Blocks()
+    parser.feed(html)
+    parser.close()
+    return parser.blocks
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML fragment in lines: blank lines between blocks, "- " list items."""
+    parts: list[str] = []
+    previous: _Block | None = None
+    for block in _blocks(html):
+        if block.item_depth:
+            indent = "  " * (block.item_depth - 1)
+            first, *rest = block.lines
+            text = "\n".join([f"{indent}{_BULLET}{first}", *(f"{indent}  {line}" for line in rest)])
+        else:
+            text = "\n".join(block.lines)
+        if previous is not None:
+            together = block.item_depth and previous.item_depth
+            parts.append("\n" if together else "\n\n")
+        parts.append(text)
+        previous = block
+    return "".join(parts)
+
+
+def html_to_line(html: str) -> str:
+    """Plain text of an HTML fragment on one line, blocks joined by readable separators."""
+    parts: list[str] = []
+    previous: _Block | None = None
+    for block in _blocks(html):
+        for number, line in enumerate(block.lines):
+            if not line:
+                continue
+            if parts:
+                last = parts[-1]
+                if _ENDS_SENTENCE.search(last):
+                    parts.append(" ")
+                elif number == 0 and block.item_depth and previous and previous.item_depth:
+                    parts.append("; ")
+                else:
+                    parts.append(" — ")
+            parts.append(line)
+        previous = block
+    return "".join(parts)

@@ -1,0 +1,211 @@
+"""The delivery ledger: frozen issues, the posts they carried, deliveries and schedule slots."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from digest.models import Delivery, DeliveryStatus, Post
+from digest.store.db import Database, iso, parse_time
+
+
+@dataclass(frozen=True)
+class StoredIssue:
+    """An issue as frozen in the state when its send began."""
+
+    id: int
+    created_at: datetime
+    finished_at: datetime | None
+    slot_key: str | None
+    subject: str
+    html: str
+    text: str
+    post_count: int
+    marker: str = ""  # the per-issue random marker in html/text; empty for 0.1.0 issues
+
+
+@dataclass(frozen=True)
+class IssueSummary:
+    """One row of `digest history`."""
+
+    issue: StoredIssue
+    sent: int
+    failed: int
+    pending: int
+    failures: tuple[Delivery, ...]  # the failed deliveries, with the server's reply
+
+
+def _issue(row: sqlite3.Row) -> StoredIssue:
+    return StoredIssue(
+        id=row["id"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        finished_at=parse_time(row["finished_at"]),
+        slot_key=row["slot_key"],
+        subject=row["subject"],
+        html=row["html"],
+        text=row["text"],
+        post_count=row["post_count"],
+        marker=row["marker"],
+    )
+
+
+class Ledger:
+    """The issues, issue_posts, deliveries and skipped_slots tables."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- issues ----------------------------------------------------------------
+
+    def create_issue(
+        self,
+        *,
+        subject: str,
+        html: str,
+        text: str,
+        posts: Iterable[Post],
+        now: datetime,
+        slot_key: str | None = None,
+        marker: str = "",
+    ) -> int:
+        """Freeze an issue: its content and the posts it carries, in one transaction."""
+        posts = list(posts)
+        with self.db.transaction():
+            cursor = self.db.execute(
+                "INSERT INTO issues (created_at, slot_key, subject, html, text, post_count,"
+                " marker) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (iso(now), slot_key, subject, html, text, len(posts), marker),
+            )
+            issue_id = int(cursor.lastrowid or 0)
+            self.db.executemany(
+                "INSERT OR IGNORE INTO issue_posts (issue_id, feed_url, post_key, link_key)"
+                " VALUES (?, ?, ?, ?)",
+                [(issue_id, p.feed_url, p.key, p.link_key) for p in posts],
+            )
+            return issue_id
+
+    def carried(self) -> tuple[set[tuple[str, str]], set[str]]:
+        """(feed_url, post_key) pairs and normalised links that some issue already carried."""
+        keys: set[tuple[str, str]] = set()
+        links: set[str] = set()
+        for row in self.db.execute("SELECT feed_url, post_key, link_key FROM issue_posts"):
+            keys.add((row["feed_url"], row["post_key"]))
+            if row["link_key"]:
+                links.add(row["link_key"])
+        return keys, links
+
+    def unfinished_issue(self) -> StoredIssue | None:
+        """The oldest issue whose send has not finished, to resume before anything new."""
+        row = self.db.execute(
+            "SELECT * FROM issues WHERE finished_at IS NULL ORDER BY id LIMIT 1"
+        ).fetchone()
+        return _issue(row) if row else None
+
+    def finish_issue(self, issue_id: int, now: datetime) -> None:
+        """Mark an issue's send complete: every subscriber has a final delivery."""
+        self.db.execute("UPDATE issues SET finished_at = ? WHERE id = ?", (iso(now), issue_id))
+
+    def give_up_pending(self, issue_id: int, now: datetime) -> list[Delivery]:
+        """Mark an issue's still-pending deliveries failed and finish it, so it stops blocking."""
+        rows = self.db.execute(
+            "SELECT email, reply FROM deliveries WHERE issue_id = ? AND status = 'pending'",
+            (issue_id,),
+        ).fetchall()
+        given_up = [
+            Delivery(
+                row["email"],
+                DeliveryStatus.FAILED,
+                f"gave up at the next slot; last reply: {row['reply'] or 'none'}",
+            )
+            for row in rows
+        ]
+        with self.db.transaction():
+            for delivery in given_up:
+                self.record_delivery(issue_id, delivery, now)
+            self.finish_issue(issue_id, now)
+        return given_up
+
+    def history(self, limit: int = 50) -> list[IssueSummary]:
+        """Recent issues with their delivery counts, newest first."""
+        summaries = []
+        issues = self.db.execute("SELECT * FROM issues ORDER BY id DESC LIMIT ?", (limit,))
+        for row in issues.fetchall():
+            counts = dict.fromkeys(("sent", "failed", "pending"), 0)
+            for status, count in self.db.execute(
+                "SELECT status, COUNT(*) FROM deliveries WHERE issue_id = ? GROUP BY status",
+                (row["id"],),
+            ):
+                counts[status] = count
+            failed = tuple(
+                Delivery(r["email"], DeliveryStatus.FAILED, r["reply"] or "")
+                for r in self.db.execute(
+                    "SELECT email, reply FROM deliveries WHERE issue_id = ? AND status = 'failed'"
+                    " ORDER BY email",
+                    (row["id"],),
+                )
+            )
+            summaries.append(
+                IssueSummary(
+                    _issue(row), counts["sent"], counts["failed"], counts["pending"], failed
+                )
+            )
+        return summaries
+
+    # -- deliveries ------------------------------------------------------------
+
+    def deliveries(self, issue_id: int) -> dict[str, Delivery]:
+        """Every recorded delivery of an issue, by lower-cased address."""
+        rows = self.db.execute(
+            "SELECT email, status, reply FROM deliveries WHERE issue_id = ?", (issue_id,)
+        )
+        return {
+            row["email"]: Delivery(row["email"], DeliveryStatus(row["status"]), row["reply"])
+            for row in rows
+        }
+
+    def record_delivery(self, issue_id: int, delivery: Delivery, now: datetime) -> None:
+        """Record one recipient's outcome, committed at once so a crash loses nothing sent."""
+        self.db.execute(
+            "INSERT INTO deliveries (issue_id, email, status, reply, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (issue_id, email) DO UPDATE SET"
+            " status = excluded.status, reply = excluded.reply, attempts = attempts + 1,"
+            " updated_at = excluded.updated_at",
+            (issue_id, delivery.email.lower(), delivery.status.value, delivery.reply, iso(now)),
+        )
+
+    # -- schedule slots --------------------------------------------------------
+
+    def issue_for_slot(self, slot_key: str) -> int | None:
+        """The issue created for a schedule slot, if any."""
+        row = self.db.execute("SELECT id FROM issues WHERE slot_key = ?", (slot_key,)).fetchone()
+        return int(row["id"]) if row else None
+
+    def claim_slot(self, slot_key: str, issue_id: int) -> None:
+        """Attach a schedule slot to an existing (resumed) issue."""
+        self.db.execute(
+            "UPDATE issues SET slot_key = ? WHERE id = ? AND slot_key IS NULL", (slot_key, issue_id)
+        )
+
+    def record_skipped_slot(self, slot_key: str, now: datetime, reason: str) -> None:
+        """Remember that a slot fired without an issue (nothing new), so it is not fired again."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO skipped_slots (slot_key, recorded_at, reason) VALUES (?, ?, ?)",
+            (slot_key, iso(now), reason),
+        )
+
+    def slot_handled(self, slot_key: str) -> bool:
+        """Whether a slot already produced an issue or was recorded as skipped."""
+        if self.issue_for_slot(slot_key) is not None:
+            return True
+        row = self.db.execute("SELECT 1 FROM skipped_slots WHERE slot_key = ?", (slot_key,))
+        return row.fetchone() is not None
+
+    def latest_slot_key(self) -> str | None:
+        """The newest slot with an issue or a skipped record (keys are UTC ISO, so text order)."""
+        row = self.db.execute(
+            "SELECT MAX(slot_key) AS k FROM (SELECT slot_key FROM issues"
+            " UNION ALL SELECT slot_key FROM skipped_slots)"
+        ).fetchone()
+        return str(row["k"]) if row["k"] else None

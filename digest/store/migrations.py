@@ -1,0 +1,139 @@
+"""The state file's schema as numbered migrations, applied in order and recorded in user_version.
+
+Migration 1 is the schema release 0.1.0 created (it set no user_version, so a 0.1.0 file reads
+as version 0 with the tables present; its statements are all IF NOT EXISTS, so applying it to
+such a file changes nothing). A fresh file runs 1..LATEST. Every pending migration runs in one
+transaction with the new user_version: an upgrade happens completely or not at all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from digest.errors import StateError
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: release 0.1.0.
+    (
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS feeds (
+    url TEXT PRIMARY KEY,
+    etag TEXT,
+    last_modified TEXT,
+    permanent_url TEXT,
+    gone INTEGER NOT NULL DEFAULT 0,
+    last_status TEXT,
+    last_error TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    first_failure_at TEXT,
+    last_success_at TEXT,
+    newest_post_at TEXT
+)""",
+        """CREATE TABLE IF NOT EXISTS posts (
+    feed_url TEXT NOT NULL,
+    post_key TEXT NOT NULL,
+    link_key TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (feed_url, post_key)
+)""",
+        "CREATE INDEX IF NOT EXISTS posts_link ON posts (link_key)",
+        """CREATE TABLE IF NOT EXISTS issues (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    slot_key TEXT UNIQUE,
+    subject TEXT NOT NULL,
+    html TEXT NOT NULL,
+    text TEXT NOT NULL,
+    post_count INTEGER NOT NULL
+)""",
+        """CREATE TABLE IF NOT EXISTS issue_posts (
+    issue_id INTEGER NOT NULL REFERENCES issues (id),
+    feed_url TEXT NOT NULL,
+    post_key TEXT NOT NULL,
+    link_key TEXT NOT NULL,
+    PRIMARY KEY (issue_id, feed_url, post_key)
+)""",
+        "CREATE INDEX IF NOT EXISTS issue_posts_link ON issue_posts (link_key)",
+        """CREATE TABLE IF NOT EXISTS deliveries (
+    issue_id INTEGER NOT NULL REFERENCES issues (id),
+    email TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reply TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 1,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (issue_id, email)
+)""",
+        """CREATE TABLE IF NOT EXISTS suppressions (
+    email TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    source TEXT NOT NULL
+)""",
+        """CREATE TABLE IF NOT EXISTS skipped_slots (
+    slot_key TEXT PRIMARY KEY,
+    recorded_at TEXT NOT NULL,
+    reason TEXT NOT NULL
+)""",
+    ),
+    # 2: the random marker personalisation puts into each frozen issue.
+    ("ALTER TABLE issues ADD COLUMN marker TEXT NOT NULL DEFAULT ''",),
+    # 3: a feed is known by its configured URL. 0.1.0 recorded the posts of a permanently moved
+    # feed under the new address once the move was remembered; copy them (and the carried
+    # posts) under the configured one, keeping the earliest first-seen time. Additive only: the
+    # rows under the new address stay. Skipped where the new address is a feed of its own.
+    (
+        """CREATE TEMP TABLE moved AS SELECT url, permanent_url FROM feeds
+    WHERE permanent_url IS NOT NULL AND permanent_url != url
+    AND permanent_url NOT IN (SELECT url FROM feeds)""",
+        """INSERT INTO posts (feed_url, post_key, link_key, first_seen, data)
+    SELECT moved.url, posts.post_key, posts.link_key, posts.first_seen,
+        json_set(posts.data, '$.feed_url', moved.url)
+    FROM posts JOIN moved ON posts.feed_url = moved.permanent_url WHERE true
+    ON CONFLICT (feed_url, post_key) DO UPDATE SET
+        first_seen = MIN(first_seen, excluded.first_seen),
+        link_key = excluded.link_key, data = excluded.data""",
+        """INSERT OR IGNORE INTO issue_posts (issue_id, feed_url, post_key, link_key)
+    SELECT issue_posts.issue_id, moved.url, issue_posts.post_key, issue_posts.link_key
+    FROM issue_posts JOIN moved ON issue_posts.feed_url = moved.permanent_url""",
+        "DROP TABLE temp.moved",
+    ),
+)
+LATEST = len(MIGRATIONS)
+_OURS = "issues"  # a table every digest state file has had since 0.1.0
+
+
+def schema_version(connection: sqlite3.Connection, path: Path) -> int:
+    """The file's schema version (0: release 0.1.0 or empty); StateError if it is not ours."""
+    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    if version == 0:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        if tables and _OURS not in tables:
+            raise StateError(
+                f"{path} is a SQLite database but not a digest state file; point `state:` in"
+                " config.yaml at another file"
+            )
+    if version > LATEST:
+        raise StateError(
+            f"state file {path} was written by a newer digest (schema {version}, this release"
+            f" knows {LATEST}); upgrade digest"
+        )
+    return version
+
+
+def migrate(connection: sqlite3.Connection, path: Path) -> None:
+    """Apply every pending migration in one transaction; nothing to do is a no-op."""
+    if schema_version(connection, path) == LATEST:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = schema_version(connection, path)  # again, now that no other writer can move it
+        for number in range(version + 1, LATEST + 1):
+            for statement in MIGRATIONS[number - 1]:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {LATEST}")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")

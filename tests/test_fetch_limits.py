@@ -1,0 +1,398 @@
+"""Collection keeps its bounds: time per whole request, memory for compressed bodies, `stop`."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import digest
+from digest.collect import collect
+from digest.config import FeedConfig, FetchConfig
+from digest.fetch import redact_error
+from digest.models import FetchStatus
+from tests.conftest import Project, post, rss
+from tests.support.feedserver import FeedServer
+from tests.test_collect import NOW, feed_body, feeds_for, run, titles
+
+GIB = 1 << 30
+
+
+@functools.cache
+def zeros_gzip(size: int) -> bytes:
+    """A gzip member of `size` zero bytes, made without holding them in memory."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1 << 20)
+    parts = [packer.compress(block) for _ in range(size // len(block))]
+    return b"".join([*parts, packer.flush()])
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    """A FeedServer on 127.0.0.1."""
+    with FeedServer() as running:
+        yield running
+
+
+# -- time -------------------------------------------------------------------------------
+
+
+def test_headers_dripped_a_byte_a_second_are_given_up_at_the_timeout(server: FeedServer) -> None:
+    slow = server.add("/drip.xml", feed_body("Slow"), drip_head=1.0)
+    fast = server.add("/fast.xml", feed_body("Fast"))
+    started = time.monotonic()
+    results = run([slow, fast], timeout=2)
+    elapsed = time.monotonic() - started
+    assert 1.9 <= elapsed < 3, elapsed
+    assert results[0].status is FetchStatus.FAILED
+    assert results[0].error == "timed out after 2 s (fetch.timeout)"
+    assert titles(results[1]) == ["Fast"]
+
+
+def test_a_body_dripped_byte_by_byte_is_given_up_at_the_timeout(server: FeedServer) -> None:
+    slow = server.add("/drip.xml", feed_body("Slow"), drip_body=0.2)
+    started = time.monotonic()
+    [result] = run([slow], timeout=1.5)
+    assert 1.4 <= time.monotonic() - started < 2.5
+    assert result.error == "timed out after 1.5 s (fetch.timeout)"
+    assert result.http_status is None and not result.posts
+
+
+def test_redirect_hops_share_one_deadline(server: FeedServer) -> None:
+    server.add("/end.xml", feed_body("Arrived"), delay=0.6)
+    server.add("/two.xml", "", status=302, location="/end.xml", delay=0.6)
+    first = server.add("/one.xml", "", status=302, location="/two.xml", delay=0.6)
+    short = server.add("/short.xml", "", status=302, location="/end.xml")
+    started = time.monotonic()
+    results = run([first, short], timeout=1.5)
+    assert time.monotonic() - started < 2.5
+    assert results[0].error == "timed out after 1.5 s (fetch.timeout)"
+    assert titles(results[1]) == ["Arrived"]
+
+
+def test_send_names_a_dripping_feed_and_delivers_the_others(project: Project) -> None:
+    project.feeds.add("/drip.xml", rss([post(20)]), drip_head=1.0)
+    project.write_config(
+        feeds=(
+            f"  - name: From the blog\n    url: {project.feeds.url('/blog.xml')}\n"
+            f"  - name: Dripping\n    url: {project.feeds.url('/drip.xml')}\n"
+        )
+    )
+    project.config.write_text(project.config.read_text().replace("timeout: 5", "timeout: 2"))
+    started = time.monotonic()
+    result = project.run_process("send", timeout=60)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 10, f"send took {elapsed:.1f} s with fetch.timeout 2"
+    assert (
+        f"Warning: feed 'Dripping' ({project.feeds.url('/drip.xml')}) skipped:"
+        " timed out after 2 s (fetch.timeout)"
+    ) in result.stderr
+    text = project.smtp.to("ann@example.com")[0].part("plain")
+    assert "Post number 1" in text and "Post number 2" in text
+    assert "Post number 20" not in text
+
+
+# -- stop and stuck workers ----------------------------------------------------------------
+
+
+def test_stop_returns_promptly_and_fails_what_is_unfinished(server: FeedServer) -> None:
+    fast = server.add("/fast.xml", feed_body("Fast"))
+    slow = server.add("/drip.xml", feed_body("Slow"), drip_head=1.0)
+    queued = server.add("/queued.xml", feed_body("Queued"))
+    stop = threading.Event()
+    timer = threading.Timer(0.5, stop.set)
+    timer.start()
+    started = time.monotonic()
+    results = collect(
+        feeds_for(fast, slow, queued),
+        FetchConfig(timeout=30, concurrency=1),
+        Path("."),
+        {},
+        NOW,
+        stop=stop,
+    )
+    timer.cancel()
+    assert time.monotonic() - started < 1.5
+    assert titles(results[0]) == ["Fast"]
+    assert [(r.status, r.error) for r in results[1:]] == [(FetchStatus.FAILED, "stopped")] * 2
+    assert server.hits("/queued.xml") == []
+
+
+def test_a_fetch_stuck_where_no_timeout_reaches_is_abandoned_and_the_process_exits() -> None:
+    script = (
+        "import threading\n"
+        "from datetime import UTC, datetime\n"
+        "from pathlib import Path\n"
+        "import httpx\n"
+        "from digest.collect import collect\n"
+        "from digest.config import FeedConfig, FetchConfig\n"
+        "def hang(request):\n"
+        "    threading.Event().wait()\n"
+        "feeds = [FeedConfig(name='Stuck', url='http://stuck.example/feed.xml')]\n"
+        "[result] = collect(feeds, FetchConfig(timeout=1), Path('.'), {}, datetime.now(UTC),\n"
+        "                   transport=httpx.MockTransport(hang))\n"
+        "print(result.error)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "timed out after 1 s (fetch.timeout)"
+    assert time.monotonic() - started < 10
+
+
+# -- size and compression ----------------------------------------------------------------
+
+
+BOMBS = {
+    "gzip": lambda: zeros_gzip(200 << 20),
+    "gzip, gzip": lambda: gzip.compress(zeros_gzip(200 << 20)),
+    "deflate, gzip": lambda: gzip.compress(zlib.compress(bytes(50 << 20))),
+    "gzip, deflate": lambda: zlib.compress(zeros_gzip(200 << 20)),
+}
+
+
+@pytest.mark.parametrize("encoding", BOMBS)
+def test_compression_bombs_are_refused_at_max_bytes(server: FeedServer, encoding: str) -> None:
+    body = BOMBS[encoding]()
+    url = server.add("/bomb.xml", body, headers={"Content-Encoding": encoding})
+    started = time.monotonic()
+    tracemalloc.start()
+    try:
+        [result] = run([url], max_bytes=1_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000, f"decoding peaked at {peak / 1e6:.0f} MB"
+    assert result.status is FetchStatus.FAILED
+    assert result.error == "larger than 1000000 bytes (fetch.max_bytes)"
+    assert time.monotonic() - started < 2
+
+
+def test_nested_multi_member_and_raw_deflate_bodies_decode(server: FeedServer) -> None:
+    body = feed_body("Layered").encode()
+    half = len(body) // 2
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    urls = [
+        server.add(
+            "/nested.xml",
+            gzip.compress(zlib.compress(body)),
+            headers={"Content-Encoding": "deflate, gzip"},
+        ),
+        server.add(
+            "/members.xml",
+            gzip.compress(body[:half]) + gzip.compress(body[half:]),
+            headers={"Content-Encoding": "gzip"},
+        ),
+        server.add(
+            "/raw.xml", raw.compress(body) + raw.flush(), headers={"Content-Encoding": "deflate"}
+        ),
+        server.add("/identity.xml", body, headers={"Content-Encoding": "identity"}),
+    ]
+    results = run(urls)
+    assert [titles(result) for result in results] == [["Layered"]] * 4
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "error"),
+    [
+        ("br", b"\x0b\x02\x80hello\x03", "unsupported Content-Encoding 'br'"),
+        (
+            "gzip",
+            b"\x1f\x8b\x08\x00garbage-not-deflate",
+            "the compressed body could not be decoded",
+        ),
+        (", ".join(["gzip"] * 5), b"", "more than 4 Content-Encoding layers"),
+    ],
+)
+def test_unusable_encodings_fail_with_a_reason(
+    server: FeedServer, encoding: str, body: bytes, error: str
+) -> None:
+    url = server.add("/odd.xml", body, headers={"Content-Encoding": encoding})
+    [result] = run([url])
+    assert result.status is FetchStatus.FAILED
+    assert result.error == error
+
+
+def test_the_compressed_bytes_are_capped_too() -> None:
+    sent: list[int] = []
+
+    def endless_gzip() -> Iterator[bytes]:
+        packer = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        for _ in range(1000):
+            chunk = packer.compress(os.urandom(64 * 1024)) + packer.flush(zlib.Z_SYNC_FLUSH)
+            sent.append(len(chunk))
+            yield chunk
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=endless_gzip())
+
+    [result] = collect(
+        feeds_for("http://feeds.example/big.xml"),
+        FetchConfig(timeout=5, max_bytes=300_000),
+        Path("."),
+        {},
+        NOW,
+        transport=httpx.MockTransport(answer),
+    )
+    assert result.error == "larger than 300000 bytes (fetch.max_bytes)"
+    assert sum(sent) < 600_000
+
+
+MEASURE = """
+import json, resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=120)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"code": done.returncode, "stderr": done.stderr, "peak_kib": peak}))
+"""
+
+
+def test_send_with_compression_bombs_stays_small_and_delivers_the_rest(project: Project) -> None:
+    bomb = zeros_gzip(GIB)  # about 1 MB on the wire
+    project.feeds.add("/bomb.xml", bomb, headers={"Content-Encoding": "gzip"})
+    project.feeds.add(
+        "/nested.xml", gzip.compress(bomb), headers={"Content-Encoding": "gzip, gzip"}
+    )
+    project.write_config(
+        feeds="".join(
+            f"  - name: {name}\n    url: {project.feeds.url(path)}\n"
+            for name, path in [
+                ("From the blog", "/blog.xml"),
+                ("Bomb", "/bomb.xml"),
+                ("Nested bomb", "/nested.xml"),
+                ("Latest news", "/news.xml"),
+            ]
+        )
+    )
+    command = [sys.executable, "-m", "digest", "--config", str(project.config), "send"]
+    env = {**os.environ, "DIGEST_NOW": project.now.isoformat()}
+    measured = subprocess.run(
+        [sys.executable, "-c", MEASURE, *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=150,
+        check=True,
+    )
+    report = json.loads(measured.stdout)
+    assert report["code"] == 0, report["stderr"]
+    for name, path in [("Bomb", "/bomb.xml"), ("Nested bomb", "/nested.xml")]:
+        assert (
+            f"feed {name!r} ({project.feeds.url(path)}) skipped:"
+            " larger than 10000000 bytes (fetch.max_bytes)"
+        ) in report["stderr"]
+    peak_mb = report["peak_kib"] / 1024
+    assert peak_mb < 150, f"digest send peaked at {peak_mb:.0f} MB"
+    text = project.smtp.to("ann@example.com")[0].part("plain")
+    assert "Post number 1" in text and "Post number 10" in text
+
+
+# -- the seam, the User-Agent and redaction ------------------------------------------------
+
+
+def test_collect_over_a_mock_transport() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        routes = {
+            "/feed.xml": httpx.Response(200, content=feed_body("Mocked")),
+            "/old.xml": httpx.Response(301, headers={"Location": "/feed.xml"}),
+            "/gone.xml": httpx.Response(410),
+            "/zipped.xml": httpx.Response(
+                200,
+                headers={"Content-Encoding": "gzip"},
+                content=gzip.compress(feed_body("Zipped").encode()),
+            ),
+        }
+        return routes.get(request.url.path, httpx.Response(404))
+
+    urls = [f"https://feeds.example{path}" for path in ("/feed.xml", "/old.xml", "/gone.xml")]
+    urls.append("https://feeds.example/zipped.xml")
+    results = collect(
+        feeds_for(*urls), FetchConfig(), Path("."), {}, NOW, transport=httpx.MockTransport(answer)
+    )
+    assert [titles(result) for result in results] == [["Mocked"], ["Mocked"], [], ["Zipped"]]
+    assert results[1].permanent_url == "https://feeds.example/feed.xml"
+    assert results[2].gone and results[2].error == "gone (410): remove this feed from config.yaml"
+    assert {request.headers["accept-encoding"] for request in seen} == {"gzip, deflate"}
+
+
+def test_the_default_user_agent_carries_the_package_version(server: FeedServer) -> None:
+    url = server.add("/a.xml", feed_body("Alpha"))
+    collect(feeds_for(url), FetchConfig(), Path("."), {}, NOW)
+    agent = server.hits("/a.xml")[0].headers["user-agent"]
+    assert agent.startswith(f"digest/{digest.__version__} (+https://")
+
+
+def test_redact_error_masks_credentials_in_any_quoted_url_and_the_feeds_own() -> None:
+    url = "https://reader:s3cret-pass@feeds.example/private.xml?api_key=k3y-value&page=2"
+    text = redact_error(
+        "redirected to https://other:hunter22@cdn.example/x?token=t0ken-value; "
+        "the server echoed s3cret-pass and k3y-value",
+        url,
+    )
+    for secret in ("hunter22", "t0ken-value", "s3cret-pass", "k3y-value"):
+        assert secret not in text
+    assert "https://***@cdn.example/x?token=***" in text
+
+
+def test_errors_and_logs_never_carry_feed_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = f"http://reader:s3cret-pass@127.0.0.1:{port}/feed.xml?token=t0ken-value"
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"cannot reach {request.url}", request=request)
+
+    caplog.set_level(logging.DEBUG)
+    [refused] = run([down])
+    [echoed] = collect(
+        feeds_for("https://reader:s3cret-pass@feeds.example/x.xml?token=t0ken-value"),
+        FetchConfig(),
+        Path("."),
+        {},
+        NOW,
+        transport=httpx.MockTransport(echo),
+    )
+    assert refused.error.startswith("could not connect:")
+    assert (
+        echoed.error == "could not connect: cannot reach https://***@feeds.example/x.xml?token=***"
+    )
+    logged = caplog.text
+    assert "feed http://***@127.0.0.1" in logged
+    for text in (refused.error, echoed.error, logged):
+        assert "s3cret-pass" not in text and "t0ken-value" not in text
+
+
+def test_a_stuck_feed_does_not_hold_up_a_feed_config_list_of_many(server: FeedServer) -> None:
+    slow = [server.add(f"/drip{n}.xml", feed_body("Slow"), drip_head=1.0) for n in range(3)]
+    fast = [server.add(f"/fast{n}.xml", feed_body(f"Fast {n}")) for n in range(5)]
+    started = time.monotonic()
+    results = collect(
+        [*feeds_for(*slow), *[FeedConfig(name=f"F{n}", url=url) for n, url in enumerate(fast)]],
+        FetchConfig(timeout=1, concurrency=2),
+        Path("."),
+        {},
+        NOW,
+    )
+    assert time.monotonic() - started < 4
+    assert [r.error for r in results[:3]] == ["timed out after 1 s (fetch.timeout)"] * 3
+    assert [titles(r) for r in results[3:]] == [[f"Fast {n}"] for n in range(5)]
