@@ -24,6 +24,7 @@ from digest.config import parse_config
 from digest.inline import inline_css
 from digest.render import (
     HTML_TEMPLATE,
+    new_marker,
     sample_config,
     sample_issue,
     template_context,
@@ -96,7 +97,7 @@ def main() -> None:
         html = (
             template_environment(config)
             .get_template(HTML_TEMPLATE)
-            .render(template_context(issue, config))
+            .render(template_context(issue, config, new_marker()))
         )
     premailer_ms, premailer_html = timed("premailer", html)
     try:

@@ -22,6 +22,7 @@ from digest.inline import inline_css
 from digest.pipeline import open_state, prepare
 from digest.render import (
     HTML_TEMPLATE,
+    new_marker,
     render_issue,
     template_context,
     template_environment,
@@ -99,7 +100,7 @@ def main() -> None:
         raw = (
             template_environment(config)
             .get_template(HTML_TEMPLATE)
-            .render(template_context(issue, config))
+            .render(template_context(issue, config, new_marker()))
         )
 
     premailer_runs = []

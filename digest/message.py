@@ -167,14 +167,14 @@ class EncodedBody:
     """A text part quoted-printable encoded once; per message only its personal lines change.
 
     Quoted-printable encodes each line on its own, so a part's encoding is its lines' encodings
-    joined with CRLF. `rendered` is the part with placeholders, `sample` the same part
-    personalised with marker values: lines where the marker shows up are personal, the rest
+    joined with CRLF. `rendered` is the part with its slots, `sample` the same part
+    personalised with probe values: lines where the probe shows up are personal, the rest
     are encoded here once. Per subscriber only the personal lines are filled in and encoded.
     When the two do not line up (personalise changed more than the marked lines), `usable` is
     False and callers encode the whole personalised part instead.
     """
 
-    def __init__(self, rendered: str, sample: str, marker: str) -> None:
+    def __init__(self, rendered: str, sample: str, probe: str) -> None:
         rendered_lines = _lines(rendered)
         sample_lines = _lines(sample)
         self.usable = len(rendered_lines) == len(sample_lines)
@@ -182,7 +182,7 @@ class EncodedBody:
         self.blocks: list[bytes | int] = []
         static: list[str] = []
         for line, filled in zip(rendered_lines, sample_lines, strict=False):
-            if marker in filled:
+            if probe in filled:
                 if static:
                     self.blocks.append(_b2a_qp("\r\n".join(static).encode("utf-8")))
                     static = []
@@ -243,15 +243,15 @@ def _template(envelope: IssueEnvelope) -> _IssueTemplate:
     )
     # Quoted-printable output never contains "==", so this boundary cannot occur in a body.
     boundary = f"=={secrets.token_hex(12)}==".encode("ascii")
-    marker = secrets.token_hex(8)
-    sample = Subscriber(email=f"m{marker}@example.invalid", name=f"N{marker}")
+    probe = secrets.token_hex(8)
+    sample = Subscriber(email=f"m{probe}@example.invalid", name=f"N{probe}")
     rendered = envelope.rendered
-    html, text = personalise(rendered, sample, f"https://example.invalid/{marker}")
+    html, text = personalise(rendered, sample, f"https://example.invalid/{probe}")
     return _IssueTemplate(
         headers=headers,
         boundary=boundary,
-        text=EncodedBody(rendered.text, text, marker),
-        html=EncodedBody(rendered.html, html, marker),
+        text=EncodedBody(rendered.text, text, probe),
+        html=EncodedBody(rendered.html, html, probe),
     )
 
 
@@ -261,7 +261,9 @@ def _bodies(
     """(text, html) encoded for one subscriber, personalising only the lines that need it."""
     html, text = template.html, template.text
     if html.usable and text.usable:
-        only_personal = RenderedIssue(rendered.subject, html.personal_text, text.personal_text)
+        only_personal = RenderedIssue(
+            rendered.subject, html.personal_text, text.personal_text, marker=rendered.marker
+        )
         html_lines, text_lines = personalise(only_personal, subscriber, url)
         filled_html, filled_text = html_lines.split("\n"), text_lines.split("\n")
         if len(filled_html) == len(html.personal) and len(filled_text) == len(text.personal):

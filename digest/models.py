@@ -81,12 +81,17 @@ class Issue:
 
 @dataclass(frozen=True)
 class RenderedIssue:
-    """The issue rendered once, with placeholders left for per-subscriber fields."""
+    """The issue rendered once, with slots left for per-subscriber fields.
+
+    `marker` is the issue's random slot marker (see render.slot); "" means the fixed
+    placeholders of issues frozen by 0.1.0.
+    """
 
     subject: str
     html: str
     text: str
     warnings: tuple[str, ...] = ()
+    marker: str = ""
 
 
 @dataclass(frozen=True)

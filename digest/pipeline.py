@@ -262,7 +262,7 @@ def send(
             if slot_key:
                 state.claim_slot(slot_key, stored.id)
             issue_id, post_count, resumed = stored.id, stored.post_count, True
-            rendered = RenderedIssue(stored.subject, stored.html, stored.text)
+            rendered = RenderedIssue(stored.subject, stored.html, stored.text, marker=stored.marker)
             issue_date = stored.created_at
         else:
             prepared = prepare(config, state, now, record=True)
@@ -279,6 +279,7 @@ def send(
                 posts=prepared.issue.posts,
                 now=now,
                 slot_key=slot_key,
+                marker=rendered.marker,
             )
             post_count, resumed, issue_date = prepared.issue.post_count, False, now
         done = {

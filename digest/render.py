@@ -6,6 +6,7 @@ import html as html_lib
 import importlib.util
 import logging
 import re
+import secrets
 import string
 import textwrap
 from collections.abc import Callable, Mapping
@@ -30,11 +31,15 @@ from digest.theme import theme_view
 
 logger = logging.getLogger(__name__)
 
+# Per-subscriber slots. An issue rendered now marks them with its own random marker, drawn after
+# the feeds were read, so no feed text or config string can contain one: personalisation fills
+# only what the templates put there. Issues frozen by 0.1.0 (marker "") keep these fixed forms.
 NAME_PLACEHOLDER = "%%DIGEST_NAME%%"
 EMAIL_PLACEHOLDER = "%%DIGEST_EMAIL%%"
 UNSUBSCRIBE_PLACEHOLDER = "%%DIGEST_UNSUBSCRIBE_URL%%"
 RECIPIENT_PLACEHOLDER = "%%DIGEST_RECIPIENT%%"
-_PLACEHOLDERS = re.compile(r"%%DIGEST_(?:NAME|EMAIL|UNSUBSCRIBE_URL|RECIPIENT)%%")
+SLOT_FIELDS = ("NAME", "EMAIL", "RECIPIENT", "UNSUBSCRIBE_URL")
+MARKER_BYTES = 16
 
 BUNDLED_TEMPLATES = Path(__file__).parent / "templates"
 HTML_TEMPLATE = "email.html"
@@ -130,11 +135,28 @@ class IssueView:
 
 @dataclass(frozen=True)
 class SubscriberView:
-    """Placeholders standing in for the subscriber, filled per message by personalise()."""
+    """Slots standing in for the subscriber, filled per message by personalise()."""
 
-    name: str = NAME_PLACEHOLDER
-    email: str = EMAIL_PLACEHOLDER
-    recipient: str = RECIPIENT_PLACEHOLDER
+    name: str
+    email: str
+    recipient: str
+
+
+def new_marker() -> str:
+    """A fresh random marker for one issue's per-subscriber slots (128 bits, hex)."""
+    return secrets.token_hex(MARKER_BYTES)
+
+
+def slot(marker: str, field: str) -> str:
+    """The text standing for one per-subscriber `field` in an issue rendered with `marker`."""
+    if field not in SLOT_FIELDS:
+        raise ValueError(f"unknown per-subscriber field {field!r}")
+    return f"%%DIGEST_{field}_{marker}%%" if marker else f"%%DIGEST_{field}%%"
+
+
+@cache
+def _slot_pattern(marker: str) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(slot(marker, field)) for field in SLOT_FIELDS))
 
 
 # ---------------------------------------------------------------- text helpers
@@ -314,7 +336,7 @@ def preheader(issue: IssueView) -> str:
     return _one_line(" · ".join(titles), PREHEADER_LENGTH)
 
 
-def template_context(issue: Issue, config: Config) -> dict[str, Any]:
+def template_context(issue: Issue, config: Config, marker: str) -> dict[str, Any]:
     """Everything the templates can use; TEMPLATE_VARIABLES documents each name."""
     view = _issue_view(issue, config)
     intro = config.newsletter.intro or ""
@@ -327,8 +349,12 @@ def template_context(issue: Issue, config: Config) -> dict[str, Any]:
         "preheader": preheader(view),
         "newsletter": config.newsletter,
         "theme": theme_view(config),
-        "subscriber": SubscriberView(),
-        "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
+        "subscriber": SubscriberView(
+            name=slot(marker, "NAME"),
+            email=slot(marker, "EMAIL"),
+            recipient=slot(marker, "RECIPIENT"),
+        ),
+        "unsubscribe_url": slot(marker, "UNSUBSCRIBE_URL"),
     }
 
 
@@ -426,39 +452,49 @@ def _size_warnings(html: str) -> tuple[str, ...]:
     )
 
 
-def render_issue(issue: Issue, config: Config, *, inliner: str | None = None) -> RenderedIssue:
-    """Render once per issue: subject, HTML with CSS inlined and the text part, with placeholders
-    left in for per-subscriber values. Pure: no clock, no network."""
+def render_issue(
+    issue: Issue, config: Config, *, inliner: str | None = None, marker: str | None = None
+) -> RenderedIssue:
+    """Render once per issue: subject, HTML with CSS inlined and the text part, with slots marked
+    by `marker` (a new random one by default) left for per-subscriber values. No clock, no network.
+    """
     inliner = inliner or config.inliner
     if inliner == "css_inline" and importlib.util.find_spec("css_inline") is None:
         raise ConfigError(
             f"{config.source}: inliner: css_inline is not installed;"
             " run pip install 'digest[fast]' or set inliner: premailer"
         )
-    context = template_context(issue, config)
+    marker = new_marker() if marker is None else marker
+    context = template_context(issue, config, marker)
     env = template_environment(config)
     html = inline_css(_render_template(env, HTML_TEMPLATE, context), inliner)
     text = wrap_text(_render_template(env, TEXT_TEMPLATE, context))
     return RenderedIssue(
-        subject=context["subject"], html=html, text=text, warnings=_size_warnings(html)
+        subject=context["subject"],
+        html=html,
+        text=text,
+        warnings=_size_warnings(html),
+        marker=marker,
     )
 
 
 def personalise(
     rendered: RenderedIssue, subscriber: Subscriber, unsubscribe_url: str
 ) -> tuple[str, str]:
-    """(html, text) for one subscriber: placeholders filled in one pass, escaped in the HTML."""
+    """(html, text) for one subscriber: the issue's own slots filled in, escaped in the HTML."""
     name = " ".join(subscriber.name.split())
     email = subscriber.email.strip()
+    marker = rendered.marker
     values = {
-        NAME_PLACEHOLDER: name,
-        EMAIL_PLACEHOLDER: email,
-        RECIPIENT_PLACEHOLDER: f"{name} ({email})" if name else email,
-        UNSUBSCRIBE_PLACEHOLDER: unsubscribe_url.strip(),
+        slot(marker, "NAME"): name,
+        slot(marker, "EMAIL"): email,
+        slot(marker, "RECIPIENT"): f"{name} ({email})" if name else email,
+        slot(marker, "UNSUBSCRIBE_URL"): unsubscribe_url.strip(),
     }
     escaped = {key: html_lib.escape(value, quote=True) for key, value in values.items()}
-    html = _PLACEHOLDERS.sub(lambda m: escaped[m.group(0)], rendered.html)
-    text = _PLACEHOLDERS.sub(lambda m: values[m.group(0)], rendered.text)
+    pattern = _slot_pattern(marker)
+    html = pattern.sub(lambda m: escaped[m.group(0)], rendered.html)
+    text = pattern.sub(lambda m: values[m.group(0)], rendered.text)
     return html, text
 
 

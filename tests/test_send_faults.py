@@ -70,6 +70,8 @@ def test_deferred_past_the_retries_is_pending_exit_1_and_the_next_run_sends_only
     assert second.exit_code == 0, second.output
     assert "(resumed issue 1): 1 delivered, 0 failed, 0 pending" in second.output
     assert project.smtp.counts() == Counter([ANN, BOB])
+    resumed_text = project.smtp.to(ANN)[0].part("plain")
+    assert f"({ANN})." in resumed_text and "%%DIGEST_" not in resumed_text
     assert deliveries(project)[ANN][0] == "sent"
     assert rows(project, "SELECT COUNT(*) FROM issues WHERE finished_at IS NOT NULL") == [(1,)]
 
