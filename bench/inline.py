@@ -22,14 +22,10 @@ import lxml.html
 
 from digest.config import parse_config
 from digest.inline import inline_css
-from digest.render import (
-    HTML_TEMPLATE,
-    new_marker,
-    sample_config,
-    sample_issue,
-    template_context,
-    template_environment,
-)
+from digest.personalise import new_marker
+from digest.render import HTML_TEMPLATE, template_context
+from digest.samples import sample_config, sample_issue
+from digest.templating import template_environment
 
 RUNS = 15
 CONFIG = """\
@@ -95,7 +91,7 @@ def main() -> None:
         config = sample_config(parse_config(CONFIG, "config.yaml", Path(folder), {}))
         issue = sample_issue(config, 20)
         html = (
-            template_environment(config)
+            template_environment(config.templates_dir)
             .get_template(HTML_TEMPLATE)
             .render(template_context(issue, config, new_marker()))
         )

@@ -19,14 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from digest.config import load_config
 from digest.inline import inline_css
+from digest.personalise import new_marker
 from digest.pipeline import open_state, prepare
-from digest.render import (
-    HTML_TEMPLATE,
-    new_marker,
-    render_issue,
-    template_context,
-    template_environment,
-)
+from digest.render import HTML_TEMPLATE, render_issue, template_context
+from digest.templating import template_environment
 from tests.support.feedserver import FeedServer
 
 RUNS = 7
@@ -98,7 +94,7 @@ def main() -> None:
         with open_state(config, read_only=True) as state:
             issue = prepare(config, state, datetime.now(UTC), record=False).issue
         raw = (
-            template_environment(config)
+            template_environment(config.templates_dir)
             .get_template(HTML_TEMPLATE)
             .render(template_context(issue, config, new_marker()))
         )

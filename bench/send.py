@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from digest.config import load_config
 from digest.models import Subscriber
+from digest.personalise import personalise
 from digest.pipeline import open_state, prepare
-from digest.render import personalise, render_issue
+from digest.render import render_issue
 from digest.store import State
 
 SUBSCRIBERS = 10_000

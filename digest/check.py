@@ -122,7 +122,7 @@ def signing_secret_in_use(config: Config, environ: Mapping[str, str]) -> str | N
 def check_project(config: Config, environ: Mapping[str, str]) -> CheckReport:
     """Everything `digest check` says about a config, without touching the network."""
     from digest.pipeline import open_state
-    from digest.render import check_templates
+    from digest.samples import check_templates
     from digest.subscribers import load_subscribers
 
     subscriber_list = load_subscribers(config.subscribers_path)

@@ -25,6 +25,7 @@ import httpcore
 import httpx
 
 from digest.config import FetchConfig
+from digest.htmltext import error_line
 from digest.redact import SECRET_PARAMETERS, redact_text, redact_url
 
 MAX_REDIRECTS = 5
@@ -214,9 +215,9 @@ def _get(
     except httpx.DecodingError:
         return Fetched(error="the compressed body could not be decoded")
     except httpx.ConnectError as error:
-        return Fetched(error=f"could not connect: {_one_line(error)}")
+        return Fetched(error=f"could not connect: {error_line(error)}")
     except (httpx.HTTPError, httpx.InvalidURL) as error:
-        return Fetched(error=f"{type(error).__name__}: {_one_line(error)}")
+        return Fetched(error=f"{type(error).__name__}: {error_line(error)}")
 
 
 def _follow(
@@ -392,8 +393,3 @@ def _secrets(url: str) -> list[str]:
         if SECRET_PARAMETERS.search(name)
     ]
     return [form for secret in found if secret for form in (secret, unquote(secret))]
-
-
-def _one_line(error: object) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text[:200]

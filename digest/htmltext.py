@@ -35,6 +35,7 @@ _LISTS = frozenset({"ul", "ol", "menu", "dir"})
 _CELLS = frozenset({"td", "th"})
 _SPACE = re.compile(r"[ \t\n\r\f\v\u00a0\u2028\u2029]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ANY_SPACE = re.compile(r"\s+")
 _ENDS_SENTENCE = re.compile(r"[.!?:;…。！？][\"'”’»)\]]*$")
 _BULLET = "- "
 
@@ -198,3 +199,24 @@ def html_to_line(html: str) -> str:
             parts.append(line)
         previous = block
     return "".join(parts)
+
+
+def collapse(text: str) -> str:
+    """Whitespace runs to single spaces, control characters removed, ends trimmed."""
+    return _ANY_SPACE.sub(" ", _CONTROL.sub("", text)).strip()
+
+
+def shorten(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word (or line) boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" \n,;:.-–—|") + "…"
+
+
+def error_line(error: object, limit: int = 200) -> str:
+    """An exception as one bounded line of text; its type's name when it has no message."""
+    return shorten(collapse(str(error)) or type(error).__name__, limit)

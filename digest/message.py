@@ -22,7 +22,7 @@ from urllib.parse import quote
 from digest.config import Config
 from digest.errors import ConfigError
 from digest.models import OutgoingMessage, RenderedIssue, Subscriber
-from digest.render import personalise
+from digest.personalise import personalise
 
 # Headers a DKIM signature covers: the ones a reader sees, plus the list headers that an
 # unsubscribe button depends on (RFC 8058 section 4 asks for List-Unsubscribe and

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+MAX_TITLE = 300  # characters of a post or section title kept, everywhere
+MAX_AUTHOR = 120  # characters of an author line kept, everywhere
+
 
 @dataclass(frozen=True)
 class Post:

@@ -21,15 +21,13 @@ import feedparser
 import nh3
 
 from digest.defuse import defuse
-from digest.htmltext import html_to_line, html_to_text
-from digest.models import FeedResult, FetchStatus, Post
+from digest.htmltext import collapse, error_line, html_to_line, html_to_text, shorten
+from digest.models import MAX_AUTHOR, MAX_TITLE, FeedResult, FetchStatus, Post
 from digest.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
-MAX_TITLE = 300
 MAX_EXCERPT = 250
-MAX_AUTHOR = 200
 MAX_LINK = 2000
 MAX_CATEGORIES = 20
 MAX_HTML_IN = 200_000
@@ -59,7 +57,6 @@ _TRACKING_PARAMS = frozenset(
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
-_SPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -114,22 +111,6 @@ def safe_url(url: str, base: str) -> str:
 
 
 # -- text and HTML --------------------------------------------------------------
-
-
-def collapse(text: str) -> str:
-    """Whitespace runs to single spaces, control characters removed, ends trimmed."""
-    return _SPACE.sub(" ", _CONTROL.sub("", text)).strip()
-
-
-def shorten(text: str, limit: int) -> str:
-    """At most `limit` characters, cut at a word (or line) boundary with an ellipsis."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = max(cut.rfind(" "), cut.rfind("\n"))
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" \n,;:.-–—|") + "…"
 
 
 def sanitise_html(html: str, base: str) -> str:
@@ -333,11 +314,6 @@ def entry_to_post(entry: Mapping[str, Any], feed_url: str, base: str, now: datet
 # -- whole feeds --------------------------------------------------------------------
 
 
-def _one_line(error: object, limit: int = 200) -> str:
-    text = collapse(str(error)) or type(error).__name__
-    return shorten(text, limit)
-
-
 def _harmless(error: object) -> bool:
     """feedparser's bozo reasons that say nothing is wrong with the content."""
     return isinstance(error, feedparser.CharacterEncodingOverride | feedparser.NonXMLContentType)
@@ -361,21 +337,21 @@ def parse_feed(
     error = parsed.get("bozo_exception") if parsed.get("bozo") else None
     feed_title = shorten(_text_of(parsed.get("feed") or {}, "title"), MAX_TITLE)
     if not entries and (not parsed.get("version") or (error and not _harmless(error))):
-        reason = _one_line(error) if error else "no RSS or Atom feed found"
+        reason = error_line(error) if error else "no RSS or Atom feed found"
         failed = _failed(feed_url, f"not a feed we can read: {reason}")
         return replace(failed, feed_title=feed_title)
     warnings = []
     if defused:
         warnings.append("entity declarations in the DOCTYPE were ignored")
     if error is not None and not _harmless(error):
-        warnings.append(f"not well-formed, read anyway: {_one_line(error)}")
+        warnings.append(f"not well-formed, read anyway: {error_line(error)}")
     base = str(parsed.get("href") or "") or feed_url
     posts = []
     for entry in entries[:MAX_POSTS]:
         try:
             posts.append(entry_to_post(entry, feed_url, base, now))
         except Exception as problem:  # one odd entry must not cost the whole feed
-            logger.warning("%s: skipped an entry: %s", redact_url(feed_url), _one_line(problem))
+            logger.warning("%s: skipped an entry: %s", redact_url(feed_url), error_line(problem))
     return FeedResult(
         feed_url=feed_url,
         status=FetchStatus.OK,

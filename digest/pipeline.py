@@ -34,7 +34,9 @@ from digest.models import (
     SendReport,
     Subscriber,
 )
-from digest.render import personalise, render_issue, sample_issue
+from digest.personalise import personalise
+from digest.render import render_issue
+from digest.samples import sample_issue
 from digest.store import State, configured_secret
 from digest.subscribers import load_subscribers
 from digest.tokens import make_token

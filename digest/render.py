@@ -1,4 +1,4 @@
-"""Render an issue once (subject, inlined HTML, text) and fill in each subscriber cheaply."""
+"""Render an issue once: the views templates see, the subject, inlined HTML and the text part."""
 
 from __future__ import annotations
 
@@ -6,53 +6,37 @@ import html as html_lib
 import importlib.util
 import logging
 import re
-import secrets
 import string
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import cache
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-import jinja2
 import nh3
 from markupsafe import Markup
 
 from digest.config import Config
 from digest.errors import ConfigError, TemplateError
+from digest.htmltext import collapse, shorten
 from digest.inline import inline_css
-from digest.models import Issue, Post, RenderedIssue, Section, Subscriber
+from digest.models import MAX_AUTHOR, MAX_TITLE, Issue, Post, RenderedIssue
+from digest.personalise import new_marker, slot
+from digest.templating import TEXT_WIDTH, render_template, template_environment
 from digest.theme import theme_view
 
 logger = logging.getLogger(__name__)
 
-# Per-subscriber slots. An issue rendered now marks them with its own random marker, drawn after
-# the feeds were read, so no feed text or config string can contain one: personalisation fills
-# only what the templates put there. Issues frozen by 0.1.0 (marker "") keep these fixed forms.
-NAME_PLACEHOLDER = "%%DIGEST_NAME%%"
-EMAIL_PLACEHOLDER = "%%DIGEST_EMAIL%%"
-UNSUBSCRIBE_PLACEHOLDER = "%%DIGEST_UNSUBSCRIBE_URL%%"
-RECIPIENT_PLACEHOLDER = "%%DIGEST_RECIPIENT%%"
-SLOT_FIELDS = ("NAME", "EMAIL", "RECIPIENT", "UNSUBSCRIBE_URL")
-MARKER_BYTES = 16
-
-BUNDLED_TEMPLATES = Path(__file__).parent / "templates"
 HTML_TEMPLATE = "email.html"
 TEXT_TEMPLATE = "email.txt"
 DEFAULT_SUBJECT = "{title}: {count} new posts, {date}"
 SUBJECT_FIELDS = ("title", "date", "count")
 MAX_SUBJECT = 150
-MAX_TITLE = 300
-MAX_AUTHOR = 120
-TEXT_WIDTH = 78
 CLIP_WARNING_BYTES = 90 * 1024
 PREHEADER_LENGTH = 140
-SAMPLE_POST_CAP = 100
 
 TEMPLATE_VARIABLES: dict[str, str] = {
     "subject": "The subject line of this issue.",
@@ -142,32 +126,11 @@ class SubscriberView:
     recipient: str
 
 
-def new_marker() -> str:
-    """A fresh random marker for one issue's per-subscriber slots (128 bits, hex)."""
-    return secrets.token_hex(MARKER_BYTES)
-
-
-def slot(marker: str, field: str) -> str:
-    """The text standing for one per-subscriber `field` in an issue rendered with `marker`."""
-    if field not in SLOT_FIELDS:
-        raise ValueError(f"unknown per-subscriber field {field!r}")
-    return f"%%DIGEST_{field}_{marker}%%" if marker else f"%%DIGEST_{field}%%"
-
-
-@cache
-def _slot_pattern(marker: str) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(slot(marker, field)) for field in SLOT_FIELDS))
-
-
 # ---------------------------------------------------------------- text helpers
 
 
 def _one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1].rsplit(" ", 1)[0] if " " in text[: limit - 1] else text[: limit - 1]
-    return cut.rstrip(" ,;:-") + "…"
+    return shorten(collapse(text), limit)
 
 
 def _safe_url(url: str) -> str:
@@ -190,7 +153,8 @@ def _zone(config: Config) -> ZoneInfo:
     return ZoneInfo(config.schedule.timezone if config.schedule else "UTC")
 
 
-def _slug(text: str, used: set[str]) -> str:
+def slug(text: str, used: set[str]) -> str:
+    """A short unique id= for a heading; `used` collects the ones already taken."""
     base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "section"
     slug, n = base, 2
     while slug in used:
@@ -219,12 +183,6 @@ def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
         )
     tidy = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
     return tidy + "\n"
-
-
-def _heading(text: str, char: str = "=") -> str:
-    """Wrapped heading text with an underline as long as its longest line."""
-    lines = textwrap.wrap(text, TEXT_WIDTH, break_long_words=False) or [""]
-    return "\n".join(lines) + "\n" + char * min(TEXT_WIDTH, max(len(x) for x in lines))
 
 
 @cache
@@ -292,7 +250,7 @@ def _issue_view(issue: Issue, config: Config) -> IssueView:
     sections = tuple(
         SectionView(
             title=_one_line(section.title, MAX_TITLE),
-            anchor=_slug(section.title, used),
+            anchor=slug(section.title, used),
             posts=tuple(_post_view(p, date_format, zone) for p in section.posts),
         )
         for section in issue.sections
@@ -312,14 +270,21 @@ def render_subject(config: Config, issue: IssueView) -> str:
     template = config.newsletter.subject or DEFAULT_SUBJECT
     where = f"{config.source}: newsletter.subject"
     try:
-        fields = [
-            field for _, field, _, _ in string.Formatter().parse(template) if field is not None
+        parsed = [
+            (field, spec)
+            for _, field, spec, _ in string.Formatter().parse(template)
+            if field is not None
         ]
     except ValueError as error:
         raise TemplateError(
             f"{where}: {error} in {template!r}; write {{{{ and }}}} for literal braces"
         ) from None
-    for field in fields:
+    for field, spec in parsed:
+        if spec and (re.search(r"\d{4}|[{}]", spec)):
+            raise TemplateError(
+                f"{where}: the format {{{field}:{spec}}} in {template!r} is not allowed;"
+                " widths and precisions are at most 3 digits, with no nested fields"
+            )
         if field not in SUBJECT_FIELDS:
             shown = f"{{{field}}}" if field else "{}"
             raise TemplateError(
@@ -358,86 +323,6 @@ def template_context(issue: Issue, config: Config, marker: str) -> dict[str, Any
     }
 
 
-# ---------------------------------------------------------------- templates
-
-
-@cache
-def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    """Compiled templates kept in a private per-user temp folder: each command starts faster."""
-    try:
-        return jinja2.FileSystemBytecodeCache()
-    except RuntimeError:  # no usable private temp folder; compiling each time still works
-        return None
-
-
-def template_environment(config: Config) -> jinja2.Environment:
-    """The editor's templates/ folder first, then the bundled templates; strict and autoescaped."""
-    from digest.loader import template_loader
-
-    loader = template_loader(config.templates_dir)
-    env = jinja2.Environment(
-        loader=loader,
-        autoescape=jinja2.select_autoescape(["html", "htm"], default_for_string=False),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        bytecode_cache=_bytecode_cache(),
-    )
-    env.filters["heading"] = _heading
-    return env
-
-
-def _template_frame(traceback: TracebackType | None) -> tuple[str, int] | None:
-    found = None
-    while traceback is not None:
-        filename = traceback.tb_frame.f_code.co_filename
-        if not filename.endswith(".py") and Path(filename).is_file():
-            found = (filename, traceback.tb_lineno)
-        traceback = traceback.tb_next
-    return found
-
-
-def _source_line(filename: str, line: int) -> str:
-    try:
-        lines = Path(filename).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return ""
-    return lines[line - 1].strip() if 0 < line <= len(lines) else ""
-
-
-def _template_error(error: Exception, name: str, context: Mapping[str, Any]) -> TemplateError:
-    available = ", ".join(sorted(context))
-    if isinstance(error, jinja2.TemplateNotFound):
-        return TemplateError(
-            f"template {error.name!r} (needed by {name}) not found in the templates/ folder"
-            f" beside config.yaml or the bundled templates"
-        )
-    if isinstance(error, jinja2.TemplateSyntaxError):
-        where: tuple[str, int] | None = (error.filename or name, error.lineno)
-        message = f"syntax error: {error.message}"
-    else:
-        where = _template_frame(error.__traceback__)
-        message = str(error) if isinstance(error, jinja2.UndefinedError) else repr(error)
-    if where is None:
-        return TemplateError(f"{name}: {message}; available variables: {available}")
-    filename, line = where
-    source = _source_line(filename, line)
-    shown = f" in `{_one_line(source, 120)}`" if source else ""
-    return TemplateError(f"{filename}:{line}: {message}{shown}; available variables: {available}")
-
-
-def _render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
-    try:
-        return env.get_template(name).render(context)
-    except TemplateError:
-        raise
-    except Exception as error:  # any failure inside a template is the template's fault
-        raise _template_error(error, name, context) from None
-
-
-# ---------------------------------------------------------------- inlining
-
 # ---------------------------------------------------------------- public API
 
 
@@ -466,9 +351,9 @@ def render_issue(
         )
     marker = new_marker() if marker is None else marker
     context = template_context(issue, config, marker)
-    env = template_environment(config)
-    html = inline_css(_render_template(env, HTML_TEMPLATE, context), inliner)
-    text = wrap_text(_render_template(env, TEXT_TEMPLATE, context))
+    env = template_environment(config.templates_dir)
+    html = inline_css(render_template(env, HTML_TEMPLATE, context), inliner)
+    text = wrap_text(render_template(env, TEXT_TEMPLATE, context))
     return RenderedIssue(
         subject=context["subject"],
         html=html,
@@ -476,102 +361,3 @@ def render_issue(
         warnings=_size_warnings(html),
         marker=marker,
     )
-
-
-def personalise(
-    rendered: RenderedIssue, subscriber: Subscriber, unsubscribe_url: str
-) -> tuple[str, str]:
-    """(html, text) for one subscriber: the issue's own slots filled in, escaped in the HTML."""
-    name = " ".join(subscriber.name.split())
-    email = subscriber.email.strip()
-    marker = rendered.marker
-    values = {
-        slot(marker, "NAME"): name,
-        slot(marker, "EMAIL"): email,
-        slot(marker, "RECIPIENT"): f"{name} ({email})" if name else email,
-        slot(marker, "UNSUBSCRIBE_URL"): unsubscribe_url.strip(),
-    }
-    escaped = {key: html_lib.escape(value, quote=True) for key, value in values.items()}
-    pattern = _slot_pattern(marker)
-    html = pattern.sub(lambda m: escaped[m.group(0)], rendered.html)
-    text = pattern.sub(lambda m: values[m.group(0)], rendered.text)
-    return html, text
-
-
-# ---------------------------------------------------------------- sample data
-
-SAMPLE_DATE = datetime(2017, 12, 1, 8, 0, tzinfo=UTC)
-SAMPLE_TITLES = (
-    "“Integrated” <budgets> & the care workforce: what the spending review means",
-    "Five lessons from a decade of community health partnerships",
-    "Why local councils are rethinking how they buy services",
-    "Data sharing between hospitals and social care: a practical guide",
-    "Interview: running a food bank network through the winter",
-    "What the new planning rules mean for small housing associations",
-)
-
-
-def sample_issue(config: Config, posts_per_section: int = 3) -> Issue:
-    """A realistic issue with every feature (authors, images, hostile titles) for checks."""
-    headings = list(dict.fromkeys(feed.heading for feed in config.feeds))
-    sections = []
-    number = 0
-    for index, heading in enumerate(headings):
-        posts = []
-        for n in range(posts_per_section):
-            number += 1
-            title = SAMPLE_TITLES[(number - 1) % len(SAMPLE_TITLES)]
-            posts.append(
-                Post(
-                    feed_url=f"https://example.org/feed/{index}",
-                    key=f"sample-{number}",
-                    link_key=f"example.org/posts/{number}",
-                    title=title if number <= len(SAMPLE_TITLES) else f"{title} ({number})",
-                    link=f"https://example.org/posts/{number}-{_slug(title, set())}",
-                    published=SAMPLE_DATE - timedelta(hours=7 * number),
-                    author=""
-                    if n == 1
-                    else ("Priya Natarajan", "Tom Ellis", "Ngozi Okafor")[n % 3],
-                    summary_html="<p>A short summary of the post with a <a"
-                    ' href="https://example.org/more">link</a>.</p>',
-                    excerpt="The spending review settled budgets for three years, but the detail"
-                    " matters for services on the ground. We look at what changes, who gains,"
-                    " and what the sector should ask for next.",
-                    image_url=f"https://example.org/images/{number}.jpg" if n % 2 == 0 else "",
-                    categories=("Policy", "Health"),
-                )
-            )
-        sections.append(Section(title=heading, posts=tuple(posts)))
-    return Issue(title=config.newsletter.title, date=SAMPLE_DATE, sections=tuple(sections))
-
-
-def sample_config(config: Config) -> Config:
-    """The config with every optional newsletter feature switched on, to exercise the templates."""
-    newsletter = config.newsletter
-    filled = newsletter.model_copy(
-        update={
-            "intro": newsletter.intro
-            or "Welcome to this week's issue. **Thank you** for reading, and [tell us what you"
-            " think](https://example.org/feedback).",
-            "logo_url": newsletter.logo_url or "https://example.org/logo.png",
-            "archive_url": newsletter.archive_url or "https://example.org/newsletter/latest",
-            "footer": newsletter.footer or "You signed up for this newsletter on our website.",
-            "address": newsletter.address or "1 Example Street\nLondon N1 1AA",
-        }
-    )
-    return config.model_copy(update={"newsletter": filled})
-
-
-def check_templates(config: Config) -> list[str]:
-    """Render the templates on sample data with every feature on; warnings, or TemplateError."""
-    full = sample_config(config)
-    render_issue(sample_issue(full), full)
-    render_issue(sample_issue(config, 1), config)
-    per_section = config.digest.max_posts_per_section
-    sections = max(1, len({feed.heading for feed in config.feeds}))
-    largest = min(per_section, max(1, SAMPLE_POST_CAP // sections))
-    biggest = render_issue(sample_issue(config, largest), config)
-    return [
-        f"a full issue ({sections * largest} posts) would be too big: {warning}"
-        for warning in biggest.warnings
-    ]

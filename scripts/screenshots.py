@@ -19,7 +19,9 @@ sys.path.insert(0, str(ROOT))
 
 from digest.config import load_config  # noqa: E402
 from digest.models import Subscriber  # noqa: E402
-from digest.render import personalise, render_issue, sample_config, sample_issue  # noqa: E402
+from digest.personalise import personalise  # noqa: E402
+from digest.render import render_issue  # noqa: E402
+from digest.samples import sample_config, sample_issue  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 WIDTHS = (600, 375)

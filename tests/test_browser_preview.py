@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from digest.render import BUNDLED_TEMPLATES
+from digest.loader import BUNDLED_TEMPLATES
 from tests.conftest import Project
 from tests.test_unsubscribe_e2e import digest_serve
 

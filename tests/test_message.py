@@ -21,7 +21,7 @@ from digest.message import (
     load_dkim,
 )
 from digest.models import RenderedIssue, Subscriber
-from digest.render import (
+from digest.personalise import (
     EMAIL_PLACEHOLDER,
     NAME_PLACEHOLDER,
     RECIPIENT_PLACEHOLDER,

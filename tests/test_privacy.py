@@ -11,7 +11,8 @@ import pytest
 
 from digest.config import parse_config
 from digest.models import Issue, Post, Section, Subscriber
-from digest.render import personalise, render_issue, slot
+from digest.personalise import personalise, slot
+from digest.render import render_issue
 from tests.conftest import NOW, Project
 
 # Every form a slot has had or could be guessed to have: 0.1.0's fixed placeholders, and the

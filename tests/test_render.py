@@ -14,13 +14,9 @@ import pytest
 from digest.config import Config, parse_config
 from digest.errors import ConfigError, TemplateError
 from digest.models import Issue, Post, RenderedIssue, Section, Subscriber
-from digest.render import (
-    check_templates,
-    personalise,
-    render_issue,
-    sample_issue,
-    slot,
-)
+from digest.personalise import personalise, slot
+from digest.render import render_issue
+from digest.samples import check_templates, sample_issue
 from digest.theme import contrast_ratio
 
 DATE = datetime(2017, 12, 1, 9, 30, tzinfo=UTC)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.render import BUNDLED_TEMPLATES
+from digest.loader import BUNDLED_TEMPLATES
 from digest.web import Workbench, create_app, strip_reload
 from tests.conftest import NOW, Project
 

@@ -1,0 +1,129 @@
+"""A runaway template is a one-line error naming it, found fast and with little memory."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Project
+
+# Each runs inside the bundled email.html's post block, so the error names the editor's file.
+RUNAWAYS = {
+    "output loop": "{% for i in range(10**9) %}x{% endfor %}",
+    "silent nested loops": (
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
+    ),
+    "repeated string": '{{ "x" * 10**9 }}',
+    "repeated list": "{{ ([1] * 10**9) | length }}",
+    "huge power": "{{ 7 ** 1000000000 }}",
+    "centre filter": '{{ "x" | center(10**9) }}',
+    "format width": '{{ "%999999999s" | format("x") }}',
+    "indent filter": '{{ "a\\nb" | indent(10**9) }}',
+    "padding method": '{{ "x".ljust(10**9) }}',
+    "format method": '{{ "{:>999999999}".format("x") }}',
+    "private attribute": "{{ issue.__class__.__mro__ }}",
+}
+
+
+def peak_child_rss_mb(
+    command: list[str], cwd: Path
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run a command in a fresh Python process that reports its child's peak RSS."""
+    measure = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "sys.stdout.write(done.stdout)\n"
+        "sys.stderr.write(done.stderr)\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "sys.stderr.write(f'\\nPEAK {peak}\\n')\n"
+        "sys.exit(done.returncode)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", measure, *command],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+    peak_kb = int(done.stderr.rsplit("PEAK ", 1)[1].split()[0])
+    done.stderr = done.stderr.rsplit("\nPEAK ", 1)[0]
+    return done, peak_kb / 1024
+
+
+@pytest.mark.parametrize("body", RUNAWAYS.values(), ids=RUNAWAYS.keys())
+def test_a_runaway_template_is_an_error_naming_it(project: Project, body: str) -> None:
+    templates = project.root / "templates"
+    templates.mkdir()
+    (templates / "email.txt").write_text(
+        '{% extends "bundled/email.txt" %}\n{% block intro %}\n' + body + "\n{% endblock %}\n",
+        encoding="utf-8",
+    )
+    started = time.monotonic()
+    done, peak_mb = peak_child_rss_mb(
+        [sys.executable, "-m", "digest", "--config", str(project.config), "check"], project.root
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stdout + done.stderr
+    error = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1, done.stderr
+    assert "email.txt:3:" in error[0], error[0]
+    assert "Traceback" not in done.stderr
+    assert elapsed < 20, elapsed
+    assert peak_mb < 250, peak_mb
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+def test_a_runaway_template_during_send_sends_nothing(project: Project) -> None:
+    templates = project.root / "templates"
+    templates.mkdir()
+    (templates / "email.html").write_text(
+        '{% extends "bundled/email.html" %}{% block intro %}'
+        "{% for i in range(10**9) %}<p>x</p>{% endfor %}{% endblock %}",
+        encoding="utf-8",
+    )
+    result = project.run("send")
+    assert result.exit_code == 2, result.output
+    assert "email.html:1:" in result.output and "output over" in result.output
+    assert project.smtp.received == []
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["{title:>999999999999}", "{count:0999999999d}", "{title:{count}}", "{date:.99999999}"],
+)
+def test_absurd_subject_formats_are_one_line_errors(project: Project, subject: str) -> None:
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(
+        text.replace(
+            "  title: Collaborate Weekly\n",
+            f'  title: Collaborate Weekly\n  subject: "{subject}"\n',
+        ),
+        encoding="utf-8",
+    )
+    result = project.run("check")
+    assert result.exit_code == 2, result.output
+    assert "newsletter.subject: the format" in result.output
+    assert "not allowed" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_modest_subject_formats_still_work(project: Project) -> None:
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(
+        text.replace(
+            "  title: Collaborate Weekly\n",
+            '  title: Collaborate Weekly\n  subject: "{title:.10} ({count:>3} posts)"\n',
+        ),
+        encoding="utf-8",
+    )
+    assert project.run("send").exit_code == 0
+    (message,) = project.smtp.to("ann@example.com")
+    assert (
+        message.message["Subject"] == "Collaborat ( 3 posts)"
+    )  # one line: runs of spaces collapse
