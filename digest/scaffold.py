@@ -15,9 +15,9 @@ import yaml
 from pydantic import BaseModel
 
 from digest.config import Config
+from digest.configkeys import config_keys
 from digest.errors import ConfigError
 from digest.loader import BUNDLED_TEMPLATES, readme_text
-from digest.reference import config_keys
 
 BUNDLED_SAMPLES = Path(__file__).parent / "samples"
 TEMPLATES_README = "README.txt"
