@@ -62,8 +62,16 @@ class NewsletterConfig(_Strict):
     address: str | None = Field(None, description="Postal address shown in the footer.")
     date_format: str = Field("%-d %B %Y", description="strftime format for dates in the email.")
     language: str = Field("en-GB", description="The email's language tag (html lang).")
+    choosable_sections: bool = Field(
+        False,
+        description="Let subscribers choose their sections on sign-up and preferences pages.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="Public app base URL for sign-up and preferences; default: unsubscribe_url's.",
+    )
 
-    @field_validator("unsubscribe_url", "archive_url", "logo_url")
+    @field_validator("unsubscribe_url", "archive_url", "logo_url", "public_url")
     @classmethod
     def _https_url(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in ("http", "https"):
@@ -161,6 +169,45 @@ class DigestOptions(_Strict):
     max_posts_per_section: int = Field(10, ge=1, description="Cap on posts per section.")
     lookback_days: int = Field(14, ge=1, description="Posts older than this are never new.")
     skip_if_empty: bool = Field(True, description="Send nothing when there are no new posts.")
+
+
+class SignupConfig(_Strict):
+    """Readers subscribing themselves through `digest serve`: double opt-in, limits, consent."""
+
+    enabled: bool = Field(False, description="Serve /subscribe, /confirm and /preferences.")
+    consent_text: str = Field(
+        "Send me the newsletter by email. I can unsubscribe at any time.",
+        description="Consent sentence on the form; its SHA-256 is kept with each sign-up.",
+    )
+    confirm_within: float = Field(
+        7 * 86400, gt=0, description="How long a confirmation link works, e.g. '7d'."
+    )
+    preferences_valid_for: float = Field(
+        180 * 86400, gt=0, description="How long a preferences link in a message works."
+    )
+    welcome: bool = Field(True, description="Send a welcome email after confirming.")
+    per_address_every: float = Field(
+        600, ge=0, description="At most one confirmation email per address this often."
+    )
+    per_address_per_day: int = Field(
+        3, ge=1, description="At most this many confirmation emails per address a day."
+    )
+    per_ip_per_hour: int = Field(
+        20, ge=1, description="At most this many sign-ups from one IP address an hour."
+    )
+    keep_ip: Literal["full", "truncated", "none"] = Field(
+        "truncated",
+        description="Sign-up IP kept as consent evidence: full, truncated (/24, /48) or none.",
+    )
+    empty_choice: Literal["skip", "send_all"] = Field(
+        "skip",
+        description="When chosen sections have nothing new: skip, or send_all (whole issue).",
+    )
+
+    @field_validator("confirm_within", "preferences_valid_for", "per_address_every", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
 
 
 class DkimConfig(_Strict):
@@ -300,6 +347,7 @@ class Config(_Strict):
     fetch: FetchConfig = Field(default_factory=FetchConfig)
     secret: str | None = Field(None, description="Token signing secret; or DIGEST_SECRET.")
     schedule: ScheduleConfig | None = Field(None, description="When `digest run` sends.")
+    signup: SignupConfig = Field(default_factory=SignupConfig)
     base_dir: Path = Field(Path("."), exclude=True, description="Folder holding config.yaml.")
     source: str = Field("config.yaml", exclude=True, description="The config file as named.")
 
@@ -317,6 +365,17 @@ class Config(_Strict):
     def subscribers_path(self) -> Path:
         """Where the subscriber list lives."""
         return self.resolve(self.subscribers)
+
+    @property
+    def public_url(self) -> str | None:
+        """The public app's base URL (no trailing slash): newsletter.public_url, else the
+        scheme and host of unsubscribe_url; None when neither is set."""
+        if self.newsletter.public_url:
+            return self.newsletter.public_url.rstrip("/")
+        if self.newsletter.unsubscribe_url:
+            parts = urlsplit(self.newsletter.unsubscribe_url)
+            return f"{parts.scheme}://{parts.netloc}"
+        return None
 
     @property
     def templates_dir(self) -> Path:

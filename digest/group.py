@@ -104,3 +104,9 @@ def build_issue(
         if posts
     )
     return Issue(title=config.newsletter.title, date=now, sections=sections)
+
+
+def only_sections(issue: Issue, titles: frozenset[str]) -> Issue:
+    """The issue with only the sections a subscriber chose, in the same order."""
+    kept = tuple(section for section in issue.sections if section.title in titles)
+    return Issue(title=issue.title, date=issue.date, sections=kept)

@@ -66,6 +66,7 @@ class IssueEnvelope:
     unsubscribe_mailto: str
     date: datetime
     dkim: DkimKey | None = None
+    preferences_url_template: str | None = None  # with {token}; None when sign-up is off
 
 
 def sender_address(from_header: str) -> str:
@@ -127,6 +128,9 @@ def envelope_for(
         unsubscribe_mailto=newsletter.unsubscribe_mailto or sender,
         date=now,
         dkim=dkim_key,
+        preferences_url_template=f"{config.public_url}/preferences?token={{token}}"
+        if config.signup.enabled and config.public_url
+        else None,
     )
 
 
@@ -246,7 +250,9 @@ def _template(envelope: IssueEnvelope) -> _IssueTemplate:
     probe = secrets.token_hex(8)
     sample = Subscriber(email=f"m{probe}@example.invalid", name=f"N{probe}")
     rendered = envelope.rendered
-    html, text = personalise(rendered, sample, f"https://example.invalid/{probe}")
+    html, text = personalise(
+        rendered, sample, f"https://example.invalid/{probe}", f"https://example.invalid/p{probe}"
+    )
     return _IssueTemplate(
         headers=headers,
         boundary=boundary,
@@ -256,7 +262,11 @@ def _template(envelope: IssueEnvelope) -> _IssueTemplate:
 
 
 def _bodies(
-    template: _IssueTemplate, rendered: RenderedIssue, subscriber: Subscriber, url: str
+    template: _IssueTemplate,
+    rendered: RenderedIssue,
+    subscriber: Subscriber,
+    url: str,
+    preferences_url: str,
 ) -> tuple[bytes, bytes]:
     """(text, html) encoded for one subscriber, personalising only the lines that need it."""
     html, text = template.html, template.text
@@ -264,11 +274,11 @@ def _bodies(
         only_personal = RenderedIssue(
             rendered.subject, html.personal_text, text.personal_text, marker=rendered.marker
         )
-        html_lines, text_lines = personalise(only_personal, subscriber, url)
+        html_lines, text_lines = personalise(only_personal, subscriber, url, preferences_url)
         filled_html, filled_text = html_lines.split("\n"), text_lines.split("\n")
         if len(filled_html) == len(html.personal) and len(filled_text) == len(text.personal):
             return text.encode(filled_text), html.encode(filled_html)
-    full_html, full_text = personalise(rendered, subscriber, url)
+    full_html, full_text = personalise(rendered, subscriber, url, preferences_url)
     return _qp(full_text), _qp(full_html)
 
 
@@ -313,11 +323,20 @@ def _dkim_header(key: DkimKey, data: bytes) -> bytes:
     )
 
 
-def build_message(envelope: IssueEnvelope, subscriber: Subscriber, token: str) -> OutgoingMessage:
-    """The full message for one subscriber: placeholders filled, headers set, CRLF line endings."""
+def build_message(
+    envelope: IssueEnvelope, subscriber: Subscriber, token: str, preferences_token: str = ""
+) -> OutgoingMessage:
+    """The full message for one subscriber: slots filled, headers set, CRLF line endings."""
     template = _template(envelope)
     https, mailto = unsubscribe_links(envelope, token)
-    text_body, html_body = _bodies(template, envelope.rendered, subscriber, https or mailto)
+    preferences = (
+        envelope.preferences_url_template.replace("{token}", quote(preferences_token, safe=""))
+        if envelope.preferences_url_template and preferences_token
+        else ""
+    )
+    text_body, html_body = _bodies(
+        template, envelope.rendered, subscriber, https or mailto, preferences
+    )
     smtputf8 = not subscriber.email.isascii()
     unsubscribe = f"<{https}>,\r\n <{mailto}>" if https else f"<{mailto}>"
     personal = _to_header(subscriber, smtputf8) + (

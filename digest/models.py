@@ -99,10 +99,11 @@ class RenderedIssue:
 
 @dataclass(frozen=True)
 class Subscriber:
-    """One recipient from the subscriber list."""
+    """One recipient: from the subscriber file or a confirmed sign-up."""
 
     email: str
     name: str = ""
+    sections: tuple[str, ...] | None = None  # the sections chosen; None: every section
 
 
 @dataclass(frozen=True)

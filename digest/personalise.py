@@ -16,7 +16,7 @@ NAME_PLACEHOLDER = "%%DIGEST_NAME%%"
 EMAIL_PLACEHOLDER = "%%DIGEST_EMAIL%%"
 UNSUBSCRIBE_PLACEHOLDER = "%%DIGEST_UNSUBSCRIBE_URL%%"
 RECIPIENT_PLACEHOLDER = "%%DIGEST_RECIPIENT%%"
-SLOT_FIELDS = ("NAME", "EMAIL", "RECIPIENT", "UNSUBSCRIBE_URL")
+SLOT_FIELDS = ("NAME", "EMAIL", "RECIPIENT", "UNSUBSCRIBE_URL", "PREFERENCES_URL")
 MARKER_BYTES = 16
 
 
@@ -38,7 +38,10 @@ def _slot_pattern(marker: str) -> re.Pattern[str]:
 
 
 def personalise(
-    rendered: RenderedIssue, subscriber: Subscriber, unsubscribe_url: str
+    rendered: RenderedIssue,
+    subscriber: Subscriber,
+    unsubscribe_url: str,
+    preferences_url: str = "",
 ) -> tuple[str, str]:
     """(html, text) for one subscriber: the issue's own slots filled in, escaped in the HTML."""
     name = " ".join(subscriber.name.split())
@@ -49,6 +52,7 @@ def personalise(
         slot(marker, "EMAIL"): email,
         slot(marker, "RECIPIENT"): f"{name} ({email})" if name else email,
         slot(marker, "UNSUBSCRIBE_URL"): unsubscribe_url.strip(),
+        slot(marker, "PREFERENCES_URL"): preferences_url.strip(),
     }
     escaped = {key: html_lib.escape(value, quote=True) for key, value in values.items()}
     pattern = _slot_pattern(marker)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from digest.audience import audience, record_file_consent, section_choice
 from digest.collect import KnownFeed, collect
 from digest.config import Config, FeedConfig
 from digest.deliver import Mailer
 from digest.feedadvice import feed_advice, feed_label
-from digest.group import AlreadySent, build_issue
+from digest.group import AlreadySent, build_issue, only_sections
 from digest.lock import hold_lock
 from digest.message import (
+    DkimKey,
     IssueEnvelope,
     build_message,
     envelope_for,
@@ -37,9 +40,9 @@ from digest.models import (
 from digest.personalise import personalise
 from digest.render import render_issue
 from digest.samples import sample_issue
-from digest.store import State, configured_secret
+from digest.store import IssueVariant, State, configured_secret
 from digest.subscribers import load_subscribers
-from digest.tokens import make_token
+from digest.tokens import make_purpose_token, make_token
 
 logger = logging.getLogger(__name__)
 
@@ -162,11 +165,88 @@ def _preview_unsubscribe(envelope: IssueEnvelope) -> str:
 
 
 def _messages(
-    envelope: IssueEnvelope, subscribers: Iterable[Subscriber], secret: str
+    envelope: IssueEnvelope,
+    subscribers: Iterable[Subscriber],
+    secret: str,
+    preferences_expire: datetime | None = None,
 ) -> Iterator[OutgoingMessage]:
     """Each subscriber's message, built only when the mailer is ready for it."""
+    offer_preferences = envelope.preferences_url_template is not None and preferences_expire
     for subscriber in subscribers:
-        yield build_message(envelope, subscriber, make_token(secret, subscriber.email))
+        preferences = (
+            make_purpose_token(secret, "preferences", subscriber.email, preferences_expire)
+            if offer_preferences and preferences_expire
+            else ""
+        )
+        yield build_message(envelope, subscriber, make_token(secret, subscriber.email), preferences)
+
+
+@dataclass(frozen=True)
+class Edition:
+    """One rendering of the issue and the subscribers who get it."""
+
+    rendered: RenderedIssue
+    subscribers: tuple[Subscriber, ...]
+
+
+def render_variants(
+    config: Config, issue: Issue, subscribers: Iterable[Subscriber]
+) -> dict[str, RenderedIssue | None]:
+    """The issue rendered once per distinct choice of sections (None: nothing new in them)."""
+    variants: dict[str, RenderedIssue | None] = {}
+    for choice in sorted({section_choice(config, s) for s in subscribers} - {""}):
+        part = only_sections(issue, frozenset(json.loads(choice)))
+        variants[choice] = render_issue(part, config) if part.post_count else None
+    return variants
+
+
+def editions(
+    config: Config,
+    rendered: RenderedIssue,
+    variants: dict[str, RenderedIssue | None],
+    subscribers: Iterable[Subscriber],
+) -> tuple[list[Edition], int]:
+    """Subscribers grouped by the rendering they get, whole issue first; and how many get
+    nothing this time because their sections had nothing new (signup.empty_choice: skip).
+
+    A choice with no frozen variant (preferences changed while an issue was being sent) gets
+    the whole issue.
+    """
+    groups: dict[str, list[Subscriber]] = {}
+    for subscriber in subscribers:
+        groups.setdefault(section_choice(config, subscriber), []).append(subscriber)
+    whole = list(groups.pop("", []))
+    found: list[Edition] = []
+    skipped = 0
+    for choice, members in sorted(groups.items()):
+        if choice not in variants:
+            whole.extend(members)
+            continue
+        variant = variants[choice]
+        if variant is not None:
+            found.append(Edition(variant, tuple(members)))
+        elif config.signup.empty_choice == "send_all":
+            whole.extend(members)
+        else:
+            skipped += len(members)
+    if whole:
+        found.insert(0, Edition(rendered, tuple(whole)))
+    return found, skipped
+
+
+def _edition_messages(
+    config: Config,
+    found: Sequence[Edition],
+    date: datetime,
+    dkim_key: DkimKey | None,
+    secret: str,
+    now: datetime,
+) -> Iterator[OutgoingMessage]:
+    """Every edition's messages, one edition after the other."""
+    expire = now + timedelta(seconds=config.signup.preferences_valid_for)
+    for edition in found:
+        envelope = envelope_for(config, edition.rendered, date, dkim_key=dkim_key)
+        yield from _messages(envelope, edition.subscribers, secret, expire)
 
 
 def test_send(config: Config, now: datetime, recipients: Sequence[str]) -> SendReport:
@@ -187,17 +267,19 @@ def test_send(config: Config, now: datetime, recipients: Sequence[str]) -> SendR
 def dry_run(config: Config, now: datetime) -> SendReport:
     """Build every subscriber's message and write them as .eml files; no SMTP, records nothing."""
     subscriber_list = load_subscribers(config.subscribers_path)
+    secret = signing_secret(config)
     with open_state(config, read_only=True) as state:
         prepared = prepare(config, state, now, record=False)
-        suppressed = state.suppressed()
+        recipients = audience(state, subscriber_list, secret).subscribers
     if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
         return SendReport(None, 0, skipped_reason="nothing new", feed_problems=prepared.problems)
     outbox = config.resolve(config.outbox) / now.strftime("%Y-%m-%dT%H%M%S")
     outbox.mkdir(parents=True, exist_ok=True)
-    envelope = envelope_for(config, prepared.rendered, now, dkim_key=load_dkim(config))
-    recipients = [s for s in subscriber_list.subscribers if s.email.lower() not in suppressed]
-    secret = signing_secret(config)
-    for number, message in enumerate(_messages(envelope, recipients, secret), start=1):
+    variants = render_variants(config, prepared.issue, recipients)
+    found, _ = editions(config, prepared.rendered, variants, recipients)
+    messages = _edition_messages(config, found, now, load_dkim(config), secret, now)
+    recipients = tuple(s for edition in found for s in edition.subscribers)
+    for number, message in enumerate(messages, start=1):
         safe = re.sub(r"[^A-Za-z0-9@._-]", "_", message.recipient)
         (outbox / f"{number:05d}-{safe}.eml").write_bytes(message.data)
     return SendReport(
@@ -208,6 +290,14 @@ def dry_run(config: Config, now: datetime) -> SendReport:
         outbox=str(outbox),
         skipped_subscribers=subscriber_list.invalid,
     )
+
+
+def _variant_record(issue: Issue, choice: str, variant: RenderedIssue | None) -> IssueVariant:
+    """A variant as frozen with its issue; post_count 0 marks a choice with nothing new."""
+    if variant is None:
+        return IssueVariant(choice, "", "", "", "", 0)
+    count = only_sections(issue, frozenset(json.loads(choice))).post_count
+    return IssueVariant(choice, variant.subject, variant.html, variant.text, variant.marker, count)
 
 
 def _report(
@@ -257,14 +347,23 @@ def send(
         Mailer(config.smtp) as mailer,
     ):
         secret = state.signing_secret(config.secret)
+        merged = audience(state, subscriber_list, secret)
+        record_file_consent(state, subscriber_list, now)
         stored = state.unfinished_issue()
         problems: tuple[str, ...] = ()
+        variants: dict[str, RenderedIssue | None]
         if stored is not None:
             logger.info("resuming issue %d from %s", stored.id, stored.created_at.isoformat())
             if slot_key:
                 state.claim_slot(slot_key, stored.id)
             issue_id, post_count, resumed = stored.id, stored.post_count, True
             rendered = RenderedIssue(stored.subject, stored.html, stored.text, marker=stored.marker)
+            variants = {
+                choice: RenderedIssue(v.subject, v.html, v.text, marker=v.marker)
+                if v.post_count
+                else None
+                for choice, v in state.variants(stored.id).items()
+            }
             issue_date = stored.created_at
         else:
             prepared = prepare(config, state, now, record=True)
@@ -274,6 +373,7 @@ def send(
                     state.record_skipped_slot(slot_key, now, "nothing new")
                 return SendReport(None, 0, skipped_reason="nothing new", feed_problems=problems)
             rendered = prepared.rendered
+            variants = render_variants(config, prepared.issue, merged.subscribers)
             issue_id = state.create_issue(
                 subject=rendered.subject,
                 html=rendered.html,
@@ -282,6 +382,10 @@ def send(
                 now=now,
                 slot_key=slot_key,
                 marker=rendered.marker,
+                variants=[
+                    _variant_record(prepared.issue, choice, variant)
+                    for choice, variant in variants.items()
+                ],
             )
             post_count, resumed, issue_date = prepared.issue.post_count, False, now
         done = {
@@ -289,13 +393,9 @@ def send(
             for address, delivery in state.deliveries(issue_id).items()
             if delivery.status is not DeliveryStatus.PENDING
         }
-        suppressed = state.suppressed()
-        recipients = [
-            s
-            for s in subscriber_list.subscribers
-            if s.email.lower() not in done and s.email.lower() not in suppressed
-        ]
-        envelope = envelope_for(config, rendered, issue_date, dkim_key=dkim_key)
+        remaining = [s for s in merged.subscribers if s.email.lower() not in done]
+        found, _ = editions(config, rendered, variants, remaining)
+        recipients = [s for edition in found for s in edition.subscribers]
         counts = {status: 0 for status in DeliveryStatus}
         if progress is not None:
             progress.start(len(recipients), len(done))
@@ -312,7 +412,8 @@ def send(
                 if progress is not None:
                     progress.advance(delivery)
 
-        mailer.send_all(_messages(envelope, recipients, secret), record, stop)
+        messages = _edition_messages(config, found, issue_date, dkim_key, secret, now)
+        mailer.send_all(messages, record, stop)
         handled = sum(counts.values())
         if not counts[DeliveryStatus.PENDING] and handled == len(recipients):
             state.finish_issue(issue_id, clock() if clock else now)

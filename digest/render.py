@@ -73,6 +73,8 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "subscriber.email": "Placeholder for the subscriber's email address.",
     "subscriber.recipient": 'Placeholder for "Name (address)", or just the address.',
     "unsubscribe_url": "Placeholder for the subscriber's unsubscribe URL (https or mailto:).",
+    "preferences_url": "Placeholder for the subscriber's preferences page (name, sections,"
+    " unsubscribe); empty unless sign-up is on.",
 }
 
 
@@ -301,6 +303,10 @@ def preheader(issue: IssueView) -> str:
     return _one_line(" · ".join(titles), PREHEADER_LENGTH)
 
 
+def _offers_preferences(config: Config) -> bool:
+    return config.signup.enabled and config.public_url is not None
+
+
 def template_context(issue: Issue, config: Config, marker: str) -> dict[str, Any]:
     """Everything the templates can use; TEMPLATE_VARIABLES documents each name."""
     view = _issue_view(issue, config)
@@ -320,6 +326,7 @@ def template_context(issue: Issue, config: Config, marker: str) -> dict[str, Any
             recipient=slot(marker, "RECIPIENT"),
         ),
         "unsubscribe_url": slot(marker, "UNSUBSCRIBE_URL"),
+        "preferences_url": slot(marker, "PREFERENCES_URL") if _offers_preferences(config) else "",
     }
 
 

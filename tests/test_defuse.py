@@ -45,7 +45,7 @@ def parse_bounded(data: bytes, encoding: str = "utf-8") -> tuple[str, str, str]:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # a blow-up takes minutes; tracing slows this down
     assert peak < 20 * len(data) + 30_000_000, f"parsing peaked at {peak / 1e6:.0f} MB"
     assert result.status is FetchStatus.OK, result.error
     [post] = result.posts

@@ -48,6 +48,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         "pipeline stages",
         frozenset(
             {
+                "digest.audience",
                 "digest.fetch",
                 "digest.parse",
                 "digest.collect",

@@ -27,6 +27,18 @@ class StoredIssue:
 
 
 @dataclass(frozen=True)
+class IssueVariant:
+    """The issue as rendered for one choice of sections (a JSON list of section titles)."""
+
+    choice: str
+    subject: str
+    html: str
+    text: str
+    marker: str
+    post_count: int
+
+
+@dataclass(frozen=True)
 class IssueSummary:
     """One row of `digest history`."""
 
@@ -69,8 +81,9 @@ class Ledger:
         now: datetime,
         slot_key: str | None = None,
         marker: str = "",
+        variants: Iterable[IssueVariant] = (),
     ) -> int:
-        """Freeze an issue: its content and the posts it carries, in one transaction."""
+        """Freeze an issue: its content, its variants and its posts, in one transaction."""
         posts = list(posts)
         with self.db.transaction():
             cursor = self.db.execute(
@@ -84,7 +97,34 @@ class Ledger:
                 " VALUES (?, ?, ?, ?)",
                 [(issue_id, p.feed_url, p.key, p.link_key) for p in posts],
             )
+            self.db.executemany(
+                "INSERT INTO issue_variants (issue_id, choice, subject, html, text, marker,"
+                " post_count) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (issue_id, v.choice, v.subject, v.html, v.text, v.marker, v.post_count)
+                    for v in variants
+                ],
+            )
             return issue_id
+
+    def variants(self, issue_id: int) -> dict[str, IssueVariant]:
+        """The issue's variants by choice of sections."""
+        rows = self.db.execute(
+            "SELECT choice, subject, html, text, marker, post_count FROM issue_variants"
+            " WHERE issue_id = ?",
+            (issue_id,),
+        )
+        return {
+            row["choice"]: IssueVariant(
+                row["choice"],
+                row["subject"],
+                row["html"],
+                row["text"],
+                row["marker"],
+                row["post_count"],
+            )
+            for row in rows
+        }
 
     def carried(self) -> tuple[set[tuple[str, str]], set[str]]:
         """(feed_url, post_key) pairs and normalised links that some issue already carried."""

@@ -99,6 +99,46 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     FROM issue_posts JOIN moved ON issue_posts.feed_url = moved.permanent_url""",
         "DROP TABLE temp.moved",
     ),
+    # 4: readers who sign themselves up, the consent on record for everyone, the windowed
+    # counters that rate-limit confirmation emails, and the keyed hashes of forgotten people.
+    (
+        """CREATE TABLE signups (
+    email TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    sections TEXT,
+    source TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    confirmed_at TEXT,
+    updated_at TEXT NOT NULL
+)""",
+        """CREATE TABLE consents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    email TEXT NOT NULL,
+    event TEXT NOT NULL,
+    at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    page TEXT NOT NULL DEFAULT '',
+    ip TEXT NOT NULL DEFAULT '',
+    consent_sha256 TEXT NOT NULL DEFAULT ''
+)""",
+        "CREATE INDEX consents_email ON consents (email)",
+        "CREATE TABLE rate_events (bucket TEXT NOT NULL, at TEXT NOT NULL)",
+        "CREATE INDEX rate_events_bucket ON rate_events (bucket, at)",
+        "CREATE TABLE forgotten (address_hash TEXT PRIMARY KEY, at TEXT NOT NULL)",
+        # One row per distinct choice of sections, frozen with the issue; post_count 0 means
+        # that choice had nothing new.
+        """CREATE TABLE issue_variants (
+    issue_id INTEGER NOT NULL REFERENCES issues (id),
+    choice TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    html TEXT NOT NULL,
+    text TEXT NOT NULL,
+    marker TEXT NOT NULL,
+    post_count INTEGER NOT NULL,
+    PRIMARY KEY (issue_id, choice)
+)""",
+    ),
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0

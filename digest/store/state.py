@@ -9,6 +9,7 @@ from digest.store.db import Database, explain, open_database
 from digest.store.feeds import Feeds
 from digest.store.ledger import Ledger
 from digest.store.secrets import Secrets
+from digest.store.signups import Signups
 from digest.store.suppressions import Suppressions
 
 
@@ -27,6 +28,7 @@ class State:
         self.ledger = Ledger(self.db)
         self.suppression_list = Suppressions(self.db)
         self.secrets = Secrets(self.db)
+        self.signups = Signups(self.db)
         self.transaction = self.db.transaction
         # Feeds and posts.
         self.feed = self.feeds.feed
@@ -37,6 +39,7 @@ class State:
         self.create_issue = self.ledger.create_issue
         self.carried = self.ledger.carried
         self.unfinished_issue = self.ledger.unfinished_issue
+        self.variants = self.ledger.variants
         self.finish_issue = self.ledger.finish_issue
         self.give_up_pending = self.ledger.give_up_pending
         self.history = self.ledger.history

@@ -1,0 +1,176 @@
+"""Who gets the next issue: the editor's file merged with confirmed sign-ups, minus suppressions.
+
+The file keeps working as it always has; a confirmed sign-up adds to it. When an address is in
+both, the sign-up's name and sections win (the reader chose them on the preferences page). The
+suppression list wins over both, and so does erasure: a forgotten person's keyed hash stays on
+record, so the file cannot bring them back. Also here: the export of everything held about each
+person, erasure, and the counts `digest subscribers` shows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from digest.config import Config
+from digest.models import Subscriber, SubscriberList
+from digest.store import State
+from digest.tokens import address_hash
+
+
+def section_titles(config: Config) -> list[str]:
+    """The sections an issue can have, in config order (feeds sharing a heading share one)."""
+    return list(dict.fromkeys(feed.heading for feed in config.feeds))
+
+
+def section_choice(config: Config, subscriber: Subscriber) -> str:
+    """A key for the sections a subscriber gets: "" for all, else a JSON list in config order."""
+    if not config.newsletter.choosable_sections or subscriber.sections is None:
+        return ""
+    titles = section_titles(config)
+    chosen = [title for title in titles if title in subscriber.sections]
+    return "" if len(chosen) == len(titles) else json.dumps(chosen)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """The merged list and what was left out of it, and why."""
+
+    subscribers: tuple[Subscriber, ...]
+    suppressed: int
+    forgotten: int
+
+
+def merge(
+    listed: Sequence[Subscriber],
+    signed_up: Sequence[Subscriber],
+    suppressed: set[str],
+    forgotten: set[str],
+    secret: str,
+) -> Audience:
+    """File entries then sign-ups, one per address, without suppressed or forgotten people."""
+    by_address: dict[str, Subscriber] = {}
+    for subscriber in listed:
+        by_address.setdefault(subscriber.email.lower(), subscriber)
+    for subscriber in signed_up:
+        key = subscriber.email.lower()
+        known = by_address.get(key)
+        name = subscriber.name or (known.name if known else "")
+        by_address[key] = Subscriber(
+            email=known.email if known else subscriber.email,
+            name=name,
+            sections=subscriber.sections,
+        )
+    kept: list[Subscriber] = []
+    counts: Counter[str] = Counter()
+    for key, subscriber in by_address.items():
+        if key in suppressed:
+            counts["suppressed"] += 1
+        elif forgotten and address_hash(secret, key) in forgotten:
+            counts["forgotten"] += 1
+        else:
+            kept.append(subscriber)
+    return Audience(tuple(kept), counts["suppressed"], counts["forgotten"])
+
+
+def audience(state: State, listed: SubscriberList, secret: str) -> Audience:
+    """Everyone the next issue goes to, from the file and the state."""
+    return merge(
+        listed.subscribers,
+        state.signups.confirmed(),
+        state.suppressed(),
+        state.signups.forgotten(),
+        secret,
+    )
+
+
+def record_file_consent(state: State, listed: SubscriberList, now: datetime) -> int:
+    """Put the file's addresses on record (consent source "file") the first time they are seen."""
+    return state.signups.record_listed((s.email for s in listed.subscribers), now)
+
+
+def export(state: State, listed: SubscriberList) -> list[dict[str, Any]]:
+    """Everything held about each person: details, status, sections, consent, deliveries."""
+    signups = {signup.email: signup for signup in state.signups.signups()}
+    in_file = {s.email.lower(): s for s in listed.subscribers}
+    suppressions = {email: (when, source) for email, when, source in state.suppressions()}
+    deliveries = state.signups.delivery_counts()
+    addresses = sorted(
+        set(signups) | set(in_file) | set(suppressions) | state.signups.known_addresses()
+    )
+    people = []
+    for email in addresses:
+        signup = signups.get(email)
+        listed_entry = in_file.get(email)
+        suppression = suppressions.get(email)
+        people.append(
+            {
+                "email": email,
+                "name": (signup.name if signup else "")
+                or (listed_entry.name if listed_entry else ""),
+                "in_subscriber_file": listed_entry is not None,
+                "signup_status": signup.status if signup else None,
+                "signup_source": signup.source if signup else None,
+                "sections": list(signup.sections) if signup and signup.sections else None,
+                "signed_up_at": signup.created_at.isoformat() if signup else None,
+                "confirmed_at": signup.confirmed_at.isoformat()
+                if signup and signup.confirmed_at
+                else None,
+                "unsubscribed_at": suppression[0].isoformat() if suppression else None,
+                "unsubscribed_by": suppression[1] if suppression else None,
+                "consent": [
+                    {
+                        "event": event.event,
+                        "at": event.at.isoformat(),
+                        "source": event.source,
+                        "page": event.page,
+                        "ip": event.ip,
+                        "consent_text_sha256": event.consent_sha256,
+                    }
+                    for event in state.signups.consents(email)
+                ],
+                "deliveries": deliveries.get(email, {}),
+            }
+        )
+    return people
+
+
+def forget(state: State, address: str, secret: str, now: datetime) -> bool:
+    """Erase a person everywhere, keeping only a keyed hash so they stay off the list."""
+    return state.signups.forget(address, address_hash(secret, address), now)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What `digest subscribers` reports."""
+
+    in_file: int
+    pending: int
+    confirmed: int
+    suppressed: int
+    forgotten: int
+    receiving: int
+    by_section: dict[str, int]
+
+
+def counts(state: State, listed: SubscriberList, secret: str, sections: Sequence[str]) -> Counts:
+    """Counts of the list: file, pending and confirmed sign-ups, suppressed, and by section."""
+    signups = state.signups.signups()
+    merged = audience(state, listed, secret)
+    by_section = {
+        section: sum(1 for s in merged.subscribers if s.sections is None or section in s.sections)
+        for section in sections
+    }
+    return Counts(
+        in_file=len(listed.subscribers),
+        pending=sum(1 for s in signups if s.status == "pending"),
+        confirmed=sum(1 for s in signups if s.status == "confirmed"),
+        suppressed=len(state.suppressed()),
+        forgotten=len(state.signups.forgotten()),
+        receiving=len(merged.subscribers),
+        by_section=by_section,
+    )

@@ -1,0 +1,303 @@
+"""Readers who signed themselves up, the consent on record, rate limits and forgotten people.
+
+Addresses are kept lower-cased. A sign-up is `pending` until its confirmation link is used,
+then `confirmed`. Every step that bears on consent is a row in `consents` (submitted,
+confirmed, added by the editor, listed in the subscriber file, preferences changed), so an
+organisation can show when and how each person agreed.
+
+Rate limits are a sliding-window log: each confirmation email sent is a row (bucket, time),
+and a new one is allowed only while every bucket it touches has fewer than its limit of rows
+inside its window. Exact, needs no clock other than the `now` passed in, and shared by every
+process using the state file; sign-up volumes are small, so rows older than a day are simply
+deleted as new ones arrive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from digest.models import Subscriber
+from digest.store.db import Database, iso, parse_time
+
+RATE_LOG_KEPT = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Signup:
+    """One reader who used the sign-up form (or was added by the editor)."""
+
+    email: str
+    name: str
+    status: str  # "pending" or "confirmed"
+    sections: tuple[str, ...] | None  # None: every section
+    source: str
+    created_at: datetime
+    confirmed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ConsentEvent:
+    """One step on record: what happened, when, from where, and which consent text was shown."""
+
+    event: str
+    at: datetime
+    source: str
+    page: str
+    ip: str
+    consent_sha256: str
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `limit` events in `bucket` within `window`."""
+
+    bucket: str
+    window: timedelta
+    limit: int
+
+
+def _sections_text(sections: Sequence[str] | None) -> str | None:
+    return None if sections is None else json.dumps(list(sections))
+
+
+def _signup(row: object) -> Signup:
+    data = dict(row)  # type: ignore[call-overload]
+    sections = json.loads(data["sections"]) if data["sections"] is not None else None
+    created = parse_time(data["created_at"])
+    assert created is not None
+    return Signup(
+        email=data["email"],
+        name=data["name"],
+        status=data["status"],
+        sections=tuple(sections) if sections is not None else None,
+        source=data["source"],
+        created_at=created,
+        confirmed_at=parse_time(data["confirmed_at"]),
+    )
+
+
+class Signups:
+    """The signups, consents, rate_events and forgotten tables."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _consent(
+        self,
+        email: str,
+        event: str,
+        now: datetime,
+        source: str,
+        *,
+        page: str = "",
+        ip: str = "",
+        consent_sha256: str = "",
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO consents (email, event, at, source, page, ip, consent_sha256)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (email.lower(), event, iso(now), source, page[:500], ip[:64], consent_sha256),
+        )
+
+    def signup(self, email: str) -> Signup | None:
+        """The sign-up for an address, if there is one."""
+        row = self.db.execute("SELECT * FROM signups WHERE email = ?", (email.lower(),)).fetchone()
+        return _signup(row) if row else None
+
+    def request(
+        self,
+        email: str,
+        name: str,
+        sections: Sequence[str] | None,
+        now: datetime,
+        *,
+        page: str,
+        ip: str,
+        consent_sha256: str,
+    ) -> str:
+        """Record a submitted form; the status before it: "new", "pending" or "confirmed".
+
+        A confirmed subscriber's details are left alone (the form is anonymous: whoever
+        submits it may not be them); their own preferences link changes them.
+        """
+        email = email.lower()
+        with self.db.transaction():
+            existing = self.signup(email)
+            if existing is not None and existing.status == "confirmed":
+                return "confirmed"
+            self.db.execute(
+                "INSERT INTO signups (email, name, status, sections, source, created_at,"
+                " updated_at) VALUES (?, ?, 'pending', ?, 'form', ?, ?)"
+                " ON CONFLICT (email) DO UPDATE SET name = excluded.name,"
+                " sections = excluded.sections, updated_at = excluded.updated_at",
+                (email, name, _sections_text(sections), iso(now), iso(now)),
+            )
+            self._consent(
+                email, "submitted", now, "form", page=page, ip=ip, consent_sha256=consent_sha256
+            )
+        return "new" if existing is None else existing.status
+
+    def confirm(self, email: str, now: datetime, *, page: str = "", ip: str = "") -> str:
+        """Confirm a pending sign-up: "confirmed", "already" (harmless) or "unknown"."""
+        email = email.lower()
+        with self.db.transaction():
+            existing = self.signup(email)
+            if existing is None:
+                return "unknown"
+            if existing.status == "confirmed":
+                return "already"
+            self.db.execute(
+                "UPDATE signups SET status = 'confirmed', confirmed_at = ?, updated_at = ?"
+                " WHERE email = ?",
+                (iso(now), iso(now), email),
+            )
+            self._consent(email, "confirmed", now, "form", page=page, ip=ip)
+        return "confirmed"
+
+    def add(
+        self, email: str, name: str, sections: Sequence[str] | None, source: str, now: datetime
+    ) -> bool:
+        """The editor adds someone, confirmed, with the stated source; False if already there."""
+        email = email.lower()
+        with self.db.transaction():
+            cursor = self.db.execute(
+                "INSERT INTO signups (email, name, status, sections, source, created_at,"
+                " confirmed_at, updated_at) VALUES (?, ?, 'confirmed', ?, ?, ?, ?, ?)"
+                " ON CONFLICT (email) DO UPDATE SET status = 'confirmed', name = excluded.name,"
+                " source = excluded.source, confirmed_at = excluded.confirmed_at,"
+                " updated_at = excluded.updated_at WHERE signups.status != 'confirmed'",
+                (email, name, _sections_text(sections), source, iso(now), iso(now), iso(now)),
+            )
+            if cursor.rowcount:
+                self._consent(email, "added", now, source)
+        return cursor.rowcount > 0
+
+    def update_preferences(
+        self, email: str, name: str, sections: Sequence[str] | None, now: datetime, *, ip: str = ""
+    ) -> bool:
+        """Change a subscriber's name and sections (a file subscriber gets a sign-up row)."""
+        email = email.lower()
+        with self.db.transaction():
+            self.db.execute(
+                "INSERT INTO signups (email, name, status, sections, source, created_at,"
+                " confirmed_at, updated_at) VALUES (?, ?, 'confirmed', ?, 'file', ?, ?, ?)"
+                " ON CONFLICT (email) DO UPDATE SET name = excluded.name,"
+                " sections = excluded.sections, updated_at = excluded.updated_at",
+                (email, name, _sections_text(sections), iso(now), iso(now), iso(now)),
+            )
+            self._consent(email, "preferences", now, "preferences page", ip=ip)
+        return True
+
+    def confirmed(self) -> list[Subscriber]:
+        """Every confirmed sign-up as a subscriber, in sign-up order."""
+        rows = self.db.execute(
+            "SELECT * FROM signups WHERE status = 'confirmed' ORDER BY created_at, email"
+        )
+        return [
+            Subscriber(email=s.email, name=s.name, sections=s.sections) for s in map(_signup, rows)
+        ]
+
+    def signups(self) -> list[Signup]:
+        """Every sign-up, pending and confirmed, oldest first."""
+        rows = self.db.execute("SELECT * FROM signups ORDER BY created_at, email")
+        return [_signup(row) for row in rows]
+
+    def record_listed(self, emails: Iterable[str], now: datetime) -> int:
+        """Put on record, once, that these addresses came from the editor's subscriber file."""
+        wanted = {email.lower() for email in emails}
+        if not wanted:
+            return 0
+        listed = {
+            row["email"]
+            for row in self.db.execute("SELECT DISTINCT email FROM consents WHERE event = 'listed'")
+        }
+        new = sorted(wanted - listed)
+        with self.db.transaction():
+            for email in new:
+                self._consent(email, "listed", now, "file")
+        return len(new)
+
+    def consents(self, email: str) -> list[ConsentEvent]:
+        """Everything on record about one address's consent, oldest first."""
+        rows = self.db.execute(
+            "SELECT * FROM consents WHERE email = ? ORDER BY at, id", (email.lower(),)
+        )
+        return [
+            ConsentEvent(
+                event=row["event"],
+                at=datetime.fromisoformat(row["at"]),
+                source=row["source"],
+                page=row["page"],
+                ip=row["ip"],
+                consent_sha256=row["consent_sha256"],
+            )
+            for row in rows
+        ]
+
+    def known_addresses(self) -> set[str]:
+        """Every address with a sign-up or anything on record."""
+        rows = self.db.execute("SELECT email FROM signups UNION SELECT email FROM consents")
+        return {row["email"] for row in rows}
+
+    def delivery_counts(self) -> dict[str, dict[str, int]]:
+        """Per address, how many deliveries ended in each status."""
+        counts: dict[str, dict[str, int]] = {}
+        rows = self.db.execute(
+            "SELECT email, status, COUNT(*) AS n FROM deliveries GROUP BY email, status"
+        )
+        for row in rows:
+            counts.setdefault(row["email"], {})[row["status"]] = row["n"]
+        return counts
+
+    # -- rate limits -----------------------------------------------------------
+
+    def allow(self, limits: Sequence[RateLimit], now: datetime) -> bool:
+        """Whether one more event fits every limit; if so it is recorded, atomically."""
+        with self.db.transaction():
+            for limit in limits:
+                since = iso(now - limit.window)
+                row = self.db.execute(
+                    "SELECT COUNT(*) AS n FROM rate_events WHERE bucket = ? AND at > ?",
+                    (limit.bucket, since),
+                ).fetchone()
+                if row["n"] >= limit.limit:
+                    return False
+            self.db.execute("DELETE FROM rate_events WHERE at <= ?", (iso(now - RATE_LOG_KEPT),))
+            for bucket in sorted({limit.bucket for limit in limits}):
+                self.db.execute(
+                    "INSERT INTO rate_events (bucket, at) VALUES (?, ?)", (bucket, iso(now))
+                )
+        return True
+
+    # -- erasure ---------------------------------------------------------------
+
+    def forget(self, email: str, hashed: str, now: datetime) -> bool:
+        """Erase an address everywhere; deliveries keep only `hashed`, and `hashed` stays
+        suppressed so a later import cannot add the person back. False if nothing was held."""
+        email = email.lower()
+        self.db.execute("PRAGMA secure_delete = ON")
+        with self.db.transaction():
+            found = 0
+            for table in ("signups", "consents", "suppressions"):
+                found += self.db.execute(f"DELETE FROM {table} WHERE email = ?", (email,)).rowcount
+            found += self.db.execute(
+                "UPDATE deliveries SET email = ?, reply = '' WHERE email = ?",
+                (f"forgotten:{hashed}", email),
+            ).rowcount
+            self.db.execute("DELETE FROM rate_events WHERE bucket LIKE ?", (f"%{hashed}%",))
+            self.db.execute(
+                "INSERT OR IGNORE INTO forgotten (address_hash, at) VALUES (?, ?)",
+                (hashed, iso(now)),
+            )
+        # Deleted rows may linger in the write-ahead log until it is checkpointed.
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return found > 0
+
+    def forgotten(self) -> set[str]:
+        """The keyed hashes of everyone forgotten."""
+        return {
+            row["address_hash"] for row in self.db.execute("SELECT address_hash FROM forgotten")
+        }
