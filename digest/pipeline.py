@@ -13,6 +13,7 @@ from typing import Protocol
 from digest.collect import KnownFeed, collect
 from digest.config import Config, FeedConfig
 from digest.deliver import Mailer
+from digest.errors import Stopped
 from digest.feedadvice import feed_advice, feed_label
 from digest.group import AlreadySent, build_issue
 from digest.lock import hold_lock
@@ -107,9 +108,19 @@ def _resolve_dates(
 
 
 def prepare(
-    config: Config, state: State, now: datetime, *, record: bool, collector: Collector = collect
+    config: Config,
+    state: State,
+    now: datetime,
+    *,
+    record: bool,
+    collector: Collector = collect,
+    stop: threading.Event | None = None,
 ) -> Prepared:
-    """Collect every feed, pick the new posts, group and render them once."""
+    """Collect every feed, pick the new posts, group and render them once.
+
+    When `stop` is set while feeds are fetched, collection is given up at once and Stopped is
+    raised before anything is recorded.
+    """
     known = {}
     for feed in config.feeds:
         remembered = state.feed(feed.url)
@@ -117,7 +128,12 @@ def prepare(
             known[feed.url] = KnownFeed(
                 remembered.etag, remembered.last_modified, remembered.permanent_url
             )
-    results = collector(config.feeds, config.fetch, config.base_dir, known, now)
+    if stop is None:
+        results = collector(config.feeds, config.fetch, config.base_dir, known, now)
+    else:
+        results = collector(config.feeds, config.fetch, config.base_dir, known, now, stop=stop)
+        if stop.is_set():
+            raise Stopped("stopped while collecting the feeds: nothing was sent")
     posts_by_feed: dict[str, list[Post]] = {}
     for feed, result in zip(config.feeds, results, strict=True):
         if result.status is FetchStatus.OK:
@@ -265,7 +281,7 @@ def send(
             rendered = RenderedIssue(stored.subject, stored.html, stored.text)
             issue_date = stored.created_at
         else:
-            prepared = prepare(config, state, now, record=True)
+            prepared = prepare(config, state, now, record=True, stop=stop)
             problems = prepared.problems
             if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
                 if slot_key:

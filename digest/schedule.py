@@ -12,17 +12,14 @@ repeated one fires once, at its first occurrence.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from types import FrameType
 from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
@@ -30,9 +27,10 @@ from apscheduler.triggers.date import DateTrigger
 from digest import pipeline
 from digest.config import Config, ScheduleConfig, load_config
 from digest.cron import DAY_NAMES, parse_cron
-from digest.errors import ConfigError, DigestError
+from digest.errors import ConfigError, DigestError, Stopped
 from digest.lock import hold_lock
 from digest.models import SendReport
+from digest.stopping import GracefulStop
 from digest.store import State
 
 logger = logging.getLogger(__name__)
@@ -369,35 +367,6 @@ class SlotTrigger(BaseTrigger):  # type: ignore[misc]
         return f"slots[{cron_text(self.schedule)} {self.schedule.timezone}]"
 
 
-class _Stopping(Exception):
-    """Raised in the main thread by the first SIGTERM or SIGINT."""
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """First SIGTERM/SIGINT: set `stop` and unwind the main thread; a second one acts at once."""
-    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
-
-    def handle(number: int, frame: FrameType | None) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        stop.set()
-        logger.info(
-            "%s received: finishing the message in flight, then stopping"
-            " (send it again to stop at once)",
-            signal.Signals(number).name,
-        )
-        raise _Stopping
-
-    for number in previous:
-        signal.signal(number, handle)
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
 class Attempts:
     """Slots for `digest run`: config.yaml read afresh each time, failures retried within grace."""
 
@@ -431,6 +400,9 @@ class Attempts:
         """One attempt; True when it should be retried."""
         try:
             result = fire(self.current_config(), self.clock, self.stop)
+        except Stopped as error:
+            logger.warning("%s", error)
+            return False
         except DigestError as error:
             logger.error("slot failed: %s", error)
             return True
@@ -462,36 +434,16 @@ class Attempts:
 def run_once(config: Config, clock: Clock) -> SlotResult | None:
     """Fire the due slot (missed within grace) or else the next one now; stop on SIGTERM."""
     require_schedule(config)
-    stop = threading.Event()
-    outcome: list[SlotResult | None] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            outcome.append(fire(config, clock, stop, fallback_to_next=True))
-        except BaseException as error:
-            failure.append(error)
-
-    with hold_lock(config.state_path, "run"):
-        worker = threading.Thread(target=work, name="digest-send")
-        try:
-            with _stop_on_signals(stop):
-                worker.start()
-                worker.join()
-        except _Stopping:
-            worker.join()
-    if failure:
-        raise failure[0]
-    return outcome[0] if outcome else None
+    with hold_lock(config.state_path, "run"), GracefulStop() as stop:
+        return fire(config, clock, stop, fallback_to_next=True)
 
 
 def run_forever(config: Config, clock: Clock) -> None:
     """Send at every slot until SIGTERM/SIGINT; on start, catch up the latest slot within grace."""
     schedule = require_schedule(config)
-    stop = threading.Event()
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    with hold_lock(config.state_path, "run") as lock:
-        scheduler = BlockingScheduler(
+    with hold_lock(config.state_path, "run") as lock, GracefulStop() as stop:
+        scheduler = BackgroundScheduler(
             timezone=ZoneInfo(schedule.timezone),
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -519,13 +471,10 @@ def run_forever(config: Config, clock: Clock) -> None:
             lock,
             upcoming[0].isoformat() if upcoming else "none",
         )
+        scheduler.start()
         try:
-            with _stop_on_signals(stop):
-                scheduler.start()
-        except _Stopping:
-            pass
+            stop.wait()
         finally:
             stop.set()
-            if scheduler.running:
-                scheduler.shutdown(wait=True)
+            scheduler.shutdown(wait=True)
         logger.info("digest run stopped")
