@@ -183,6 +183,13 @@ def _messages(
         yield build_message(envelope, subscriber, make_token(secret, subscriber.email))
 
 
+def _build_one(envelope: IssueEnvelope, subscribers: Sequence[Subscriber], secret: str) -> None:
+    """Build one subscriber's message (signed, if DKIM is set) and throw it away, so a header,
+    template or signing problem stops the send before the issue is frozen, not after."""
+    sample = subscribers[0] if subscribers else PREVIEW_SUBSCRIBER
+    next(_messages(envelope, [sample], secret))
+
+
 def test_send(config: Config, now: datetime, recipients: Sequence[str]) -> SendReport:
     """Send the next issue to the given addresses only; records nothing, uses no posts up."""
     with open_state(config, read_only=True) as state:
@@ -257,11 +264,13 @@ def send(
 ) -> SendReport:
     """The real send: resume an unfinished issue first, else freeze and send a new one.
 
-    Order matters for the guarantees: the send lock is taken first (no two sends overlap), the
-    SMTP connection is opened before anything is frozen or recorded (a wrong host or password
-    changes nothing), then the issue is frozen and each delivery is recorded, committed, as
-    the server accepts or refuses it. Subscribers with a sent or failed delivery are skipped,
-    so a resumed issue reaches only those it had not reached yet.
+    Order matters for the guarantees: the subscribers and the DKIM key are read and the send
+    lock is taken first (no two sends overlap), the SMTP connection is opened before anything is
+    frozen or recorded (a wrong host or password changes nothing), the issue is rendered and one
+    message built from it before it is frozen (a template, header or signing mistake leaves no
+    unfinished issue and uses no posts up), then the issue is frozen and each delivery is
+    recorded, committed, as the server accepts or refuses it. Subscribers with a sent or failed
+    delivery are skipped, so a resumed issue reaches only those it had not reached yet.
     """
     subscriber_list = load_subscribers(config.subscribers_path)
     dkim_key = load_dkim(config)
@@ -279,7 +288,7 @@ def send(
                 state.claim_slot(slot_key, stored.id)
             issue_id, post_count, resumed = stored.id, stored.post_count, True
             rendered = RenderedIssue(stored.subject, stored.html, stored.text)
-            issue_date = stored.created_at
+            envelope = envelope_for(config, rendered, stored.created_at, dkim_key=dkim_key)
         else:
             prepared = prepare(config, state, now, record=True, stop=stop)
             problems = prepared.problems
@@ -288,6 +297,8 @@ def send(
                     state.record_skipped_slot(slot_key, now, "nothing new")
                 return SendReport(None, 0, skipped_reason="nothing new", feed_problems=problems)
             rendered = prepared.rendered
+            envelope = envelope_for(config, rendered, now, dkim_key=dkim_key)
+            _build_one(envelope, subscriber_list.subscribers, secret)
             issue_id = state.create_issue(
                 subject=rendered.subject,
                 html=rendered.html,
@@ -296,7 +307,7 @@ def send(
                 now=now,
                 slot_key=slot_key,
             )
-            post_count, resumed, issue_date = prepared.issue.post_count, False, now
+            post_count, resumed = prepared.issue.post_count, False
         done = {
             address
             for address, delivery in state.deliveries(issue_id).items()
@@ -308,7 +319,6 @@ def send(
             for s in subscriber_list.subscribers
             if s.email.lower() not in done and s.email.lower() not in suppressed
         ]
-        envelope = envelope_for(config, rendered, issue_date, dkim_key=dkim_key)
         counts = {status: 0 for status in DeliveryStatus}
         if progress is not None:
             progress.start(len(recipients), len(done))
