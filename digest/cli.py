@@ -395,17 +395,17 @@ def demo(directory: Path) -> None:
 @with_config
 def show_schedule(config: Config, count: int, after_text: str | None) -> None:
     """Print the next send slots, one ISO 8601 time with its UTC offset per line."""
-    from digest import schedule
+    from digest import slots
 
-    plan = schedule.require_schedule(config)
+    plan = slots.require_schedule(config)
     after = current_time()
     if after_text:
         try:
-            after = schedule.parse_when(after_text, plan)
+            after = slots.parse_when(after_text, plan)
         except ValueError:
             message = f"{after_text!r} is not an ISO date or date-time such as 2027-03-29T08:00"
             raise click.BadParameter(message, param_hint="--after") from None
-    for slot in schedule.next_slots(plan, after, count):
+    for slot in slots.next_slots(plan, after, count):
         click.echo(slot.isoformat())
 
 
