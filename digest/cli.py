@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 import webbrowser
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -25,6 +21,7 @@ from digest import pipeline
 from digest.config import Config, load_config
 from digest.errors import DigestError
 from digest.models import Delivery, DeliveryStatus, SendReport
+from digest.stopping import GracefulStop
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -301,7 +298,7 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
         report = pipeline.test_send(config, now, recipients)
         _summarise(report, "Test-sent")
     else:
-        with _stop_on_signals() as stop, SendProgress(err) as progress:
+        with GracefulStop() as stop, SendProgress(err) as progress:
             report = pipeline.send(
                 config, now, progress=progress, clock=lambda: datetime.now(UTC), stop=stop
             )
@@ -316,33 +313,6 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
             f"{report.pending} messages left pending after temporary failures;"
             " run `digest send` again to retry them"
         )
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """Ctrl-C or SIGTERM: let the messages in flight finish and be recorded, then stop."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop  # signal handlers can only be set from the main thread
-        return
-    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-
-    def handle(number: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        err.print(
-            "Stopping after the messages in flight (press Ctrl-C again to stop at once).",
-            markup=False,
-        )
-
-    for number in previous:
-        signal.signal(number, handle)
-    try:
-        yield stop
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 FAILED_ADDRESSES_SHOWN = 20
@@ -425,17 +395,17 @@ def demo(directory: Path) -> None:
 @with_config
 def show_schedule(config: Config, count: int, after_text: str | None) -> None:
     """Print the next send slots, one ISO 8601 time with its UTC offset per line."""
-    from digest import schedule
+    from digest import slots
 
-    plan = schedule.require_schedule(config)
+    plan = slots.require_schedule(config)
     after = current_time()
     if after_text:
         try:
-            after = schedule.parse_when(after_text, plan)
+            after = slots.parse_when(after_text, plan)
         except ValueError:
             message = f"{after_text!r} is not an ISO date or date-time such as 2027-03-29T08:00"
             raise click.BadParameter(message, param_hint="--after") from None
-    for slot in schedule.next_slots(plan, after, count):
+    for slot in slots.next_slots(plan, after, count):
         click.echo(slot.isoformat())
 
 

@@ -11,6 +11,10 @@ server's reply; 4xx, a dropped connection or a timeout -> retried with backoff (
 smtp.retry_delay doubling), then left pending for the next run. A refused sender (5xx to MAIL
 FROM), failed authentication or TLS stops the whole send: those are configuration problems that
 would fail every message the same way.
+
+Seams: the Mailer takes a `connector` (how a connection is opened; smtplib by default) and a
+`clock` (monotonic time and waiting; the real ones by default), so the retry, stop and fatal
+paths can be driven by a fake connection on a fake clock, fast and deterministically.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from digest.config import SmtpConfig
 from digest.errors import DigestError, SmtpError
@@ -41,6 +46,75 @@ Recorder = Callable[[Sequence[Delivery]], None]
 RETRY_BACKLOG = 1000
 # How often the dispatcher wakes up to notice a stop request while waiting.
 _POLL_SECONDS = 0.2
+
+
+class Connection(Protocol):
+    """What the mailer uses of an SMTP connection: the part of smtplib.SMTP it calls."""
+
+    command_encoding: str
+
+    @property
+    def sock(self) -> object | None:
+        """The open socket; None once the connection is closed."""
+
+    def has_extn(self, opt: str) -> bool:
+        """Whether the server offered this ESMTP extension."""
+
+    def putcmd(self, cmd: str, args: str = "") -> None:
+        """Send one command line."""
+
+    def getreply(self) -> tuple[int, bytes]:
+        """Read the server's reply: (code, text); raises SMTPServerDisconnected."""
+
+    def docmd(self, cmd: str, args: str = "") -> tuple[int, bytes]:
+        """Send a command and read its reply."""
+
+    def send(self, s: bytes) -> None:
+        """Send raw bytes (the DATA payload)."""
+
+    def rset(self) -> tuple[int, bytes]:
+        """Abort the current transaction."""
+
+    def quit(self) -> tuple[int, bytes]:
+        """Say goodbye and close."""
+
+    def close(self) -> None:
+        """Close without a word."""
+
+
+class Connector(Protocol):
+    """Opens one ready-to-use connection or raises SmtpError; `connect` is the real one."""
+
+    def __call__(self, config: SmtpConfig, *, initial: bool = True) -> Connection:
+        """A connected, secured, authenticated connection."""
+
+
+class Clock(Protocol):
+    """The mailer's sense of time: backoff, retry due times and the rate cap."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+
+    def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        """Wait `seconds`, less if `stop` is set; True when it was."""
+
+
+class SystemClock:
+    """The real clock: time.monotonic, and waiting that a stop request cuts short."""
+
+    def monotonic(self) -> float:
+        """time.monotonic()."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        """Wait on `stop` (so setting it wakes us) or, without one, sleep."""
+        if stop is not None:
+            return stop.wait(seconds)
+        time.sleep(seconds)
+        return False
+
+
+SYSTEM_CLOCK = SystemClock()
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -130,21 +204,24 @@ def connect(config: SmtpConfig, *, initial: bool = True) -> smtplib.SMTP:
 
 
 def connect_with_retries(
-    config: SmtpConfig, *, initial: bool, stop: threading.Event | None = None
-) -> smtplib.SMTP:
+    config: SmtpConfig,
+    *,
+    initial: bool,
+    stop: threading.Event | None = None,
+    connector: Connector = connect,
+    clock: Clock = SYSTEM_CLOCK,
+) -> Connection:
     """connect(), retrying temporary failures with backoff up to smtp.retries times."""
     for attempt in itertools.count():
         try:
-            return connect(config, initial=initial)
+            return connector(config, initial=initial)
         except SmtpError as error:
             if not error.temporary or attempt >= config.retries:
                 raise
             delay = config.retry_delay * 2**attempt
             logger.info("%s; trying again in %.1f s", error, delay)
-            if stop is not None and stop.wait(delay):
+            if clock.sleep(delay, stop):
                 raise
-            if stop is None:
-                time.sleep(delay)
     raise AssertionError("unreachable")
 
 
@@ -156,14 +233,14 @@ class _SenderRefused(DigestError):
     """The server refused our envelope sender: every message would fail the same way."""
 
 
-def _quit(connection: smtplib.SMTP) -> None:
+def _quit(connection: Connection) -> None:
     try:
         connection.quit()
     except (smtplib.SMTPException, OSError):
         connection.close()
 
 
-def transmit(connection: smtplib.SMTP, message: OutgoingMessage, wire: bytes) -> Delivery:
+def transmit(connection: Connection, message: OutgoingMessage, wire: bytes) -> Delivery:
     """One SMTP transaction (MAIL, RCPT, DATA) for one recipient; classify the outcome."""
     recipient = message.recipient
     if message.smtputf8 and not connection.has_extn("smtputf8"):
@@ -204,7 +281,7 @@ def transmit(connection: smtplib.SMTP, message: OutgoingMessage, wire: bytes) ->
     return Delivery(recipient, status, _reply(code, text))
 
 
-def _not_accepted(connection: smtplib.SMTP, recipient: str, code: int, text: bytes) -> Delivery:
+def _not_accepted(connection: Connection, recipient: str, code: int, text: bytes) -> Delivery:
     status = DeliveryStatus.FAILED if 500 <= code < 600 else DeliveryStatus.PENDING
     if code == 421 or code < 0:
         connection.close()
@@ -219,21 +296,22 @@ def _not_accepted(connection: smtplib.SMTP, recipient: str, code: int, text: byt
 class RateLimiter:
     """Space sends at least 1/rate seconds apart across every connection."""
 
-    def __init__(self, per_second: float | None) -> None:
+    def __init__(self, per_second: float | None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.interval = 1.0 / per_second if per_second else 0.0
         self.next_slot = 0.0
         self.lock = threading.Lock()
+        self.clock = clock
 
     def wait(self) -> None:
         """Block until this send may start."""
         if not self.interval:
             return
         with self.lock:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             start = max(now, self.next_slot)
             self.next_slot = start + self.interval
         if start > now:
-            time.sleep(start - now)
+            self.clock.sleep(start - now)
 
 
 @dataclass(order=True)
@@ -277,17 +355,24 @@ class Mailer:
 
     Entering opens the first connection, so a wrong host, port, password or TLS setting is a
     clear error before any message is built or sent. The others open when sending starts; a
-    server that refuses extra connections just leaves the pool smaller.
+    server that refuses extra connections just leaves the pool smaller. `connector` and `clock`
+    replace smtplib and the real clock, for tests.
     """
 
-    def __init__(self, smtp: SmtpConfig) -> None:
+    def __init__(
+        self, smtp: SmtpConfig, *, connector: Connector = connect, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.config = smtp
         self.where = f"{smtp.host}:{smtp.port}"
-        self.first: smtplib.SMTP | None = None
-        self.limiter = RateLimiter(smtp.max_per_second)
+        self.first: Connection | None = None
+        self.connector = connector
+        self.clock = clock
+        self.limiter = RateLimiter(smtp.max_per_second, clock)
 
     def __enter__(self) -> Mailer:
-        self.first = connect_with_retries(self.config, initial=True)
+        self.first = connect_with_retries(
+            self.config, initial=True, connector=self.connector, clock=self.clock
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -304,14 +389,14 @@ class Mailer:
         results: queue.Queue[_Result],
         halt: threading.Event,
     ) -> None:
-        connection: smtplib.SMTP | None = None
+        connection: Connection | None = None
         job: _Job | None = None
         try:
             if number == 0:
                 connection, self.first = self.first, None
             else:
                 try:
-                    connection = connect(self.config, initial=False)
+                    connection = self.connector(self.config, initial=False)
                 except SmtpError as error:
                     logger.info("connection %d not opened: %s", number + 1, error)
                     results.put(_Retired(str(error)))
@@ -322,7 +407,13 @@ class Mailer:
                     break
                 if connection is None or connection.sock is None:
                     try:
-                        connection = connect_with_retries(self.config, initial=False, stop=halt)
+                        connection = connect_with_retries(
+                            self.config,
+                            initial=False,
+                            stop=halt,
+                            connector=self.connector,
+                            clock=self.clock,
+                        )
                     except SmtpError as error:
                         results.put(_Requeue(job) if error.temporary else _Fatal(job, error))
                         results.put(_Retired(str(error)))
@@ -381,7 +472,7 @@ class Mailer:
         for worker in workers:
             worker.start()
         try:
-            self._dispatch(iter(messages), record, stop, jobs, results, count)
+            self._dispatch(iter(messages), record, stop, jobs, results, count, halt)
         finally:
             halt.set()
             _drain(jobs)
@@ -398,6 +489,7 @@ class Mailer:
         jobs: queue.Queue[_Job | None],
         results: queue.Queue[_Result],
         alive: int,
+        halt: threading.Event,
     ) -> None:
         retries: list[_Job] = []
         sequence = itertools.count()
@@ -405,12 +497,16 @@ class Mailer:
         exhausted = False
         fatal: BaseException | None = None
         last_retirement = ""
+        stopped = False
         while True:
-            stopping = fatal is not None or alive == 0 or (stop is not None and stop.is_set())
+            stopped = stop is not None and stop.is_set()
+            stopping = fatal is not None or alive == 0 or stopped
+            if stopped:
+                halt.set()  # a worker waiting to reconnect gives its message back at once
             if stopping:
                 in_flight -= _drain(jobs, keep=retries)
             else:
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 while in_flight < alive:
                     if retries and retries[0].due <= now:
                         job = heapq.heappop(retries)
@@ -427,8 +523,8 @@ class Mailer:
             if in_flight == 0:
                 if stopping or (exhausted and not retries):
                     break
-                wait = min(max(0.0, retries[0].due - time.monotonic()), _POLL_SECONDS)
-                time.sleep(wait)
+                wait = min(max(0.0, retries[0].due - self.clock.monotonic()), _POLL_SECONDS)
+                self.clock.sleep(wait)
                 continue
             try:
                 arrived = [results.get(timeout=_POLL_SECONDS)]
@@ -459,7 +555,7 @@ class Mailer:
             record(left_pending)
         if fatal is not None:
             raise fatal
-        if alive == 0 and (retries or not exhausted):
+        if alive == 0 and (retries or not exhausted) and not stopped:
             left = "some messages" if not exhausted else f"{len(retries)} messages"
             raise SmtpError(
                 f"SMTP {self.where}: the connection was lost and could not be reopened"
@@ -475,7 +571,7 @@ class Mailer:
         job.last = delivery
         retry = job.attempts <= self.config.retries
         if delivery.status is DeliveryStatus.PENDING and retry and not stopping:
-            job.due = time.monotonic() + self.config.retry_delay * 2 ** (job.attempts - 1)
+            job.due = self.clock.monotonic() + self.config.retry_delay * 2 ** (job.attempts - 1)
             logger.info(
                 "%s: %s; retry %d of %d",
                 delivery.email,

@@ -8,6 +8,7 @@ The CLI prints any `DigestError` as one line, never a traceback, and exits with 
 | 1 | `DigestError` | a runtime failure, or work left pending (the default) |
 | 1 | `SmtpError` | the mail server cannot be used (host, TLS, credentials, refusals) |
 | 1 | `LockHeld` | another digest process holds a lock; the message says which |
+| 1 | `Stopped` | a signal stopped a send before anything was frozen or sent |
 | 1 | `StateError` | the state file cannot be used (corrupt, newer than this release, unwritable) |
 | 2 | `ConfigError` | config.yaml, the subscriber file or a command's options are wrong |
 | 2 | `TemplateError` | a template failed to load or render: file, line and what went wrong |
@@ -48,3 +49,7 @@ class SmtpError(DigestError):
 
 class LockHeld(DigestError):
     """Another process holds the lock; the message says who."""
+
+
+class Stopped(DigestError):
+    """SIGTERM or Ctrl-C stopped a send before its issue was frozen: nothing was sent."""

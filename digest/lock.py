@@ -8,8 +8,10 @@ Two locks, both `fcntl.flock` on a small file next to the state file:
 
 The lock file records who holds it (pid, host, start time, command) for the error message.
 The kernel releases a flock when its process dies, so a crash never leaves a stale lock.
-Locks are re-entrant within one process: the scheduler holds `send` around pipeline.send,
-which takes it again.
+Locks are re-entrant within one thread: the scheduler holds `send` around pipeline.send,
+which takes it again on the same thread. Another thread of the same process is refused (or
+waits) exactly like another process: flock locks belong to an open file, and each holder opens
+its own.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from digest.errors import DigestError, LockHeld
 
-_held: dict[Path, list[int]] = {}
+_held: dict[tuple[Path, int], list[int]] = {}  # (lock file, thread id) -> [descriptor, depth]
 _held_guard = threading.Lock()
 _POLL_SECONDS = 0.2
 
@@ -60,8 +62,9 @@ def hold_lock(
     `command` (default: the lock's name) is the digest command recorded as the holder.
     """
     path = lock_path(state_path, name).resolve()
+    key = (path, threading.get_ident())
     with _held_guard:
-        entry = _held.get(path)
+        entry = _held.get(key)
         if entry is not None:
             entry[1] += 1
     if entry is not None:
@@ -74,12 +77,12 @@ def hold_lock(
     descriptor = _acquire(path, command or name, wait, stop)
     entry = [descriptor, 1]
     with _held_guard:
-        _held[path] = entry
+        _held[key] = entry
     try:
         yield path
     finally:
         with _held_guard:
-            del _held[path]
+            del _held[key]
         os.ftruncate(descriptor, 0)
         fcntl.flock(descriptor, fcntl.LOCK_UN)
         os.close(descriptor)

@@ -15,6 +15,7 @@ from digest.audience import audience, record_file_consent, section_choice
 from digest.collect import KnownFeed, collect
 from digest.config import Config, FeedConfig
 from digest.deliver import Mailer
+from digest.errors import Stopped
 from digest.feedadvice import feed_advice, feed_label
 from digest.group import AlreadySent, build_issue, only_sections
 from digest.lock import hold_lock
@@ -112,9 +113,19 @@ def _resolve_dates(
 
 
 def prepare(
-    config: Config, state: State, now: datetime, *, record: bool, collector: Collector = collect
+    config: Config,
+    state: State,
+    now: datetime,
+    *,
+    record: bool,
+    collector: Collector = collect,
+    stop: threading.Event | None = None,
 ) -> Prepared:
-    """Collect every feed, pick the new posts, group and render them once."""
+    """Collect every feed, pick the new posts, group and render them once.
+
+    When `stop` is set while feeds are fetched, collection is given up at once and Stopped is
+    raised before anything is recorded.
+    """
     known = {}
     for feed in config.feeds:
         remembered = state.feed(feed.url)
@@ -122,7 +133,12 @@ def prepare(
             known[feed.url] = KnownFeed(
                 remembered.etag, remembered.last_modified, remembered.permanent_url
             )
-    results = collector(config.feeds, config.fetch, config.base_dir, known, now)
+    if stop is None:
+        results = collector(config.feeds, config.fetch, config.base_dir, known, now)
+    else:
+        results = collector(config.feeds, config.fetch, config.base_dir, known, now, stop=stop)
+        if stop.is_set():
+            raise Stopped("stopped while collecting the feeds: nothing was sent")
     posts_by_feed: dict[str, list[Post]] = {}
     for feed, result in zip(config.feeds, results, strict=True):
         if result.status is FetchStatus.OK:
@@ -249,6 +265,13 @@ def _edition_messages(
         yield from _messages(envelope, edition.subscribers, secret, expire)
 
 
+def _build_one(envelope: IssueEnvelope, subscribers: Sequence[Subscriber], secret: str) -> None:
+    """Build one subscriber's message (signed, if DKIM is set) and throw it away, so a header,
+    template or signing problem stops the send before the issue is frozen, not after."""
+    sample = subscribers[0] if subscribers else PREVIEW_SUBSCRIBER
+    next(_messages(envelope, [sample], secret))
+
+
 def test_send(config: Config, now: datetime, recipients: Sequence[str]) -> SendReport:
     """Send the next issue to the given addresses only; records nothing, uses no posts up."""
     with open_state(config, read_only=True) as state:
@@ -333,11 +356,13 @@ def send(
 ) -> SendReport:
     """The real send: resume an unfinished issue first, else freeze and send a new one.
 
-    Order matters for the guarantees: the send lock is taken first (no two sends overlap), the
-    SMTP connection is opened before anything is frozen or recorded (a wrong host or password
-    changes nothing), then the issue is frozen and each delivery is recorded, committed, as
-    the server accepts or refuses it. Subscribers with a sent or failed delivery are skipped,
-    so a resumed issue reaches only those it had not reached yet.
+    Order matters for the guarantees: the subscribers and the DKIM key are read and the send
+    lock is taken first (no two sends overlap), the SMTP connection is opened before anything is
+    frozen or recorded (a wrong host or password changes nothing), the issue is rendered and one
+    message built from it before it is frozen (a template, header or signing mistake leaves no
+    unfinished issue and uses no posts up), then the issue is frozen and each delivery is
+    recorded, committed, as the server accepts or refuses it. Subscribers with a sent or failed
+    delivery are skipped, so a resumed issue reaches only those it had not reached yet.
     """
     subscriber_list = load_subscribers(config.subscribers_path)
     dkim_key = load_dkim(config)
@@ -366,7 +391,7 @@ def send(
             }
             issue_date = stored.created_at
         else:
-            prepared = prepare(config, state, now, record=True)
+            prepared = prepare(config, state, now, record=True, stop=stop)
             problems = prepared.problems
             if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
                 if slot_key:
@@ -374,6 +399,9 @@ def send(
                 return SendReport(None, 0, skipped_reason="nothing new", feed_problems=problems)
             rendered = prepared.rendered
             variants = render_variants(config, prepared.issue, merged.subscribers)
+            for edition in [rendered, *(variant for variant in variants.values() if variant)]:
+                envelope = envelope_for(config, edition, now, dkim_key=dkim_key)
+                _build_one(envelope, merged.subscribers, secret)
             issue_id = state.create_issue(
                 subject=rendered.subject,
                 html=rendered.html,

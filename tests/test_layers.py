@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.cron",
                 "digest.inline",
                 "digest.loader",
+                "digest.stopping",
             }
         ),
     ),
@@ -40,6 +41,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.personalise",
                 "digest.feedadvice",
                 "digest.lock",
+                "digest.slots",
                 "digest.store.",
             }
         ),

@@ -12,7 +12,8 @@ from digest import schedule
 from digest.config import ScheduleConfig, load_config
 from digest.cron import parse_cron
 from digest.models import DeliveryStatus
-from digest.schedule import Clock, next_slots, plan_due, previous_slot, slot_key
+from digest.schedule import Clock
+from digest.slots import Plan, next_slots, plan_due, previous_slot, slot_key
 from digest.store import State
 from tests.conftest import Project, post
 
@@ -253,7 +254,7 @@ def test_older_missed_slots_are_skipped_even_when_the_latest_is_sent() -> None:
 
 
 def test_first_start_beyond_grace_skips_nothing_and_sends_nothing() -> None:
-    assert plan_due(WEEKLY, local(2027, 3, 30, 9, 0), None) == schedule.Plan(None, ())
+    assert plan_due(WEEKLY, local(2027, 3, 30, 9, 0), None) == Plan(None, ())
 
 
 def test_on_time_slot_is_sent_even_with_zero_grace() -> None:

@@ -1,7 +1,8 @@
-"""The state file locks: exclusive across processes, re-entrant within one, gone with a crash."""
+"""State file locks: exclusive across processes and threads, re-entrant in a thread, crash-safe."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -97,3 +98,56 @@ def test_run_and_send_locks_are_separate_and_reentrant(tmp_path: Path) -> None:
         check=False,
     )
     assert probe.stdout.strip() == "held", probe.stderr
+
+
+def test_another_thread_of_the_same_process_is_refused_while_one_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "digest.sqlite3"
+    taken, release = threading.Event(), threading.Event()
+    reentered: list[bool] = []
+
+    def holder() -> None:
+        with hold_lock(state, "send", command="run"):
+            with hold_lock(state, "send"):  # the same thread again: fine
+                reentered.append(True)
+            taken.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert taken.wait(10)
+        assert reentered == [True]
+        with pytest.raises(LockHeld) as raised, hold_lock(state, "send"):
+            pass
+        assert f"another digest run (pid {os.getpid()} on " in str(raised.value)
+        started = time.monotonic()
+        with pytest.raises(LockHeld), hold_lock(state, "send", wait=0.5):
+            pass
+        assert time.monotonic() - started >= 0.4
+    finally:
+        release.set()
+        thread.join(10)
+    with hold_lock(state, "send") as path:
+        assert '"command": "send"' in path.read_text(encoding="utf-8")
+
+
+def test_a_thread_waiting_for_the_lock_gets_it_when_the_other_thread_lets_go(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "digest.sqlite3"
+    taken = threading.Event()
+
+    def holder() -> None:
+        with hold_lock(state, "send"):
+            taken.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert taken.wait(10)
+    started = time.monotonic()
+    with hold_lock(state, "send", wait=10):
+        assert time.monotonic() - started >= 0.2
+    thread.join(10)

@@ -84,7 +84,7 @@ def test_ctrl_c_mid_issue_finishes_the_messages_in_flight_and_the_rerun_repeats_
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stderr
-    assert "Stopping after the messages in flight" in stderr
+    assert "SIGINT received: finishing the messages in flight, then stopping" in stderr
     assert "Error: stopped: " in stderr and "run `digest send` again to finish the issue" in stderr
     reached = [r.recipients[0] for r in project.smtp.received]
     assert len(reached) < len(PEOPLE)

@@ -1,0 +1,108 @@
+"""The pure slot arithmetic on its own: every answer follows from the schedule and `now`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from digest.config import ScheduleConfig, load_config
+from digest.errors import ConfigError
+from digest.slots import (
+    MAX_SKIPPED_RECORDS,
+    ON_TIME,
+    Plan,
+    cron_text,
+    describe,
+    next_slots,
+    parse_when,
+    plan_due,
+    previous_slot,
+    require_schedule,
+    slots_between,
+)
+
+LONDON = ZoneInfo("Europe/London")
+WEEKLY = ScheduleConfig(day="monday", time="08:00", timezone="Europe/London", grace=6 * 3600)
+
+
+def test_day_and_time_become_a_crontab_line_and_cron_is_kept_as_written() -> None:
+    assert cron_text(WEEKLY) == "0 8 * * mon"
+    assert cron_text(ScheduleConfig(day="friday", time="17:05")) == "5 17 * * fri"
+    assert cron_text(ScheduleConfig(cron="*/15 9-17 * * 1-5")) == "*/15 9-17 * * 1-5"
+
+
+def test_describe_says_when_where_and_the_grace() -> None:
+    assert describe(WEEKLY) == "every monday at 08:00 Europe/London, grace 6:00:00"
+    assert describe(ScheduleConfig(cron="0 8 * * 1", grace="90m")) == (
+        "cron '0 8 * * 1' UTC, grace 1:30:00"
+    )
+
+
+def test_require_schedule_names_the_config_file(tmp_path: Path) -> None:
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(
+        "newsletter:\n  title: T\n  from: T <t@example.org>\n"
+        "feeds:\n  - name: Blog\n    url: https://example.org/feed.xml\n",
+        encoding="utf-8",
+    )
+    config = load_config(config_path)
+    with pytest.raises(ConfigError, match=r"config\.yaml: schedule: not set"):
+        require_schedule(config)
+    with_schedule = config.model_copy(update={"schedule": WEEKLY})
+    assert require_schedule(with_schedule) is WEEKLY
+
+
+def test_next_slots_are_strictly_after_and_in_the_schedules_zone() -> None:
+    at_the_slot = datetime(2027, 3, 29, 8, 0, tzinfo=LONDON)
+    slots = next_slots(WEEKLY, at_the_slot, 2)
+    assert slots == [
+        datetime(2027, 4, 5, 8, 0, tzinfo=LONDON),
+        datetime(2027, 4, 12, 8, 0, tzinfo=LONDON),
+    ]
+    assert all(slot.tzinfo == LONDON for slot in slots)
+
+
+def test_a_leap_day_schedule_looks_back_years_for_its_previous_slot() -> None:
+    leap = ScheduleConfig(cron="0 8 29 2 *")
+    now = datetime(2031, 1, 1, tzinfo=UTC)
+    assert previous_slot(leap, now) == datetime(2028, 2, 29, 8, 0, tzinfo=UTC)
+    assert next_slots(leap, now, 1) == [datetime(2032, 2, 29, 8, 0, tzinfo=UTC)]
+
+
+def test_slots_between_excludes_both_ends_and_is_capped() -> None:
+    start = datetime(2027, 3, 1, 8, 0, tzinfo=LONDON)
+    end = datetime(2027, 3, 22, 8, 0, tzinfo=LONDON)
+    assert slots_between(WEEKLY, start, end) == [
+        datetime(2027, 3, 8, 8, 0, tzinfo=LONDON),
+        datetime(2027, 3, 15, 8, 0, tzinfo=LONDON),
+    ]
+    minutely = ScheduleConfig(cron="* * * * *")
+    many = slots_between(minutely, start, start + timedelta(days=3))
+    assert len(many) == MAX_SKIPPED_RECORDS
+    assert many[0] == start + timedelta(minutes=1)
+
+
+def test_a_slot_already_recorded_is_due_again_only_for_the_caller_to_see_it_handled() -> None:
+    slot = datetime(2027, 3, 29, 8, 0, tzinfo=LONDON)
+    assert plan_due(WEEKLY, slot + timedelta(hours=1), slot) == Plan(slot, ())
+
+
+def test_on_time_wins_over_a_shorter_grace_and_grace_over_on_time() -> None:
+    short = ScheduleConfig(day="monday", time="08:00", timezone="Europe/London", grace="1m")
+    slot = datetime(2027, 3, 29, 8, 0, tzinfo=LONDON)
+    just_in = slot + ON_TIME - timedelta(seconds=1)
+    assert plan_due(short, just_in, None).send == slot
+    assert plan_due(short, slot + ON_TIME, None) == Plan(None, ())
+    assert plan_due(WEEKLY, slot + timedelta(hours=5, minutes=59), None).send == slot
+
+
+def test_parse_when_reads_naive_times_in_the_schedules_zone() -> None:
+    assert parse_when("2027-03-29", WEEKLY) == datetime(2027, 3, 29, tzinfo=LONDON)
+    assert parse_when(" 2027-07-01T08:00 ", WEEKLY) == datetime(2027, 7, 1, 8, tzinfo=LONDON)
+    with_offset = parse_when("2027-07-01T08:00+02:00", WEEKLY)
+    assert with_offset.utcoffset() == timedelta(hours=2)
+    with pytest.raises(ValueError):
+        parse_when("next monday", WEEKLY)
