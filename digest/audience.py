@@ -9,6 +9,8 @@ person, erasure, and the counts `digest subscribers` shows.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -75,6 +77,14 @@ def merge(
         else:
             kept.append(subscriber)
     return Audience(tuple(kept), counts["suppressed"], counts["forgotten"])
+
+
+def forgetting_secret(state: State, configured: str | None) -> str:
+    """The secret forgotten addresses were hashed with; "" when nobody has been forgotten, so a
+    read-only command need not create a secret to count the list."""
+    if not state.signups.forgotten():
+        return ""
+    return state.signing_secret(configured)
 
 
 def audience(state: State, listed: SubscriberList, secret: str) -> Audience:
@@ -174,3 +184,35 @@ def counts(state: State, listed: SubscriberList, secret: str, sections: Sequence
         receiving=len(merged.subscribers),
         by_section=by_section,
     )
+
+
+EXPORT_COLUMNS = (
+    "email",
+    "name",
+    "in_subscriber_file",
+    "signup_status",
+    "signup_source",
+    "sections",
+    "signed_up_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "unsubscribed_by",
+    "consent",
+    "deliveries",
+)
+
+
+def export_text(people: list[dict[str, Any]], output_format: str) -> str:
+    """The export as JSON (a list of people) or CSV (one row each; nested parts as JSON)."""
+    if output_format == "json":
+        return json.dumps(people, indent=2, ensure_ascii=False) + "\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for person in people:
+        row = dict(person)
+        row["sections"] = ";".join(person["sections"] or [])
+        row["consent"] = json.dumps(person["consent"], ensure_ascii=False)
+        row["deliveries"] = json.dumps(person["deliveries"])
+        writer.writerow(row)
+    return buffer.getvalue()

@@ -549,15 +549,25 @@ def resubscribe(config: Config, address: str) -> None:
         )
 
 
-@main.command()
+@main.group(invoke_without_command=True)
+@click.pass_context
+def subscribers(ctx: click.Context) -> None:
+    """Count the subscribers; export, add or forget one (see the subcommands)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(_subscriber_counts)
+
+
 @with_config
-def subscribers(config: Config) -> None:
-    """Count the subscribers: listed, unsubscribed, invalid and duplicate rows, and which."""
+def _subscriber_counts(config: Config) -> None:
+    """Count the subscribers: listed, signed up, unsubscribed, invalid and duplicate rows."""
+    from digest import audience
     from digest.subscribers import load_subscribers
 
     subscriber_list = load_subscribers(config.subscribers_path)
     with pipeline.open_state(config, read_only=True) as state:
         suppressions = state.suppressions()
+        secret = audience.forgetting_secret(state, config.secret)
+        counted = audience.counts(state, subscriber_list, secret, audience.section_titles(config))
     listed = {s.email.lower() for s in subscriber_list.subscribers}
     suppressed = [row for row in suppressions if row[0] in listed]
     elsewhere = len(suppressions) - len(suppressed)
@@ -569,7 +579,10 @@ def subscribers(config: Config) -> None:
             len(suppressed),
             [f"{e} ({src}, {when:%Y-%m-%d})" for e, when, src in suppressed],
         ),
-        ("Will receive the next issue", len(listed) - len(suppressed), []),
+        ("Signed up and confirmed", counted.confirmed, []),
+        ("Signed up, awaiting confirmation", counted.pending, []),
+        ("Forgotten on request", counted.forgotten, []),
+        ("Will receive the next issue", counted.receiving, []),
         ("Invalid rows (skipped)", len(subscriber_list.invalid), list(subscriber_list.invalid)),
         (
             "Duplicate rows (ignored)",
@@ -582,3 +595,87 @@ def subscribers(config: Config) -> None:
     out.print(table)
     if elsewhere:
         out.print(f"{elsewhere} more unsubscribed addresses are not on the list.")
+    if config.newsletter.choosable_sections:
+        sections = Table("Section", "Receiving it")
+        for title, count in counted.by_section.items():
+            sections.add_row(title, str(count))
+        out.print(sections)
+
+
+@subscribers.command("export")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "csv"]),
+    default="json",
+    show_default=True,
+)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path))
+@with_config
+def subscribers_export(config: Config, output_format: str, out_path: Path | None) -> None:
+    """Everything held about each person: details, sections, consent and delivery counts."""
+    from digest import audience
+    from digest.subscribers import load_subscribers
+
+    subscriber_list = load_subscribers(config.subscribers_path)
+    with pipeline.open_state(config, read_only=True) as state:
+        people = audience.export(state, subscriber_list)
+    text = audience.export_text(people, output_format)
+    if out_path is None:
+        click.echo(text, nl=False)
+    else:
+        out_path.write_text(text, encoding="utf-8")
+        out.print(f"{_count(len(people), 'person')} written to {out_path}", markup=False)
+
+
+@subscribers.command("forget")
+@click.argument("address")
+@with_config
+def subscribers_forget(config: Config, address: str) -> None:
+    """Erase ADDRESS everywhere (a right-to-erasure request); it stays off the list for good."""
+    from digest import audience
+
+    email = _address(address)
+    secret = pipeline.signing_secret(config)
+    with pipeline.open_state(config) as state:
+        found = audience.forget(state, email, secret, current_time())
+    held = "Erased everything held about" if found else "Nothing was held about"
+    out.print(
+        f"{held} {email}; a keyed hash keeps it off the list."
+        f" Remove it from {config.subscribers} too, if it is there.",
+        markup=False,
+    )
+
+
+@subscribers.command("add")
+@click.argument("address")
+@click.option("--name", default="", help="The person's name.")
+@click.option(
+    "--source", required=True, help='How they consented, e.g. "paper form, open day 2026".'
+)
+@click.option("--section", "sections", multiple=True, help="A section they chose (repeatable).")
+@with_config
+def subscribers_add(
+    config: Config, address: str, name: str, source: str, sections: tuple[str, ...]
+) -> None:
+    """Add someone who asked in person, with how they consented on record."""
+    from digest import audience
+
+    email = _address(address)
+    known = audience.section_titles(config)
+    unknown = [section for section in sections if section not in known]
+    if unknown:
+        raise click.BadParameter(
+            f"no section {unknown[0]!r}; the sections are: {', '.join(known)}",
+            param_hint="--section",
+        )
+    with pipeline.open_state(config) as state:
+        if email in state.suppressed():
+            raise DigestError(
+                f"{email} unsubscribed; only they can undo that (digest resubscribe on request)"
+            )
+        added = state.signups.add(email, name, sections or None, source, current_time())
+    if added:
+        out.print(f"{email} is subscribed (source: {source}).", markup=False)
+    else:
+        out.print(f"{email} was already subscribed; nothing changed.", markup=False)
