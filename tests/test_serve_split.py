@@ -10,11 +10,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import httpx
 
 from digest.tokens import make_token
+from digest.web import launch
+from digest.web.public import PublicSite, create_public_app
 from tests.conftest import Project, post, rss
 from tests.support.serving import serving
 
@@ -150,6 +154,7 @@ def test_a_workbench_password_guards_the_preview_only(project: Project) -> None:
         assert httpx.get(f"{served.public}/healthz").status_code == 200
         assert one_click(served.public, "ann@example.com").status_code == 200
         assert httpx.get(f"{served.public}/preview").status_code == 404
+    assert served.process.returncode == 0  # SIGTERM stops both servers cleanly
     assert f"live preview: {served.workbench}/preview (password required)" in served.stdout
     assert "preview is public" not in served.stderr
     assert suppressed(project) == {("ann@example.com", "one-click")}
@@ -209,3 +214,76 @@ def test_the_public_app_imports_none_of_the_preview_machinery() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.splitlines() == ["", "True"]
+
+
+@contextmanager
+def guarded_public(
+    project: Project, *, head_seconds: float = 1.0, max_connections: int = 200
+) -> Iterator[int]:
+    """The public app on a real uvicorn server in a thread, with shorter limits; yields its port."""
+    site = PublicSite(project.config, lambda: project.now)
+    protocol = launch.guarded_protocol(head_seconds, max_connections)
+    listener = launch.Listener(
+        "public", create_public_app(site), launch.listen("127.0.0.1", 0), protocol=protocol
+    )
+    thread = threading.Thread(target=listener.run, daemon=True)
+    thread.start()
+    port = int(listener.sock.getsockname()[1])
+    try:
+        deadline = time.monotonic() + 10
+        while not listener.server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        yield port
+    finally:
+        listener.server.should_exit = True
+        thread.join(timeout=15)
+    assert listener.error is None
+
+
+def _closed_within(sock: socket.socket, seconds: float, drip: bytes = b"") -> float | None:
+    """Drip bytes every 0.2 s until the server hangs up; how long that took, or None."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        readable, _, _ = select.select([sock], [], [], 0.2)
+        try:
+            if readable and sock.recv(65536) == b"":
+                return time.monotonic() - started
+            if drip:
+                sock.sendall(drip)
+        except OSError:
+            return time.monotonic() - started
+    return None
+
+
+def test_the_next_head_on_a_kept_alive_connection_has_the_same_deadline(
+    project: Project,
+) -> None:
+    with guarded_public(project) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /hea")
+        closed = _closed_within(sock, 5, drip=b"l")
+        assert closed is not None and 0.6 <= closed <= 2.5, closed
+
+
+def test_a_body_dripped_after_an_early_413_is_cut_off_too(project: Project) -> None:
+    with guarded_public(project) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /unsubscribe HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+        closed = _closed_within(sock, 5, drip=b"x")
+        assert closed is not None and closed <= 2.5, closed
+
+
+def test_over_the_cap_the_longest_waiting_connection_makes_room(project: Project) -> None:
+    with guarded_public(project, head_seconds=30, max_connections=5) as port:
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+        try:
+            time.sleep(0.3)
+            response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            assert response.status_code == 200
+            time.sleep(0.3)
+            assert [_closed(sock) for sock in idle] == [True] * 4 + [False] * 4
+        finally:
+            for sock in idle:
+                sock.close()

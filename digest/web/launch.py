@@ -2,7 +2,8 @@
 
 Every server speaks HTTP/1.1 through GuardedProtocol, uvicorn's h11 protocol with two guards
 uvicorn lacks: a connection must deliver its whole request head within HEAD_SECONDS of
-connecting (or of its previous response), however it trickles it in; and a server holds at
+connecting (or of its previous response, together with any body left over from a request
+answered early), however it trickles it in; and a server holds at
 most MAX_CONNECTIONS, shedding the connection that has waited longest for a request head to
 make room, so idle or half-open sockets cannot lock real clients out.
 """
@@ -22,7 +23,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import h11
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -47,6 +47,7 @@ class GuardedProtocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._answered: object = None
         self.waiting_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -69,13 +70,18 @@ class GuardedProtocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         """Pass the bytes to h11; stop the deadline once a whole request head is in."""
         super().data_received(data)
-        if self.waiting_since is not None and self.conn.their_state is not h11.IDLE:
+        # uvicorn starts a new request-response cycle exactly when a request head is complete.
+        if self.waiting_since is not None and self.cycle is not self._answered:
             self._head_arrived()
 
     def on_response_complete(self) -> None:
-        """After a response the next request head is due within the deadline too."""
+        """After a response, the rest of that request and the next head are due in time too."""
         super().on_response_complete()
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+        if self.transport.is_closing():
+            return
+        # Unless a pipelined request is already being answered, the client owes us either the
+        # next request head or the rest of a body we answered early (a 413, say).
+        if self.cycle.response_complete:
             self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -91,6 +97,7 @@ class GuardedProtocol(H11Protocol):
 
     def _await_head(self) -> None:
         self._head_arrived()
+        self._answered = self.cycle
         self.waiting_since = time.monotonic()
         self._head_timer = self.loop.call_later(self.head_seconds, self._head_overdue)
 
@@ -207,10 +214,9 @@ def serve(listeners: Sequence[Listener]) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if not stopping.is_set():
-        failed = next((item for item in listeners if item.error is not None), listeners[0])
-        reason = f": {failed.error}" if failed.error is not None else ""
-        raise DigestError(f"the {failed.name} server stopped unexpectedly{reason}")
+    failed = next((item for item in listeners if item.error is not None), None)
+    if failed is not None:
+        raise DigestError(f"the {failed.name} server stopped: {failed.error}")
 
 
 @dataclass(frozen=True)
