@@ -26,6 +26,7 @@ from digest.web.workbench import (
     FeedCache,
     Workbench,
     create_workbench_app,
+    exposure_warnings,
     inject_reload,
     result_size,
     strip_reload,
@@ -296,3 +297,27 @@ def test_workbench_password_is_http_basic_with_any_user_name(project: Project) -
         assert test_client.get("/preview/version", auth=("", "s3cret pass")).status_code == 200
         bad = {"authorization": "Basic !!!"}
         assert test_client.get("/preview/version", headers=bad).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("host", "password", "warned"),
+    [
+        ("127.0.0.1", None, False),
+        ("127.0.0.2", None, False),
+        ("::1", None, False),
+        ("[::1]", None, False),
+        ("localhost", None, False),
+        ("0.0.0.0", None, True),
+        ("::", None, True),
+        ("192.168.1.5", None, True),
+        ("editor.example.org", None, True),
+        ("0.0.0.0", "pass", False),
+    ],
+)
+def test_a_workbench_beyond_this_machine_without_a_password_is_warned_about(
+    host: str, password: str | None, warned: bool
+) -> None:
+    warnings = exposure_warnings(host, password)
+    assert bool(warnings) is warned
+    if warned:
+        assert warnings[0].startswith("the editor's preview is public")

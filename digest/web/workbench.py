@@ -89,10 +89,7 @@ def result_size(result: FeedResult) -> int:
 
 
 class FeedCache:
-    """Collected feeds kept for a minute, so preview reloads re-render without re-fetching.
-
-    Bounded by entries and by size; the oldest entries go first.
-    """
+    """Feeds kept a minute so reloads re-render without re-fetching; bounded, oldest out first."""
 
     def __init__(
         self,
