@@ -31,10 +31,10 @@ def suppressed(project: Project) -> set[tuple[str, str]]:
         return set(db.execute("SELECT email, source FROM suppressions"))
 
 
-def one_click(base: str, address: str) -> httpx.Response:
-    """POST what a mail client's Unsubscribe button sends, on a fresh connection."""
+def one_click(base: str, address: str, client: httpx.Client | None = None) -> httpx.Response:
+    """POST what a mail client's Unsubscribe button sends."""
     token = make_token("test-secret", address)
-    return httpx.post(
+    return (client or httpx).post(
         f"{base}/unsubscribe",
         params={"token": token},
         content=b"List-Unsubscribe=One-Click",
@@ -65,11 +65,14 @@ def test_one_click_stays_fast_while_the_preview_waits_on_a_hanging_feed(
             assert time.monotonic() < deadline, "the preview never fetched the slow feed"
             time.sleep(0.02)
         started = time.monotonic()
-        for number in range(20):
-            before = time.monotonic()
-            response = one_click(served.public, f"reader{number}@example.com")
-            assert response.status_code == 200, response.text
-            assert time.monotonic() - before < 0.5
+        # A new connection for every POST, as twenty different mail providers would make.
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(limits=fresh) as client:
+            for number in range(20):
+                before = time.monotonic()
+                response = one_click(served.public, f"reader{number}@example.com", client)
+                assert response.status_code == 200, response.text
+                assert time.monotonic() - before < 0.5
         # All twenty were answered while the feed was still hanging.
         assert time.monotonic() - started < 3.5
         assert previews == []
