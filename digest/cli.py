@@ -439,30 +439,62 @@ def run(config: Config, once: bool) -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Public app's address.")
 @click.option(
-    "--port", default=8025, show_default=True, type=click.IntRange(0, 65535), help="0: any."
+    "--port",
+    default=8025,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Public app's port (unsubscribe, health); 0: any.",
+)
+@click.option(
+    "--workbench-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The editor's workbench (live preview) address; DIGEST_WORKBENCH_PASSWORD guards it.",
+)
+@click.option(
+    "--workbench-port",
+    default=8026,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="The workbench's port; 0: any.",
 )
 @click.option(
     "--preview/--no-preview",
     default=True,
     show_default=True,
-    help="Serve the live preview at /preview; turn it off on a public server.",
+    help="Run the workbench (live preview); turn it off on a public server.",
 )
 @click.pass_obj
-def serve(config_path: Path, host: str, port: int, preview: bool) -> None:
-    """Run the one-click unsubscribe endpoint and the live preview until stopped."""
-    from digest import web
+def serve(
+    config_path: Path,
+    host: str,
+    port: int,
+    workbench_host: str,
+    workbench_port: int,
+    preview: bool,
+) -> None:
+    """Run the one-click unsubscribe endpoint and, on a port of its own, the live preview."""
+    from digest.web import launch
 
-    workbench = web.Workbench(config_path, current_time, preview=preview)
-    sock = web.listen(host, port)
-    shown = f"[{host}]" if ":" in host else host
-    base = f"http://{shown}:{sock.getsockname()[1]}"
-    click.echo(f"Serving {workbench.config.newsletter.title} on {base}")
-    click.echo(f"  unsubscribe: {base}/unsubscribe?token=...   health: {base}/healthz")
-    if preview:
-        click.echo(f"  live preview: {base}/preview (reloads when you save a file)")
-    web.serve(web.create_app(workbench), sock)
+    plan = launch.plan(
+        config_path,
+        current_time,
+        public=(host, port),
+        workbench=(workbench_host, workbench_port) if preview else None,
+    )
+    public = plan.public_url
+    click.echo(f"Serving {plan.title} on {public}")
+    click.echo(f"  unsubscribe: {public}/unsubscribe?token=...   health: {public}/healthz")
+    if plan.workbench_url:
+        guarded = " (password required)" if plan.password else ""
+        click.echo(
+            f"  live preview: {plan.workbench_url}/preview{guarded} (reloads when you save a file)"
+        )
+    for warning in plan.warnings:
+        err.print(f"Warning: {warning}", markup=False)
+    launch.serve(plan.listeners)
 
 
 @main.command()

@@ -80,7 +80,7 @@ NOTES: dict[str, str] = {
 HEADER = """\
 # Your newsletter. Every key is listed with its default and a one-line explanation;
 # lines starting with "# key:" are optional settings, switched off: remove the "# " to use one.
-# Check it with `digest check`, see the next issue live with `digest serve` (open /preview),
+# Check it with `digest check`, see the next issue live with `digest serve` (it prints where),
 # send yourself a copy with `digest send --to you@example.org`.
 # Any value may read the environment: ${SMTP_PASSWORD} or ${SMTP_HOST:-localhost}.
 """

@@ -11,7 +11,7 @@ import pytest
 
 from digest.loader import BUNDLED_TEMPLATES
 from tests.conftest import Project
-from tests.test_unsubscribe_e2e import digest_serve
+from tests.support.serving import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,11 +35,11 @@ def preview_page(project: Project) -> Iterator[tuple[Any, Any, str]]:
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
     )
-    with digest_serve(project) as base, sync_api.sync_playwright() as playwright:
+    with serving(project) as served, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
-            yield sync_api, page, f"{base}/preview"
+            yield sync_api, page, f"{served.workbench}/preview"
         finally:
             browser.close()
 

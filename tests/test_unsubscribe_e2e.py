@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -17,51 +11,9 @@ import httpx
 
 from digest.tokens import make_token
 from tests.conftest import Project, post
-from tests.support.smtpserver import free_port
+from tests.support.serving import digest_serve
 
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-@contextmanager
-def digest_serve(project: Project, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run `digest serve` on a free 127.0.0.1 port; yields its base URL once /healthz answers."""
-    port = free_port()
-    environment = {**os.environ, "DIGEST_NOW": project.now.isoformat(), **(env or {})}
-    environment.pop("DIGEST_SECRET", None)
-    command = [sys.executable, "-m", "digest", "--config", str(project.config), "serve"]
-    process = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=environment,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                _, errors = process.communicate()
-                raise AssertionError(f"digest serve exited: {errors.decode()}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("digest serve did not answer /healthz within 30 s")
-            time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
-        if process.stderr:
-            process.stderr.close()
 
 
 def suppressions(project: Project) -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
-"""The web app in-process: unsubscribe rules, safety headers, body limits, caching and reloads."""
+"""The web apps in-process: unsubscribe rules, safety headers, body limits, caching and reloads."""
 
 from __future__ import annotations
 
@@ -20,7 +20,17 @@ with warnings.catch_warnings():
 from digest.config import FeedConfig, FetchConfig
 from digest.models import FeedResult, FetchStatus
 from digest.tokens import make_token
-from digest.web import FeedCache, Workbench, create_app, inject_reload, is_one_click, strip_reload
+from digest.web.common import is_one_click
+from digest.web.public import PublicSite, create_public_app
+from digest.web.workbench import (
+    FeedCache,
+    Workbench,
+    create_workbench_app,
+    exposure_warnings,
+    inject_reload,
+    result_size,
+    strip_reload,
+)
 from tests.conftest import NOW, Project
 
 ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
@@ -36,8 +46,8 @@ def suppressions(project: Project) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def client(project: Project) -> Iterator[TestClient]:
-    workbench = Workbench(project.config, lambda: NOW)
-    with TestClient(create_app(workbench), follow_redirects=False) as test_client:
+    site = PublicSite(project.config, lambda: NOW)
+    with TestClient(create_public_app(site), follow_redirects=False) as test_client:
         yield test_client
 
 
@@ -149,12 +159,19 @@ def test_responses_carry_safety_headers(client: TestClient) -> None:
     assert "set-cookie" not in response.headers
 
 
-def test_no_preview_mode_serves_only_unsubscribe_and_health(project: Project) -> None:
-    workbench = Workbench(project.config, lambda: NOW, preview=False)
-    with TestClient(create_app(workbench)) as test_client:
+def test_the_public_app_serves_no_preview_and_the_workbench_no_unsubscribe(
+    project: Project,
+) -> None:
+    site = PublicSite(project.config, lambda: NOW)
+    with TestClient(create_public_app(site)) as test_client:
         assert test_client.get("/preview").status_code == 404
         assert test_client.get("/preview/version").status_code == 404
         assert test_client.get("/healthz").status_code == 200
+    workbench = Workbench(project.config, lambda: NOW)
+    with TestClient(create_workbench_app(workbench)) as test_client:
+        token = make_token("test-secret", "ann@example.com")
+        assert test_client.post("/unsubscribe", params={"token": token}).status_code == 404
+        assert test_client.get("/preview/version").status_code == 200
 
 
 def test_one_click_body_recognised_in_both_encodings() -> None:
@@ -249,3 +266,58 @@ def test_feed_cache_rereads_a_local_feed_file_when_it_changes(tmp_path: Path) ->
     (tmp_path / "feed.xml").write_text("<rss version='2.0'/>")
     cache.collect(feeds, FetchConfig(), tmp_path, {}, NOW)
     assert len(collector.calls) == 2
+
+
+def test_feed_cache_is_bounded_by_entries_and_size_and_drops_the_oldest(tmp_path: Path) -> None:
+    collector = CountingCollector()
+    cache = FeedCache(collector, ttl=60, monotonic=lambda: 0.0, max_entries=3)
+    feeds = [FeedConfig(name=f"F{n}", url=f"https://example.org/{n}.xml") for n in range(5)]
+    for feed in feeds:
+        cache.collect([feed], FetchConfig(), tmp_path, {}, NOW)
+    assert len(cache) == 3
+    cache.collect(feeds[2:], FetchConfig(), tmp_path, {}, NOW)
+    assert len(collector.calls) == 5  # the three newest are still cached
+    cache.collect(feeds[:1], FetchConfig(), tmp_path, {}, NOW)
+    assert collector.calls[-1] == [feeds[0].url]  # the oldest was dropped
+
+    one = result_size(FeedResult(feeds[0].url, FetchStatus.OK))
+    small = FeedCache(CountingCollector(), ttl=60, monotonic=lambda: 0.0, max_bytes=2 * one)
+    results = small.collect(feeds, FetchConfig(), tmp_path, {}, NOW)
+    assert [r.feed_url for r in results] == [f.url for f in feeds]
+    assert len(small) == 2 and small.size <= 2 * one
+
+
+def test_workbench_password_is_http_basic_with_any_user_name(project: Project) -> None:
+    workbench = Workbench(project.config, lambda: NOW)
+    with TestClient(create_workbench_app(workbench, "s3cret pass")) as test_client:
+        refused = test_client.get("/preview/version")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Basic ")
+        assert test_client.get("/preview/version", auth=("editor", "wrong")).status_code == 401
+        assert test_client.get("/preview/version", auth=("", "s3cret pass")).status_code == 200
+        bad = {"authorization": "Basic !!!"}
+        assert test_client.get("/preview/version", headers=bad).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("host", "password", "warned"),
+    [
+        ("127.0.0.1", None, False),
+        ("127.0.0.2", None, False),
+        ("::1", None, False),
+        ("[::1]", None, False),
+        ("localhost", None, False),
+        ("0.0.0.0", None, True),
+        ("::", None, True),
+        ("192.168.1.5", None, True),
+        ("editor.example.org", None, True),
+        ("0.0.0.0", "pass", False),
+    ],
+)
+def test_a_workbench_beyond_this_machine_without_a_password_is_warned_about(
+    host: str, password: str | None, warned: bool
+) -> None:
+    warnings = exposure_warnings(host, password)
+    assert bool(warnings) is warned
+    if warned:
+        assert warnings[0].startswith("the editor's preview is public")

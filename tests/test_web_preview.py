@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from digest.loader import BUNDLED_TEMPLATES
-from digest.web import Workbench, create_app, strip_reload
+from digest.web.workbench import Workbench, create_workbench_app, strip_reload
 from tests.conftest import NOW, Project
 
 with warnings.catch_warnings():
@@ -39,7 +39,7 @@ def clock() -> Clock:
 @pytest.fixture
 def client(project: Project, clock: Clock) -> Iterator[TestClient]:
     workbench = Workbench(project.config, lambda: NOW, monotonic=clock)
-    with TestClient(create_app(workbench)) as test_client:
+    with TestClient(create_workbench_app(workbench)) as test_client:
         yield test_client
 
 

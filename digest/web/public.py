@@ -1,0 +1,115 @@
+"""The public app: RFC 8058 one-click unsubscribe and /healthz, kept apart from the preview.
+
+Subscribers' mail clients reach this app, so it imports nothing of the preview machinery
+(collecting feeds, rendering, the feed cache): a slow feed or a broken template cannot touch it.
+Sign-up, the archive and webhooks belong here too when they come.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from digest.config import load_config
+from digest.store import State
+from digest.tokens import verify_token
+from digest.web.common import (
+    BodyLimit,
+    BodyTooLarge,
+    BodyTooSlow,
+    is_one_click,
+    page,
+    plain,
+    read_body,
+)
+
+logger = logging.getLogger(__name__)
+
+BAD_TOKEN = (
+    "This unsubscribe link is not valid: the token is missing, damaged or was not issued by"
+    " this newsletter. Nothing was changed.\n\nCopy the whole link from the email, or reply to"
+    " the email and ask to be removed.\n"
+)
+
+
+class PublicSite:
+    """What the public app works from: the newsletter's title, its state file and signing secret."""
+
+    def __init__(self, config_path: Path, clock: Callable[[], datetime]) -> None:
+        config = load_config(config_path)
+        self.title = config.newsletter.title
+        self.state_path = config.state_path
+        self.clock = clock
+        with State(self.state_path) as state:
+            self.secret = state.signing_secret(config.secret)
+
+    def address_for(self, token: str) -> str | None:
+        """The address a token names, if it was signed with this newsletter's secret."""
+        return verify_token(self.secret, token)
+
+    def suppress(self, address: str, source: str) -> bool:
+        """Record the address as unsubscribed; False if it already was."""
+        with State(self.state_path) as state:
+            added = state.suppress(address, self.clock(), source)
+        logger.info("unsubscribed %s (%s)", address, source)
+        return added
+
+
+def create_public_app(site: PublicSite) -> ASGIApp:
+    """The public ASGI app: /unsubscribe (GET confirms, POST records) and /healthz."""
+    title = site.title
+
+    def token_of(request: Request) -> str | None:
+        tokens = request.query_params.getlist("token")
+        return tokens[0] if len(tokens) == 1 else None
+
+    async def unsubscribe(request: Request) -> Response:
+        token = token_of(request)
+        address = site.address_for(token) if token else None
+        if request.method == "POST":
+            try:
+                body = await read_body(request)
+            except BodyTooLarge:
+                return plain("Request body too large.\n", status=413)
+            except BodyTooSlow:
+                return plain("Request body too slow.\n", status=408)
+            if address is None:
+                return plain(BAD_TOKEN, status=400)
+            one_click = is_one_click(request.headers.get("content-type", ""), body)
+            source = "one-click" if one_click else "web"
+            await run_in_threadpool(site.suppress, address, source)
+            return page(
+                "You are unsubscribed",
+                f"<p><strong>{html.escape(address)}</strong> will not receive"
+                f" {html.escape(title)} again.</p>"
+                "<p>If this was a mistake, reply to any issue and ask to be added back.</p>",
+            )
+        if address is None:
+            return plain(BAD_TOKEN, status=400)
+        return page(
+            f"Unsubscribe from {title}?",
+            f"<p>Stop sending {html.escape(title)} to"
+            f" <strong>{html.escape(address)}</strong>?</p>"
+            '<form method="post"><input type="hidden" name="confirm" value="yes">'
+            '<button type="submit">Unsubscribe</button></form>'
+            "<p>Nothing changes until you press the button.</p>",
+        )
+
+    async def healthz(request: Request) -> Response:
+        return plain("ok\n", status=200)
+
+    routes = [
+        Route("/unsubscribe", unsubscribe, methods=["GET", "POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    return BodyLimit(Starlette(routes=routes))

@@ -1,0 +1,397 @@
+"""The editor's workbench: the live preview (/preview, /preview.txt, /preview/version).
+
+It collects feeds and renders, so it runs as its own app on its own server (see launch.py),
+with its own small worker pool and a bounded feed cache; an optional password
+(DIGEST_WORKBENCH_PASSWORD) puts HTTP Basic auth in front of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import html
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from digest import pipeline
+from digest.collect import collect
+from digest.config import FeedConfig, FetchConfig, load_config
+from digest.errors import DigestError
+from digest.models import FeedResult
+from digest.web.common import COMMON_HEADERS, BodyLimit, plain
+
+logger = logging.getLogger(__name__)
+
+PASSWORD_VARIABLE = "DIGEST_WORKBENCH_PASSWORD"
+FEED_CACHE_SECONDS = 60.0
+FEED_CACHE_ENTRIES = 256
+FEED_CACHE_BYTES = 16 * 1024 * 1024
+PREVIEW_WORKERS = 4
+POLL_MILLISECONDS = 1000
+MAX_WATCHED_TEMPLATES = 500
+RELOAD_SCRIPT_ID = "digest-preview-reload"
+NOTHING_NEW = (
+    "Nothing new: `digest send` would send nothing now. Sample posts are shown so you can see"
+    " the design."
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Cached:
+    result: FeedResult
+    stored_at: float
+    size: int
+
+
+def result_size(result: FeedResult) -> int:
+    """Roughly how many bytes a collected feed holds: its text, plus a little per post."""
+    size = 256 + sum(len(text) for text in (result.feed_url, result.error, result.warning))
+    for post in result.posts:
+        size += 256 + sum(
+            len(text)
+            for text in (
+                post.key,
+                post.link_key,
+                post.title,
+                post.link,
+                post.author,
+                post.summary_html,
+                post.excerpt,
+                post.excerpt_text,
+                post.image_url,
+                *post.categories,
+            )
+        )
+    return size
+
+
+class FeedCache:
+    """Feeds kept a minute so reloads re-render without re-fetching; bounded, oldest out first."""
+
+    def __init__(
+        self,
+        collect: Callable[..., Sequence[FeedResult]],
+        ttl: float = FEED_CACHE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+        *,
+        max_entries: int = FEED_CACHE_ENTRIES,
+        max_bytes: int = FEED_CACHE_BYTES,
+    ) -> None:
+        self._collect = collect
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._monotonic = monotonic
+        self._entries: OrderedDict[str, _Cached] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """The estimated bytes held (see result_size)."""
+        return self._bytes
+
+    @staticmethod
+    def _key(feed: FeedConfig, fetch: FetchConfig, base_dir: Path) -> str:
+        local = ""
+        if not feed.is_remote:
+            path = (base_dir / feed.url).expanduser()
+            local = _stat_token(path)
+        return "\n".join((feed.model_dump_json(), fetch.model_dump_json(), str(base_dir), local))
+
+    def _drop(self, key: str) -> None:
+        self._bytes -= self._entries.pop(key).size
+
+    def _store(self, key: str, result: FeedResult, clock: float) -> None:
+        if key in self._entries:
+            self._drop(key)
+        entry = _Cached(result, clock, result_size(result))
+        self._entries[key] = entry
+        self._bytes += entry.size
+        while self._entries and (
+            len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+        ):
+            self._drop(next(iter(self._entries)))
+
+    def collect(
+        self,
+        feeds: Sequence[FeedConfig],
+        fetch: FetchConfig,
+        base_dir: Path,
+        known: Mapping[str, Any],
+        now: datetime,
+    ) -> list[FeedResult]:
+        """Like collect(), but fetches only the feeds not collected within the last minute."""
+        with self._lock:
+            clock = self._monotonic()
+            for key in [k for k, e in self._entries.items() if clock - e.stored_at >= self.ttl]:
+                self._drop(key)
+            keys = [self._key(feed, fetch, base_dir) for feed in feeds]
+            found = {key: self._entries[key].result for key in keys if key in self._entries}
+            missing = [
+                (feed, key) for feed, key in zip(feeds, keys, strict=True) if key not in found
+            ]
+            if missing:
+                fresh = self._collect([feed for feed, _ in missing], fetch, base_dir, known, now)
+                for (_, key), result in zip(missing, fresh, strict=True):
+                    found[key] = result
+                    self._store(key, result, clock)
+            return [found[key] for key in keys]
+
+
+def _stat_token(path: Path) -> str:
+    try:
+        info = path.stat()
+    except OSError:
+        return f"{path}:missing"
+    return f"{path}:{info.st_mtime_ns}:{info.st_size}"
+
+
+def reload_script(version: str, nonce: str) -> str:
+    """The preview-only script that polls /preview/version and reloads when the files change."""
+    quoted = json.dumps(version).replace("</", "<\\/")
+    return (
+        f'<script id="{RELOAD_SCRIPT_ID}" nonce="{nonce}">(function(){{'
+        f"var shown={quoted};"
+        "function poll(){fetch('preview/version',{cache:'no-store'})"
+        ".then(function(r){return r.text();})"
+        ".then(function(now){if(now!==shown){location.reload();}"
+        f"else{{setTimeout(poll,{POLL_MILLISECONDS});}}}})"
+        f".catch(function(){{setTimeout(poll,{2 * POLL_MILLISECONDS});}});}}"
+        f"setTimeout(poll,{POLL_MILLISECONDS});}})();</script>"
+    )
+
+
+def inject_reload(document: str, version: str, nonce: str) -> str:
+    """The document with the reload script just before </body> (or at the end)."""
+    script = reload_script(version, nonce)
+    index = document.lower().rfind("</body>")
+    if index == -1:
+        return document + script
+    return document[:index] + script + document[index:]
+
+
+def inject_notice(document: str, notice: str) -> str:
+    """The document with a preview-only banner at the top of the body."""
+    banner = (
+        '<div id="preview-notice" style="padding:10px 16px;background:#fff3cd;color:#3d2e00;'
+        f'font:14px/1.4 sans-serif;text-align:center">{html.escape(notice)}</div>'
+    )
+    match = re.search(r"<body\b[^>]*>", document, re.IGNORECASE)
+    if match is None:
+        return banner + document
+    return document[: match.end()] + banner + document[match.end() :]
+
+
+def strip_reload(document: str) -> str:
+    """The document without the injected reload script: what a subscriber's mail carries."""
+    start = document.find(f'<script id="{RELOAD_SCRIPT_ID}"')
+    if start == -1:
+        return document
+    end = document.index("</script>", start) + len("</script>")
+    return document[:start] + document[end:]
+
+
+def _preview_policy(nonce: str) -> str:
+    return (
+        "default-src 'none'; img-src * data:; style-src 'unsafe-inline' *; font-src *; "
+        f"script-src 'nonce-{nonce}'; connect-src 'self'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+class Workbench:
+    """What the preview works from: the config file and the preview's caches."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        clock: Callable[[], datetime],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config_path = config_path
+        self.config = load_config(config_path)
+        self.clock = clock
+        self._monotonic = monotonic
+        self._cache: FeedCache | None = None
+        self._watch_key = ""
+        self._watched: tuple[Path, ...] = ()
+        self._templates_dir = self.config.templates_dir
+
+    def watched_files(self) -> tuple[Path, ...]:
+        """config.yaml, the subscribers file, local feed files and the editor's templates."""
+        key = _stat_token(self.config_path)
+        if key != self._watch_key:
+            paths = [self.config_path]
+            try:
+                config = load_config(self.config_path)
+            except DigestError:
+                config = self.config
+            paths.append(config.subscribers_path)
+            paths.extend(config.resolve(f.url) for f in config.feeds if not f.is_remote)
+            self._watched, self._watch_key = tuple(paths), key
+            self._templates_dir = config.templates_dir
+        templates = self._templates_dir
+        found = sorted(templates.rglob("*"))[:MAX_WATCHED_TEMPLATES] if templates.is_dir() else []
+        return (*self._watched, templates, *found)
+
+    def version(self) -> str:
+        """A fingerprint of the watched files' names, sizes and modification times."""
+        tokens = "\n".join(_stat_token(path) for path in self.watched_files())
+        return hashlib.sha256(tokens.encode("utf-8")).hexdigest()[:20]
+
+    def render_preview(self) -> tuple[str, str, bool]:
+        """(html, text, sample posts stand in) of the next issue; raises DigestError."""
+        if self._cache is None:
+            self._cache = FeedCache(collect, monotonic=self._monotonic)
+        config = load_config(self.config_path)
+        prepared, document, text = pipeline.preview(
+            config, self.clock(), collector=self._cache.collect
+        )
+        return document, text, prepared.sample
+
+
+def password_from_environment() -> str | None:
+    """DIGEST_WORKBENCH_PASSWORD, or None when it is unset or empty."""
+    return os.environ.get(PASSWORD_VARIABLE) or None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listening address is reachable from this machine only."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warnings(host: str, password: str | None) -> list[str]:
+    """A warning when the workbench listens beyond this machine without a password."""
+    if password or is_loopback(host):
+        return []
+    return [
+        f"the editor's preview is public: the workbench listens on {host} without a password,"
+        " so anyone who can reach it sees the next issue; set DIGEST_WORKBENCH_PASSWORD or use"
+        " --workbench-host 127.0.0.1"
+    ]
+
+
+def _digest_of(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+class BasicAuth:
+    """ASGI middleware asking for the password (HTTP Basic, any user name), in constant time."""
+
+    def __init__(self, app: ASGIApp, password: str, realm: str = "digest workbench") -> None:
+        self.app = app
+        self._expected = _digest_of(password)
+        self.realm = realm
+
+    def allows(self, authorization: bytes | None) -> bool:
+        """Whether an Authorization header carries the password."""
+        if not authorization:
+            return False
+        scheme, _, encoded = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        _, _, given = decoded.partition(":")
+        return hmac.compare_digest(_digest_of(given), self._expected)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.allows(dict(scope["headers"]).get(b"authorization")):
+            await self.app(scope, receive, send)
+            return
+        challenge = {"WWW-Authenticate": f'Basic realm="{self.realm}", charset="UTF-8"'}
+        answer = plain("The workbench needs its password.\n", status=401, headers=challenge)
+        await answer(scope, receive, send)
+
+
+def create_workbench_app(workbench: Workbench, password: str | None = None) -> ASGIApp:
+    """The workbench ASGI app: /preview, /preview.txt and /preview/version, behind `password`."""
+    limiter: list[anyio.CapacityLimiter] = []
+
+    async def in_pool(function: Callable[[], T]) -> T:
+        # Preview work runs in its own small pool, created on the server's event loop.
+        if not limiter:
+            limiter.append(anyio.CapacityLimiter(PREVIEW_WORKERS))
+        return await anyio.to_thread.run_sync(function, limiter=limiter[0])
+
+    async def preview_html(request: Request) -> Response:
+        version = await in_pool(workbench.version)
+        nonce = secrets.token_urlsafe(16)
+        headers = {**COMMON_HEADERS, "Content-Security-Policy": _preview_policy(nonce)}
+        try:
+            document, _, sample = await in_pool(workbench.render_preview)
+        except Exception as error:
+            message = _describe(error)
+            body = (
+                '<!doctype html><html><head><meta charset="utf-8">'
+                '<title>Preview: error</title></head><body style="font-family:sans-serif">'
+                "<h1>The preview could not be built</h1>"
+                f'<pre id="preview-error" style="white-space:pre-wrap">{html.escape(message)}'
+                "</pre><p>Fix it and save: this page reloads by itself.</p></body></html>"
+            )
+            return HTMLResponse(
+                inject_reload(body, version, nonce), status_code=422, headers=headers
+            )
+        if sample:
+            document = inject_notice(document, NOTHING_NEW)
+        return HTMLResponse(inject_reload(document, version, nonce), headers=headers)
+
+    async def preview_text(request: Request) -> Response:
+        try:
+            _, text, sample = await in_pool(workbench.render_preview)
+        except Exception as error:
+            return plain(_describe(error) + "\n", status=422)
+        return plain(f"[{NOTHING_NEW}]\n\n{text}" if sample else text, status=200)
+
+    async def preview_version(request: Request) -> Response:
+        return plain(await in_pool(workbench.version), status=200)
+
+    routes = [
+        Route("/preview", preview_html, methods=["GET"]),
+        Route("/preview.txt", preview_text, methods=["GET"]),
+        Route("/preview/version", preview_version, methods=["GET"]),
+    ]
+    app: ASGIApp = BodyLimit(Starlette(routes=routes))
+    return BasicAuth(app, password) if password else app
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, DigestError):
+        return str(error)
+    logger.exception("preview failed")
+    return f"unexpected error while building the preview: {type(error).__name__}: {error}"
