@@ -6,6 +6,9 @@
 2. bare: a plain smtplib loop sending one prebuilt message's bytes over one connection.
 3. naive: per subscriber, render the issue (Jinja2 + premailer), build the message with the
    email package and send it over a new connection. Timed on a sample and extrapolated.
+4. sections: `digest send` to 10,000 signed-up subscribers spread over 4 distinct choices of
+   sections (choosable_sections), beside the same four-feed issue sent to 10,000 who all get
+   every section: the issue is rendered once per choice, never per subscriber.
 
 smtp-sink (Debian package postfix) accepts and discards everything: the figures measure the
 sender, not a mail server's disk.
@@ -80,6 +83,40 @@ def make_project(root: Path, port: int, subscribers: int) -> Path:
         "secret: bench-secret\n",
         encoding="utf-8",
     )
+    return config
+
+
+SECTION_FEEDS = ("Blog", "News", "Events", "Reports")
+SECTION_CHOICES: tuple[tuple[str, ...] | None, ...] = (
+    None,
+    ("Blog", "News"),
+    ("Events",),
+    ("Blog", "Reports"),
+)
+
+
+def make_sections_project(root: Path, port: int, subscribers: int, *, choose: bool) -> Path:
+    """Four 10-post feeds; `subscribers` signed up, spread over SECTION_CHOICES if `choose`."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in SECTION_FEEDS:
+        (root / f"{name.lower()}.xml").write_text(feed(name.lower(), 10), encoding="utf-8")
+    (root / "subscribers.csv").write_text("email,name\n", encoding="utf-8")
+    feeds = "".join(f"  - name: {name}\n    url: {name.lower()}.xml\n" for name in SECTION_FEEDS)
+    config = root / "config.yaml"
+    config.write_text(
+        "newsletter:\n  title: Bench Weekly\n  from: Bench <bench@example.org>\n"
+        '  unsubscribe_url: "https://example.org/unsubscribe?token={token}"\n'
+        "  choosable_sections: true\n"
+        f"feeds:\n{feeds}"
+        "digest:\n  max_posts_per_section: 20\n"
+        f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: none\n"
+        "secret: bench-secret\n",
+        encoding="utf-8",
+    )
+    with open_state(load_config(config)) as state, state.transaction():
+        for n in range(subscribers):
+            sections = SECTION_CHOICES[n % len(SECTION_CHOICES)] if choose else None
+            state.signups.add(f"reader{n}@example.com", f"Reader {n}", sections, "bench", NOW)
     return config
 
 
@@ -191,6 +228,12 @@ def main() -> None:
                 sent = state.history(1)[0].sent
             if sent != SUBSCRIBERS:
                 sys.exit(f"digest delivered {sent} of {SUBSCRIBERS}: {summary}")
+            one_time, _, _ = run_digest(
+                make_sections_project(root / "one", port, SUBSCRIBERS, choose=False)
+            )
+            four_time, four_rss, _ = run_digest(
+                make_sections_project(root / "four", port, SUBSCRIBERS, choose=True)
+            )
             bare_time = run_bare(port, data, SUBSCRIBERS)
             naive_time = run_naive(big, port, NAIVE_SAMPLE) * SUBSCRIBERS / NAIVE_SAMPLE
     finally:
@@ -211,6 +254,12 @@ def main() -> None:
     print(
         f"  naive (render + premailer + new connection per message): {naive_time:6.1f} s"
         f"  {rate['naive']:7.1f} msg/s  (timed on {NAIVE_SAMPLE} messages, extrapolated)"
+    )
+    one_rate, four_rate = SUBSCRIBERS / one_time, SUBSCRIBERS / four_time
+    print(
+        f"  sections: everyone gets all 4 sections: {one_rate:7.0f} msg/s;"
+        f" spread over 4 choices: {four_rate:7.0f} msg/s ({four_rate / one_rate:.0%} of it),"
+        f" peak RSS {four_rss / 1024:.0f} MiB"
     )
     print(
         f"  digest vs bare: {rate['digest'] / rate['bare']:.2f}x;"

@@ -634,6 +634,17 @@ def _subscriber_counts(config: Config) -> None:
         out.print(sections)
 
 
+@main.command()
+@with_config
+def snippet(config: Config) -> None:
+    """Print an HTML sign-up form to paste into the organisation's own site."""
+    from digest import signup
+
+    if not config.signup.enabled:
+        raise DigestError("sign-up is off: set signup.enabled: true in config.yaml first")
+    click.echo(signup.snippet(config), nl=False)
+
+
 @subscribers.command("export")
 @click.option(
     "--format",

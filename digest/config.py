@@ -351,6 +351,15 @@ class Config(_Strict):
     base_dir: Path = Field(Path("."), exclude=True, description="Folder holding config.yaml.")
     source: str = Field("config.yaml", exclude=True, description="The config file as named.")
 
+    @model_validator(mode="after")
+    def _signup_has_an_address(self) -> Config:
+        if self.signup.enabled and self.public_url is None:
+            raise ValueError(
+                "signup.enabled needs newsletter.public_url (where `digest serve` is reached,"
+                " e.g. https://news.example.org) for the links in confirmation emails"
+            )
+        return self
+
     def resolve(self, relative: str) -> Path:
         """A path from the config, resolved against the config file's folder."""
         path = Path(relative).expanduser()

@@ -361,3 +361,36 @@ def build_message(
     return OutgoingMessage(
         sender=envelope.sender, recipient=subscriber.email, data=data, smtputf8=smtputf8
     )
+
+
+def transactional_message(
+    config: Config,
+    recipient: Subscriber,
+    subject: str,
+    text: str,
+    html: str,
+    now: datetime,
+    dkim_key: DkimKey | None,
+) -> OutgoingMessage:
+    """A one-off message to one person (a sign-up confirmation, a welcome): the newsletter's
+    sender and DKIM signature, but no List-Unsubscribe, since it is not a mailing."""
+    newsletter = config.newsletter
+    sender = sender_address(newsletter.from_address)
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = newsletter.from_address
+    smtputf8 = not recipient.email.isascii()
+    name = " ".join(recipient.name.split())[:_NAME_LIMIT]
+    message["To"] = formataddr((name, recipient.email)) if name else recipient.email
+    message["Subject"] = " ".join(subject.split())
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[1].lower())
+    if newsletter.reply_to:
+        message["Reply-To"] = newsletter.reply_to
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
+    policy = email.policy.SMTPUTF8 if smtputf8 else email.policy.SMTP
+    data = message.as_bytes(policy=policy)
+    if dkim_key is not None:
+        data = _dkim_header(dkim_key, data) + data
+    return OutgoingMessage(sender=sender, recipient=recipient.email, data=data, smtputf8=smtputf8)

@@ -65,7 +65,9 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     (
         "running the stages",
-        frozenset({"digest.pipeline", "digest.check", "digest.schedule", "digest.demo"}),
+        frozenset(
+            {"digest.pipeline", "digest.check", "digest.schedule", "digest.demo", "digest.signup"}
+        ),
     ),
     ("public and editor's web apps", frozenset({"digest.web."})),
     (

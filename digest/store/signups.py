@@ -301,3 +301,8 @@ class Signups:
         return {
             row["address_hash"] for row in self.db.execute("SELECT address_hash FROM forgotten")
         }
+
+    def unforget(self, hashed: str) -> bool:
+        """Drop a forgotten person's hash (they signed up again, of their own accord)."""
+        cursor = self.db.execute("DELETE FROM forgotten WHERE address_hash = ?", (hashed,))
+        return cursor.rowcount > 0

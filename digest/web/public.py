@@ -47,6 +47,7 @@ class PublicSite:
 
     def __init__(self, config_path: Path, clock: Callable[[], datetime]) -> None:
         config = load_config(config_path)
+        self.config = config
         self.title = config.newsletter.title
         self.state_path = config.state_path
         self.clock = clock
@@ -66,7 +67,8 @@ class PublicSite:
 
 
 def create_public_app(site: PublicSite) -> ASGIApp:
-    """The public ASGI app: /unsubscribe (GET confirms, POST records) and /healthz."""
+    """The public ASGI app: /unsubscribe (GET confirms, POST records), /healthz, and with
+    signup.enabled the sign-up pages (/subscribe, /confirm, /preferences)."""
     title = site.title
 
     def token_of(request: Request) -> str | None:
@@ -112,4 +114,10 @@ def create_public_app(site: PublicSite) -> ASGIApp:
         Route("/unsubscribe", unsubscribe, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
+    if site.config.signup.enabled:
+        from digest.message import load_dkim
+        from digest.web.signup import SignupDesk, signup_routes
+
+        desk = SignupDesk(site.config, site.secret, load_dkim(site.config), site.clock)
+        routes += signup_routes(desk)
     return BodyLimit(Starlette(routes=routes))

@@ -1,0 +1,323 @@
+"""Double opt-in sign-up, confirmation and preferences: what the public pages do, without HTTP.
+
+The flow: a submitted form records a pending sign-up and yields a confirmation email with a
+signed link that expires (`signup.confirm_within`); only a POST to that link subscribes. The
+answer to a submission is the same whatever the address's standing (new, pending, subscribed,
+unsubscribed), and the email is handed back to the caller to send in the background, so neither
+the page nor its timing tells anyone who is on the list. A filled honeypot field, or a sign-up
+over a rate limit, gets the same answer and sends nothing.
+
+Rate limits (kept in the state file, so every process shares them): one confirmation email per
+address per `per_address_every`, `per_address_per_day` a day, and `per_ip_per_hour` sign-ups
+from one IP address. Addresses and IPs are keyed-hashed in the rate log.
+
+Consent on record: when the form was submitted, from which page (Referer) and IP (truncated by
+`signup.keep_ip`), the SHA-256 of the consent sentence shown, and when it was confirmed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from email_validator import EmailNotValidError, validate_email
+
+from digest.audience import section_titles
+from digest.config import Config
+from digest.message import DkimKey, transactional_message
+from digest.models import OutgoingMessage, Subscriber
+from digest.store import RateLimit, State
+from digest.tokens import address_hash, check_purpose_token, make_purpose_token
+
+logger = logging.getLogger(__name__)
+
+PAGES = Path(__file__).parent / "pages"
+HONEYPOT_FIELD = "website"
+MAX_NAME = 100
+MAX_EMAIL = 254
+
+
+@dataclass(frozen=True)
+class SignupForm:
+    """What a reader typed into the sign-up form."""
+
+    email: str = ""
+    name: str = ""
+    sections: tuple[str, ...] | None = None  # None: every section
+    honeypot: str = ""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The outcome of a submission: an error to show with the form, or the same "check your
+    inbox" answer for everyone, with the email to send in the background (if any)."""
+
+    error: str = ""
+    form: SignupForm = SignupForm()
+    message: OutgoingMessage | None = None
+
+
+@dataclass(frozen=True)
+class LinkCheck:
+    """Who a confirmation or preferences link is for, or why it cannot be used."""
+
+    address: str | None
+    problem: str = ""  # "", "invalid" or "expired"
+
+
+def consent_hash(config: Config) -> str:
+    """The SHA-256 of the consent sentence the form shows, kept with every sign-up."""
+    return hashlib.sha256(config.signup.consent_text.encode("utf-8")).hexdigest()
+
+
+def kept_ip(config: Config, ip: str) -> str:
+    """The part of a sign-up's IP address kept as evidence, as signup.keep_ip says."""
+    if config.signup.keep_ip == "none" or not ip:
+        return ""
+    try:
+        parsed = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    if config.signup.keep_ip == "full":
+        return str(parsed)
+    prefix = 24 if parsed.version == 4 else 48
+    return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False).network_address)
+
+
+def parse_form(config: Config, fields: Mapping[str, Sequence[str]]) -> SignupForm:
+    """The form's fields, trimmed and bounded; sections only those the newsletter has."""
+
+    def first(name: str, limit: int) -> str:
+        values = fields.get(name) or [""]
+        return " ".join(values[0].split())[:limit]
+
+    sections: tuple[str, ...] | None = None
+    if config.newsletter.choosable_sections:
+        titles = section_titles(config)
+        chosen = set(fields.get("section") or [])
+        sections = tuple(title for title in titles if title in chosen)
+    return SignupForm(
+        email=first("email", MAX_EMAIL + 10),
+        name=first("name", MAX_NAME),
+        sections=sections,
+        honeypot=first(HONEYPOT_FIELD, 200),
+    )
+
+
+def normalised_address(text: str) -> tuple[str, str]:
+    """(address, "") for a valid address, kept ASCII when it is; ("", why) otherwise."""
+    if not text:
+        return "", "Please enter your email address."
+    try:
+        valid = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as error:
+        return "", f"That does not look like an email address: {error}"
+    address = text.strip() if text.strip().isascii() else valid.normalized
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{domain.lower()}", ""
+
+
+def _limits(config: Config, secret: str, address: str, ip: str) -> list[RateLimit]:
+    person = f"address:{address_hash(secret, address)}"
+    limits = [
+        RateLimit(person, timedelta(seconds=config.signup.per_address_every), 1),
+        RateLimit(person, timedelta(days=1), config.signup.per_address_per_day),
+    ]
+    if ip:
+        limits.append(
+            RateLimit(
+                f"ip:{address_hash(secret, ip)}", timedelta(hours=1), config.signup.per_ip_per_hour
+            )
+        )
+    return limits
+
+
+def submit(
+    config: Config,
+    state: State,
+    secret: str,
+    form: SignupForm,
+    *,
+    ip: str,
+    page: str,
+    now: datetime,
+    dkim_key: DkimKey | None,
+) -> Submitted:
+    """Handle a submitted form: an error to show, or the same answer for every address."""
+    if form.honeypot:
+        logger.info("sign-up with the honeypot filled ignored")
+        return Submitted(form=form)
+    address, problem = normalised_address(form.email)
+    if problem:
+        return Submitted(error=problem, form=form)
+    if config.newsletter.choosable_sections and not form.sections:
+        return Submitted(error="Please choose at least one section.", form=form)
+    if not state.signups.allow(_limits(config, secret, address, ip), now):
+        logger.info("sign-up over the rate limit: no confirmation email sent")
+        return Submitted(form=form)
+    previous = state.signups.request(
+        address,
+        form.name,
+        form.sections,
+        now,
+        page=page[:500],
+        ip=kept_ip(config, ip),
+        consent_sha256=consent_hash(config),
+    )
+    if previous == "confirmed":
+        return Submitted(form=form)
+    expires = now + timedelta(seconds=config.signup.confirm_within)
+    token = make_purpose_token(secret, "confirm", address, expires)
+    link = f"{config.public_url}/confirm?token={token}"
+    return Submitted(
+        form=form, message=_confirmation(config, address, form.name, link, now, dkim_key)
+    )
+
+
+def check_link(secret: str, purpose: str, token: str | None, now: datetime) -> LinkCheck:
+    """Who a link's token is for, if it is ours, for this purpose and not expired."""
+    if not token:
+        return LinkCheck(None, "invalid")
+    checked = check_purpose_token(secret, purpose, token, now)
+    return LinkCheck(checked.address, checked.problem)
+
+
+def confirm(
+    config: Config,
+    state: State,
+    secret: str,
+    address: str,
+    *,
+    ip: str,
+    now: datetime,
+    dkim_key: DkimKey | None,
+) -> tuple[str, OutgoingMessage | None]:
+    """Subscribe a pending sign-up: ("confirmed" | "already" | "unknown", a welcome email)."""
+    with state.transaction():
+        outcome = state.signups.confirm(address, now, ip=kept_ip(config, ip))
+        if outcome == "confirmed":
+            # Signing up again and confirming is the person's own, fresh consent.
+            state.unsuppress(address)
+            state.signups.unforget(address_hash(secret, address))
+    if outcome != "confirmed" or not config.signup.welcome:
+        return outcome, None
+    signup = state.signups.signup(address)
+    name = signup.name if signup else ""
+    return outcome, _welcome(config, secret, address, name, now, dkim_key)
+
+
+def preferences_link(config: Config, secret: str, address: str, now: datetime) -> str:
+    """A fresh link to an address's preferences page."""
+    expires = now + timedelta(seconds=config.signup.preferences_valid_for)
+    token = make_purpose_token(secret, "preferences", address, expires)
+    return f"{config.public_url}/preferences?token={token}"
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What the preferences page shows for one subscriber."""
+
+    address: str
+    name: str
+    sections: tuple[str, ...]  # the sections they get now
+    unsubscribed: bool
+
+
+def preferences(config: Config, state: State, address: str, listed_name: str = "") -> Preferences:
+    """An address's current name, sections and standing."""
+    signup = state.signups.signup(address)
+    titles = section_titles(config)
+    chosen = signup.sections if signup and signup.sections is not None else tuple(titles)
+    return Preferences(
+        address=address,
+        name=signup.name if signup and signup.name else listed_name,
+        sections=tuple(title for title in titles if title in chosen),
+        unsubscribed=address.lower() in state.suppressed(),
+    )
+
+
+def save_preferences(
+    config: Config, state: State, address: str, form: SignupForm, *, ip: str, now: datetime
+) -> str:
+    """Save a name and sections from the preferences page; an error to show, or ""."""
+    if config.newsletter.choosable_sections and not form.sections:
+        return "Choose at least one section, or unsubscribe below."
+    state.signups.update_preferences(address, form.name, form.sections, now, ip=kept_ip(config, ip))
+    return ""
+
+
+# -- the emails ---------------------------------------------------------------
+
+
+@cache
+def _email_templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(PAGES)),
+        autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def _render(template: str, **context: Any) -> str:
+    return _email_templates().get_template(template).render(**context)
+
+
+def _confirmation(
+    config: Config, address: str, name: str, link: str, now: datetime, dkim_key: DkimKey | None
+) -> OutgoingMessage:
+    days = max(1, round(config.signup.confirm_within / 86400))
+    context = {"newsletter": config.newsletter, "name": name, "link": link, "days": days}
+    return transactional_message(
+        config,
+        Subscriber(address, name),
+        f"Confirm your subscription to {config.newsletter.title}",
+        _render("confirm-email.txt", **context),
+        _render("confirm-email.html", **context),
+        now,
+        dkim_key,
+    )
+
+
+def _welcome(
+    config: Config,
+    secret: str,
+    address: str,
+    name: str,
+    now: datetime,
+    dkim_key: DkimKey | None,
+) -> OutgoingMessage:
+    context = {
+        "newsletter": config.newsletter,
+        "name": name,
+        "preferences": preferences_link(config, secret, address, now),
+    }
+    return transactional_message(
+        config,
+        Subscriber(address, name),
+        f"Welcome to {config.newsletter.title}",
+        _render("welcome-email.txt", **context),
+        _render("welcome-email.html", **context),
+        now,
+        dkim_key,
+    )
+
+
+def snippet(config: Config) -> str:
+    """A plain HTML form for the organisation's own site that posts to /subscribe."""
+    return _render(
+        "snippet.html",
+        action=f"{config.public_url}/subscribe",
+        newsletter=config.newsletter,
+        sections=section_titles(config) if config.newsletter.choosable_sections else [],
+        consent_text=config.signup.consent_text,
+        honeypot=HONEYPOT_FIELD,
+    )

@@ -1,0 +1,303 @@
+"""The public sign-up pages: /subscribe, /confirm and /preferences (see digest.signup).
+
+GET only ever shows a page; only POST changes anything (mail scanners follow links). Emails are
+sent on a small background pool, so a submission is answered at once and in the same time
+whether or not an email goes out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import cache
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import jinja2
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from digest import signup
+from digest.audience import section_titles
+from digest.config import Config
+from digest.deliver import Mailer
+from digest.message import DkimKey
+from digest.models import DeliveryStatus, OutgoingMessage
+from digest.store import State
+from digest.subscribers import load_subscribers
+from digest.theme import theme_view
+from digest.web.common import COMMON_HEADERS, BodyTooLarge, BodyTooSlow, plain, read_body
+
+logger = logging.getLogger(__name__)
+
+SIGNUP_PAGE_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self';"
+    " base-uri 'none'; frame-ancestors 'none'"
+)
+MAIL_WORKERS = 2
+
+
+@cache
+def _pages() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(signup.PAGES)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+class SignupDesk:
+    """What the sign-up pages work from: config, state file, secret, DKIM key and a mail pool."""
+
+    def __init__(
+        self,
+        config: Config,
+        secret: str,
+        dkim_key: DkimKey | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.config = config
+        self.secret = secret
+        self.dkim_key = dkim_key
+        self.clock = clock
+        self.mail = ThreadPoolExecutor(MAIL_WORKERS, thread_name_prefix="digest-signup-mail")
+
+    def state(self) -> State:
+        """The state file, opened for one request."""
+        return State(self.config.state_path)
+
+    def send_later(self, message: OutgoingMessage) -> None:
+        """Hand a message to the SMTP server on the mail pool; failures are logged."""
+        self.mail.submit(self._send, message)
+
+    def _send(self, message: OutgoingMessage) -> None:
+        outcomes: list[Any] = []
+        try:
+            with Mailer(self.config.smtp) as mailer:
+                mailer.send_all([message], outcomes.extend)
+        except Exception as error:  # a mail server problem must not reach the reader's page
+            logger.warning("could not send a sign-up email: %s", error)
+            return
+        for outcome in outcomes:
+            if outcome.status is not DeliveryStatus.SENT:
+                logger.warning("a sign-up email was not accepted: %s", outcome.reply)
+
+    def page(self, template: str, heading: str, *, status: int = 200, **context: Any) -> Response:
+        """One of the sign-up pages, branded like the email."""
+        document = (
+            _pages()
+            .get_template(template)
+            .render(
+                newsletter=self.config.newsletter,
+                theme=theme_view(self.config),
+                heading=heading,
+                **context,
+            )
+        )
+        headers = {**COMMON_HEADERS, "Content-Security-Policy": SIGNUP_PAGE_POLICY}
+        return HTMLResponse(document, status_code=status, headers=headers)
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+async def _form_fields(request: Request) -> dict[str, list[str]] | Response:
+    try:
+        body = await read_body(request)
+    except BodyTooLarge:
+        return plain("Request body too large.\n", status=413)
+    except BodyTooSlow:
+        return plain("Request body too slow.\n", status=408)
+    return parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+
+
+def signup_routes(desk: SignupDesk) -> list[Route]:
+    """The routes of the sign-up pages, for the public app."""
+    config = desk.config
+    sections = section_titles(config) if config.newsletter.choosable_sections else []
+    check_inbox = [
+        "Thank you. If that address can be subscribed, an email is on its way to it with a link"
+        " to confirm.",
+        "Nothing is sent to you until you confirm. No email? Check the spam folder, or try"
+        " again in a few minutes.",
+    ]
+
+    def subscribe_page(form: signup.SignupForm, error: str = "", status: int = 200) -> Response:
+        return desk.page(
+            "subscribe.html",
+            f"Subscribe to {config.newsletter.title}",
+            status=status,
+            form=form,
+            error=error,
+            sections=sections,
+            consent_text=config.signup.consent_text,
+            privacy="",
+            action="subscribe",
+        )
+
+    async def subscribe(request: Request) -> Response:
+        if request.method == "GET":
+            return subscribe_page(signup.SignupForm())
+        fields = await _form_fields(request)
+        if isinstance(fields, Response):
+            return fields
+        form = signup.parse_form(config, fields)
+
+        def handle() -> signup.Submitted:
+            with desk.state() as state:
+                return signup.submit(
+                    config,
+                    state,
+                    desk.secret,
+                    form,
+                    ip=_client_ip(request),
+                    page=request.headers.get("referer", ""),
+                    now=desk.clock(),
+                    dkim_key=desk.dkim_key,
+                )
+
+        outcome = await run_in_threadpool(handle)
+        if outcome.error:
+            return subscribe_page(outcome.form, outcome.error, status=400)
+        if outcome.message is not None:
+            desk.send_later(outcome.message)
+        return desk.page("notice.html", "Check your inbox", paragraphs=check_inbox, button="")
+
+    def bad_link(check: signup.LinkCheck, what: str) -> Response:
+        if check.problem == "expired":
+            text = [f"This {what} link has expired. Nothing was changed."]
+            if what == "confirmation":
+                text.append("Sign up again to get a fresh link.")
+            else:
+                text.append("Use the link in a more recent issue.")
+        else:
+            text = [
+                f"This {what} link is not valid: it is incomplete, damaged or was not issued by"
+                " this newsletter. Nothing was changed.",
+                "Copy the whole link from the email.",
+            ]
+        return desk.page(
+            "notice.html",
+            "This link cannot be used",
+            status=400,
+            paragraphs=text,
+            button="",
+            link="subscribe" if what == "confirmation" else "",
+            link_text="Sign up again",
+        )
+
+    def token_of(request: Request) -> str | None:
+        tokens = request.query_params.getlist("token")
+        return tokens[0] if len(tokens) == 1 else None
+
+    async def confirm(request: Request) -> Response:
+        token = token_of(request)
+        check = signup.check_link(desk.secret, "confirm", token, desk.clock())
+        if request.method == "POST":
+            fields = await _form_fields(request)
+            if isinstance(fields, Response):
+                return fields
+        if check.address is None or token is None:
+            return bad_link(check, "confirmation")
+        action = f"confirm?token={quote(token, safe='')}"
+        if request.method == "GET":
+            return desk.page(
+                "notice.html",
+                f"Confirm your subscription to {config.newsletter.title}",
+                paragraphs=[f"Send {config.newsletter.title} to {check.address}?"],
+                button="Confirm",
+                action=action,
+                link="",
+                link_text="",
+            )
+        address = check.address
+
+        def handle() -> tuple[str, OutgoingMessage | None]:
+            with desk.state() as state:
+                return signup.confirm(
+                    config,
+                    state,
+                    desk.secret,
+                    address,
+                    ip=_client_ip(request),
+                    now=desk.clock(),
+                    dkim_key=desk.dkim_key,
+                )
+
+        outcome, welcome = await run_in_threadpool(handle)
+        if outcome == "unknown":
+            return bad_link(signup.LinkCheck(None, "invalid"), "confirmation")
+        if welcome is not None:
+            desk.send_later(welcome)
+        latest = config.newsletter.archive_url or ""
+        return desk.page(
+            "notice.html",
+            "You are subscribed",
+            paragraphs=[f"{address} will get the next issue of {config.newsletter.title}."],
+            button="",
+            link=latest,
+            link_text="Read the latest issue",
+        )
+
+    async def preferences(request: Request) -> Response:
+        token = token_of(request)
+        check = signup.check_link(desk.secret, "preferences", token, desk.clock())
+        fields: dict[str, list[str]] = {}
+        if request.method == "POST":
+            read = await _form_fields(request)
+            if isinstance(read, Response):
+                return read
+            fields = read
+        if check.address is None or token is None:
+            return bad_link(check, "preferences")
+        address = check.address
+        action = f"preferences?token={quote(token, safe='')}"
+        choice = (fields.get("action") or [""])[0]
+
+        def handle() -> Response:
+            with desk.state() as state:
+                error, saved = "", False
+                if choice == "unsubscribe":
+                    state.suppress(address, desk.clock(), "preferences page")
+                    return desk.page(
+                        "notice.html",
+                        "You are unsubscribed",
+                        paragraphs=[f"{address} will not receive {config.newsletter.title} again."],
+                        button="",
+                        link="",
+                        link_text="",
+                    )
+                if choice == "save":
+                    form = signup.parse_form(config, fields)
+                    error = signup.save_preferences(
+                        config, state, address, form, ip=_client_ip(request), now=desk.clock()
+                    )
+                    saved = not error
+                listed = {
+                    s.email.lower(): s.name
+                    for s in load_subscribers(config.subscribers_path).subscribers
+                }
+                prefs = signup.preferences(config, state, address, listed.get(address, ""))
+                return desk.page(
+                    "preferences.html",
+                    f"Your {config.newsletter.title} preferences",
+                    status=400 if error else 200,
+                    prefs=prefs,
+                    sections=sections,
+                    error=error,
+                    saved=saved,
+                    action=action,
+                )
+
+        return await run_in_threadpool(handle)
+
+    return [
+        Route("/subscribe", subscribe, methods=["GET", "POST"]),
+        Route("/confirm", confirm, methods=["GET", "POST"]),
+        Route("/preferences", preferences, methods=["GET", "POST"]),
+    ]

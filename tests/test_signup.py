@@ -1,0 +1,226 @@
+"""Readers sign themselves up through a real `digest serve`, with mail into a real aiosmtpd."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from urllib.parse import unquote
+
+import httpx
+import pytest
+
+from digest.tokens import make_purpose_token
+from tests.conftest import Project
+from tests.support.serving import Serving, serving
+from tests.support.smtpserver import Received
+
+PUBLIC = "https://example.org"
+SECRET = "test-secret"
+
+
+def enable_signup(project: Project, extra: str = "") -> None:
+    text = project.config.read_text(encoding="utf-8")
+    text = text.replace(
+        "  title: Collaborate Weekly\n", "  title: Collaborate Weekly\n  choosable_sections: true\n"
+    )
+    project.config.write_text(text + "signup:\n  enabled: true\n" + extra, encoding="utf-8")
+
+
+@pytest.fixture
+def site(project: Project) -> Iterator[tuple[Project, Serving]]:
+    enable_signup(project)
+    with serving(project, "--no-preview") as served:
+        yield project, served
+
+
+def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(project.root / "state.sqlite3") as db:
+        return list(db.execute(sql))
+
+
+def wait_for_mail(project: Project, address: str, count: int = 1) -> list[Received]:
+    deadline = time.monotonic() + 15
+    while len(project.smtp.to(address)) < count:
+        assert time.monotonic() < deadline, f"no mail for {address}"
+        time.sleep(0.05)
+    return project.smtp.to(address)
+
+
+def link_in(message: Received, path: str, served: Serving) -> str:
+    (link,) = set(re.findall(rf"{PUBLIC}/{path}\?token=[^\s\"<>]+", message.part("plain")))
+    return link.replace(PUBLIC, served.public)
+
+
+def sign_up(served: Serving, email: str, **fields: str | list[str]) -> httpx.Response:
+    data: dict[str, str | list[str]] = {
+        "email": email,
+        "name": "",
+        "website": "",
+        "section": ["From the blog", "Latest news"],
+    }
+    data.update(fields)
+    return httpx.post(f"{served.public}/subscribe", data=data, timeout=10)
+
+
+def test_the_form_is_accessible_without_javascript(site: tuple[Project, Serving]) -> None:
+    _, served = site
+    page = httpx.get(f"{served.public}/subscribe", timeout=10)
+    assert page.status_code == 200
+    html = page.text
+    assert "<script" not in html
+    assert '<label for="email">' in html and 'id="email" name="email"' in html
+    assert "<legend>Sections</legend>" in html
+    assert 'value="From the blog" checked' in html and 'value="Latest news" checked' in html
+    assert "Send me the newsletter by email" in html
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_double_opt_in_end_to_end(site: tuple[Project, Serving]) -> None:
+    project, served = site
+    answer = sign_up(served, "Zoe@Example.net", name="Zoe", section=["Latest news"], website="")
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    (confirmation,) = wait_for_mail(project, "Zoe@example.net")
+    assert confirmation.message["List-Unsubscribe"] is None
+    assert confirmation.message["Subject"] == "Confirm your subscription to Collaborate Weekly"
+    assert rows(project, "SELECT email, status, sections FROM signups") == [
+        ("zoe@example.net", "pending", '["Latest news"]')
+    ]
+    link = link_in(confirmation, "confirm", served)
+    shown = httpx.get(link, timeout=10)
+    assert shown.status_code == 200 and "<button" in shown.text
+    assert rows(project, "SELECT status FROM signups") == [("pending",)]  # GET changed nothing
+    confirmed = httpx.post(link, timeout=10)
+    assert confirmed.status_code == 200 and "You are subscribed" in confirmed.text
+    assert rows(project, "SELECT status FROM signups") == [("confirmed",)]
+    again = httpx.post(link, timeout=10)
+    assert again.status_code == 200 and "You are subscribed" in again.text
+    events = rows(project, "SELECT event, source, ip, consent_sha256 != '' FROM consents")
+    assert events == [("submitted", "form", "127.0.0.0", 1), ("confirmed", "form", "127.0.0.0", 0)]
+    welcome = wait_for_mail(project, "Zoe@example.net", 2)[1]
+    assert welcome.message["Subject"] == "Welcome to Collaborate Weekly"
+    # The next real issue carries only the section Zoe chose, and a preferences link.
+    assert project.run("send").exit_code == 0
+    issue = wait_for_mail(project, "zoe@example.net", 3)[2]
+    text = issue.part("plain")
+    assert "Latest news" in text and "From the blog" not in text
+    assert "Manage your subscription" in text
+    assert "From the blog" in project.smtp.to("ann@example.com")[0].part("plain")
+
+
+def test_every_address_gets_the_same_answer(site: tuple[Project, Serving]) -> None:
+    project, served = site
+    assert project.run("subscribers", "add", "sub@example.net", "--source", "x").exit_code == 0
+    assert project.run("unsubscribe", "gone@example.net").exit_code == 0
+    sign_up(served, "pending@example.net")
+    addresses = ["new@", "pending@", "sub@", "gone@"]
+    answers = [sign_up(served, f"{start}example.net") for start in addresses]
+    answers.append(sign_up(served, "ann@example.com"))
+    assert {answer.status_code for answer in answers} == {200}
+    assert len({answer.text for answer in answers}) == 1
+
+
+def test_an_invalid_address_keeps_what_was_typed(site: tuple[Project, Serving]) -> None:
+    project, served = site
+    answer = sign_up(served, "not-an-address", name="Yusuf <b>", section=["Latest news"])
+    assert answer.status_code == 400
+    assert 'role="alert"' in answer.text and "does not look like an email address" in answer.text
+    assert 'value="not-an-address"' in answer.text and 'value="Yusuf &lt;b&gt;"' in answer.text
+    assert 'value="Latest news" checked' in answer.text
+    assert 'value="From the blog" checked' not in answer.text
+    assert rows(project, "SELECT COUNT(*) FROM signups") == [(0,)]
+
+
+def test_the_honeypot_pretends_and_sends_nothing(site: tuple[Project, Serving]) -> None:
+    project, served = site
+    trapped = sign_up(served, "bot@example.net", website="http://spam.example")
+    honest = sign_up(served, "human@example.net")
+    assert trapped.text == honest.text
+    wait_for_mail(project, "human@example.net")
+    assert project.smtp.to("bot@example.net") == []
+    assert rows(project, "SELECT email FROM signups") == [("human@example.net",)]
+
+
+def test_rate_limits_hold_back_the_next_confirmation(project: Project) -> None:
+    enable_signup(project, "  per_ip_per_hour: 2\n")
+    with serving(project, "--no-preview") as served:
+        first = sign_up(served, "one@example.net")
+        again = sign_up(served, "one@example.net")
+        assert first.text == again.text
+        sign_up(served, "two@example.net")
+        sign_up(served, "three@example.net")  # the third to pass the address limit this hour
+        wait_for_mail(project, "two@example.net")
+        time.sleep(0.5)
+    assert len(project.smtp.to("one@example.net")) == 1
+    assert project.smtp.to("three@example.net") == []
+    # Two sign-ups went through, each logged under its address and the IP, both hashed.
+    logged = rows(project, "SELECT bucket FROM rate_events")
+    assert len(logged) == 4 and not any("example.net" in str(row[0]) for row in logged)
+
+
+def test_expired_and_tampered_links_change_nothing(site: tuple[Project, Serving]) -> None:
+    project, served = site
+    sign_up(served, "late@example.net")
+    (confirmation,) = wait_for_mail(project, "late@example.net")
+    good = link_in(confirmation, "confirm", served)
+    token = unquote(good.split("token=", 1)[1])
+    expired = make_purpose_token(SECRET, "confirm", "late@example.net", project.now - timedelta(1))
+    wrong_purpose = make_purpose_token(
+        SECRET, "preferences", "late@example.net", project.now + timedelta(days=1)
+    )
+    for bad in (expired, wrong_purpose, token[:-3] + "AAA", "", "x" * 5000):
+        for method in ("GET", "POST"):
+            answer = httpx.request(
+                method, f"{served.public}/confirm", params={"token": bad}, timeout=10
+            )
+            assert answer.status_code in (400, 413), (bad[:20], method)
+    answer = httpx.post(f"{served.public}/confirm", params={"token": expired}, timeout=10)
+    assert "expired" in answer.text
+    assert rows(project, "SELECT status FROM signups") == [("pending",)]
+
+
+def test_preferences_change_sections_and_unsubscribe(site: tuple[Project, Serving]) -> None:
+    project, served = site
+    assert project.run("send").exit_code == 0
+    link = link_in(project.smtp.to("ann@example.com")[0], "preferences", served)
+    shown = httpx.get(link, timeout=10)
+    assert shown.status_code == 200 and "ann@example.com" in shown.text
+    assert 'value="Ann"' in shown.text
+    saved = httpx.post(
+        link, data={"action": "save", "name": "Ann B", "section": "From the blog"}, timeout=10
+    )
+    assert saved.status_code == 200 and "Saved." in saved.text
+    assert rows(project, "SELECT name, sections FROM signups WHERE email = 'ann@example.com'") == [
+        ("Ann B", '["From the blog"]')
+    ]
+    none = httpx.post(link, data={"action": "save", "name": "Ann B"}, timeout=10)
+    assert none.status_code == 400 and "at least one section" in none.text
+    gone = httpx.post(link, data={"action": "unsubscribe"}, timeout=10)
+    assert gone.status_code == 200 and "You are unsubscribed" in gone.text
+    assert rows(project, "SELECT email, source FROM suppressions") == [
+        ("ann@example.com", "preferences page")
+    ]
+
+
+def test_the_snippet_posts_the_same_fields_to_the_public_app(project: Project) -> None:
+    off = project.run("snippet")
+    assert off.exit_code == 1 and "sign-up is off" in off.output
+    enable_signup(project)
+    result = project.run("snippet")
+    assert result.exit_code == 0, result.output
+    html = result.output
+    assert '<form method="post" action="https://example.org/subscribe"' in html
+    for field in ('name="email"', 'name="name"', 'name="website"', 'value="Latest news"'):
+        assert field in html
+    assert "Send me the newsletter by email" in html and "<script" not in html
+
+
+def test_sign_up_without_a_public_address_is_a_config_error(project: Project) -> None:
+    text = project.config.read_text(encoding="utf-8")
+    text = "\n".join(line for line in text.splitlines() if "unsubscribe_url" not in line)
+    project.config.write_text(text + "\nsignup:\n  enabled: true\n", encoding="utf-8")
+    result = project.run("check")
+    assert result.exit_code == 2
+    assert "signup.enabled needs newsletter.public_url" in result.output
