@@ -24,7 +24,7 @@ from digest.errors import ConfigError, TemplateError
 from digest.htmltext import collapse, shorten
 from digest.inline import inline_css
 from digest.models import MAX_AUTHOR, MAX_TITLE, Issue, Post, RenderedIssue
-from digest.personalise import new_marker, slot
+from digest.personalise import issue_url_slot, new_marker, slot
 from digest.templating import TEXT_WIDTH, render_template, template_environment
 from digest.theme import theme_view
 
@@ -62,6 +62,7 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "intro_html": "newsletter.intro rendered from Markdown and sanitised, or empty.",
     "intro_text": "newsletter.intro as plain text (links as text (URL)), or empty.",
     "preheader": "The hidden preview line mail lists show: the top post titles.",
+    "issue_url": "This issue's own web page (archive on), else newsletter.archive_url, or empty.",
     "newsletter": "Every newsletter.* key of config.yaml, e.g. newsletter.title, .logo_url,"
     " .logo_width, .logo_height, .archive_url, .footer, .address, .language.",
     "theme.accent": "theme.accent from config.yaml (six-digit hex).",
@@ -320,6 +321,9 @@ def template_context(issue: Issue, config: Config, marker: str) -> dict[str, Any
             recipient=slot(marker, "RECIPIENT"),
         ),
         "unsubscribe_url": slot(marker, "UNSUBSCRIBE_URL"),
+        "issue_url": issue_url_slot(marker)
+        if config.archive.enabled
+        else (config.newsletter.archive_url or ""),
     }
 
 

@@ -58,6 +58,8 @@ EXAMPLES: dict[str, Any] = {
     "schedule.time": "08:00",
     "schedule.cron": "0 8 * * 1",
     "schedule.timezone": "Europe/London",
+    "archive.out_dir": "public",
+    "archive.subscribe_url": "https://news.example.org/subscribe",
     "schedule.grace": "6h",
 }
 

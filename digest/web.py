@@ -27,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digest import pipeline
+from digest.archive_web import archive_routes
 from digest.collect import collect
 from digest.config import FeedConfig, FetchConfig, load_config
 from digest.errors import DigestError
@@ -400,6 +401,7 @@ def create_app(workbench: Workbench) -> ASGIApp:
     routes = [
         Route("/unsubscribe", unsubscribe, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        *archive_routes(lambda: workbench.config, workbench.clock),
     ]
     if workbench.preview_enabled:
         routes += [

@@ -99,6 +99,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     FROM issue_posts JOIN moved ON issue_posts.feed_url = moved.permanent_url""",
         "DROP TABLE temp.moved",
     ),
+    # ARCHIVE_MIGRATION (planned as 5, after the subscribers migration 4; renumber at merge by
+    # moving this entry after it): the public archive's issue numbers. A number is given to an
+    # issue when it is frozen with the archive on; `withdrawn_at` takes it off the web for good.
+    (
+        """CREATE TABLE IF NOT EXISTS archive_issues (
+    number INTEGER PRIMARY KEY,
+    issue_id INTEGER NOT NULL UNIQUE REFERENCES issues (id),
+    slug TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '',
+    withdrawn_at TEXT
+)""",
+    ),
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0
