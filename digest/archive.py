@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import math
 import re
 import unicodedata
@@ -295,8 +294,3 @@ def site_files(
         if document is not None:
             yield f"issues/{entry.key}/index.html", document
     yield "feed.atom", feed(site, issues, now)
-
-
-def escape(text: str) -> str:
-    """Text escaped for HTML (for callers composing small answers)."""
-    return html.escape(text, quote=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from digest import archive
 from digest.config import Config
 from digest.errors import DigestError
+from digest.lock import hold_lock
 from digest.store import State
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 MARKER = ".digest-archive"  # names a folder as digest's own, so it may be replaced
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+LOCK_WAIT = 60.0  # seconds to wait for another process writing the archive
 
 
 def publish(config: Config, out: Path, now: datetime) -> int:
@@ -35,11 +37,18 @@ def publish(config: Config, out: Path, now: datetime) -> int:
             f"{config.source}: the archive is off; set archive.enabled: true (and"
             " newsletter.archive_url) to publish the issues"
         )
+    out = out.expanduser().absolute()
+    _check_replaceable(out)
+    # One writer at a time, reading the state inside the lock: the last archive swapped in is
+    # always built from the latest state (a withdrawal racing a send's rewrite cannot be undone).
+    with hold_lock(config.state_path, "archive", wait=LOCK_WAIT, command="archive"):
+        return _publish(config, out, now)
+
+
+def _publish(config: Config, out: Path, now: datetime) -> int:
     with State(config.state_path, read_only=True) as state:
         issues = state.archive.issues()
     site = archive.site_for(config)
-    out = out.expanduser().absolute()
-    _check_replaceable(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

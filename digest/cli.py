@@ -503,7 +503,7 @@ def withdraw(config: Config, number: int) -> None:
     with pipeline.open_state(config) as state:
         withdrawn = state.archive.withdraw(number, current_time())
     if withdrawn is None:
-        raise DigestError(f"there is no archived issue {number}; see `digest history`")
+        raise DigestError(f"there is no archived issue {number}; the archive index lists them")
     if withdrawn:
         out.print(f"Issue {number} is withdrawn: its page now answers 410 Gone.", markup=False)
     else:
@@ -538,6 +538,8 @@ def serve(config_path: Path, host: str, port: int, preview: bool) -> None:
     click.echo(f"  unsubscribe: {base}/unsubscribe?token=...   health: {base}/healthz")
     if preview:
         click.echo(f"  live preview: {base}/preview (reloads when you save a file)")
+    if workbench.config.archive.enabled:
+        click.echo(f"  archive: {base}/archive/   feed: {base}/feed.atom")
     web.serve(web.create_app(workbench), sock)
 
 

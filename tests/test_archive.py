@@ -220,3 +220,44 @@ def test_feed_text_stays_escaped_on_the_pages(project: Project) -> None:
         text = data.decode()
         assert "<script>alert" not in text, name
         assert "<b>bold" not in text, name
+
+
+def test_an_empty_archive_has_an_index_and_an_empty_feed(project: Project) -> None:
+    enable_archive(project)
+    project.config.write_text(
+        project.config.read_text().replace("state: state.sqlite3", "state: data/state.sqlite3")
+    )
+    out = project.root / "site"
+    result = project.run("archive", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "No issues yet" in (out / "archive" / "index.html").read_text()
+    feed = feedparser.parse((out / "feed.atom").read_bytes())
+    assert not feed.bozo and feed.entries == []
+
+
+def test_withdrawing_rewrites_the_configured_out_dir(project: Project) -> None:
+    enable_archive(project, "  out_dir: site\n")
+    send_three(project)
+    site = project.root / "site"
+    assert sum(1 for _ in (site / "issues").iterdir()) == 3
+    result = project.run("archive", "withdraw", "3")
+    assert result.exit_code == 0, result.output
+    assert "410 Gone" in result.output
+    assert sorted(p.name.split("-")[0] for p in (site / "issues").iterdir()) == ["1", "2"]
+    again = project.run("archive", "withdraw", "3")
+    assert again.exit_code == 0 and "already withdrawn" in again.output
+    missing = project.run("archive", "withdraw", "9")
+    assert missing.exit_code == 1 and "no archived issue 9" in missing.output
+
+
+def test_a_resumed_issue_links_to_the_page_it_was_numbered_with(project: Project) -> None:
+    enable_archive(project)
+    late = "bartholomew.ryle@example.com"
+    project.smtp.script.defer = {late: 100}
+    first = project.run("send")
+    assert first.exit_code == 1 and "pending" in first.output
+    project.smtp.script.defer = {}
+    resumed = project.run("send", now=NOW + timedelta(hours=1))
+    assert resumed.exit_code == 0, resumed.output
+    links = {view_in_browser(project.smtp.to(email)[0].part("html")) for email in SUBSCRIBERS}
+    assert links == {f"{ARCHIVE_URL}/issues/1-collaborate-weekly-3-new-posts-30-november-2026/"}

@@ -13,6 +13,19 @@ from pathlib import Path
 
 from digest.errors import StateError
 
+# The public archive's issue numbers. Planned as migration 5, after the subscribers migration 4:
+# at merge, list it after that one. A number is given to an issue when it is frozen with the
+# archive on; `withdrawn_at` takes it off the web for good.
+ARCHIVE_MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS archive_issues (
+    number INTEGER PRIMARY KEY,
+    issue_id INTEGER NOT NULL UNIQUE REFERENCES issues (id),
+    slug TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '',
+    withdrawn_at TEXT
+)""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: release 0.1.0.
     (
@@ -99,18 +112,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     FROM issue_posts JOIN moved ON issue_posts.feed_url = moved.permanent_url""",
         "DROP TABLE temp.moved",
     ),
-    # ARCHIVE_MIGRATION (planned as 5, after the subscribers migration 4; renumber at merge by
-    # moving this entry after it): the public archive's issue numbers. A number is given to an
-    # issue when it is frozen with the archive on; `withdrawn_at` takes it off the web for good.
-    (
-        """CREATE TABLE IF NOT EXISTS archive_issues (
-    number INTEGER PRIMARY KEY,
-    issue_id INTEGER NOT NULL UNIQUE REFERENCES issues (id),
-    slug TEXT NOT NULL,
-    summary TEXT NOT NULL DEFAULT '',
-    withdrawn_at TEXT
-)""",
-    ),
+    # 4 here, 5 once the subscribers migration lands: see ARCHIVE_MIGRATION above.
+    ARCHIVE_MIGRATION,
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0
