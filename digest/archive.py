@@ -39,9 +39,10 @@ from digest.models import Issue, RenderedIssue
 from digest.personalise import depersonalise
 from digest.render import format_date
 from digest.store.archive import ArchivedIssue
-from digest.theme import theme_view
+from digest.theme import readable_on
 
 PAGES = Path(__file__).parent / "pages"
+PAGE_BACKGROUND = "#f2f4f7"  # the pages' grey; cards are white, so links read on both
 MAX_SLUG = 60
 MAX_SUMMARY = 300
 SUMMARY_TITLES = 5
@@ -97,7 +98,7 @@ def site_for(config: Config) -> Site:
         zone=ZoneInfo(config.schedule.timezone if config.schedule else "UTC"),
         per_page=config.archive.per_page,
         subscribe_url=subscribe_url(config),
-        link_colour=theme_view(config).link,
+        link_colour=readable_on(config.theme.accent, PAGE_BACKGROUND),
         logo_url=newsletter.logo_url or "",
     )
 

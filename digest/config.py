@@ -332,15 +332,6 @@ class Config(_Strict):
     base_dir: Path = Field(Path("."), exclude=True, description="Folder holding config.yaml.")
     source: str = Field("config.yaml", exclude=True, description="The config file as named.")
 
-    @model_validator(mode="after")
-    def _archive_needs_url(self) -> Config:
-        if self.archive.enabled and not self.newsletter.archive_url:
-            raise ValueError(
-                "archive.enabled needs newsletter.archive_url: the address the archive is"
-                " published at, e.g. https://example.org/newsletter"
-            )
-        return self
-
     def resolve(self, relative: str) -> Path:
         """A path from the config, resolved against the config file's folder."""
         path = Path(relative).expanduser()
@@ -563,7 +554,28 @@ def parse_config(text: str, source: str, base_dir: Path, environ: dict[str, str]
             f"{source}:{line}: {key}: {text}" for (line, key), text in sorted(problems.items())
         )
         raise ConfigError(redact_text(message, _secrets(data, expansion))) from None
+    problem = _archive_problem(config)
+    if problem:
+        raise ConfigError(f"{source}:{line_of(('archive', 'enabled'))}: archive.enabled: {problem}")
     return config
+
+
+def _archive_problem(config: Config) -> str | None:
+    """Why the archive cannot be published at newsletter.archive_url, if it cannot."""
+    if not config.archive.enabled:
+        return None
+    if not config.newsletter.archive_url:
+        return (
+            "needs newsletter.archive_url: the address the archive is published at, e.g."
+            " https://example.org/newsletter"
+        )
+    parts = urlsplit(config.newsletter.archive_url)
+    if parts.query or parts.fragment or parts.path.lower().endswith((".html", ".htm")):
+        return (
+            "newsletter.archive_url must be the folder the archive is published at (issues go"
+            " under it), not a page: e.g. https://example.org/newsletter"
+        )
+    return None
 
 
 def _secrets(data: dict[str, Any], expansion: _Expansion) -> set[str]:

@@ -261,3 +261,28 @@ def test_a_resumed_issue_links_to_the_page_it_was_numbered_with(project: Project
     assert resumed.exit_code == 0, resumed.output
     links = {view_in_browser(project.smtp.to(email)[0].part("html")) for email in SUBSCRIBERS}
     assert links == {f"{ARCHIVE_URL}/issues/1-collaborate-weekly-3-new-posts-30-november-2026/"}
+
+
+def test_images_keep_absolute_urls_and_the_logo_previews_the_link(project: Project) -> None:
+    enable_archive(project)
+    logo = "https://cdn.example.org/logo.png"
+    project.config.write_text(
+        project.config.read_text().replace("newsletter:\n", f"newsletter:\n  logo_url: {logo}\n")
+    )
+    assert project.run("send").exit_code == 0
+    out = project.root / "site"
+    assert project.run("archive", "--out", str(out)).exit_code == 0
+    page = next((out / "issues").iterdir()) / "index.html"
+    text = page.read_text()
+    assert f'<meta property="og:image" content="{logo}">' in text
+    assert f"src=&#34;{logo}&#34;" in text or f"src=&quot;{logo}&quot;" in text
+
+
+def test_digest_run_writes_the_static_archive_after_its_send(project: Project) -> None:
+    enable_archive(project, '  out_dir: site\nschedule:\n  day: monday\n  time: "08:00"\n')
+    result = project.run("run", "--once")
+    assert result.exit_code == 0, result.output
+    pages = list((project.root / "site" / "issues").iterdir())
+    assert [page.name.split("-")[0] for page in pages] == ["1"]
+    link = view_in_browser(project.smtp.to("annabel.quist@example.com")[0].part("html"))
+    assert link == f"{ARCHIVE_URL}/issues/{pages[0].name}/"

@@ -76,7 +76,7 @@ def test_the_archive_needs_an_address(tmp_path: Path) -> None:
     try:
         parse_config(text, "config.yaml", tmp_path, {})
     except ConfigError as error:
-        assert "archive.enabled needs newsletter.archive_url" in str(error)
+        assert "config.yaml:8: archive.enabled: needs newsletter.archive_url" in str(error)
     else:
         raise AssertionError("accepted an archive without an address")
 
@@ -96,3 +96,34 @@ def test_numbers_follow_each_other_and_withdrawal_is_recorded_once(tmp_path: Pat
         assert [entry.number for entry in state.archive.issues()] == [2]
         assert len(state.archive.issues(include_withdrawn=True)) == 2
         assert state.archive.next_number() == 3
+
+
+def test_page_links_keep_aa_contrast_on_the_page_and_its_cards(tmp_path: Path) -> None:
+    from digest.archive import PAGE_BACKGROUND, site_for
+    from digest.theme import contrast_ratio
+
+    for accent in ("#ffdd00", "#1d4f91", "#7fb3ff", "#00ff00"):
+        text = (
+            "newsletter:\n  title: T\n  from: t@example.org\n"
+            "  archive_url: https://n.example.org\n"
+            f"theme:\n  accent: '{accent}'\n"
+            "feeds:\n  - name: F\n    url: f.xml\narchive:\n  enabled: true\n"
+        )
+        site = site_for(parse_config(text, "config.yaml", tmp_path, {}))
+        for background in (PAGE_BACKGROUND, "#ffffff"):
+            assert contrast_ratio(site.link_colour, background) >= 4.5, (accent, background)
+
+
+def test_the_archive_address_is_a_folder_not_a_page(tmp_path: Path) -> None:
+    text = (
+        "newsletter:\n  title: T\n  from: t@example.org\n"
+        "  archive_url: https://n.example.org/latest.html\n"
+        "feeds:\n  - name: F\n    url: f.xml\narchive:\n  enabled: true\n"
+    )
+    try:
+        parse_config(text, "config.yaml", tmp_path, {})
+    except ConfigError as error:
+        assert "not a page" in str(error)
+    else:
+        raise AssertionError("accepted a page as the archive's address")
+    parse_config(text.replace("enabled: true", "enabled: false"), "config.yaml", tmp_path, {})
