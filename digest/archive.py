@@ -133,11 +133,16 @@ def preview_url(config: Config) -> str:
 
 
 def summary_of(issue: Issue) -> str:
-    """One line for the index, the feed and link previews: the count and the top post titles."""
+    """One line for the index, the feed and link previews: the top post titles."""
     titles = [collapse(post.title) for section in issue.sections for post in section.posts]
-    count = f"{len(titles)} post" if len(titles) == 1 else f"{len(titles)} posts"
-    shown = " · ".join(title for title in titles[:SUMMARY_TITLES] if title)
-    return shorten(f"{count}: {shown}" if shown else count, MAX_SUMMARY)
+    return shorten(" · ".join(title for title in titles[:SUMMARY_TITLES] if title), MAX_SUMMARY)
+
+
+def describe(entry: ArchivedIssue) -> str:
+    """The issue in one line for the feed and link previews: how many posts, and which."""
+    count = entry.issue.post_count
+    posts = f"{count} post" if count == 1 else f"{count} posts"
+    return f"{posts}: {entry.summary}" if entry.summary else posts
 
 
 # ---------------------------------------------------------------- pages
@@ -220,7 +225,7 @@ def issue_page(site: Site, issues: Sequence[ArchivedIssue], number: int) -> byte
         canonical=site.issue_url(entry),
         number=entry.number,
         subject=entry.issue.subject,
-        summary=entry.summary,
+        description=describe(entry),
         date=site.date(entry.issue.created_at),
         date_iso=entry.issue.created_at.astimezone(site.zone).date().isoformat(),
         published=entry.issue.created_at.astimezone(UTC).isoformat(),
@@ -272,7 +277,7 @@ def feed(site: Site, issues: Sequence[ArchivedIssue], now: datetime) -> bytes:
         add(item, "link", rel="alternate", type="text/html", href=site.issue_url(entry))
         add(item, "published", _atom_time(entry.issue.created_at))
         add(item, "updated", _atom_time(entry.issue.created_at))
-        add(item, "summary", entry.summary or entry.issue.subject)
+        add(item, "summary", describe(entry))
     ElementTree.indent(root)
     body = ElementTree.tostring(root, encoding="unicode")
     return f'<?xml version="1.0" encoding="utf-8"?>\n{body}\n'.encode()

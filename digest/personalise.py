@@ -78,7 +78,7 @@ def stamp_issue_url(rendered: RenderedIssue, url: str) -> RenderedIssue:
 
 
 _PARAGRAPH = r"<p\b[^>]*>(?:(?!</?p\b).)*?{slot}(?:(?!</?p\b).)*?</p>"
-_LINK = r"<a\b[^>]*\bhref=\"{slot}\"[^>]*>.*?</a>"
+_LINK = r"(<a\b[^>]*\bhref=\"){slot}[^\"]*(\"[^>]*>).*?(</a>)"
 
 
 def depersonalise(rendered: RenderedIssue, subscribe_url: str, subscribe_label: str) -> str:
@@ -91,12 +91,14 @@ def depersonalise(rendered: RenderedIssue, subscribe_url: str, subscribe_label: 
     """
     marker = rendered.marker
     html = rendered.html
-    link = (
-        f'<a href="{html_lib.escape(subscribe_url, quote=True)}">'
-        f"{html_lib.escape(subscribe_label)}</a>"
-    )
+    url, label = html_lib.escape(subscribe_url, quote=True), html_lib.escape(subscribe_label)
     unsubscribe = re.escape(slot(marker, "UNSUBSCRIBE_URL"))
-    html = re.sub(_LINK.format(slot=unsubscribe), lambda _: link, html, flags=re.S)
+    html = re.sub(  # the link keeps its tag's other attributes (the inlined style)
+        _LINK.format(slot=unsubscribe),
+        lambda m: f"{m.group(1)}{url}{m.group(2)}{label}{m.group(3)}",
+        html,
+        flags=re.S,
+    )
     for field in ("RECIPIENT", "EMAIL"):
         pattern = _PARAGRAPH.format(slot=re.escape(slot(marker, field)))
         html = re.sub(pattern, "", html, flags=re.S | re.I)

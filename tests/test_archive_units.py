@@ -45,7 +45,10 @@ def test_depersonalise_leaves_no_slot_and_turns_unsubscribe_into_subscribe() -> 
         assert "%%DIGEST" not in page
         assert "This email was sent to" not in page
         assert "Write to" not in page
-        assert '<a href="https://x.example/subscribe?a=1&amp;b=2">Subscribe</a>' in page
+        assert (
+            '<a class="u" href="https://x.example/subscribe?a=1&amp;b=2" style="color:#333">'
+            "Subscribe</a>"
+        ) in page
         assert "Unsubscribe" not in page
         assert "Hello <b></b>," in page
 
