@@ -205,13 +205,12 @@ def index_page(site: Site, issues: Sequence[ArchivedIssue], page: int) -> bytes 
     )
 
 
-def issue_page(site: Site, issues: Sequence[ArchivedIssue], number: int) -> bytes | None:
-    """The page of published issue `number`, with links to its neighbours; None if not there."""
-    ordered = sorted(issues, key=lambda entry: entry.number)
-    where = next((i for i, entry in enumerate(ordered) if entry.number == number), None)
-    if where is None:
-        return None
-    entry = ordered[where]
+def issue_page(site: Site, issues: Sequence[ArchivedIssue], entry: ArchivedIssue) -> bytes:
+    """The page of `entry` (read with its content), linked to its neighbours among `issues`."""
+    ordered = sorted(
+        [e for e in issues if e.number != entry.number] + [entry], key=lambda e: e.number
+    )
+    where = ordered.index(entry)
     older = ordered[where - 1] if where > 0 else None
     newer = ordered[where + 1] if where + 1 < len(ordered) else None
     frozen = RenderedIssue(
@@ -227,7 +226,6 @@ def issue_page(site: Site, issues: Sequence[ArchivedIssue], number: int) -> byte
         subject=entry.issue.subject,
         description=describe(entry),
         date=site.date(entry.issue.created_at),
-        date_iso=entry.issue.created_at.astimezone(site.zone).date().isoformat(),
         published=entry.issue.created_at.astimezone(UTC).isoformat(),
         count=entry.issue.post_count,
         email=_frame_document(email),
@@ -296,7 +294,5 @@ def site_files(
         if document is not None:
             yield f"{index_path(page)}index.html", document
     for entry in issues:
-        document = issue_page(site, issues, entry.number)
-        if document is not None:
-            yield f"issues/{entry.key}/index.html", document
+        yield f"issues/{entry.key}/index.html", issue_page(site, issues, entry)
     yield "feed.atom", feed(site, issues, now)

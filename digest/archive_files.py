@@ -47,7 +47,7 @@ def publish(config: Config, out: Path, now: datetime) -> int:
 
 def _publish(config: Config, out: Path, now: datetime) -> int:
     with State(config.state_path, read_only=True) as state:
-        issues = state.archive.issues()
+        issues = state.archive.issues(content=True)
     site = archive.site_for(config)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

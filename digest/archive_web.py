@@ -44,45 +44,43 @@ def _not_found() -> Response:
 def archive_routes(config: Callable[[], Config], clock: Callable[[], datetime]) -> list[Route]:
     """The archive's routes; they answer 404 while archive.enabled is false."""
 
-    def load(include_withdrawn: bool = False) -> tuple[Config, list[ArchivedIssue]] | None:
+    def load(number: int | None = None) -> tuple[Config, list[ArchivedIssue], ArchivedIssue | None]:
+        """The config, the published issues (no content) and issue `number` with its content."""
         current = config()
-        if not current.archive.enabled:
-            return None
         with State(current.state_path, read_only=True) as state:
-            return current, state.archive.issues(include_withdrawn=include_withdrawn)
+            issues = state.archive.issues()
+            return current, issues, state.archive.issue(number) if number else None
 
     async def index(request: Request) -> Response:
         page = int(request.path_params.get("page", 1))
-        loaded = await run_in_threadpool(load)
-        if loaded is None or (page == 1 and "page" in request.path_params):
+        if not config().archive.enabled or (page == 1 and "page" in request.path_params):
             return _not_found()
-        document = archive.index_page(archive.site_for(loaded[0]), loaded[1], page)
+        current, issues, _ = await run_in_threadpool(load)
+        document = archive.index_page(archive.site_for(current), issues, page)
         return _not_found() if document is None else _answer(document)
 
     async def issue(request: Request) -> Response:
         match = _KEY.fullmatch(request.path_params["key"])
-        loaded = await run_in_threadpool(load, True)
-        if loaded is None or match is None:
+        if not config().archive.enabled or match is None:
             return _not_found()
-        current, everything = loaded
+        current, issues, entry = await run_in_threadpool(load, int(match.group(1)))
         site = archive.site_for(current)
-        entry = next((e for e in everything if e.number == int(match.group(1))), None)
         if entry is None:
             return _not_found()
         if entry.withdrawn_at is not None:
             return _answer(archive.gone_page(site), status=410)
         if entry.key != request.path_params["key"]:
             return RedirectResponse(f"../{entry.key}/", status_code=308, headers=HEADERS)
-        published = [e for e in everything if e.withdrawn_at is None]
-        document = archive.issue_page(site, published, entry.number)
-        return _not_found() if document is None else _answer(document)
+        return _answer(archive.issue_page(site, issues, entry))
 
     async def atom(request: Request) -> Response:
-        loaded = await run_in_threadpool(load)
-        if loaded is None:
+        if not config().archive.enabled:
             return _not_found()
-        document = archive.feed(archive.site_for(loaded[0]), loaded[1], clock())
-        return _answer(document, media_type="application/atom+xml; charset=utf-8")
+        current, issues, _ = await run_in_threadpool(load)
+        return _answer(
+            archive.feed(archive.site_for(current), issues, clock()),
+            media_type="application/atom+xml; charset=utf-8",
+        )
 
     return [
         Route("/archive/", index, methods=["GET", "HEAD"]),

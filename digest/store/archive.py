@@ -47,12 +47,29 @@ class Archive:
             (number, issue_id, slug, summary),
         )
 
-    def issues(self, *, include_withdrawn: bool = False) -> list[ArchivedIssue]:
-        """Every numbered issue, newest (highest number) first."""
+    def issues(
+        self, *, include_withdrawn: bool = False, content: bool = False
+    ) -> list[ArchivedIssue]:
+        """Every numbered issue, newest (highest number) first; html and text only if `content`."""
         where = "" if include_withdrawn else " WHERE a.withdrawn_at IS NULL"
+        return self._select(where, (), content=content)
+
+    def issue(self, number: int) -> ArchivedIssue | None:
+        """One numbered issue with its frozen content, withdrawn or not."""
+        found = self._select(" WHERE a.number = ?", (number,), content=True)
+        return found[0] if found else None
+
+    def _select(
+        self, where: str, parameters: tuple[object, ...], *, content: bool
+    ) -> list[ArchivedIssue]:
+        # The frozen html and text are the bulk of a row: read them only where they are shown.
+        columns = "i.html, i.text" if content else "'' AS html, '' AS text"
         rows = self.db.execute(
-            "SELECT a.number, a.slug, a.summary, a.withdrawn_at, i.* FROM archive_issues a"
-            f" JOIN issues i ON i.id = a.issue_id{where} ORDER BY a.number DESC"
+            "SELECT a.number, a.slug, a.summary, a.withdrawn_at, i.id, i.created_at,"
+            f" i.finished_at, i.slot_key, i.subject, i.post_count, i.marker, {columns}"
+            f" FROM archive_issues a JOIN issues i ON i.id = a.issue_id{where}"
+            " ORDER BY a.number DESC",
+            parameters,
         )
         return [
             ArchivedIssue(
