@@ -438,6 +438,52 @@ def run(config: Config, once: bool) -> None:
         )
 
 
+@main.group(invoke_without_command=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write the static archive into (default: archive.out_dir).",
+)
+@click.pass_context
+def archive(ctx: click.Context, out_dir: Path | None) -> None:
+    """Write the web archive of sent issues (pages, index, feed) as static files."""
+    if ctx.invoked_subcommand is not None:
+        if out_dir is not None:
+            raise click.UsageError("--out goes with `digest archive` alone")
+        return
+    from digest.archive_files import publish
+
+    config = load_config(ctx.obj)
+    if out_dir is None:
+        if not config.archive.out_dir:
+            raise click.UsageError("give --out DIR, or set archive.out_dir in config.yaml")
+        out_dir = config.resolve(config.archive.out_dir)
+    count = publish(config, out_dir, current_time())
+    out.print(f"Wrote the archive of {_count(count, 'issue')} to {out_dir}", markup=False)
+
+
+@archive.command()
+@click.argument("number", type=click.IntRange(min=1))
+@with_config
+def withdraw(config: Config, number: int) -> None:
+    """Take issue NUMBER off the web for good: 410 Gone, gone from the index and feed."""
+    from digest.archive_files import publish
+
+    with pipeline.open_state(config) as state:
+        withdrawn = state.archive.withdraw(number, current_time())
+    if withdrawn is None:
+        raise DigestError(f"there is no archived issue {number}; the archive index lists them")
+    if withdrawn:
+        out.print(f"Issue {number} is withdrawn: its page now answers 410 Gone.", markup=False)
+    else:
+        out.print(f"Issue {number} was already withdrawn; nothing changed.", markup=False)
+    if config.archive.enabled and config.archive.out_dir:
+        target = config.resolve(config.archive.out_dir)
+        publish(config, target, current_time())
+        out.print(f"Rewrote the archive in {target}", markup=False)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Public app's address.")
 @click.option(
@@ -487,6 +533,10 @@ def serve(
     public = plan.public_url
     click.echo(f"Serving {plan.title} on {public}")
     click.echo(f"  unsubscribe: {public}/unsubscribe?token=...   health: {public}/healthz")
+    if plan.signup:
+        click.echo(f"  sign-up: {public}/subscribe")
+    if plan.archive:
+        click.echo(f"  archive: {public}/archive/   feed: {public}/feed.atom")
     if plan.workbench_url:
         guarded = " (password required)" if plan.password else ""
         click.echo(

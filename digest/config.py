@@ -54,7 +54,10 @@ class NewsletterConfig(_Strict):
     unsubscribe_mailto: str | None = Field(
         None, description="Address for mailto: unsubscribe requests; default: the sender."
     )
-    archive_url: str | None = Field(None, description='Web copy of the issue ("view in browser").')
+    archive_url: str | None = Field(
+        None,
+        description='Web copy of the issue ("view in browser"); with the archive on, its address.',
+    )
     logo_url: str | None = Field(None, description="Absolute https URL of a logo image.")
     logo_width: int = Field(160, ge=16, le=600, description="Logo width in pixels.")
     logo_height: int = Field(40, ge=16, le=400, description="Logo height in pixels.")
@@ -328,6 +331,31 @@ class ScheduleConfig(_Strict):
         return self
 
 
+class ArchiveConfig(_Strict):
+    """The public web archive of sent issues: pages, an index and an Atom feed."""
+
+    enabled: bool = Field(
+        False,
+        description="Publish every sent issue at newsletter.archive_url/issues/NUMBER-SLUG/.",
+    )
+    out_dir: str | None = Field(
+        None,
+        description="Folder the static archive is rewritten into after each real send.",
+    )
+    per_page: int = Field(20, ge=1, le=500, description="Issues per archive index page.")
+    subscribe_url: str | None = Field(
+        None,
+        description="Where the archive's Subscribe links go; default: /subscribe, else a mailto:.",
+    )
+
+    @field_validator("subscribe_url")
+    @classmethod
+    def _subscribe(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https", "mailto"):
+            raise ValueError(f"expected an http(s) or mailto: URL, got {redact_url(value)!r}")
+        return value
+
+
 class Config(_Strict):
     """The whole of config.yaml."""
 
@@ -348,6 +376,7 @@ class Config(_Strict):
     secret: str | None = Field(None, description="Token signing secret; or DIGEST_SECRET.")
     schedule: ScheduleConfig | None = Field(None, description="When `digest run` sends.")
     signup: SignupConfig = Field(default_factory=SignupConfig)
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     base_dir: Path = Field(Path("."), exclude=True, description="Folder holding config.yaml.")
     source: str = Field("config.yaml", exclude=True, description="The config file as named.")
 
@@ -593,7 +622,28 @@ def parse_config(text: str, source: str, base_dir: Path, environ: dict[str, str]
             f"{source}:{line}: {key}: {text}" for (line, key), text in sorted(problems.items())
         )
         raise ConfigError(redact_text(message, _secrets(data, expansion))) from None
+    problem = _archive_problem(config)
+    if problem:
+        raise ConfigError(f"{source}:{line_of(('archive', 'enabled'))}: archive.enabled: {problem}")
     return config
+
+
+def _archive_problem(config: Config) -> str | None:
+    """Why the archive cannot be published at newsletter.archive_url, if it cannot."""
+    if not config.archive.enabled:
+        return None
+    if not config.newsletter.archive_url:
+        return (
+            "needs newsletter.archive_url: the address the archive is published at, e.g."
+            " https://example.org/newsletter"
+        )
+    parts = urlsplit(config.newsletter.archive_url)
+    if parts.query or parts.fragment or parts.path.lower().endswith((".html", ".htm")):
+        return (
+            "newsletter.archive_url must be the folder the archive is published at (issues go"
+            " under it), not a page: e.g. https://example.org/newsletter"
+        )
+    return None
 
 
 def _secrets(data: dict[str, Any], expansion: _Expansion) -> set[str]:

@@ -85,7 +85,7 @@ TEMPLATE_BLOCKS: tuple[BlockDoc, ...] = (
         "Who it was sent to, newsletter.footer, the unsubscribe link, the archive link and the"
         " postal address. Keep `{{ unsubscribe_url }}` in yours, or call `{{ super() }}`.",
         "`subscriber.recipient`, `unsubscribe_url`, `newsletter.footer`, `.title`,"
-        " `.archive_url`, `.address`",
+        " `.address`, `issue_url`",
     ),
     BlockDoc(
         "email.txt",
@@ -93,7 +93,7 @@ TEMPLATE_BLOCKS: tuple[BlockDoc, ...] = (
         "the top",
         "The title underlined with =, the date and post count, the archive link, then the"
         " intro block.",
-        "`issue.*`, `newsletter.archive_url`",
+        "`issue.*`, `issue_url`",
     ),
     BlockDoc("email.txt", "intro", "header", "The intro and a blank line.", "`intro_text`"),
     BlockDoc(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 import secrets
+from dataclasses import replace
 from functools import cache
 
 from digest.models import RenderedIssue, Subscriber
@@ -59,3 +60,60 @@ def personalise(
     html = pattern.sub(lambda m: escaped[m.group(0)], rendered.html)
     text = pattern.sub(lambda m: values[m.group(0)], rendered.text)
     return html, text
+
+
+def issue_url_slot(marker: str) -> str:
+    """The text standing for the issue's own web page in an issue rendered with `marker`.
+
+    It is filled once per issue, not per subscriber: at freeze time with the issue's archive
+    URL (see stamp_issue_url), or with the preview's address for previews and test sends.
+    """
+    return f"%%DIGEST_ISSUE_URL_{marker}%%" if marker else "%%DIGEST_ISSUE_URL%%"
+
+
+def stamp_issue_url(rendered: RenderedIssue, url: str) -> RenderedIssue:
+    """The issue with its "view in browser" slot filled with `url` (escaped in the HTML)."""
+    placeholder = issue_url_slot(rendered.marker)
+    return replace(
+        rendered,
+        html=rendered.html.replace(placeholder, html_lib.escape(url.strip(), quote=True)),
+        text=rendered.text.replace(placeholder, url.strip()),
+    )
+
+
+_PARAGRAPH = r"<p\b[^>]*>(?:(?!</?p\b).)*?{slot}(?:(?!</?p\b).)*?</p>"
+_LINK = r"(<a\b[^>]*\bhref=\"){slot}[^\"]*(\"[^>]*>).*?(</a>)"
+
+
+def depersonalise(rendered: RenderedIssue, subscribe_url: str, subscribe_label: str) -> str:
+    """The frozen HTML with every per-subscriber slot gone, for the public web copy.
+
+    A frozen issue holds no personal data, only slots, so filling every slot with a neutral
+    value leaves nothing personal: paragraphs naming the recipient ("This email was sent to
+    ...") are dropped, the unsubscribe link becomes a Subscribe link, the preferences link goes,
+    and any slot left over is emptied (the unsubscribe URL's becomes the subscribe URL).
+    """
+    marker = rendered.marker
+    html = rendered.html
+    url, label = html_lib.escape(subscribe_url, quote=True), html_lib.escape(subscribe_label)
+    unsubscribe = re.escape(slot(marker, "UNSUBSCRIBE_URL"))
+    html = re.sub(  # the link keeps its tag's other attributes (the inlined style)
+        _LINK.format(slot=unsubscribe),
+        lambda m: f"{m.group(1)}{url}{m.group(2)}{label}{m.group(3)}",
+        html,
+        flags=re.S,
+    )
+    preferences = re.escape(slot(marker, "PREFERENCES_URL"))
+    html = re.sub(rf"(?: · )?{_LINK.format(slot=preferences)}", "", html, flags=re.S)
+    for field in ("RECIPIENT", "EMAIL"):
+        pattern = _PARAGRAPH.format(slot=re.escape(slot(marker, field)))
+        html = re.sub(pattern, "", html, flags=re.S | re.I)
+    values = {
+        slot(marker, "NAME"): "",
+        slot(marker, "EMAIL"): "",
+        slot(marker, "RECIPIENT"): "",
+        slot(marker, "UNSUBSCRIBE_URL"): html_lib.escape(subscribe_url, quote=True),
+        slot(marker, "PREFERENCES_URL"): "",
+    }
+    html = _slot_pattern(marker).sub(lambda m: values[m.group(0)], html)
+    return html.replace(issue_url_slot(marker), "")

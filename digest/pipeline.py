@@ -11,11 +11,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from digest import archive
 from digest.audience import audience, record_file_consent, section_choice
 from digest.collect import KnownFeed, collect
 from digest.config import Config, FeedConfig
 from digest.deliver import Mailer
-from digest.errors import Stopped
+from digest.errors import DigestError, Stopped
 from digest.feedadvice import feed_advice, feed_label
 from digest.group import AlreadySent, build_issue, only_sections
 from digest.lock import hold_lock
@@ -38,7 +39,7 @@ from digest.models import (
     SendReport,
     Subscriber,
 )
-from digest.personalise import personalise
+from digest.personalise import personalise, stamp_issue_url
 from digest.render import render_issue
 from digest.samples import sample_issue
 from digest.store import IssueVariant, State, configured_secret
@@ -154,6 +155,8 @@ def prepare(
     keys, links = state.carried()
     issue = build_issue(config, posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), now)
     rendered = render_issue(issue, config)
+    if not record:  # a preview or test: "view in browser" points at the preview
+        rendered = stamp_issue_url(rendered, archive.preview_url(config))
     return Prepared(issue, rendered, tuple(results), feed_problems(config.feeds, results))
 
 
@@ -168,7 +171,10 @@ def preview(
     if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
         sample = sample_issue(config)
         prepared = replace(
-            prepared, issue=sample, rendered=render_issue(sample, config), sample=True
+            prepared,
+            issue=sample,
+            rendered=stamp_issue_url(render_issue(sample, config), archive.preview_url(config)),
+            sample=True,
         )
     envelope = envelope_for(config, prepared.rendered, now)
     html, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, _preview_unsubscribe(envelope))
@@ -345,6 +351,56 @@ def _report(
     )
 
 
+def _freeze(
+    config: Config,
+    state: State,
+    prepared: Prepared,
+    variants: dict[str, RenderedIssue | None],
+    now: datetime,
+    slot_key: str | None,
+) -> tuple[int, RenderedIssue, dict[str, RenderedIssue | None]]:
+    """Freeze a new issue and its variants; with the archive on, number it and put its page's
+    URL into every rendering, in the same transaction."""
+    rendered = prepared.rendered
+    with state.transaction():
+        number, slug = state.archive.next_number(), archive.issue_slug(rendered.subject)
+        if config.archive.enabled:
+            url = archive.issue_url(config, number, slug)
+            rendered = stamp_issue_url(rendered, url)
+            variants = {
+                choice: stamp_issue_url(variant, url) if variant else None
+                for choice, variant in variants.items()
+            }
+        issue_id = state.create_issue(
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            posts=prepared.issue.posts,
+            now=now,
+            slot_key=slot_key,
+            marker=rendered.marker,
+            variants=[
+                _variant_record(prepared.issue, choice, variant)
+                for choice, variant in variants.items()
+            ],
+        )
+        if config.archive.enabled:
+            state.archive.publish(issue_id, number, slug, archive.summary_of(prepared.issue))
+    return issue_id, rendered, variants
+
+
+def _write_archive(config: Config, now: datetime) -> None:
+    """After a real send, rewrite the static archive (archive.out_dir) if one is configured."""
+    if not (config.archive.enabled and config.archive.out_dir):
+        return
+    from digest.archive_files import publish
+
+    try:
+        publish(config, config.resolve(config.archive.out_dir), now)
+    except DigestError as error:
+        logger.warning("the static archive was not updated: %s", error)
+
+
 def send(
     config: Config,
     now: datetime,
@@ -402,19 +458,7 @@ def send(
             for edition in [rendered, *(variant for variant in variants.values() if variant)]:
                 envelope = envelope_for(config, edition, now, dkim_key=dkim_key)
                 _build_one(envelope, merged.subscribers, secret)
-            issue_id = state.create_issue(
-                subject=rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
-                posts=prepared.issue.posts,
-                now=now,
-                slot_key=slot_key,
-                marker=rendered.marker,
-                variants=[
-                    _variant_record(prepared.issue, choice, variant)
-                    for choice, variant in variants.items()
-                ],
-            )
+            issue_id, rendered, variants = _freeze(config, state, prepared, variants, now, slot_key)
             post_count, resumed, issue_date = prepared.issue.post_count, False, now
         done = {
             address
@@ -445,6 +489,7 @@ def send(
         handled = sum(counts.values())
         if not counts[DeliveryStatus.PENDING] and handled == len(recipients):
             state.finish_issue(issue_id, clock() if clock else now)
+    _write_archive(config, clock() if clock else now)
     return SendReport(
         issue_id,
         post_count,

@@ -10,7 +10,6 @@ import string
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,11 +19,12 @@ import nh3
 from markupsafe import Markup
 
 from digest.config import Config
+from digest.dates import format_date
 from digest.errors import ConfigError, TemplateError
 from digest.htmltext import collapse, shorten
 from digest.inline import inline_css
 from digest.models import MAX_AUTHOR, MAX_TITLE, Issue, Post, RenderedIssue
-from digest.personalise import new_marker, slot
+from digest.personalise import issue_url_slot, new_marker, slot
 from digest.templating import TEXT_WIDTH, render_template, template_environment
 from digest.theme import theme_view
 
@@ -62,6 +62,7 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "intro_html": "newsletter.intro rendered from Markdown and sanitised, or empty.",
     "intro_text": "newsletter.intro as plain text (links as text (URL)), or empty.",
     "preheader": "The hidden preview line mail lists show: the top post titles.",
+    "issue_url": "This issue's own web page (archive on), else newsletter.archive_url, or empty.",
     "newsletter": "Every newsletter.* key of config.yaml, e.g. newsletter.title, .logo_url,"
     " .logo_width, .logo_height, .archive_url, .footer, .address, .language.",
     "theme.accent": "theme.accent from config.yaml (six-digit hex).",
@@ -140,15 +141,6 @@ def _safe_url(url: str) -> str:
     if any(ch in url for ch in "\r\n\t ") or urlsplit(url).scheme.lower() not in ("http", "https"):
         return ""
     return url
-
-
-def format_date(moment: datetime, date_format: str, zone: ZoneInfo) -> str:
-    """The moment in `zone`, with %-d style (no padding) supported on every platform."""
-    local = moment.astimezone(zone)
-    unpadded = re.sub(
-        r"%-([dmHIMSjy])", lambda m: str(int(local.strftime("%" + m.group(1)))), date_format
-    )
-    return local.strftime(unpadded)
 
 
 def _zone(config: Config) -> ZoneInfo:
@@ -327,6 +319,9 @@ def template_context(issue: Issue, config: Config, marker: str) -> dict[str, Any
         ),
         "unsubscribe_url": slot(marker, "UNSUBSCRIBE_URL"),
         "preferences_url": slot(marker, "PREFERENCES_URL") if _offers_preferences(config) else "",
+        "issue_url": issue_url_slot(marker)
+        if config.archive.enabled
+        else (config.newsletter.archive_url or ""),
     }
 
 

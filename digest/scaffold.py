@@ -39,7 +39,7 @@ EXAMPLES: dict[str, Any] = {
     "newsletter.intro": "The latest **news and events** from My Organisation.",
     "newsletter.unsubscribe_url": "https://news.example.org/unsubscribe?token={token}",
     "newsletter.unsubscribe_mailto": "unsubscribe@example.org",
-    "newsletter.archive_url": "https://example.org/newsletter/latest.html",
+    "newsletter.archive_url": "https://news.example.org",
     "newsletter.logo_url": "https://example.org/logo.png",
     "newsletter.footer": "You are receiving this because you subscribed at example.org.",
     "newsletter.address": "My Organisation, 1 Example Street, London EC1A 1AA",
@@ -58,6 +58,8 @@ EXAMPLES: dict[str, Any] = {
     "schedule.time": "08:00",
     "schedule.cron": "0 8 * * 1",
     "schedule.timezone": "Europe/London",
+    "archive.out_dir": "public",
+    "archive.subscribe_url": "https://news.example.org/subscribe",
     "schedule.grace": "6h",
 }
 

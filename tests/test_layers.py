@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.htmltext",
                 "digest.headervalues",
                 "digest.defuse",
+                "digest.dates",
                 "digest.cron",
                 "digest.inline",
                 "digest.loader",
@@ -66,7 +67,15 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "running the stages",
         frozenset(
-            {"digest.pipeline", "digest.check", "digest.schedule", "digest.demo", "digest.signup"}
+            {
+                "digest.pipeline",
+                "digest.check",
+                "digest.schedule",
+                "digest.demo",
+                "digest.signup",
+                "digest.archive",
+                "digest.archive_files",
+            }
         ),
     ),
     ("public and editor's web apps", frozenset({"digest.web."})),

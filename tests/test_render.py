@@ -379,7 +379,7 @@ def test_undefined_variable_names_file_line_expression_and_what_is_available(
     assert message.startswith(f"{broken}:4: ")
     assert "has no attribute 'titel'" in message
     assert "`{{ section.titel }}`" in message
-    assert "available variables: intro_html, intro_text, issue, newsletter" in message
+    assert "available variables: intro_html, intro_text, issue, issue_url, newsletter" in message
 
 
 def test_check_templates_renders_every_feature(tmp_path: Path) -> None:

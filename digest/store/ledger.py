@@ -49,7 +49,8 @@ class IssueSummary:
     failures: tuple[Delivery, ...]  # the failed deliveries, with the server's reply
 
 
-def _issue(row: sqlite3.Row) -> StoredIssue:
+def issue_from_row(row: sqlite3.Row) -> StoredIssue:
+    """A StoredIssue from a row holding the issues table's columns."""
     return StoredIssue(
         id=row["id"],
         created_at=datetime.fromisoformat(row["created_at"]),
@@ -141,7 +142,7 @@ class Ledger:
         row = self.db.execute(
             "SELECT * FROM issues WHERE finished_at IS NULL ORDER BY id LIMIT 1"
         ).fetchone()
-        return _issue(row) if row else None
+        return issue_from_row(row) if row else None
 
     def finish_issue(self, issue_id: int, now: datetime) -> None:
         """Mark an issue's send complete: every subscriber has a final delivery."""
@@ -188,7 +189,7 @@ class Ledger:
             )
             summaries.append(
                 IssueSummary(
-                    _issue(row), counts["sent"], counts["failed"], counts["pending"], failed
+                    issue_from_row(row), counts["sent"], counts["failed"], counts["pending"], failed
                 )
             )
         return summaries

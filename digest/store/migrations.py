@@ -13,6 +13,18 @@ from pathlib import Path
 
 from digest.errors import StateError
 
+# The public archive's issue numbers (migration 5). A number is given to an issue when it is
+# frozen with the archive on; `withdrawn_at` takes it off the web for good.
+ARCHIVE_MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS archive_issues (
+    number INTEGER PRIMARY KEY,
+    issue_id INTEGER NOT NULL UNIQUE REFERENCES issues (id),
+    slug TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '',
+    withdrawn_at TEXT
+)""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: release 0.1.0.
     (
@@ -139,6 +151,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     PRIMARY KEY (issue_id, choice)
 )""",
     ),
+    # 5: the archive: see ARCHIVE_MIGRATION above.
+    ARCHIVE_MIGRATION,
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0

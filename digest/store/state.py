@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from digest.store.archive import Archive
 from digest.store.db import Database, explain, open_database
 from digest.store.feeds import Feeds
 from digest.store.ledger import Ledger
@@ -29,6 +30,7 @@ class State:
         self.suppression_list = Suppressions(self.db)
         self.secrets = Secrets(self.db)
         self.signups = Signups(self.db)
+        self.archive = Archive(self.db)
         self.transaction = self.db.transaction
         # Feeds and posts.
         self.feed = self.feeds.feed

@@ -229,6 +229,8 @@ class Plan:
     workbench_url: str | None
     password: bool
     warnings: list[str]
+    signup: bool = False
+    archive: bool = False
 
 
 def plan(
@@ -265,4 +267,6 @@ def plan(
         workbench_url=base_url(listeners[1].sock) if len(listeners) > 1 else None,
         password=password is not None,
         warnings=warnings,
+        signup=site.config.signup.enabled,
+        archive=site.config.archive.enabled,
     )

@@ -1,0 +1,111 @@
+"""Write the static archive into a folder in one step: built beside it, then swapped in.
+
+The files are written to a temporary folder next to the target, which then takes the target's
+place by rename (an atomic exchange where Linux offers one), so a web server pointed at the
+folder never serves a half-written archive. A folder digest did not write is never replaced.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from digest import archive
+from digest.config import Config
+from digest.errors import DigestError
+from digest.lock import hold_lock
+from digest.store import State
+
+logger = logging.getLogger(__name__)
+
+MARKER = ".digest-archive"  # names a folder as digest's own, so it may be replaced
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+LOCK_WAIT = 60.0  # seconds to wait for another process writing the archive
+
+
+def publish(config: Config, out: Path, now: datetime) -> int:
+    """Write every published issue, the index and the feed into `out`; how many issues."""
+    if not config.archive.enabled:
+        raise DigestError(
+            f"{config.source}: the archive is off; set archive.enabled: true (and"
+            " newsletter.archive_url) to publish the issues"
+        )
+    out = out.expanduser().absolute()
+    _check_replaceable(out)
+    # One writer at a time, reading the state inside the lock: the last archive swapped in is
+    # always built from the latest state (a withdrawal racing a send's rewrite cannot be undone).
+    with hold_lock(config.state_path, "archive", wait=LOCK_WAIT, command="archive"):
+        return _publish(config, out, now)
+
+
+def _publish(config: Config, out: Path, now: datetime) -> int:
+    with State(config.state_path, read_only=True) as state:
+        issues = state.archive.issues(content=True)
+    site = archive.site_for(config)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as error:
+        raise DigestError(f"cannot write the archive beside {out}: {error.strerror}") from None
+    try:
+        staging.chmod(0o755)
+        (staging / MARKER).write_text("Written by digest; replaced whole on every update.\n")
+        for relative, data in archive.site_files(site, issues, now):
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        _swap_in(staging, out)
+    except OSError as error:
+        raise DigestError(f"cannot write the archive to {out}: {error.strerror}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("wrote the archive of %d issues to %s", len(issues), out)
+    return len(issues)
+
+
+def _check_replaceable(out: Path) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DigestError(f"{out} is a file; give a folder for the archive")
+    if any(out.iterdir()) and not (out / MARKER).exists():
+        raise DigestError(
+            f"{out} already holds files digest did not write; give a new or empty folder for"
+            " the archive (it is replaced whole on every update)"
+        )
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Put `staging` at `out`; the old `out`, if any, ends up at `staging` (to be removed)."""
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    if _exchange(staging, out):
+        return
+    # No atomic exchange here: two renames; for an instant `out` is missing, never half-written.
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    os.rename(out, aside / "old")
+    os.rename(staging, out)
+    os.rename(aside, staging)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically with Linux's renameat2(RENAME_EXCHANGE); False if unavailable."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    libc = ctypes.CDLL(name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    return bool(result == 0)
