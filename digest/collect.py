@@ -7,12 +7,13 @@ import queue
 import threading
 import time
 import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -102,16 +103,24 @@ class _Job:
 
 
 def _run(jobs: list[_Job], fetch: FetchConfig, stop: threading.Event | None) -> list[FeedResult]:
-    """Run the jobs, at most fetch.concurrency at once, giving up on overdue ones."""
+    """Run the jobs, at most fetch.concurrency at once and fetch.per_host on any one host,
+    giving up on overdue ones."""
     finished: queue.SimpleQueue[int] = queue.SimpleQueue()
     results: list[FeedResult | None] = [None] * len(jobs)
     waiting = deque(range(len(jobs)))
     running: set[int] = set()
+    hosts = [_host(job.feed) for job in jobs]
+    busy: Counter[str] = Counter()
     while waiting or running:
         if stop is not None and stop.is_set():
             break
-        while waiting and len(running) < fetch.concurrency:
-            index = waiting.popleft()
+        for index in list(waiting):
+            if len(running) >= fetch.concurrency:
+                break
+            if hosts[index] and busy[hosts[index]] >= fetch.per_host:
+                continue
+            waiting.remove(index)
+            busy[hosts[index]] += 1
             jobs[index].started = time.monotonic()
             worker = threading.Thread(
                 target=_work, args=(jobs[index], index, finished), name=f"feed {index}", daemon=True
@@ -122,6 +131,7 @@ def _run(jobs: list[_Job], fetch: FetchConfig, stop: threading.Event | None) -> 
             overdue = _overdue(jobs[index], fetch)
             if overdue:
                 running.discard(index)
+                busy[hosts[index]] -= 1
                 jobs[index].abandoned = True
                 results[index] = _failed(jobs[index], overdue)
         try:
@@ -130,10 +140,21 @@ def _run(jobs: list[_Job], fetch: FetchConfig, stop: threading.Event | None) -> 
             continue
         if index in running:
             running.discard(index)
+            busy[hosts[index]] -= 1
             results[index] = jobs[index].result
     for job in jobs:
         job.abandoned = True
     return [result or _failed(job, "stopped") for job, result in zip(jobs, results, strict=True)]
+
+
+def _host(feed: FeedConfig) -> str:
+    """The host a feed is fetched from, lower-cased ('' for a local file: no politeness limit).
+
+    A redirect is followed within the same job, so it counts against the feed's own host.
+    """
+    if not feed.is_remote:
+        return ""
+    return (urlsplit(feed.url).hostname or "").lower()
 
 
 def _work(job: _Job, index: int, finished: queue.SimpleQueue[int]) -> None:

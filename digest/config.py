@@ -257,7 +257,10 @@ class FetchConfig(_Strict):
         ge=1024,
         description="Largest feed body accepted, both as sent and once decompressed.",
     )
-    concurrency: int = Field(8, ge=1, le=64, description="Feeds fetched at once.")
+    concurrency: int = Field(32, ge=1, le=64, description="Feeds fetched at once, in all.")
+    per_host: int = Field(
+        3, ge=1, le=16, description="Feeds fetched at once from any one host (politeness)."
+    )
     user_agent: str = Field(DEFAULT_USER_AGENT, description="User-Agent header sent to servers.")
 
     @field_validator("user_agent")

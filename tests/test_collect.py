@@ -239,17 +239,44 @@ def test_a_gzip_bomb_stops_at_the_cap(server: FeedServer) -> None:
 def test_feeds_are_fetched_concurrently(server: FeedServer) -> None:
     urls = [server.add(f"/slow{n}.xml", feed_body(f"Post {n}"), delay=1) for n in range(10)]
     started = time.monotonic()
-    results = run(urls, concurrency=10)
+    results = run(urls, concurrency=10, per_host=10)
     elapsed = time.monotonic() - started
     assert [titles(r) for r in results] == [[f"Post {n}"] for n in range(10)]
     assert elapsed < 4, f"10 feeds answering in 1 s each took {elapsed:.1f} s"
 
 
+def test_one_host_gets_at_most_per_host_requests_at_once(server: FeedServer) -> None:
+    urls = [server.add(f"/p{n}.xml", feed_body(f"Post {n}"), delay=0.3) for n in range(8)]
+    results = run(urls, concurrency=8, per_host=2)
+    assert [titles(r) for r in results] == [[f"Post {n}"] for n in range(8)]
+    assert server.peak == 2
+
+
+def test_different_hosts_are_fetched_together_each_politely() -> None:
+    """Three hosts, four feeds each, per_host 2: each host sees at most two requests at once,
+    while the hosts are served side by side (so six at once in all)."""
+    with (
+        FeedServer("127.0.0.2") as first,
+        FeedServer("127.0.0.3") as second,
+        FeedServer("127.0.0.4") as third,
+    ):
+        servers = (first, second, third)
+        urls = [
+            host.add(f"/h{n}.xml", feed_body(f"Post {n}"), delay=0.3)
+            for n in range(4)
+            for host in servers
+        ]
+        results = run(urls, concurrency=64, per_host=2)
+        assert all(r.status is FetchStatus.OK for r in results)
+        assert [server.peak for server in servers] == [2, 2, 2]
+
+
 def test_concurrency_is_bounded(server: FeedServer) -> None:
     urls = [server.add(f"/s{n}.xml", feed_body(f"Post {n}"), delay=0.5) for n in range(4)]
     started = time.monotonic()
-    run(urls, concurrency=2)
+    run(urls, concurrency=2, per_host=4)
     assert time.monotonic() - started >= 0.95
+    assert server.peak == 2
 
 
 def test_json_feed_and_html_page_are_not_feeds_we_can_read(server: FeedServer) -> None:

@@ -41,11 +41,17 @@ class LoggedRequest:
 
 
 class FeedServer:
-    """Serve routes over HTTP on 127.0.0.1; use as a context manager."""
+    """Serve routes over HTTP on a loopback address (127.0.0.1 unless told another 127.x.y.z,
+    which Linux routes to lo too); use as a context manager. `peak` is the most requests it was
+    answering at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.routes: dict[str, Route] = {}
         self.requests: list[LoggedRequest] = []
+        self.active = 0
+        self.peak = 0
+        self._count = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,6 +61,16 @@ class FeedServer:
                 pass
 
             def do_GET(self) -> None:
+                with server._count:
+                    server.active += 1
+                    server.peak = max(server.peak, server.active)
+                try:
+                    self._get()
+                finally:
+                    with server._count:
+                        server.active -= 1
+
+            def _get(self) -> None:
                 server.requests.append(
                     LoggedRequest("GET", self.path, {k.lower(): v for k, v in self.headers.items()})
                 )
@@ -127,7 +143,7 @@ class FeedServer:
                 if not isinstance(sys.exc_info()[1], ConnectionError):
                     super().handle_error(request, client_address)
 
-        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.httpd = Server((host, 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -135,8 +151,8 @@ class FeedServer:
 
     @property
     def base_url(self) -> str:
-        """http://127.0.0.1:PORT"""
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        """http://HOST:PORT"""
+        return f"http://{self.host}:{self.httpd.server_address[1]}"
 
     def url(self, path: str) -> str:
         """Absolute URL of a path on this server."""
