@@ -6,16 +6,12 @@ import logging
 import os
 import sys
 import time
-import webbrowser
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from digest import pipeline
 from digest.config import Config, load_config
@@ -24,12 +20,50 @@ from digest.models import Delivery, DeliveryStatus, SendReport
 from digest.stopping import GracefulStop
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress, TaskID
 
 F = TypeVar("F", bound=Callable[..., Any])
 NOW_VARIABLE = "DIGEST_NOW"
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _LazyConsole:
+    """A rich Console made on first use, so a command that prints plain lines never loads rich."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self.stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """The Console itself (made now if it was not yet)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self.stderr, highlight=False, soft_wrap=True)
+        return self._console
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        """Console.print; a plain string with markup off goes straight out through click."""
+        if (
+            self._console is None
+            and options == {"markup": False}
+            and len(objects) == 1
+            and isinstance(objects[0], str)
+        ):
+            click.echo(objects[0], err=self.stderr)
+            return
+        self.console.print(*objects, **options)
+
+
+out = _LazyConsole(stderr=False)
+err = _LazyConsole(stderr=True)
+
+
+def _open_in_browser(url: str) -> bool:
+    import webbrowser
+
+    return webbrowser.open(url)
 
 
 def _count(number: int, noun: str) -> str:
@@ -145,6 +179,9 @@ def check(config: Config, feeds: bool) -> None:
 
 
 def _feed_health(config: Config) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     from digest.check import feed_health
 
     table = Table("Feed", "Status", "Entries", "Newest post", "Time", "Problems")
@@ -194,7 +231,7 @@ def preview(config: Config, out_path: Path | None, open_browser: bool, show_text
             f" subject {prepared.rendered.subject!r}) written to {out_path}",
             markup=False,
         )
-        if open_browser and not webbrowser.open(out_path.resolve().as_uri()):
+        if open_browser and not _open_in_browser(out_path.resolve().as_uri()):
             err.print(f"No browser could be opened here; open {out_path} yourself.", markup=False)
 
 
@@ -298,7 +335,7 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
         report = pipeline.test_send(config, now, recipients)
         _summarise(report, "Test-sent")
     else:
-        with GracefulStop() as stop, SendProgress(err) as progress:
+        with GracefulStop() as stop, SendProgress(err.console) as progress:
             report = pipeline.send(
                 config, now, progress=progress, clock=lambda: datetime.now(UTC), stop=stop
             )
@@ -329,6 +366,8 @@ def history(config: Config, limit: int) -> None:
     if not rows:
         out.print("No issues sent yet.")
         return
+    from rich.table import Table
+
     table = Table("Issue", "Date", "Posts", "Delivered", "Failed", "Pending")
     for row in rows:
         finished = "" if row.issue.finished_at else " (unfinished)"
@@ -642,6 +681,9 @@ def subscribers(ctx: click.Context) -> None:
 @with_config
 def _subscriber_counts(config: Config) -> None:
     """Count the subscribers: listed, signed up, unsubscribed, invalid and duplicate rows."""
+    from rich.table import Table
+    from rich.text import Text
+
     from digest import audience
     from digest.subscribers import load_subscribers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -9,12 +10,15 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
-from digest import archive
+from digest import __version__, archive
 from digest.audience import audience, record_file_consent, section_choice
 from digest.collect import KnownFeed, collect
 from digest.config import Config, FeedConfig
+from digest.dates import format_date
 from digest.deliver import Mailer
 from digest.errors import DigestError, Stopped
 from digest.feedadvice import feed_advice, feed_label
@@ -40,14 +44,17 @@ from digest.models import (
     Subscriber,
 )
 from digest.personalise import personalise, stamp_issue_url
-from digest.render import render_issue
 from digest.samples import sample_issue
 from digest.store import IssueVariant, State, configured_secret
+from digest.store.previews import remember_preview
 from digest.subscribers import load_subscribers
 from digest.tokens import make_purpose_token, make_token
 
 logger = logging.getLogger(__name__)
 
+# The shipped templates (as digest.loader names them; not imported from there, so that a cached
+# preview does not load Jinja2).
+BUNDLED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 PREVIEW_SUBSCRIBER = Subscriber(email="reader@example.org", name="Sample Reader")
 
 
@@ -104,6 +111,13 @@ def signing_secret(config: Config) -> str:
         return state.secret()
 
 
+def render_issue(issue: Issue, config: Config) -> RenderedIssue:
+    """digest.render's render_issue, loaded on first use: a cached preview never loads Jinja2."""
+    from digest.render import render_issue as render
+
+    return render(issue, config)
+
+
 def _resolve_dates(
     posts: Sequence[Post], first_seen: dict[str, datetime], now: datetime
 ) -> list[Post]:
@@ -113,7 +127,7 @@ def _resolve_dates(
     ]
 
 
-def prepare(
+def gather(
     config: Config,
     state: State,
     now: datetime,
@@ -121,8 +135,8 @@ def prepare(
     record: bool,
     collector: Collector = collect,
     stop: threading.Event | None = None,
-) -> Prepared:
-    """Collect every feed, pick the new posts, group and render them once.
+) -> tuple[Issue, tuple[FeedResult, ...]]:
+    """Collect every feed and group the new posts into the next issue (not yet rendered).
 
     When `stop` is set while feeds are fetched, collection is given up at once and Stopped is
     raised before anything is recorded.
@@ -154,28 +168,84 @@ def prepare(
             state.record_fetch(result, now)
     keys, links = state.carried()
     issue = build_issue(config, posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), now)
+    return issue, tuple(results)
+
+
+def prepare(
+    config: Config,
+    state: State,
+    now: datetime,
+    *,
+    record: bool,
+    collector: Collector = collect,
+    stop: threading.Event | None = None,
+) -> Prepared:
+    """Collect every feed, pick the new posts, group and render them once (see gather)."""
+    issue, results = gather(config, state, now, record=record, collector=collector, stop=stop)
     rendered = render_issue(issue, config)
     if not record:  # a preview or test: "view in browser" points at the preview
         rendered = stamp_issue_url(rendered, archive.preview_url(config))
-    return Prepared(issue, rendered, tuple(results), feed_problems(config.feeds, results))
+    return Prepared(issue, rendered, results, feed_problems(config.feeds, results))
+
+
+def preview_key(config: Config, issue: Issue) -> str:
+    """A hash of everything a preview's rendering depends on: digest's version, the config, the
+    issue (posts, dates, sections) and every template file, the editor's and the bundled ones."""
+    digest = hashlib.sha256()
+    for part in (__version__, repr(config), _dated(issue, config), archive.preview_url(config)):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    for folder in (config.templates_dir, BUNDLED_TEMPLATES):
+        if not folder.is_dir():
+            continue
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(folder)).encode("utf-8", "surrogatepass") + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _dated(issue: Issue, config: Config) -> str:
+    """The issue as templates see it, each date as its formatted day (a preview made a minute
+    later, whose undated posts are dated "now", is still the same preview)."""
+    zone = ZoneInfo(config.schedule.timezone if config.schedule else "UTC")
+    date_format = config.newsletter.date_format
+
+    def day(moment: datetime | None) -> str:
+        if moment is None:
+            return ""
+        return format_date(moment, date_format, zone) + moment.astimezone(zone).strftime("%F")
+
+    parts = [issue.title, day(issue.date)]
+    for section in issue.sections:
+        parts.append(section.title)
+        for post in section.posts:
+            parts += [repr(replace(post, published=None, updated=None)), day(post.published)]
+    return "\n".join(parts)
 
 
 def preview(
-    config: Config, now: datetime, *, collector: Collector = collect
+    config: Config, now: datetime, *, collector: Collector = collect, cache: bool = True
 ) -> tuple[Prepared, str, str]:
-    """The next issue as a sample subscriber would get it (html, text); records nothing."""
+    """The next issue as a sample subscriber would get it (html, text); records nothing.
+
+    An issue whose inputs are unchanged since an earlier preview is served from the cache in
+    the state file (see digest.store.previews), without rendering or inlining again.
+    """
     with open_state(config, read_only=True) as state:
-        prepared = prepare(config, state, now, record=False, collector=collector)
-    # With nothing new (so nothing would be sent), sample posts stand in, flagged `sample`, so an
-    # editor working on the templates still sees them filled.
-    if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
-        sample = sample_issue(config)
-        prepared = replace(
-            prepared,
-            issue=sample,
-            rendered=stamp_issue_url(render_issue(sample, config), archive.preview_url(config)),
-            sample=True,
-        )
+        issue, results = gather(config, state, now, record=False, collector=collector)
+        # With nothing new (so nothing would be sent), sample posts stand in, flagged `sample`,
+        # so an editor working on the templates still sees them filled.
+        sample = issue.post_count == 0 and config.digest.skip_if_empty
+        if sample:
+            issue = sample_issue(config)
+        key = preview_key(config, issue) if cache else ""
+        rendered = state.previews.cached(key) if cache else None
+    if rendered is None:
+        rendered = stamp_issue_url(render_issue(issue, config), archive.preview_url(config))
+        if cache:
+            remember_preview(config.state_path, key, rendered, now.isoformat())
+    prepared = Prepared(
+        issue, rendered, results, feed_problems(config.feeds, results), sample=sample
+    )
     envelope = envelope_for(config, prepared.rendered, now)
     html, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, _preview_unsubscribe(envelope))
     return prepared, html, text

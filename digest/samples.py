@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 from digest.config import Config
 from digest.models import Issue, Post, Section
-from digest.render import render_issue, slug
 
 SAMPLE_POST_CAP = 100
 
@@ -19,6 +18,13 @@ SAMPLE_TITLES = (
     "Interview: running a food bank network through the winter",
     "What the new planning rules mean for small housing associations",
 )
+
+
+def slug(text: str, used: set[str]) -> str:
+    """digest.render's heading slug, loaded on first use (a cached preview never loads Jinja2)."""
+    from digest.render import slug as render_slug
+
+    return render_slug(text, used)
 
 
 def sample_issue(config: Config, posts_per_section: int = 3) -> Issue:
@@ -74,6 +80,8 @@ def sample_config(config: Config) -> Config:
 
 def check_templates(config: Config) -> list[str]:
     """Render the templates on sample data with every feature on; warnings, or TemplateError."""
+    from digest.render import render_issue
+
     full = sample_config(config)
     render_issue(sample_issue(full), full)
     render_issue(sample_issue(config, 1), config)

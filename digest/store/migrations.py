@@ -153,6 +153,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 5: the archive: see ARCHIVE_MIGRATION above.
     ARCHIVE_MIGRATION,
+    # 8 once 6 and 7 have landed (kept last): rendered previews keyed by a hash of their inputs.
+    (
+        """CREATE TABLE preview_cache (
+    key TEXT PRIMARY KEY,
+    subject TEXT NOT NULL,
+    html TEXT NOT NULL,
+    text TEXT NOT NULL,
+    marker TEXT NOT NULL,
+    warnings TEXT NOT NULL,
+    at TEXT NOT NULL
+)""",
+    ),
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0

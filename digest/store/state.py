@@ -9,6 +9,7 @@ from digest.store.archive import Archive
 from digest.store.db import Database, explain, open_database
 from digest.store.feeds import Feeds
 from digest.store.ledger import Ledger
+from digest.store.previews import Previews
 from digest.store.secrets import Secrets
 from digest.store.signups import Signups
 from digest.store.suppressions import Suppressions
@@ -31,6 +32,7 @@ class State:
         self.secrets = Secrets(self.db)
         self.signups = Signups(self.db)
         self.archive = Archive(self.db)
+        self.previews = Previews(self.db)
         self.transaction = self.db.transaction
         # Feeds and posts.
         self.feed = self.feeds.feed

@@ -84,6 +84,21 @@ class RecordingHandler:
         self.active = 0
         self.peak_active = 0
         self.rcpt_attempts: dict[str, int] = {}
+        self.pipelining = True
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        # aiosmtpd reads pipelined commands correctly but does not say so; offer it as Postfix does.
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -231,7 +246,8 @@ class SmtpServer:
 
     tls: None (plain), "starttls" (offers STARTTLS) or "ssl" (implicit TLS); needs `certificate`
     (cert, key). auth: (username, password) to require AUTH; over plain connections AUTH is
-    allowed without TLS so tests can exercise it. smtputf8: whether SMTPUTF8 is offered.
+    allowed without TLS so tests can exercise it. smtputf8: whether SMTPUTF8 is offered;
+    pipelining: whether PIPELINING (RFC 2920) is offered.
     """
 
     def __init__(
@@ -241,8 +257,10 @@ class SmtpServer:
         certificate: tuple[Path, Path] | None = None,
         auth: tuple[str, str] | None = None,
         smtputf8: bool = True,
+        pipelining: bool = True,
     ) -> None:
         self.handler = RecordingHandler()
+        self.handler.pipelining = pipelining
         self.authenticator = Authenticator(*auth) if auth else None
         options: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         context = None
