@@ -239,7 +239,12 @@ class SmtpConfig(_Strict):
     timeout: float = Field(30, gt=0, description="Seconds to wait for the server.")
     retries: int = Field(3, ge=0, description="Retries for a temporary (4xx) failure.")
     retry_delay: float = Field(2.0, ge=0, description="Seconds before the first retry; doubles.")
-    connections: int = Field(4, ge=1, le=32, description="Connections used in parallel.")
+    connections: int = Field(
+        8,
+        ge=1,
+        le=32,
+        description="Connections used in parallel (fewer if the server refuses more).",
+    )
     max_per_second: float | None = Field(None, gt=0, description="Optional rate cap.")
     dkim: DkimConfig | None = Field(None, description="Sign messages with DKIM.")
 

@@ -29,6 +29,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -436,8 +437,8 @@ class Mailer:
     def _worker(
         self,
         number: int,
-        jobs: queue.Queue[_Job | None],
-        results: queue.Queue[_Result],
+        jobs: queue.SimpleQueue[_Job | None],
+        results: queue.SimpleQueue[_Result],
         halt: threading.Event,
     ) -> None:
         connection: Connection | None = None
@@ -508,8 +509,8 @@ class Mailer:
         if self.first is None:
             raise RuntimeError("use Mailer as a context manager")
         count = self.config.connections
-        jobs: queue.Queue[_Job | None] = queue.Queue()
-        results: queue.Queue[_Result] = queue.Queue()
+        jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        results: queue.SimpleQueue[_Result] = queue.SimpleQueue()
         halt = threading.Event()
         workers = [
             threading.Thread(
@@ -537,12 +538,13 @@ class Mailer:
         source: Iterator[OutgoingMessage],
         record: Recorder,
         stop: threading.Event | None,
-        jobs: queue.Queue[_Job | None],
-        results: queue.Queue[_Result],
+        jobs: queue.SimpleQueue[_Job | None],
+        results: queue.SimpleQueue[_Result],
         alive: int,
         halt: threading.Event,
     ) -> None:
         retries: list[_Job] = []
+        ready: deque[OutgoingMessage] = deque()  # built ahead, not yet handed to a connection
         sequence = itertools.count()
         in_flight = 0
         exhausted = False
@@ -561,8 +563,8 @@ class Mailer:
                 while in_flight < alive:
                     if retries and retries[0].due <= now:
                         job = heapq.heappop(retries)
-                    elif not exhausted and len(retries) < RETRY_BACKLOG:
-                        message = next(source, None)
+                    elif (ready or not exhausted) and len(retries) < RETRY_BACKLOG:
+                        message = ready.popleft() if ready else next(source, None)
                         if message is None:
                             exhausted = True
                             continue
@@ -571,6 +573,15 @@ class Mailer:
                         break
                     jobs.put(job)
                     in_flight += 1
+                # Build the next messages while the server handles these, so a connection that
+                # comes free gets its next one at once. Built is not handed out: at most one
+                # message per connection is still in flight, unrecorded.
+                while not exhausted and len(ready) < alive and len(retries) < RETRY_BACKLOG:
+                    message = next(source, None)
+                    if message is None:
+                        exhausted = True
+                    else:
+                        ready.append(message)
             if in_flight == 0:
                 if stopping or (exhausted and not retries):
                     break
@@ -606,8 +617,8 @@ class Mailer:
             record(left_pending)
         if fatal is not None:
             raise fatal
-        if alive == 0 and (retries or not exhausted) and not stopped:
-            left = "some messages" if not exhausted else f"{len(retries)} messages"
+        if alive == 0 and (retries or ready or not exhausted) and not stopped:
+            left = "some messages" if ready or not exhausted else f"{len(retries)} messages"
             raise SmtpError(
                 f"SMTP {self.where}: the connection was lost and could not be reopened"
                 f" ({last_retirement}); {left} were not sent; run `digest send` again to send"
@@ -635,7 +646,7 @@ class Mailer:
         return True
 
 
-def _drain(jobs: queue.Queue[_Job | None], keep: list[_Job] | None = None) -> int:
+def _drain(jobs: queue.SimpleQueue[_Job | None], keep: list[_Job] | None = None) -> int:
     """Take back jobs no worker has started; returns how many."""
     taken = 0
     while True:
