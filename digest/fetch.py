@@ -141,10 +141,12 @@ class _DeadlineTransport(httpx.HTTPTransport):
     """httpx's own transport over a connection pool that keeps to each request's deadline."""
 
     def __init__(self, fetch: FetchConfig) -> None:
-        super().__init__(trust_env=False)
+        # One TLS context for both (loading the certificate store costs tens of milliseconds).
+        context = httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=context, trust_env=False)
         # httpx takes no network backend, so its pool is replaced by one that has ours.
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=context,
             max_connections=fetch.concurrency,
             max_keepalive_connections=fetch.concurrency,
             network_backend=_DeadlineBackend(),
