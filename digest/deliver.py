@@ -135,6 +135,11 @@ def wire_format(data: bytes) -> bytes:
     return data + b".\r\n"
 
 
+def _wire(message: OutgoingMessage) -> bytes:
+    """The DATA payload: the one built with the message, else made from its bytes."""
+    return message.wire if message.wire is not None else wire_format(message.data)
+
+
 def connect(config: SmtpConfig, *, initial: bool = True) -> smtplib.SMTP:
     """Open, secure and authenticate one connection, or raise SmtpError saying what to fix.
 
@@ -472,7 +477,7 @@ class Mailer:
                         return
                 self.limiter.wait()
                 try:
-                    delivery = transmit(connection, job.message, wire_format(job.message.data))
+                    delivery = transmit(connection, job.message, _wire(job.message))
                 except _Lost as lost:
                     delivery = Delivery(
                         job.message.recipient, DeliveryStatus.PENDING, f"connection lost: {lost}"

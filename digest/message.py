@@ -200,12 +200,35 @@ class EncodedBody:
             self.blocks.append(_b2a_qp("\r\n".join(static).encode("utf-8")))
         self.personal_text = "\n".join(self.personal)
 
+        # The same blocks as DATA sends them (leading dots doubled): done once, not per message.
+        self.wire_blocks = [
+            dot_stuff(block) if isinstance(block, bytes) else block for block in self.blocks
+        ]
+
     def encode(self, filled: list[str]) -> bytes:
         """The part's encoding, given its personal lines filled in for one subscriber."""
         return b"\r\n".join(
             block if isinstance(block, bytes) else _b2a_qp(filled[block].encode("utf-8"))
             for block in self.blocks
         )
+
+    def encode_both(self, filled: list[str]) -> tuple[bytes, bytes]:
+        """(encoding, the same dot-stuffed for DATA), given one subscriber's personal lines."""
+        lines = [_b2a_qp(line.encode("utf-8")) for line in filled]
+        plain = b"\r\n".join(
+            block if isinstance(block, bytes) else lines[block] for block in self.blocks
+        )
+        wire = b"\r\n".join(
+            block if isinstance(block, bytes) else dot_stuff(lines[block])
+            for block in self.wire_blocks
+        )
+        return plain, wire
+
+
+def dot_stuff(block: bytes) -> bytes:
+    """Lines of CRLF-ended text as SMTP's DATA carries them: a leading dot doubled (RFC 5321)."""
+    block = block.replace(b"\r\n.", b"\r\n..")
+    return b"." + block if block.startswith(b".") else block
 
 
 def _lines(text: str) -> list[str]:
@@ -267,8 +290,9 @@ def _bodies(
     subscriber: Subscriber,
     url: str,
     preferences_url: str,
-) -> tuple[bytes, bytes]:
-    """(text, html) encoded for one subscriber, personalising only the lines that need it."""
+) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    """(text, html) encoded for one subscriber, personalising only the lines that need it; and
+    the same two dot-stuffed for DATA."""
     html, text = template.html, template.text
     if html.usable and text.usable:
         only_personal = RenderedIssue(
@@ -277,9 +301,12 @@ def _bodies(
         html_lines, text_lines = personalise(only_personal, subscriber, url, preferences_url)
         filled_html, filled_text = html_lines.split("\n"), text_lines.split("\n")
         if len(filled_html) == len(html.personal) and len(filled_text) == len(text.personal):
-            return text.encode(filled_text), html.encode(filled_html)
+            text_body, text_wire = text.encode_both(filled_text)
+            html_body, html_wire = html.encode_both(filled_html)
+            return (text_body, html_body), (text_wire, html_wire)
     full_html, full_text = personalise(rendered, subscriber, url, preferences_url)
-    return _qp(full_text), _qp(full_html)
+    text_body, html_body = _qp(full_text), _qp(full_html)
+    return (text_body, html_body), (dot_stuff(text_body), dot_stuff(html_body))
 
 
 def _to_header(subscriber: Subscriber, smtputf8: bool) -> bytes:
@@ -334,7 +361,7 @@ def build_message(
         if envelope.preferences_url_template and preferences_token
         else ""
     )
-    text_body, html_body = _bodies(
+    (text_body, html_body), (text_wire, html_wire) = _bodies(
         template, envelope.rendered, subscriber, https or mailto, preferences
     )
     smtputf8 = not subscriber.email.isascii()
@@ -345,22 +372,44 @@ def build_message(
         + ("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if https else "")
     ).encode("ascii")
     boundary = template.boundary
-    data = b"".join(
-        (
-            template.headers,
-            personal,
-            b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n',
-            _part(boundary, b"plain", text_body),
-            b"\r\n",
-            _part(boundary, b"html", html_body),
-            b"\r\n--" + boundary + b"--\r\n",
+    # Header lines never begin with a dot, and each body block begins a line: the wire form is
+    # the same assembly of the dot-stuffed bodies.
+    head = (
+        template.headers
+        + personal
+        + b'Content-Type: multipart/alternative; boundary="'
+        + boundary
+        + b'"\r\n\r\n'
+    )
+    data, wire = (
+        b"".join(
+            (
+                head,
+                _part(boundary, b"plain", text),
+                b"\r\n",
+                _part(boundary, b"html", html),
+                b"\r\n--" + boundary + b"--\r\n",
+            )
         )
+        for text, html in ((text_body, html_body), (text_wire, html_wire))
     )
     if envelope.dkim is not None:
-        data = _dkim_header(envelope.dkim, data) + data
+        signature = _dkim_header(envelope.dkim, data)
+        data, wire = signature + data, dot_stuff(_crlf(signature)) + wire
     return OutgoingMessage(
-        sender=envelope.sender, recipient=subscriber.email, data=data, smtputf8=smtputf8
+        sender=envelope.sender,
+        recipient=subscriber.email,
+        data=data,
+        smtputf8=smtputf8,
+        wire=wire + b".\r\n",
     )
+
+
+def _crlf(header: bytes) -> bytes:
+    """A header block with CRLF line endings whatever the signer used."""
+    if header.count(b"\n") == header.count(b"\r\n"):
+        return header
+    return header.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
 
 
 def transactional_message(

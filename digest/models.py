@@ -134,12 +134,17 @@ class Delivery:
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """One message ready for the SMTP server: envelope and the exact bytes."""
+    """One message ready for the SMTP server: envelope and the exact bytes.
+
+    `wire`, when the builder could make it cheaply, is `data` as DATA sends it (CRLF lines,
+    leading dots doubled, ending CRLF.CRLF), so the sender need not scan the message again.
+    """
 
     sender: str
     recipient: str
     data: bytes
     smtputf8: bool = False
+    wire: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -190,7 +190,8 @@ def test_authentication_failure_is_a_clear_error_and_nothing_is_sent() -> None:
 
 def test_authentication_with_the_right_password_sends() -> None:
     with SmtpServer(auth=("digest", "right")) as server:
-        send(smtp_config(server, username="digest", password="right"), addresses(3))
+        config = smtp_config(server, username="digest", password="right", connections=4)
+        send(config, addresses(3))
         assert server.counts() == Counter(addresses(3))
         assert server.authenticator is not None
         assert server.authenticator.attempts == 4  # one per connection: 1 first + 3 in the pool

@@ -12,6 +12,7 @@ import dkim
 import pytest
 
 from digest.config import Config, load_config
+from digest.deliver import wire_format
 from digest.errors import ConfigError
 from digest.message import (
     EncodedBody,
@@ -216,3 +217,39 @@ def test_unreadable_or_bad_dkim_key_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "nokey.pem").write_text("not a key", encoding="utf-8")
     with pytest.raises(ConfigError, match="is not a usable private key"):
         load_dkim(make_config(tmp_path, dkim_config))
+
+
+DOTTED = RenderedIssue(
+    "Dots",
+    f".starts the part\n<p>{NAME_PLACEHOLDER}</p>\n.{NAME_PLACEHOLDER} begins a personal line\n"
+    f"{'x' * 75}.dot after a soft break\n.\n..\n",
+    f".text too\n.{NAME_PLACEHOLDER}\n{UNSUBSCRIBE_PLACEHOLDER}\n",
+)
+
+
+@pytest.mark.parametrize("subscriber", [*SUBSCRIBERS, Subscriber("dot@example.com", ".Dot")])
+@pytest.mark.parametrize("rendered", [RENDERED, DOTTED], ids=["issue", "dots"])
+def test_the_wire_form_built_with_the_message_is_its_data_dot_stuffed(
+    tmp_path: Path, subscriber: Subscriber, rendered: RenderedIssue
+) -> None:
+    built = build_message(envelope_for(make_config(tmp_path), rendered, NOW), subscriber, "t")
+    assert built.wire == wire_format(built.data)
+
+
+def test_the_wire_form_of_a_dkim_signed_message_is_its_data_dot_stuffed(tmp_path: Path) -> None:
+    key_path, _ = make_dkim_key(tmp_path)
+    config = make_config(
+        tmp_path,
+        f"  dkim:\n    selector: digest\n    domain: example.org\n    key_file: {key_path.name}\n",
+    )
+    envelope = envelope_for(config, DOTTED, NOW, dkim_key=load_dkim(config))
+    built = build_message(envelope, SUBSCRIBERS[2], "tok")
+    assert built.wire == wire_format(built.data)
+
+
+def test_the_wire_form_when_personal_lines_cannot_be_told_apart(tmp_path: Path) -> None:
+    # A name that also changes a static line (the marker missing) makes the builder encode
+    # the whole personalised part: the wire form follows it.
+    odd = RenderedIssue("Odd", f".a\n{NAME_PLACEHOLDER}\n", f".b\n{NAME_PLACEHOLDER}\n")
+    built = build_message(envelope_for(make_config(tmp_path), odd, NOW), SUBSCRIBERS[0], "t")
+    assert built.wire == wire_format(built.data)
