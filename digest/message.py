@@ -325,10 +325,10 @@ def _to_header(subscriber: Subscriber, smtputf8: bool) -> bytes:
     return f"{line}\r\n".encode() if smtputf8 else f"{line}\r\n".encode("ascii")
 
 
-def _part(boundary: bytes, subtype: bytes, body: bytes) -> bytes:
+def _part_head(boundary: bytes, subtype: bytes) -> bytes:
     return (
         b"--" + boundary + b"\r\nContent-Type: text/" + subtype + b'; charset="utf-8"\r\n'
-        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     )
 
 
@@ -381,16 +381,11 @@ def build_message(
         + boundary
         + b'"\r\n\r\n'
     )
+    plain_head, html_head = _part_head(boundary, b"plain"), _part_head(boundary, b"html")
+    tail = b"\r\n--" + boundary + b"--\r\n"
+    # One join each, so the large bodies are copied once.
     data, wire = (
-        b"".join(
-            (
-                head,
-                _part(boundary, b"plain", text),
-                b"\r\n",
-                _part(boundary, b"html", html),
-                b"\r\n--" + boundary + b"--\r\n",
-            )
-        )
+        b"".join((head, plain_head, text, b"\r\n", html_head, html, tail))
         for text, html in ((text_body, html_body), (text_wire, html_wire))
     )
     if envelope.dkim is not None:
