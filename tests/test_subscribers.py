@@ -143,3 +143,47 @@ def test_punycode_subscriber_gets_mail_without_smtputf8(project: Project) -> Non
 def test_missing_subscriber_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="subscribers file not found"):
         load_subscribers(tmp_path / "none.csv")
+
+
+CHECKED = [
+    "reader@example.com",
+    "Reader.Name+tag@Example.COM",
+    "x@xn--bcher-kva.example",
+    "a@XN--BCHER-KVA.example",
+    "o'brien@example.ie",
+    "{x}@example.com",
+    "a" * 64 + "@example.com",
+    "a" * 65 + "@example.com",
+    "a@" + ("b" * 63 + ".") * 3 + "com",
+    "a@" + ("b" * 63 + ".") * 4 + "com",
+    "a..b@example.com",
+    ".a@example.com",
+    "a@example",
+    "a@-example.com",
+    "a@example..com",
+    "a@example.com.",
+    "u@example.test",
+    "user@localhost",
+    "a@[127.0.0.1]",
+    '"quoted"@example.com',
+    "zoë@example.com",
+    "a@bücher.example",
+    "a b@example.com",
+    "a@@example.com",
+]
+
+
+def test_each_domain_checked_once_gives_email_validators_own_verdicts() -> None:
+    from email_validator import EmailNotValidError
+
+    from digest.subscribers import AddressChecker, _validate
+
+    def verdict(check: object, raw: str) -> object:
+        try:
+            return check(raw)  # type: ignore[operator]
+        except EmailNotValidError as error:
+            return f"refused: {error}"
+
+    checker = AddressChecker()
+    for raw in CHECKED * 2:  # the second time round, every domain comes from the cache
+        assert verdict(checker.check, raw) == verdict(_validate, raw), raw
