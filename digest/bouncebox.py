@@ -86,7 +86,8 @@ def read_imap(settings: ImapConfig, handle: Handler) -> int:
     imap = client  # typed loosely: imapclient ships no type information
     try:
         imap.select_folder(settings.folder)  # type: ignore[attr-defined]
-        uids = list(imap.search(["NOT", "DELETED"]))[:MAX_PER_RUN]  # type: ignore[attr-defined]
+        found = sorted(imap.search(["NOT", "DELETED"]))  # type: ignore[attr-defined]
+        uids = found[-MAX_PER_RUN:]  # the newest first in line when a backlog builds up
         handled: list[int] = []
         for start in range(0, len(uids), _BATCH):
             batch = uids[start : start + _BATCH]
