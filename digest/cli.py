@@ -709,6 +709,25 @@ def subscribers(ctx: click.Context) -> None:
         ctx.invoke(_subscriber_counts)
 
 
+def _by_reason(
+    rows: list[tuple[str, datetime, str]], reasons: dict[str, str]
+) -> dict[str, list[str]]:
+    """Bounce and complaint suppressions grouped by kind of reason, each with its detail."""
+    groups: dict[str, list[str]] = {}
+    for email, when, source in rows:
+        reason = reasons.get(email) or source
+        if source == "complaint":
+            kind = "complaint"
+        elif "soft bounce" in reason:
+            kind = "soft bounces"
+        elif "at SMTP time" in reason:
+            kind = "refused during the send"
+        else:
+            kind = "hard bounce"
+        groups.setdefault(kind, []).append(f"{email} ({when:%Y-%m-%d}: {reason})")
+    return groups
+
+
 @with_config
 def _subscriber_counts(config: Config) -> None:
     """Count the subscribers: listed, signed up, unsubscribed, invalid and duplicate rows."""
@@ -733,10 +752,9 @@ def _subscriber_counts(config: Config) -> None:
             len(suppressed),
             [f"{e} ({src}, {when:%Y-%m-%d})" for e, when, src in suppressed],
         ),
-        (
-            "Suppressed by bounces and complaints",
-            len(bounce_rows),
-            [f"{email} ({reasons.get(email) or source})" for email, _, source in bounce_rows],
+        *(
+            (f"Suppressed: {reason}", len(which), which)
+            for reason, which in _by_reason(bounce_rows, reasons).items()
         ),
         ("Signed up and confirmed", counted.confirmed, []),
         ("Signed up, awaiting confirmation", counted.pending, []),
