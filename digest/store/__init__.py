@@ -2,7 +2,7 @@
 
 `db` opens the file (owner-only, read-only when asked) and `migrations` upgrades its schema;
 the repositories are `feeds` (feeds and posts), `ledger` (issues, deliveries, schedule slots),
-`suppressions`, `secrets` and `signups` (sign-ups, consent, rate limits, forgotten
+`suppressions`, `secrets`, `bounces` and `signups` (sign-ups, consent, rate limits, forgotten
 people). `State` opens a file and exposes them.
 """
 

@@ -25,6 +25,31 @@ ARCHIVE_MIGRATION: tuple[str, ...] = (
 )""",
 )
 
+# Bounce and complaint reports (migration 6): every report read, how it was classified and
+# what it did; `report_key` makes processing the same report twice count once. Suppressions
+# gain the reason and the issue and report behind them.
+BOUNCES_MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS bounce_reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    report_key TEXT NOT NULL UNIQUE,
+    received_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    email TEXT NOT NULL DEFAULT '',
+    issue_id INTEGER,
+    status TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    report TEXT NOT NULL DEFAULT ''
+)""",
+    "CREATE INDEX IF NOT EXISTS bounce_reports_email ON bounce_reports (email, issue_id)",
+    "CREATE INDEX IF NOT EXISTS bounce_reports_issue ON bounce_reports (issue_id, kind)",
+    "ALTER TABLE suppressions ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE suppressions ADD COLUMN issue_id INTEGER",
+    "ALTER TABLE suppressions ADD COLUMN report_id INTEGER",
+    "CREATE INDEX IF NOT EXISTS deliveries_email ON deliveries (email, updated_at)",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: release 0.1.0.
     (
@@ -153,7 +178,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 5: the archive: see ARCHIVE_MIGRATION above.
     ARCHIVE_MIGRATION,
-    # 8 once 6 and 7 have landed (kept last): rendered previews keyed by a hash of their inputs.
+    # 6: bounces and complaints: see BOUNCES_MIGRATION above.
+    BOUNCES_MIGRATION,
+    # 7 (8 once the editor's 7 lands; kept last): rendered previews keyed by their inputs' hash.
     (
         """CREATE TABLE preview_cache (
     key TEXT PRIMARY KEY,
