@@ -325,9 +325,11 @@ def history(config: Config, limit: int) -> None:
     """Issues sent so far: date, posts, delivered / failed / pending, failed addresses."""
     with pipeline.open_state(config, read_only=True) as state:
         rows = state.history(limit)
+        skipped = state.skipped_slots(limit)
         suppressed = len(state.suppressed())
     if not rows:
         out.print("No issues sent yet.")
+        _print_skipped(skipped)
         return
     table = Table("Issue", "Date", "Posts", "Delivered", "Failed", "Pending")
     for row in rows:
@@ -349,8 +351,15 @@ def history(config: Config, limit: int) -> None:
         hidden = len(row.failures) - FAILED_ADDRESSES_SHOWN
         if hidden > 0:
             out.print(f"Issue {row.issue.id}: {hidden} more failed addresses not shown.")
+    _print_skipped(skipped)
     if suppressed:
         out.print(f"{suppressed} unsubscribed addresses are skipped on every send.")
+
+
+def _print_skipped(skipped: list[tuple[str, str]]) -> None:
+    for key, reason in skipped:
+        when = datetime.fromisoformat(key)
+        out.print(f"Slot {when:%Y-%m-%d %H:%M} UTC skipped: {reason}", markup=False)
 
 
 @main.command()
@@ -772,3 +781,107 @@ def subscribers_add(
         out.print(f"{email} is subscribed (source: {source}).", markup=False)
     else:
         out.print(f"{email} was already subscribed; nothing changed.", markup=False)
+
+
+# -- the editor's hand on the next issue ---------------------------------------------------
+
+
+@main.command()
+@click.argument("text", nargs=-1)
+@click.option(
+    "--file",
+    "note_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the note (Markdown) from this file.",
+)
+@click.option("--show", is_flag=True, help="Print the note waiting for the next issue.")
+@click.option("--clear", is_flag=True, help="Withdraw the note.")
+@with_config
+def note(
+    config: Config, text: tuple[str, ...], note_file: Path | None, show: bool, clear: bool
+) -> None:
+    """A note (Markdown) above the sections of the next issue only: TEXT, --file, or $EDITOR."""
+    from digest import editor
+
+    if sum((bool(text), note_file is not None, show, clear)) > 1:
+        raise click.UsageError("give the note as TEXT, --file, --show or --clear: only one")
+    if show:
+        current = editor.note(config)
+        out.print(current if current else "No note for the next issue.", markup=False)
+        return
+    if clear:
+        new = ""
+    elif note_file is not None:
+        new = editor.read_note_file(note_file)
+    elif text:
+        new = " ".join(text)
+    else:
+        edited = click.edit(editor.note(config), extension=".md")
+        if edited is None:
+            out.print("Note unchanged.")
+            return
+        new = edited
+    kept = editor.set_note(config, new, current_time())
+    if kept:
+        out.print("The next issue will carry this note above its sections:", markup=False)
+        out.print(kept, markup=False)
+    else:
+        out.print("No note for the next issue.")
+
+
+@main.command()
+@with_config
+def posts(config: Config) -> None:
+    """The next issue's candidate posts, with the short ids leave-out and pin take."""
+    from digest import editor
+
+    found = editor.next_posts(config, current_time())
+    if not found:
+        out.print("No new posts for the next issue.")
+        return
+    for candidate in found:
+        post = candidate.post
+        date = f"{post.published:%Y-%m-%d}" if post.published else ""
+        out.print(
+            f"{candidate.short_id}  {candidate.status:<8}  {date}  {post.title}  {post.link}",
+            markup=False,
+        )
+
+
+STATUS_PHRASES = {
+    "in": "in the next issue",
+    "pinned": "pinned: in the next issue, first in its section",
+    "left out": "left out of every issue until `digest leave-out --undo`",
+    "not in": "not in the next issue (over a cap, or a duplicate)",
+}
+
+
+def _choose(config: Config, post_id: str, choice: Any, undo: bool) -> None:
+    from digest import editor
+
+    chosen = editor.choose(config, post_id, choice, current_time(), undo=undo)
+    out.print(
+        f"{chosen.short_id} {chosen.post.title}: {STATUS_PHRASES[chosen.status]}.", markup=False
+    )
+
+
+@main.command("leave-out")
+@click.argument("post_id")
+@click.option("--undo", is_flag=True, help="Put a left-out post back among the candidates.")
+@with_config
+def leave_out(config: Config, post_id: str, undo: bool) -> None:
+    """Leave post POST_ID (from `digest posts`) out of every issue, until --undo."""
+    from digest.models import Choice
+
+    _choose(config, post_id, Choice.LEAVE_OUT, undo)
+
+
+@main.command()
+@click.argument("post_id")
+@click.option("--undo", is_flag=True, help="Unpin the post.")
+@with_config
+def pin(config: Config, post_id: str, undo: bool) -> None:
+    """Put post POST_ID in the next issue, first in its section, whatever the caps and filters."""
+    from digest.models import Choice
+
+    _choose(config, post_id, Choice.PIN, undo)

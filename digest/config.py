@@ -172,6 +172,11 @@ class DigestOptions(_Strict):
     max_posts_per_section: int = Field(10, ge=1, description="Cap on posts per section.")
     lookback_days: int = Field(14, ge=1, description="Posts older than this are never new.")
     skip_if_empty: bool = Field(True, description="Send nothing when there are no new posts.")
+    min_posts: int = Field(
+        1,
+        ge=1,
+        description="Fewer new posts than this: the slot is skipped; they roll over to the next.",
+    )
 
 
 class SignupConfig(_Strict):

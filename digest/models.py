@@ -55,6 +55,13 @@ class FeedResult:
     feed_title: str = ""
 
 
+class Choice(StrEnum):
+    """What the editor decided about one post for the next issue."""
+
+    LEAVE_OUT = "leave_out"  # never in an issue, until the editor undoes it
+    PIN = "pin"  # in the next issue, first in its section, whatever the caps and filters
+
+
 @dataclass(frozen=True)
 class Section:
     """A heading and its posts, newest first."""
@@ -70,6 +77,7 @@ class Issue:
     title: str
     date: datetime
     sections: tuple[Section, ...]
+    note: str = ""  # the editor's Markdown note for this issue only (`digest note`)
 
     @property
     def posts(self) -> tuple[Post, ...]:

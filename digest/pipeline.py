@@ -18,7 +18,7 @@ from digest.config import Config, FeedConfig
 from digest.deliver import Mailer
 from digest.errors import DigestError, Stopped
 from digest.feedadvice import feed_advice, feed_label
-from digest.group import AlreadySent, build_issue, only_sections
+from digest.group import AlreadySent, build_issue, only_sections, skip_reason
 from digest.lock import hold_lock
 from digest.message import (
     DkimKey,
@@ -113,7 +113,7 @@ def _resolve_dates(
     ]
 
 
-def prepare(
+def gather(
     config: Config,
     state: State,
     now: datetime,
@@ -121,8 +121,8 @@ def prepare(
     record: bool,
     collector: Collector = collect,
     stop: threading.Event | None = None,
-) -> Prepared:
-    """Collect every feed, pick the new posts, group and render them once.
+) -> tuple[dict[str, list[Post]], AlreadySent, tuple[FeedResult, ...]]:
+    """Collect every feed: each feed's posts (dated), what earlier issues carried, the results.
 
     When `stop` is set while feeds are fetched, collection is given up at once and Stopped is
     raised before anything is recorded.
@@ -153,11 +153,30 @@ def prepare(
         if record:
             state.record_fetch(result, now)
     keys, links = state.carried()
-    issue = build_issue(config, posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), now)
+    return posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), tuple(results)
+
+
+def prepare(
+    config: Config,
+    state: State,
+    now: datetime,
+    *,
+    record: bool,
+    collector: Collector = collect,
+    stop: threading.Event | None = None,
+) -> Prepared:
+    """Collect every feed, pick the new posts (as the editor chose), group and render them once,
+    with the editor's note."""
+    posts_by_feed, already_sent, results = gather(
+        config, state, now, record=record, collector=collector, stop=stop
+    )
+    choices = state.editorial.choices()
+    issue = build_issue(config, posts_by_feed, already_sent, now, choices)
+    issue = replace(issue, note=state.editorial.note())
     rendered = render_issue(issue, config)
     if not record:  # a preview or test: "view in browser" points at the preview
         rendered = stamp_issue_url(rendered, archive.preview_url(config))
-    return Prepared(issue, rendered, tuple(results), feed_problems(config.feeds, results))
+    return Prepared(issue, rendered, results, feed_problems(config.feeds, results))
 
 
 def preview(
@@ -300,8 +319,11 @@ def dry_run(config: Config, now: datetime) -> SendReport:
     with open_state(config, read_only=True) as state:
         prepared = prepare(config, state, now, record=False)
         recipients = audience(state, subscriber_list, secret).subscribers
-    if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
-        return SendReport(None, 0, skipped_reason="nothing new", feed_problems=prepared.problems)
+    reason = skip_reason(config, prepared.issue.post_count)
+    if reason:
+        return SendReport(
+            None, prepared.issue.post_count, skipped_reason=reason, feed_problems=prepared.problems
+        )
     outbox = config.resolve(config.outbox) / now.strftime("%Y-%m-%dT%H%M%S")
     outbox.mkdir(parents=True, exist_ok=True)
     variants = render_variants(config, prepared.issue, recipients)
@@ -384,6 +406,9 @@ def _freeze(
                 for choice, variant in variants.items()
             ],
         )
+        # The note and the pins were for this issue only; left-out posts stay left out.
+        state.editorial.keep_note(issue_id, prepared.issue.note)
+        state.editorial.unpin([(post.feed_url, post.key) for post in prepared.issue.posts])
         if config.archive.enabled:
             state.archive.publish(issue_id, number, slug, archive.summary_of(prepared.issue))
     return issue_id, rendered, variants
@@ -449,10 +474,14 @@ def send(
         else:
             prepared = prepare(config, state, now, record=True, stop=stop)
             problems = prepared.problems
-            if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
+            reason = skip_reason(config, prepared.issue.post_count)
+            if reason:
                 if slot_key:
-                    state.record_skipped_slot(slot_key, now, "nothing new")
-                return SendReport(None, 0, skipped_reason="nothing new", feed_problems=problems)
+                    state.record_skipped_slot(slot_key, now, reason)
+                logger.info("nothing sent: %s", reason)
+                return SendReport(
+                    None, prepared.issue.post_count, skipped_reason=reason, feed_problems=problems
+                )
             rendered = prepared.rendered
             variants = render_variants(config, prepared.issue, merged.subscribers)
             for edition in [rendered, *(variant for variant in variants.values() if variant)]:

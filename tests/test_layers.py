@@ -75,6 +75,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.signup",
                 "digest.archive",
                 "digest.archive_files",
+                "digest.editor",
             }
         ),
     ),

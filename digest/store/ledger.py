@@ -236,6 +236,13 @@ class Ledger:
             (slot_key, iso(now), reason),
         )
 
+    def skipped_slots(self, limit: int = 50) -> list[tuple[str, str]]:
+        """Recent slots that fired without an issue, newest first: (slot key, reason)."""
+        rows = self.db.execute(
+            "SELECT slot_key, reason FROM skipped_slots ORDER BY slot_key DESC LIMIT ?", (limit,)
+        )
+        return [(str(row["slot_key"]), str(row["reason"])) for row in rows]
+
     def slot_handled(self, slot_key: str) -> bool:
         """Whether a slot already produced an issue or was recorded as skipped."""
         if self.issue_for_slot(slot_key) is not None:

@@ -25,6 +25,27 @@ ARCHIVE_MIGRATION: tuple[str, ...] = (
 )""",
 )
 
+# The editor's hand on the next issue (migration 7): a note for it only, posts left out or
+# pinned, and the note kept with the issue it went out in.
+EDITOR_MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS editor_note (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    text TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS post_choices (
+    feed_url TEXT NOT NULL,
+    post_key TEXT NOT NULL,
+    choice TEXT NOT NULL CHECK (choice IN ('leave_out', 'pin')),
+    at TEXT NOT NULL,
+    PRIMARY KEY (feed_url, post_key)
+)""",
+    """CREATE TABLE IF NOT EXISTS issue_notes (
+    issue_id INTEGER PRIMARY KEY REFERENCES issues (id),
+    text TEXT NOT NULL
+)""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: release 0.1.0.
     (
@@ -153,6 +174,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 5: the archive: see ARCHIVE_MIGRATION above.
     ARCHIVE_MIGRATION,
+    # 6: the editor's controls: see EDITOR_MIGRATION above.
+    EDITOR_MIGRATION,
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0

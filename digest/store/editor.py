@@ -1,0 +1,77 @@
+"""The editor's hand on the next issue: its note, and the posts left out or pinned."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from digest.models import Choice
+from digest.store.db import Database, iso
+
+
+class Editorial:
+    """The editor_note and post_choices tables."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def note(self) -> str:
+        """The note waiting for the next issue ("" when none)."""
+        row = self.db.execute("SELECT text FROM editor_note WHERE id = 1").fetchone()
+        return str(row["text"]) if row else ""
+
+    def set_note(self, text: str, now: datetime) -> None:
+        """Keep `text` for the next issue (blank clears it)."""
+        if not text.strip():
+            self.clear_note()
+            return
+        self.db.execute(
+            "INSERT INTO editor_note (id, text, updated_at) VALUES (1, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET text = excluded.text,"
+            " updated_at = excluded.updated_at",
+            (text, iso(now)),
+        )
+
+    def keep_note(self, issue_id: int, text: str) -> None:
+        """Keep the note with the issue just frozen, and clear it for the issues after."""
+        if text.strip():
+            self.db.execute(
+                "INSERT INTO issue_notes (issue_id, text) VALUES (?, ?)", (issue_id, text)
+            )
+        self.clear_note()
+
+    def issue_note(self, issue_id: int) -> str:
+        """The note a frozen issue carried ("" when none)."""
+        row = self.db.execute(
+            "SELECT text FROM issue_notes WHERE issue_id = ?", (issue_id,)
+        ).fetchone()
+        return str(row["text"]) if row else ""
+
+    def clear_note(self) -> None:
+        """Forget the note (it went out with an issue, or the editor withdrew it)."""
+        self.db.execute("DELETE FROM editor_note")
+
+    def choices(self) -> dict[tuple[str, str], Choice]:
+        """Each post the editor left out or pinned, by (feed URL, post key)."""
+        rows = self.db.execute("SELECT feed_url, post_key, choice FROM post_choices")
+        return {(row["feed_url"], row["post_key"]): Choice(row["choice"]) for row in rows}
+
+    def choose(self, feed_url: str, post_key: str, choice: Choice | None, now: datetime) -> None:
+        """Leave a post out or pin it (`choice`), or undo either (None)."""
+        if choice is None:
+            self.db.execute(
+                "DELETE FROM post_choices WHERE feed_url = ? AND post_key = ?", (feed_url, post_key)
+            )
+            return
+        self.db.execute(
+            "INSERT INTO post_choices (feed_url, post_key, choice, at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (feed_url, post_key) DO UPDATE SET choice = excluded.choice,"
+            " at = excluded.at",
+            (feed_url, post_key, choice.value, iso(now)),
+        )
+
+    def unpin(self, keys: list[tuple[str, str]]) -> None:
+        """Forget the pins of posts an issue has just carried."""
+        rows: list[tuple[object, ...]] = list(keys)
+        self.db.executemany(
+            "DELETE FROM post_choices WHERE feed_url = ? AND post_key = ? AND choice = 'pin'", rows
+        )
