@@ -50,6 +50,7 @@ screenshots: $(STAMP) browser
 		$$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq pngquant || echo "pngquant not installed; screenshots stay larger"
 	$(BIN)/python scripts/screenshots.py
+	$(BIN)/python scripts/web_screenshots.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache demo-output

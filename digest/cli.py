@@ -387,9 +387,16 @@ def demo(directory: Path) -> None:
     out.print(f"Messages received by the demo mail server ({len(result.received)}):")
     for path in result.received:
         out.print(f"  {path}")
+    if result.archive.exists():
+        out.print(f"The issue on the web (static archive): {result.archive}", markup=False)
     # Name the program as it was run (.venv/bin/digest under `make demo`), so the hint works as is.
     program = sys.argv[0] if Path(sys.argv[0]).name == "digest" else "digest"
     out.print(f"Try next: {program} --config {result.config} history", markup=False)
+    out.print(
+        f"      and: {program} --config {result.config} serve   (sign-up at"
+        " http://127.0.0.1:8025/subscribe, the archive at http://127.0.0.1:8025/archive/)",
+        markup=False,
+    )
 
 
 @main.command("schedule")

@@ -37,6 +37,7 @@ class DemoResult:
     config: Path
     preview: Path
     received: tuple[Path, ...]
+    archive: Path
     report: SendReport
     subject: str
 
@@ -102,6 +103,8 @@ newsletter:
   reply_to: "Collaborate CIC <hello@example.org>"
   intro: "The latest **research, events and news** from Collaborate, every Monday."
   unsubscribe_url: "http://127.0.0.1:8025/unsubscribe?token={{token}}"
+  archive_url: "http://127.0.0.1:8025"
+  choosable_sections: true
   footer: "You are receiving this because you subscribed to Collaborate Weekly."
   address: "Collaborate CIC, 1 Example Street, London EC1A 1AA"
 feeds:
@@ -118,6 +121,11 @@ smtp:
   port: {smtp_port}
   security: none
 state: digest.sqlite3
+archive:
+  enabled: true
+  out_dir: web
+signup:
+  enabled: true
 schedule:
   day: monday
   time: "08:00"
@@ -133,6 +141,7 @@ def run_demo(directory: Path, now: datetime) -> DemoResult:
     received_dir.mkdir()
     for leftover in ("digest.sqlite3", "digest.sqlite3-wal", "digest.sqlite3-shm"):
         (directory / leftover).unlink(missing_ok=True)
+    shutil.rmtree(directory / "web", ignore_errors=True)
     (directory / "subscribers.csv").write_text(SUBSCRIBERS, encoding="utf-8")
     with _feed_server() as feeds_base, _mail_server(received_dir) as (smtp_port, handler):
         config_path = directory / "config.yaml"
@@ -144,5 +153,11 @@ def run_demo(directory: Path, now: datetime) -> DemoResult:
         report = pipeline.send(config, now)
         received = tuple(handler.saved)
     return DemoResult(
-        directory, config_path, preview_path, received, report, prepared.rendered.subject
+        directory,
+        config_path,
+        preview_path,
+        received,
+        directory / "web" / "archive" / "index.html",
+        report,
+        prepared.rendered.subject,
     )

@@ -45,6 +45,29 @@ MAX_NAME = 100
 MAX_EMAIL = 254
 
 
+# Mail providers whose names are often mistyped; a domain one edit away from one of these gets
+# a "did you mean" (once: submitting the same address again goes ahead).
+COMMON_DOMAINS = (
+    "gmail.com",
+    "googlemail.com",
+    "hotmail.com",
+    "hotmail.co.uk",
+    "outlook.com",
+    "live.com",
+    "live.co.uk",
+    "yahoo.com",
+    "yahoo.co.uk",
+    "icloud.com",
+    "btinternet.com",
+    "aol.com",
+    "protonmail.com",
+    "mail.com",
+    "gmx.com",
+    "me.com",
+    "mac.com",
+)
+
+
 @dataclass(frozen=True)
 class SignupForm:
     """What a reader typed into the sign-up form."""
@@ -53,6 +76,36 @@ class SignupForm:
     name: str = ""
     sections: tuple[str, ...] | None = None  # None: every section
     honeypot: str = ""
+    checked: str = ""  # an address the reader was asked about once and submitted again
+
+
+def _one_edit_apart(first: str, second: str) -> bool:
+    """Whether two strings differ by one insertion, deletion, substitution or swap."""
+    if first == second or abs(len(first) - len(second)) > 1:
+        return False
+    if len(first) == len(second):
+        differ = [n for n, (a, b) in enumerate(zip(first, second, strict=True)) if a != b]
+        if len(differ) == 1:
+            return True
+        return (
+            len(differ) == 2
+            and differ[1] == differ[0] + 1
+            and first[differ[0]] == second[differ[1]]
+            and first[differ[1]] == second[differ[0]]
+        )
+    shorter, longer = sorted((first, second), key=len)
+    return any(longer[:n] + longer[n + 1 :] == shorter for n in range(len(longer)))
+
+
+def suggestion(address: str) -> str:
+    """A likely intended address when the domain is one edit from a common provider's; or ""."""
+    local, _, domain = address.rpartition("@")
+    if domain.lower() in COMMON_DOMAINS:
+        return ""
+    for common in COMMON_DOMAINS:
+        if _one_edit_apart(domain.lower(), common):
+            return f"{local}@{common}"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +116,7 @@ class Submitted:
     error: str = ""
     form: SignupForm = SignupForm()
     message: OutgoingMessage | None = None
+    asked: bool = False  # the error is a "did you mean": the same address again goes ahead
 
 
 @dataclass(frozen=True)
@@ -109,6 +163,7 @@ def parse_form(config: Config, fields: Mapping[str, Sequence[str]]) -> SignupFor
         name=first("name", MAX_NAME),
         sections=sections,
         honeypot=first(HONEYPOT_FIELD, 200),
+        checked=first("checked", MAX_EMAIL + 10),
     )
 
 
@@ -158,6 +213,13 @@ def submit(
     address, problem = normalised_address(form.email)
     if problem:
         return Submitted(error=problem, form=form)
+    likely = suggestion(address)
+    if likely and form.checked != form.email:
+        return Submitted(
+            error=f"Did you mean {likely}? If {address} is right, press Subscribe again.",
+            form=form,
+            asked=True,
+        )
     if config.newsletter.choosable_sections and not form.sections:
         return Submitted(error="Please choose at least one section.", form=form)
     if not state.signups.allow(_limits(config, secret, address, ip), now):

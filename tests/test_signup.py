@@ -224,3 +224,33 @@ def test_sign_up_without_a_public_address_is_a_config_error(project: Project) ->
     result = project.run("check")
     assert result.exit_code == 2
     assert "signup.enabled needs newsletter.public_url" in result.output
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("ann@gmial.com", "ann@gmail.com"),
+        ("ann@gmail.co", "ann@gmail.com"),
+        ("ann@hotmial.co.uk", "ann@hotmail.co.uk"),
+        ("ann@yahooo.com", "ann@yahoo.com"),
+        ("ann@gmail.com", ""),
+        ("ann@example.org", ""),
+        ("ann@mail.com", ""),
+    ],
+)
+def test_a_likely_typo_gets_a_did_you_mean(typed: str, meant: str) -> None:
+    from digest.signup import suggestion
+
+    assert suggestion(typed) == meant
+
+
+def test_did_you_mean_asks_once_then_goes_ahead(site: tuple[Project, Serving]) -> None:
+    project, served = site
+    asked = sign_up(served, "zed@gmial.com")
+    assert asked.status_code == 400
+    assert "Did you mean zed@gmail.com?" in asked.text
+    assert 'name="checked" value="zed@gmial.com"' in asked.text
+    assert rows(project, "SELECT COUNT(*) FROM signups") == [(0,)]
+    again = sign_up(served, "zed@gmial.com", checked="zed@gmial.com")
+    assert again.status_code == 200 and "Check your inbox" in again.text
+    assert rows(project, "SELECT email FROM signups") == [("zed@gmial.com",)]

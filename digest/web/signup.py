@@ -127,7 +127,9 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
         " again in a few minutes.",
     ]
 
-    def subscribe_page(form: signup.SignupForm, error: str = "", status: int = 200) -> Response:
+    def subscribe_page(
+        form: signup.SignupForm, error: str = "", status: int = 200, asked: bool = False
+    ) -> Response:
         return desk.page(
             "subscribe.html",
             f"Subscribe to {config.newsletter.title}",
@@ -138,6 +140,7 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
             consent_text=config.signup.consent_text,
             privacy="",
             action="subscribe",
+            asked=asked,
         )
 
     async def subscribe(request: Request) -> Response:
@@ -163,7 +166,7 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
 
         outcome = await run_in_threadpool(handle)
         if outcome.error:
-            return subscribe_page(outcome.form, outcome.error, status=400)
+            return subscribe_page(outcome.form, outcome.error, status=400, asked=outcome.asked)
         if outcome.message is not None:
             desk.send_later(outcome.message)
         return desk.page("notice.html", "Check your inbox", paragraphs=check_inbox, button="")
