@@ -600,6 +600,12 @@ def init(directory: Path, copy_templates: bool) -> None:
         f" `digest --config {config} serve` for a live preview.",
         markup=False,
     )
+    out.print(
+        "Starting on a blog with years of posts? Once your own feeds are in config.yaml,"
+        f" `digest --config {config} mark-seen` records every post they carry today as already"
+        " sent, so the first issue brings only what is new.",
+        markup=False,
+    )
 
 
 def _address(value: str) -> str:
@@ -892,3 +898,24 @@ def pin(config: Config, post_id: str, undo: bool) -> None:
     from digest.models import Choice
 
     _choose(config, post_id, Choice.PIN, undo)
+
+
+@main.command("mark-seen")
+@with_config
+def mark_seen(config: Config) -> None:
+    """Record every post the feeds carry today as already sent: a clean start on an old blog."""
+    from digest import editor
+
+    report = editor.mark_seen(config, current_time())
+    _print_problems(report.problems)
+    out.print(
+        f"Marked {_count(report.marked, 'post')} as already sent ({report.carried} in"
+        f" {_count(report.feeds, 'feed')}); the next issue brings only posts that appear after"
+        " now.",
+        markup=False,
+    )
+    if report.failed:
+        raise DigestError(
+            f"{_count(len(report.failed), 'feed')} could not be read, so their posts are not"
+            f" marked ({'; '.join(report.failed)}); run `digest mark-seen` again"
+        )

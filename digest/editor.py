@@ -1,18 +1,22 @@
-"""The editor's hand on the next issue: its note, and the posts left out or pinned by short id."""
+"""The editor's hand on the next issue: its note, the posts left out or pinned by short id, and
+a clean start (every post the feeds carry today marked as already sent)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from digest.collect import collect
 from digest.config import Config
 from digest.errors import ConfigError, DigestError
+from digest.feedadvice import feed_label
 from digest.group import SHORT_ID_LENGTH, Candidate, candidates
-from digest.models import Choice
-from digest.pipeline import Collector, gather, open_state
+from digest.lock import hold_lock
+from digest.models import Choice, FetchStatus
+from digest.pipeline import Collector, feed_problems, gather, open_state
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +97,32 @@ def choose(
         after = candidates(config, posts_by_feed, already_sent, now, state.editorial.choices())
     logger.info("post %s (%s): %s%s", chosen.short_id, chosen.post.title, choice, undo * " undone")
     return find(after, chosen.short_id)
+
+
+@dataclass(frozen=True)
+class MarkedSeen:
+    """What `digest mark-seen` did: posts newly marked, posts the feeds carry, feed problems."""
+
+    marked: int
+    carried: int
+    feeds: int
+    failed: tuple[str, ...]  # one line per feed that could not be read: its posts are not marked
+    problems: tuple[str, ...]
+
+
+def mark_seen(config: Config, now: datetime, *, collector: Collector = collect) -> MarkedSeen:
+    """Record every post the feeds carry now as already sent, so the next issue brings only
+    posts published after this (for an organisation starting digest on an old blog)."""
+    with hold_lock(config.state_path, "send", command="mark-seen"), open_state(config) as state:
+        posts_by_feed, _, results = gather(config, state, now, record=True, collector=collector)
+        posts = [post for feed_posts in posts_by_feed.values() for post in feed_posts]
+        marked = state.editorial.mark_seen(posts, now)
+    failed = tuple(
+        f"{feed_label(feed.name, feed.url)}: {result.error}"
+        for feed, result in zip(config.feeds, results, strict=True)
+        if result.status is FetchStatus.FAILED
+    )
+    logger.info("marked %d of %d posts as already sent", marked, len(posts))
+    return MarkedSeen(
+        marked, len(posts), len(config.feeds), failed, feed_problems(config.feeds, results)
+    )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
-from digest.models import Choice
+from digest.models import Choice, Post
 from digest.store.db import Database, iso
 
 
@@ -75,3 +76,18 @@ class Editorial:
         self.db.executemany(
             "DELETE FROM post_choices WHERE feed_url = ? AND post_key = ? AND choice = 'pin'", rows
         )
+
+    def mark_seen(self, posts: Iterable[Post], now: datetime) -> int:
+        """Record posts as already sent (a clean start); returns how many were not yet."""
+        rows: list[tuple[object, ...]] = [
+            (post.feed_url, post.key, post.link_key, iso(now)) for post in posts
+        ]
+        with self.db.transaction():
+            before = self.db.execute("SELECT COUNT(*) FROM seen_posts").fetchone()[0]
+            self.db.executemany(
+                "INSERT OR IGNORE INTO seen_posts (feed_url, post_key, link_key, marked_at)"
+                " VALUES (?, ?, ?, ?)",
+                rows,
+            )
+            after = self.db.execute("SELECT COUNT(*) FROM seen_posts").fetchone()[0]
+        return int(after) - int(before)

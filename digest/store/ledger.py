@@ -128,10 +128,14 @@ class Ledger:
         }
 
     def carried(self) -> tuple[set[tuple[str, str]], set[str]]:
-        """(feed_url, post_key) pairs and normalised links that some issue already carried."""
+        """(feed_url, post_key) pairs and normalised links that some issue already carried, or
+        that `digest mark-seen` recorded as if one had."""
         keys: set[tuple[str, str]] = set()
         links: set[str] = set()
-        for row in self.db.execute("SELECT feed_url, post_key, link_key FROM issue_posts"):
+        for row in self.db.execute(
+            "SELECT feed_url, post_key, link_key FROM issue_posts"
+            " UNION ALL SELECT feed_url, post_key, link_key FROM seen_posts"
+        ):
             keys.add((row["feed_url"], row["post_key"]))
             if row["link_key"]:
                 links.add(row["link_key"])

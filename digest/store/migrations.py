@@ -25,8 +25,8 @@ ARCHIVE_MIGRATION: tuple[str, ...] = (
 )""",
 )
 
-# The editor's hand on the next issue (migration 7): a note for it only, posts left out or
-# pinned, and the note kept with the issue it went out in.
+# The editor's hand on the next issue: a note for it only, posts left out or pinned, the note
+# kept with the issue it went out in, and the posts `digest mark-seen` counts as already sent.
 EDITOR_MIGRATION: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS editor_note (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -43,6 +43,13 @@ EDITOR_MIGRATION: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS issue_notes (
     issue_id INTEGER PRIMARY KEY REFERENCES issues (id),
     text TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS seen_posts (
+    feed_url TEXT NOT NULL,
+    post_key TEXT NOT NULL,
+    link_key TEXT NOT NULL,
+    marked_at TEXT NOT NULL,
+    PRIMARY KEY (feed_url, post_key)
 )""",
 )
 
