@@ -157,7 +157,7 @@ class Candidate:
 
     post: Post
     short_id: str
-    status: str  # "in", "pinned", "left out" or "not in" (over a cap, or a duplicate)
+    status: str  # "in", "pinned", "left out" or "not in" (a cap, a filter or a duplicate)
 
 
 def candidates(
@@ -167,8 +167,8 @@ def candidates(
     now: datetime,
     choices: Choices,
 ) -> list[Candidate]:
-    """Every post no earlier issue carried that is new, pinned or left out, feed by feed, newest
-    first, saying whether the next issue carries it."""
+    """Every post no earlier issue carried that is new (within lookback_days) or pinned, feed
+    by feed, newest first, saying whether the next issue carries it or the editor left it out."""
     carried = {
         (p.feed_url, p.key)
         for p in build_issue(config, posts_by_feed, already_sent, now, choices).posts
@@ -184,16 +184,17 @@ def candidates(
         for post in posts:
             key = (post.feed_url, post.key)
             choice = choices.get(key)
+            assert post.published is not None
             if already_sent.covers(post):
                 continue
             if key in carried:
                 status = "pinned" if choice is Choice.PIN else "in"
+            elif post.published < oldest:
+                continue  # too old to be new: not listed, left out or not
             elif choice is Choice.LEAVE_OUT:
                 status = "left out"
-            elif _eligible(post, feed, choice, oldest):
-                status = "not in"
             else:
-                continue
+                status = "not in"  # over a cap, filtered out by the feed, or a duplicate
             found.append(Candidate(post, short_id(post), status))
     return found
 

@@ -63,7 +63,11 @@ def test_candidates_say_what_the_next_issue_carries() -> None:
     a = [make_post("https://a/feed", "a1", 1), make_post("https://a/feed", "a2", 2)]
     b = [make_post("https://b/feed", "b1", 1), make_post("https://b/feed", "b2", 40)]
     posts = {"https://a/feed": a, "https://b/feed": b}
-    choices = {("https://b/feed", "b1"): Choice.LEAVE_OUT}
+    # b2 is left out too, but too old to be new: no longer listed.
+    choices = {
+        ("https://b/feed", "b1"): Choice.LEAVE_OUT,
+        ("https://b/feed", "b2"): Choice.LEAVE_OUT,
+    }
     found = candidates(config, posts, AlreadySent(), NOW, choices)
     assert [(c.post.key, c.status) for c in found] == [
         ("a1", "in"),
@@ -141,3 +145,13 @@ def test_workbench_controls_change_state_only_on_post_with_the_form_token(projec
         assert ids(project)["Post number 2"][1] == "left out"
         again = httpx.get(f"{served.workbench}/preview", timeout=30)
         assert 'data-post="' + two + '" data-status="left out"' in again.text
+
+
+def test_a_post_the_feed_filters_out_is_listed_so_it_can_be_pinned() -> None:
+    config = make_config("  - name: Blog\n    url: https://a/feed\n    exclude: [Sponsored]\n")
+    ad = make_post("https://a/feed", "ad", 1, title="Sponsored post")
+    posts = {"https://a/feed": [ad]}
+    found = candidates(config, posts, AlreadySent(), NOW, {})
+    assert [(c.post.key, c.status) for c in found] == [("ad", "not in")]
+    pinned = candidates(config, posts, AlreadySent(), NOW, {("https://a/feed", "ad"): Choice.PIN})
+    assert [(c.post.key, c.status) for c in pinned] == [("ad", "pinned")]
