@@ -430,9 +430,10 @@ def show_schedule(config: Config, count: int, after_text: str | None) -> None:
 @with_config
 def run(config: Config, once: bool) -> None:
     """Send at every slot until stopped; SIGTERM or Ctrl-C finishes the message in flight."""
-    from digest import schedule
+    from digest import approval, schedule
 
-    logging.getLogger(schedule.__name__).setLevel(logging.INFO)
+    for module in (schedule, approval):
+        logging.getLogger(module.__name__).setLevel(logging.INFO)
     clock = schedule.Clock.starting_at(current_time())
     if not once:
         schedule.run_forever(config, clock)
@@ -919,3 +920,29 @@ def mark_seen(config: Config) -> None:
             f"{_count(len(report.failed), 'feed')} could not be read, so their posts are not"
             f" marked ({'; '.join(report.failed)}); run `digest mark-seen` again"
         )
+
+
+def _decide(config: Config, decision: str) -> None:
+    from digest import approval
+
+    key = approval.decide(config, decision, current_time(), by="command line")
+    when = datetime.fromisoformat(key)
+    if decision == "approved":
+        out.print(f"The issue due {when:%Y-%m-%d %H:%M} UTC is approved: `digest run` sends it.")
+    else:
+        out.print(f"The issue due {when:%Y-%m-%d %H:%M} UTC is held: it will not be sent.")
+
+
+@main.command()
+@with_config
+def approve(config: Config) -> None:
+    """Approve the issue waiting for approval (schedule.approval); within grace after its slot
+    too."""
+    _decide(config, "approved")
+
+
+@main.command()
+@with_config
+def hold(config: Config) -> None:
+    """Hold the issue waiting for approval: not sent; its posts wait for the next slot."""
+    _decide(config, "held")

@@ -160,6 +160,7 @@ class SendReport:
     failed: int = 0
     pending: int = 0
     skipped_reason: str = ""
+    held: bool = False  # waiting for approval: the slot is tried again within grace
     resumed: bool = False
     feed_problems: tuple[str, ...] = field(default_factory=tuple)
     outbox: str = ""

@@ -196,11 +196,11 @@ def preview(
             sample=True,
         )
     envelope = envelope_for(config, prepared.rendered, now)
-    html, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, _preview_unsubscribe(envelope))
+    html, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, preview_unsubscribe(envelope))
     return prepared, html, text
 
 
-def _preview_unsubscribe(envelope: IssueEnvelope) -> str:
+def preview_unsubscribe(envelope: IssueEnvelope) -> str:
     template = envelope.unsubscribe_url_template
     return template.replace("{token}", "preview") if template else f"mailto:{envelope.sender}"
 
@@ -434,8 +434,12 @@ def send(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     clock: Callable[[], datetime] | None = None,
+    gate: Callable[[State, Prepared], str] | None = None,
 ) -> SendReport:
     """The real send: resume an unfinished issue first, else freeze and send a new one.
+
+    `gate` (the scheduler's approval check) sees a new issue once it is built and may hold it
+    back by returning why; nothing is frozen or recorded then, so the slot can be tried again.
 
     Order matters for the guarantees: the subscribers and the DKIM key are read and the send
     lock is taken first (no two sends overlap), the SMTP connection is opened before anything is
@@ -481,6 +485,15 @@ def send(
                 logger.info("nothing sent: %s", reason)
                 return SendReport(
                     None, prepared.issue.post_count, skipped_reason=reason, feed_problems=problems
+                )
+            held = gate(state, prepared) if gate else ""
+            if held:
+                return SendReport(
+                    None,
+                    prepared.issue.post_count,
+                    skipped_reason=held,
+                    held=True,
+                    feed_problems=problems,
                 )
             rendered = prepared.rendered
             variants = render_variants(config, prepared.issue, merged.subscribers)

@@ -76,6 +76,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.archive",
                 "digest.archive_files",
                 "digest.editor",
+                "digest.approval",
             }
         ),
     ),

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from digest.models import Choice, Post
 from digest.store.db import Database, iso
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A scheduled issue's approval: the draft's posts, and what the approvers said."""
+
+    slot_key: str
+    requested_at: datetime
+    posts: frozenset[str]  # "feed URL\npost key" of each post in the draft
+    status: str  # "requested", "approved" or "held"
+    decided_by: str
+    hold_told: bool
 
 
 class Editorial:
@@ -91,3 +105,45 @@ class Editorial:
             )
             after = self.db.execute("SELECT COUNT(*) FROM seen_posts").fetchone()[0]
         return int(after) - int(before)
+
+    def approval(self, slot_key: str | None = None) -> Approval | None:
+        """The approval asked for a slot (None: the newest one), if any."""
+        if slot_key is None:
+            row = self.db.execute(
+                "SELECT * FROM approvals ORDER BY slot_key DESC LIMIT 1"
+            ).fetchone()
+        else:
+            row = self.db.execute(
+                "SELECT * FROM approvals WHERE slot_key = ?", (slot_key,)
+            ).fetchone()
+        if row is None:
+            return None
+        return Approval(
+            row["slot_key"],
+            datetime.fromisoformat(row["requested_at"]),
+            frozenset(json.loads(row["posts"])),
+            row["status"],
+            row["decided_by"],
+            bool(row["hold_told"]),
+        )
+
+    def request_approval(self, slot_key: str, posts: frozenset[str], now: datetime) -> None:
+        """Record a draft sent to the approvers; a new draft for the slot asks afresh."""
+        self.db.execute(
+            "INSERT INTO approvals (slot_key, requested_at, posts, status) VALUES (?, ?, ?,"
+            " 'requested') ON CONFLICT (slot_key) DO UPDATE SET requested_at ="
+            " excluded.requested_at, posts = excluded.posts, status = 'requested',"
+            " decided_at = NULL, decided_by = '', hold_told = 0",
+            (slot_key, iso(now), json.dumps(sorted(posts))),
+        )
+
+    def decide(self, slot_key: str, status: str, by: str, now: datetime) -> None:
+        """Approve or hold a slot's draft."""
+        self.db.execute(
+            "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ? WHERE slot_key = ?",
+            (status, iso(now), by, slot_key),
+        )
+
+    def told_of_hold(self, slot_key: str) -> None:
+        """Remember that the approvers were told the slot's issue is held."""
+        self.db.execute("UPDATE approvals SET hold_told = 1 WHERE slot_key = ?", (slot_key,))

@@ -26,7 +26,8 @@ ARCHIVE_MIGRATION: tuple[str, ...] = (
 )
 
 # The editor's hand on the next issue: a note for it only, posts left out or pinned, the note
-# kept with the issue it went out in, and the posts `digest mark-seen` counts as already sent.
+# kept with the issue it went out in, approvals of scheduled issues, and the posts
+# `digest mark-seen` counts as already sent.
 EDITOR_MIGRATION: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS editor_note (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -43,6 +44,15 @@ EDITOR_MIGRATION: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS issue_notes (
     issue_id INTEGER PRIMARY KEY REFERENCES issues (id),
     text TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS approvals (
+    slot_key TEXT PRIMARY KEY,
+    requested_at TEXT NOT NULL,
+    posts TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('requested', 'approved', 'held')),
+    decided_at TEXT,
+    decided_by TEXT NOT NULL DEFAULT '',
+    hold_told INTEGER NOT NULL DEFAULT 0
 )""",
     """CREATE TABLE IF NOT EXISTS seen_posts (
     feed_url TEXT NOT NULL,
