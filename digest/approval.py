@@ -17,7 +17,13 @@ from digest.group import skip_reason
 from digest.message import envelope_for, load_dkim, transactional_message
 from digest.models import Delivery, DeliveryStatus, Issue, Subscriber
 from digest.personalise import personalise
-from digest.pipeline import Prepared, open_state, prepare, preview_unsubscribe
+from digest.pipeline import (
+    PREVIEW_SUBSCRIBER,
+    Prepared,
+    open_state,
+    prepare,
+    preview_unsubscribe,
+)
 from digest.slots import require_schedule, slot_key
 from digest.store import State
 from digest.tokens import APPROVAL_PURPOSE, make_purpose_token
@@ -85,9 +91,7 @@ def request(
     state.editorial.request_approval(slot_key(slot), draft_keys(prepared.issue), now)
     link = approval_link(config, state.signing_secret(config.secret), slot)
     envelope = envelope_for(config, prepared.rendered, now)
-    page, text = personalise(
-        prepared.rendered, Subscriber("approver@example.org"), preview_unsubscribe(envelope)
-    )
+    page, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, preview_unsubscribe(envelope))
     subject = f"Approve? {prepared.rendered.subject}"
     banner_text = (
         f"Draft of the issue due {slot.isoformat()}: it goes to subscribers only once approved."

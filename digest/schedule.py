@@ -33,7 +33,7 @@ from digest.store import State
 
 logger = logging.getLogger(__name__)
 
-ASK_EARLY = timedelta(seconds=5)  # the approval job may fire a moment before slot - before
+ASK_EARLY = timedelta(seconds=1)  # the approval job may fire a moment before slot - before
 
 
 # -- firing slots ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -60,6 +60,9 @@ def test_approval_is_asked_before_the_slot_and_an_approved_issue_goes_out_once(
         assert "https://news.example.org/approval?token=" in draft.part("plain")
         assert "Post number 1" in draft.part("html")
         assert to(project, "ann@example.com") == []
+        (asked,) = rows(project, "SELECT requested_at FROM approvals")
+        lead = SLOT - datetime.fromisoformat(asked[0])
+        assert timedelta(seconds=3) < lead <= timedelta(seconds=5), lead
         approved = project.run("approve")
         assert approved.exit_code == 0, approved.output
         assert "is approved" in approved.output
@@ -146,3 +149,17 @@ def test_a_post_left_out_after_approval_needs_approval_again(project: Project) -
     assert project.run("approve").exit_code == 0
     report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert report.issue_id == 1 and report.post_count == 2 and report.sent == 2
+
+
+def test_on_timeout_send_sends_an_unanswered_draft_but_never_a_held_one(project: Project) -> None:
+    with_approval(project, "2h", on_timeout="send")
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    assert project.run("hold").exit_code == 0
+    gate = gate_for(config, SLOT, SLOT)
+    held = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    assert held.held and held.skipped_reason.startswith("held by an approver")
+    with sqlite3.connect(project.root / "state.sqlite3") as db:
+        db.execute("UPDATE approvals SET status = 'requested'")
+    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    assert report.issue_id == 1 and report.sent == 2
