@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench screenshots clean browser
+.PHONY: demo test lint typecheck unit bench screenshots clean browser imap
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) browser
+unit: $(STAMP) browser imap
 	$(BIN)/pytest -q
 
 # The browser test drives Debian's chromium (never a downloaded browser): install it if missing.
@@ -32,6 +32,15 @@ browser:
 		($$sudo apt-get update -qq && \
 		 $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || \
 		echo "chromium could not be installed; the browser test will be skipped"; \
+	fi
+
+# The bounce tests read a real IMAP mailbox: Debian's Dovecot, started by the tests themselves.
+imap:
+	@if [ ! -x /usr/sbin/dovecot ] && command -v apt-get >/dev/null 2>&1; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		($$sudo apt-get update -qq && \
+		 $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd) || \
+		echo "dovecot-imapd could not be installed; the IMAP bounce test will be skipped"; \
 	fi
 
 test: lint typecheck unit

@@ -88,9 +88,32 @@ def header_errors(config: Config) -> list[str]:
     if not isinstance(return_path, str):
         return []
     try:
-        headervalues.mailbox(return_path, allow_name=False)
+        headervalues.mailbox(return_path.replace("{token}", "token"), allow_name=False)
     except ValueError as error:
         return [f"{config.source}: smtp.return_path: {error}"]
+    return []
+
+
+def bounce_mailbox_warnings(config: Config) -> list[str]:
+    """A configured bounce mailbox that cannot be read: bounces would pile up unnoticed.
+    The one check that talks to a server (the IMAP server named in bounces.imap)."""
+    from digest.bouncebox import MailboxError, check_imap
+
+    settings = config.bounces
+    if settings.imap is not None:
+        try:
+            check_imap(settings.imap)
+        except MailboxError as error:
+            return [f"the bounce mailbox is unreachable: {error}"]
+    elif settings.maildir is not None:
+        path = config.resolve(settings.maildir)
+        if not (path / "cur").is_dir() or not (path / "new").is_dir():
+            return [f"bounces.maildir: {path} is not a Maildir (no cur/ and new/)"]
+    if settings.mailbox_configured and not config.smtp.return_path:
+        return [
+            "bounces are read from a mailbox but smtp.return_path is not set: bounces go to"
+            " newsletter.from instead; point smtp.return_path at the bounce mailbox"
+        ]
     return []
 
 

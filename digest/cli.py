@@ -125,11 +125,12 @@ def _summarise(report: SendReport, verb: str) -> None:
 @click.option("--feeds", is_flag=True, help="Also fetch every feed now and report its health.")
 @with_config
 def check(config: Config, feeds: bool) -> None:
-    """Validate config.yaml, the subscribers file and the templates (no network)."""
-    from digest.check import check_project
+    """Validate config.yaml, the subscribers file and the templates (no network but the
+    bounce mailbox's IMAP server, when one is configured)."""
+    from digest.check import bounce_mailbox_warnings, check_project
 
     report = check_project(config, os.environ)
-    for warning in report.warnings:
+    for warning in (*report.warnings, *bounce_mailbox_warnings(config)):
         err.print(f"Warning: {warning}", markup=False)
     if not report.ok:
         for error in report.errors:
@@ -323,10 +324,13 @@ FAILED_ADDRESSES_SHOWN = 20
 @with_config
 def history(config: Config, limit: int) -> None:
     """Issues sent so far: date, posts, delivered / failed / pending, failed addresses."""
+    from digest.store.bounces import IssueBounces
+
     with pipeline.open_state(config, read_only=True) as state:
         rows = state.history(limit)
         skipped = state.skipped_slots(limit)
         suppressed = len(state.suppressed())
+        bounced = state.bounces.by_issue()
     if not rows:
         out.print("No issues sent yet.")
         _print_skipped(skipped)
@@ -343,6 +347,15 @@ def history(config: Config, limit: int) -> None:
             str(row.pending),
         )
     out.print(table)
+    for row in rows:
+        counted = bounced.get(row.issue.id, IssueBounces())
+        if row.sent and (counted.complaints or counted.hard or counted.soft):
+            rate = 100 * counted.complaints / row.sent
+            warn = " (over 0.3%: mailbox providers may block the sender)" if rate > 0.3 else ""
+            out.print(
+                f"Issue {row.issue.id}: {counted.hard} hard bounces, {counted.soft} soft,"
+                f" {counted.complaints} complaints; complaint rate {rate:.2f}%{warn}"
+            )
     # Addresses go on plain lines, never in a cell, so a narrow terminal cannot fold them.
     for row in rows:
         for failure in row.failures[:FAILED_ADDRESSES_SHOWN]:
@@ -619,6 +632,56 @@ def _address(value: str) -> str:
 
 
 @main.command()
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read one message on standard input.")
+@click.option(
+    "--maildir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Read this Maildir instead of the configured mailbox.",
+)
+@click.option("--show", is_flag=True, help="List recent reports and how each was classified.")
+@click.option("--limit", default=30, show_default=True, help="How many reports --show lists.")
+@with_config
+def bounces(config: Config, from_stdin: bool, maildir: Path | None, show: bool, limit: int) -> None:
+    """Read bounce and complaint reports and suppress the addresses they tie to a delivery."""
+    from digest import bounces as bounce_reports
+    from digest.bouncereport import MAX_REPORT_BYTES
+
+    if show:
+        rows = bounce_reports.recent_reports(config, limit)
+        if not rows:
+            out.print("No bounce or complaint reports yet.")
+            return
+        table = Table("When", "Source", "Kind", "Status", "Issue", "Outcome")
+        for row in rows:
+            issue = "sign-up mail" if row.issue_id is None and row.email else ""
+            table.add_row(
+                f"{row.received_at:%Y-%m-%d %H:%M}",
+                row.source,
+                row.kind,
+                row.status,
+                str(row.issue_id) if row.issue_id is not None else issue,
+                row.outcome,
+            )
+        out.print(table)
+        for row in rows:
+            if row.email:
+                out.print(f"{row.kind} {row.email}: {row.outcome} ({row.detail})", markup=False)
+        return
+    data = sys.stdin.buffer.read(MAX_REPORT_BYTES + 1)[:MAX_REPORT_BYTES] if from_stdin else None
+    tally = bounce_reports.collect_reports(config, current_time(), stdin=data, maildir=maildir)
+    counts = tally.outcomes
+    out.print(
+        f"Read {_count(tally.total, 'message')}: {counts['suppressed']} suppressed,"
+        f" {counts['counted']} soft bounces counted, {counts['dropped_signup']} pending sign-ups"
+        f" dropped, {counts['ignored']} auto-replies ignored, {counts['forged']} not tied to"
+        f" a delivery (ignored), {counts['duplicate'] + counts['already_suppressed']} already"
+        f" processed, {counts['left']} not bounces (left in the mailbox)."
+    )
+    for email in tally.suppressed:
+        out.print(f"Suppressed {email}", markup=False)
+
+
+@main.command()
 @click.argument("address")
 @with_config
 def unsubscribe(config: Config, address: str) -> None:
@@ -662,6 +725,25 @@ def subscribers(ctx: click.Context) -> None:
         ctx.invoke(_subscriber_counts)
 
 
+def _by_reason(
+    rows: list[tuple[str, datetime, str]], reasons: dict[str, str]
+) -> dict[str, list[str]]:
+    """Bounce and complaint suppressions grouped by kind of reason, each with its detail."""
+    groups: dict[str, list[str]] = {}
+    for email, when, source in rows:
+        reason = reasons.get(email) or source
+        if source == "complaint":
+            kind = "complaint"
+        elif "soft bounce" in reason:
+            kind = "soft bounces"
+        elif "at SMTP time" in reason:
+            kind = "refused during the send"
+        else:
+            kind = "hard bounce"
+        groups.setdefault(kind, []).append(f"{email} ({when:%Y-%m-%d}: {reason})")
+    return groups
+
+
 @with_config
 def _subscriber_counts(config: Config) -> None:
     """Count the subscribers: listed, signed up, unsubscribed, invalid and duplicate rows."""
@@ -673,6 +755,8 @@ def _subscriber_counts(config: Config) -> None:
         suppressions = state.suppressions()
         secret = audience.forgetting_secret(state, config.secret)
         counted = audience.counts(state, subscriber_list, secret, audience.section_titles(config))
+        reasons = state.bounces.reasons()
+    bounce_rows = [row for row in suppressions if row[2] in ("bounce", "complaint")]
     listed = {s.email.lower() for s in subscriber_list.subscribers}
     suppressed = [row for row in suppressions if row[0] in listed]
     elsewhere = len(suppressions) - len(suppressed)
@@ -683,6 +767,10 @@ def _subscriber_counts(config: Config) -> None:
             "Unsubscribed",
             len(suppressed),
             [f"{e} ({src}, {when:%Y-%m-%d})" for e, when, src in suppressed],
+        ),
+        *(
+            (f"Suppressed: {reason}", len(which), which)
+            for reason, which in _by_reason(bounce_rows, reasons).items()
         ),
         ("Signed up and confirmed", counted.confirmed, []),
         ("Signed up, awaiting confirmation", counted.pending, []),

@@ -247,6 +247,23 @@ class SmtpConfig(_Strict):
     connections: int = Field(4, ge=1, le=32, description="Connections used in parallel.")
     max_per_second: float | None = Field(None, gt=0, description="Optional rate cap.")
     dkim: DkimConfig | None = Field(None, description="Sign messages with DKIM.")
+    return_path: str | None = Field(
+        None,
+        description="Envelope sender for bounces; bounces+{token}@example.org names each delivery.",
+    )
+
+    @field_validator("return_path")
+    @classmethod
+    def _return_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        checked = headervalues.mailbox(value.replace("{token}", "token"), allow_name=False)
+        if value.count("{token}") > 1 or "{token}" in checked.rsplit("@", 1)[-1]:
+            raise ValueError("{token} may appear once, in the part before the @")
+        local = value.rsplit("@", 1)[0]
+        if len(local.replace("{token}", "x" * 24)) > 64:
+            raise ValueError("the part before the @ is too long for a token (64 characters)")
+        return value
 
 
 class FetchConfig(_Strict):
@@ -391,6 +408,65 @@ class ArchiveConfig(_Strict):
         return value
 
 
+class ImapConfig(_Strict):
+    """The mailbox bounce and complaint reports arrive in, read over IMAP."""
+
+    host: str = Field(description="IMAP server host name.")
+    port: int = Field(993, ge=1, le=65535, description="IMAP port (993 with TLS, else 143).")
+    tls: bool = Field(True, description="Connect with TLS (IMAPS).")
+    username: str = Field(description="IMAP user name.")
+    password: str = Field(description="IMAP password; use ${BOUNCES_IMAP_PASSWORD}.")
+    folder: str = Field("INBOX", description="Folder the reports arrive in.")
+    processed_folder: str = Field(
+        "digest-processed", description="Folder processed reports are moved to (never deleted)."
+    )
+    timeout: float = Field(30, gt=0, description="Seconds to wait for the server.")
+
+
+class WebhookConfig(_Strict):
+    """Bounce and complaint events posted by an email service provider to `digest serve`."""
+
+    mailgun_signing_key: str | None = Field(
+        None, description="Mailgun's HTTP webhook signing key; use ${MAILGUN_SIGNING_KEY}."
+    )
+    sendgrid_public_key: str | None = Field(
+        None, description="SendGrid's signed event webhook verification key (base64)."
+    )
+    postmark_username: str | None = Field(None, description="Basic auth user for Postmark.")
+    postmark_password: str | None = Field(
+        None, description="Basic auth password for Postmark; use ${POSTMARK_WEBHOOK_PASSWORD}."
+    )
+    max_age: float = Field(
+        300, gt=0, description="Oldest signed timestamp accepted, in seconds (replay window)."
+    )
+
+
+class BouncesConfig(_Strict):
+    """Bounces and complaints: where reports arrive and when an address is suppressed."""
+
+    imap: ImapConfig | None = Field(None, description="Read reports from this IMAP mailbox.")
+    maildir: str | None = Field(None, description="Or from this Maildir, relative to config.yaml.")
+    poll_every: float = Field(
+        15 * 60, gt=0, description="How often `digest run` reads the mailbox, e.g. '15m'."
+    )
+    soft_limit: int = Field(
+        3, ge=1, description="Soft bounces on distinct issues, none delivered between, to suppress."
+    )
+    webhooks: WebhookConfig = Field(
+        default_factory=WebhookConfig, description="ESP webhooks on the public app."
+    )
+
+    @field_validator("poll_every", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @property
+    def mailbox_configured(self) -> bool:
+        """Whether digest has a mailbox to read reports from."""
+        return self.imap is not None or self.maildir is not None
+
+
 class Config(_Strict):
     """The whole of config.yaml."""
 
@@ -412,6 +488,7 @@ class Config(_Strict):
     schedule: ScheduleConfig | None = Field(None, description="When `digest run` sends.")
     signup: SignupConfig = Field(default_factory=SignupConfig)
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
+    bounces: BouncesConfig = Field(default_factory=BouncesConfig)
     base_dir: Path = Field(Path("."), exclude=True, description="Folder holding config.yaml.")
     source: str = Field("config.yaml", exclude=True, description="The config file as named.")
 

@@ -67,6 +67,24 @@ class IssueEnvelope:
     date: datetime
     dkim: DkimKey | None = None
     preferences_url_template: str | None = None  # with {token}; None when sign-up is off
+    return_path: str | None = None  # smtp.return_path, perhaps with {token}
+    reference: str = ""  # the issue's number once frozen: Message-IDs and VERP tokens name it
+
+
+def bounce_sender(return_path: str | None, default: str, token: str) -> str:
+    """The envelope sender: smtp.return_path with the VERP token filled in, else `default`."""
+    if not return_path:
+        return default
+    if not token:
+        return return_path.replace("+{token}", "").replace("-{token}", "").replace("{token}", "")
+    return return_path.replace("{token}", token)
+
+
+def bounce_message_id(reference: str, tag: str, domain: str) -> str:
+    """A Message-ID naming the delivery (its reference and tag), unique per message."""
+    if not reference or not tag:
+        return make_msgid(domain=domain)
+    return f"<d{reference}.{tag}.{secrets.token_hex(6)}@{domain}>"
 
 
 def sender_address(from_header: str) -> str:
@@ -111,7 +129,12 @@ def load_dkim(config: Config) -> DkimKey | None:
 
 
 def envelope_for(
-    config: Config, rendered: RenderedIssue, now: datetime, *, dkim_key: DkimKey | None = None
+    config: Config,
+    rendered: RenderedIssue,
+    now: datetime,
+    *,
+    dkim_key: DkimKey | None = None,
+    reference: str = "",
 ) -> IssueEnvelope:
     """Work out the per-issue headers once."""
     newsletter = config.newsletter
@@ -131,6 +154,8 @@ def envelope_for(
         preferences_url_template=f"{config.public_url}/preferences?token={{token}}"
         if config.signup.enabled and config.public_url
         else None,
+        return_path=config.smtp.return_path,
+        reference=reference,
     )
 
 
@@ -324,7 +349,11 @@ def _dkim_header(key: DkimKey, data: bytes) -> bytes:
 
 
 def build_message(
-    envelope: IssueEnvelope, subscriber: Subscriber, token: str, preferences_token: str = ""
+    envelope: IssueEnvelope,
+    subscriber: Subscriber,
+    token: str,
+    preferences_token: str = "",
+    bounce_tag: str = "",
 ) -> OutgoingMessage:
     """The full message for one subscriber: slots filled, headers set, CRLF line endings."""
     template = _template(envelope)
@@ -340,7 +369,7 @@ def build_message(
     smtputf8 = not subscriber.email.isascii()
     unsubscribe = f"<{https}>,\r\n <{mailto}>" if https else f"<{mailto}>"
     personal = _to_header(subscriber, smtputf8) + (
-        f"Message-ID: {make_msgid(domain=envelope.domain)}\r\n"
+        f"Message-ID: {bounce_message_id(envelope.reference, bounce_tag, envelope.domain)}\r\n"
         f"List-Unsubscribe: {unsubscribe}\r\n"
         + ("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if https else "")
     ).encode("ascii")
@@ -358,8 +387,12 @@ def build_message(
     )
     if envelope.dkim is not None:
         data = _dkim_header(envelope.dkim, data) + data
+    verp = f"{envelope.reference}-{bounce_tag}" if envelope.reference and bounce_tag else ""
     return OutgoingMessage(
-        sender=envelope.sender, recipient=subscriber.email, data=data, smtputf8=smtputf8
+        sender=bounce_sender(envelope.return_path, envelope.sender, verp),
+        recipient=subscriber.email,
+        data=data,
+        smtputf8=smtputf8,
     )
 
 
@@ -371,9 +404,11 @@ def transactional_message(
     html: str,
     now: datetime,
     dkim_key: DkimKey | None,
+    bounce_tag: str = "",
 ) -> OutgoingMessage:
     """A one-off message to one person (a sign-up confirmation, a welcome): the newsletter's
-    sender and DKIM signature, but no List-Unsubscribe, since it is not a mailing."""
+    sender and DKIM signature, but no List-Unsubscribe, since it is not a mailing. With
+    `bounce_tag` (the tag for reference "s") its Message-ID and VERP sender name it."""
     newsletter = config.newsletter
     sender = sender_address(newsletter.from_address)
     message = EmailMessage(policy=email.policy.SMTP)
@@ -383,7 +418,9 @@ def transactional_message(
     message["To"] = formataddr((name, recipient.email)) if name else recipient.email
     message["Subject"] = " ".join(subject.split())
     message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[1].lower())
+    message["Message-ID"] = bounce_message_id(
+        "s" if bounce_tag else "", bounce_tag, sender.rsplit("@", 1)[1].lower()
+    )
     if newsletter.reply_to:
         message["Reply-To"] = newsletter.reply_to
     message["Auto-Submitted"] = "auto-generated"
@@ -393,4 +430,10 @@ def transactional_message(
     data = message.as_bytes(policy=policy)
     if dkim_key is not None:
         data = _dkim_header(dkim_key, data) + data
-    return OutgoingMessage(sender=sender, recipient=recipient.email, data=data, smtputf8=smtputf8)
+    verp = f"s-{bounce_tag}" if bounce_tag else ""
+    return OutgoingMessage(
+        sender=bounce_sender(config.smtp.return_path, sender, verp),
+        recipient=recipient.email,
+        data=data,
+        smtputf8=smtputf8,
+    )

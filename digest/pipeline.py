@@ -13,6 +13,7 @@ from typing import Protocol
 
 from digest import archive
 from digest.audience import audience, record_file_consent, section_choice
+from digest.bouncereport import permanent_refusal
 from digest.collect import KnownFeed, collect
 from digest.config import Config, FeedConfig
 from digest.deliver import Mailer
@@ -44,7 +45,7 @@ from digest.render import render_issue
 from digest.samples import sample_issue
 from digest.store import IssueVariant, State, configured_secret
 from digest.subscribers import load_subscribers
-from digest.tokens import make_purpose_token, make_token
+from digest.tokens import delivery_tag, make_purpose_token, make_token
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +220,12 @@ def _messages(
             if offer_preferences and preferences_expire
             else ""
         )
-        yield build_message(envelope, subscriber, make_token(secret, subscriber.email), preferences)
+        tag = (
+            delivery_tag(secret, envelope.reference, subscriber.email) if envelope.reference else ""
+        )
+        yield build_message(
+            envelope, subscriber, make_token(secret, subscriber.email), preferences, tag
+        )
 
 
 @dataclass(frozen=True)
@@ -282,11 +288,15 @@ def _edition_messages(
     dkim_key: DkimKey | None,
     secret: str,
     now: datetime,
+    reference: str = "",
 ) -> Iterator[OutgoingMessage]:
-    """Every edition's messages, one edition after the other."""
+    """Every edition's messages, one edition after the other; `reference` is the issue's
+    number once it is frozen, for the Message-IDs and VERP senders bounces are tied by."""
     expire = now + timedelta(seconds=config.signup.preferences_valid_for)
     for edition in found:
-        envelope = envelope_for(config, edition.rendered, date, dkim_key=dkim_key)
+        envelope = envelope_for(
+            config, edition.rendered, date, dkim_key=dkim_key, reference=reference
+        )
         yield from _messages(envelope, edition.subscribers, secret, expire)
 
 
@@ -341,6 +351,21 @@ def dry_run(config: Config, now: datetime) -> SendReport:
         outbox=str(outbox),
         skipped_subscribers=subscriber_list.invalid,
     )
+
+
+def refused_for_good(state: State, issue_id: int, delivery: Delivery, now: datetime) -> None:
+    """Suppress an address the server refused as non-existent or disabled (5.1.1, 5.1.10,
+    5.2.1) during the send, as a hard bounce would, so the next issue does not try it."""
+    reason = permanent_refusal(delivery.reply)
+    if reason:
+        state.bounces.suppress(
+            delivery.email,
+            now,
+            source="bounce",
+            reason=f"{reason} at SMTP time: {delivery.reply[:200]}",
+            issue_id=issue_id,
+            report_id=None,
+        )
 
 
 def _variant_record(issue: Issue, choice: str, variant: RenderedIssue | None) -> IssueVariant:
@@ -521,12 +546,16 @@ def send(
             with state.transaction():
                 for delivery in deliveries:
                     state.record_delivery(issue_id, delivery, when)
+                    if delivery.status is DeliveryStatus.FAILED:
+                        refused_for_good(state, issue_id, delivery, when)
             for delivery in deliveries:
                 counts[delivery.status] += 1
                 if progress is not None:
                     progress.advance(delivery)
 
-        messages = _edition_messages(config, found, issue_date, dkim_key, secret, now)
+        messages = _edition_messages(
+            config, found, issue_date, dkim_key, secret, now, str(issue_id)
+        )
         mailer.send_all(messages, record, stop)
         handled = sum(counts.values())
         if not counts[DeliveryStatus.PENDING] and handled == len(recipients):

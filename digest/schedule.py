@@ -13,6 +13,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import approval, pipeline
 from digest.config import Config, ScheduleConfig, load_config
@@ -284,6 +285,21 @@ class Attempts:
         return schedule.retry_every
 
 
+def poll_bounces(config: Config, clock: Clock) -> None:
+    """Read the bounce mailbox once, if one is configured; a failure is logged, never fatal."""
+    from digest.bounces import collect_reports
+
+    if not config.bounces.mailbox_configured:
+        return
+    try:
+        tally = collect_reports(config, clock.now())
+    except DigestError as error:
+        logger.warning("bounces not read this time: %s", error)
+        return
+    if tally.total:
+        logger.info("bounce mailbox: %s", dict(tally.outcomes))
+
+
 def run_once(config: Config, clock: Clock) -> SlotResult | None:
     """Fire the due slot (missed within grace) or else the next one now; stop on SIGTERM."""
     require_schedule(config)
@@ -292,7 +308,8 @@ def run_once(config: Config, clock: Clock) -> SlotResult | None:
 
 
 def run_forever(config: Config, clock: Clock) -> None:
-    """Send at every slot until SIGTERM/SIGINT; on start, catch up the latest slot within grace."""
+    """Send at every slot until SIGTERM/SIGINT; on start, catch up the latest slot within grace;
+    read the bounce mailbox every bounces.poll_every, on the same single worker thread."""
     schedule = require_schedule(config)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     with hold_lock(config.state_path, "run") as lock, GracefulStop() as stop:
@@ -320,6 +337,12 @@ def run_forever(config: Config, clock: Clock) -> None:
             lead = timedelta(seconds=schedule.approval.before)
             scheduler.add_job(attempts.ask_approval, id="ask-start-up")
             scheduler.add_job(attempts.ask_approval, SlotTrigger(schedule, clock, lead), id="ask")
+        if config.bounces.mailbox_configured:
+            scheduler.add_job(
+                lambda: poll_bounces(attempts.current_config(), clock),
+                IntervalTrigger(seconds=config.bounces.poll_every),
+                id="bounces",
+            )
         upcoming = next_slots(schedule, clock.now(), 1)
         logger.info(
             "digest run: %s; state %s (lock %s); next slot %s",

@@ -35,7 +35,13 @@ from digest.config import Config
 from digest.message import DkimKey, transactional_message
 from digest.models import OutgoingMessage, Subscriber
 from digest.store import RateLimit, State
-from digest.tokens import address_hash, check_purpose_token, make_purpose_token
+from digest.tokens import (
+    TRANSACTIONAL_REFERENCE,
+    address_hash,
+    check_purpose_token,
+    delivery_tag,
+    make_purpose_token,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +246,7 @@ def submit(
     token = make_purpose_token(secret, "confirm", address, expires)
     link = f"{config.public_url}/confirm?token={token}"
     return Submitted(
-        form=form, message=_confirmation(config, address, form.name, link, now, dkim_key)
+        form=form, message=_confirmation(config, secret, address, form.name, link, now, dkim_key)
     )
 
 
@@ -334,7 +340,13 @@ def _render(template: str, **context: Any) -> str:
 
 
 def _confirmation(
-    config: Config, address: str, name: str, link: str, now: datetime, dkim_key: DkimKey | None
+    config: Config,
+    secret: str,
+    address: str,
+    name: str,
+    link: str,
+    now: datetime,
+    dkim_key: DkimKey | None,
 ) -> OutgoingMessage:
     days = max(1, round(config.signup.confirm_within / 86400))
     context = {"newsletter": config.newsletter, "name": name, "link": link, "days": days}
@@ -346,6 +358,7 @@ def _confirmation(
         _render("confirm-email.html", **context),
         now,
         dkim_key,
+        delivery_tag(secret, TRANSACTIONAL_REFERENCE, address),
     )
 
 
@@ -370,6 +383,7 @@ def _welcome(
         _render("welcome-email.html", **context),
         now,
         dkim_key,
+        delivery_tag(secret, TRANSACTIONAL_REFERENCE, address),
     )
 
 

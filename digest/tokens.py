@@ -113,3 +113,27 @@ def address_hash(secret: str, address: str) -> str:
         secret.encode("utf-8"), b"digest-forgotten\0" + address.lower().encode("utf-8"), "sha256"
     )
     return digest.hexdigest()
+
+
+# Bounce identifiers: a delivery is named by a reference (the issue's number, or "s" for the
+# sign-up mail) and a tag, an HMAC over the reference and the address, so a bounce can be tied
+# to the delivery it reports and a forged one cannot name a delivery that never happened.
+TAG_LENGTH = 16
+TRANSACTIONAL_REFERENCE = "s"
+
+
+def delivery_tag(secret: str, reference: str, address: str) -> str:
+    """16 lower-case base32 characters naming one delivery of `reference` to `address`."""
+    message = f"digest-bounce\0{reference}\0{address.lower()}".encode()
+    digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
+    return base64.b32encode(digest).decode("ascii").lower()[:TAG_LENGTH]
+
+
+def bounce_token(secret: str, reference: str, address: str) -> str:
+    """The VERP token for a delivery: the reference and its tag, e.g. '12-abcdefghijklmnop'."""
+    return f"{reference}-{delivery_tag(secret, reference, address)}"
+
+
+def tag_matches(secret: str, reference: str, address: str, tag: str) -> bool:
+    """Whether `tag` is the one made for this delivery."""
+    return hmac.compare_digest(delivery_tag(secret, reference, address), tag.lower())

@@ -100,12 +100,12 @@ class Project:
         """Serve an RSS feed with these items at path."""
         self.feeds.add(path, rss(items))
 
-    def run(self, *args: str, now: datetime | None = None) -> Result:
-        """Run the digest CLI in-process with --config and a fixed clock."""
+    def run(self, *args: str, now: datetime | None = None, input: bytes | None = None) -> Result:
+        """Run the digest CLI in-process with --config and a fixed clock (and standard input)."""
         from digest.cli import main
 
         env = {"DIGEST_NOW": (now or self.now).isoformat()}
-        return CliRunner().invoke(main, ["--config", str(self.config), *args], env=env)
+        return CliRunner().invoke(main, ["--config", str(self.config), *args], env=env, input=input)
 
     def run_process(
         self, *args: str, now: datetime | None = None, timeout: float = 60

@@ -61,6 +61,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.samples",
                 "digest.message",
                 "digest.deliver",
+                "digest.bouncereport",
+                "digest.bouncebox",
             }
         ),
     ),
@@ -75,6 +77,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.signup",
                 "digest.archive",
                 "digest.archive_files",
+                "digest.bounces",
                 "digest.editor",
                 "digest.approval",
             }

@@ -25,9 +25,34 @@ ARCHIVE_MIGRATION: tuple[str, ...] = (
 )""",
 )
 
-# The editor's hand on the next issue: a note for it only, posts left out or pinned, the note
-# kept with the issue it went out in, approvals of scheduled issues, and the posts
-# `digest mark-seen` counts as already sent.
+# Bounce and complaint reports (migration 6): every report read, how it was classified and
+# what it did; `report_key` makes processing the same report twice count once. Suppressions
+# gain the reason and the issue and report behind them.
+BOUNCES_MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS bounce_reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    report_key TEXT NOT NULL UNIQUE,
+    received_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    email TEXT NOT NULL DEFAULT '',
+    issue_id INTEGER,
+    status TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    report TEXT NOT NULL DEFAULT ''
+)""",
+    "CREATE INDEX IF NOT EXISTS bounce_reports_email ON bounce_reports (email, issue_id)",
+    "CREATE INDEX IF NOT EXISTS bounce_reports_issue ON bounce_reports (issue_id, kind)",
+    "ALTER TABLE suppressions ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE suppressions ADD COLUMN issue_id INTEGER",
+    "ALTER TABLE suppressions ADD COLUMN report_id INTEGER",
+    "CREATE INDEX IF NOT EXISTS deliveries_email ON deliveries (email, updated_at)",
+)
+
+# The editor's hand on the next issue (migration 7): a note for it only, posts left out or
+# pinned, the note kept with the issue it went out in, approvals of scheduled issues, and the
+# posts `digest mark-seen` counts as already sent.
 EDITOR_MIGRATION: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS editor_note (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -191,7 +216,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 5: the archive: see ARCHIVE_MIGRATION above.
     ARCHIVE_MIGRATION,
-    # 6: the editor's controls: see EDITOR_MIGRATION above.
+    # 6: bounces and complaints: see BOUNCES_MIGRATION above.
+    BOUNCES_MIGRATION,
+    # 7: the editor's controls: see EDITOR_MIGRATION above.
     EDITOR_MIGRATION,
 )
 LATEST = len(MIGRATIONS)

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from digest.store.archive import Archive
+from digest.store.bounces import BounceReports
 from digest.store.db import Database, explain, open_database
 from digest.store.editor import Editorial
 from digest.store.feeds import Feeds
@@ -32,6 +33,7 @@ class State:
         self.secrets = Secrets(self.db)
         self.signups = Signups(self.db)
         self.archive = Archive(self.db)
+        self.bounces = BounceReports(self.db)
         self.editorial = Editorial(self.db)
         self.transaction = self.db.transaction
         # Feeds and posts.

@@ -69,17 +69,22 @@ def is_one_click(content_type: str, body: bytes) -> bool:
 class BodyLimit:
     """ASGI middleware refusing request bodies over a size limit with 413, before any handler."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int = MAX_BODY_BYTES, larger: tuple[tuple[str, int], ...] = ()
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.larger = larger  # (path prefix, limit) pairs for routes that take bigger bodies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length", b"0")
+        path = str(scope.get("path", ""))
+        limit = next((n for prefix, n in self.larger if path.startswith(prefix)), self.limit)
         try:
-            too_big = int(declared) > self.limit
+            too_big = int(declared) > limit
         except ValueError:
             too_big = True
         if too_big:

@@ -2,7 +2,7 @@
 
 Subscribers' mail clients reach this app, so it imports nothing of the preview machinery
 (collecting feeds, rendering, the feed cache): a slow feed or a broken template cannot touch it.
-Sign-up, the archive and webhooks belong here too when they come.
+Sign-up, the archive and the ESP webhooks for bounces and complaints live here too.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from digest.web.common import (
     plain,
     read_body,
 )
+from digest.web.webhooks import WEBHOOK_BODY_BYTES, WebhookDesk, webhook_routes
 
 logger = logging.getLogger(__name__)
 
@@ -125,4 +126,5 @@ def create_public_app(site: PublicSite) -> ASGIApp:
 
         desk = SignupDesk(site.config, site.secret, load_dkim(site.config), site.clock)
         routes += signup_routes(desk)
-    return BodyLimit(Starlette(routes=routes))
+    routes += webhook_routes(WebhookDesk(site.config, site.secret, site.clock))
+    return BodyLimit(Starlette(routes=routes), larger=(("/webhooks/", WEBHOOK_BODY_BYTES),))

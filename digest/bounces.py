@@ -1,0 +1,232 @@
+"""Act on bounce and complaint reports: tie each to a delivery digest made, then suppress.
+
+A report only acts when it is tied to a delivery digest recorded: by the VERP token in the
+envelope address, else by digest's own Message-ID, else by an address delivered to in the
+last 14 days. Anyone can write to the bounce address, so a report naming an address digest
+never mailed, or carrying a token that does not verify, changes nothing and is counted as
+forged. Each report is recorded under its key once: processing it again counts nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from digest.bouncereport import Kind, Report, read_report
+from digest.config import Config
+from digest.errors import DigestError
+from digest.store import State
+from digest.store.bounces import StoredReport
+from digest.tokens import TRANSACTIONAL_REFERENCE, tag_matches
+
+logger = logging.getLogger(__name__)
+
+RECENT_DAYS = 14
+# What a report did; the mailbox keeps only those left (not a bounce, or unreadable).
+SUPPRESSED = "suppressed"
+COUNTED = "counted"
+DROPPED_SIGNUP = "dropped_signup"
+IGNORED = "ignored"  # an auto-reply
+FORGED = "forged"  # not tied to any delivery digest made
+LEFT = "left"  # not a bounce: left in the mailbox, untouched
+DUPLICATE = "duplicate"
+ALREADY = "already_suppressed"
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The delivery a report is about."""
+
+    email: str
+    issue_id: int | None  # None: digest's transactional mail (sign-up confirmation, welcome)
+
+
+@dataclass
+class Tally:
+    """How many reports ended each way in one run."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    suppressed: list[str] = field(default_factory=list)
+
+    def add(self, outcome: str, email: str = "") -> None:
+        """Count one report's outcome."""
+        self.outcomes[outcome] += 1
+        if outcome == SUPPRESSED and email:
+            self.suppressed.append(email)
+
+    @property
+    def total(self) -> int:
+        """Reports read."""
+        return sum(self.outcomes.values())
+
+
+def _resolve(
+    state: State, secret: str, reference: str, tag: str, candidates: tuple[str, ...]
+) -> Attribution | None:
+    """The delivery a (reference, tag) pair names, if digest made it."""
+    if reference == TRANSACTIONAL_REFERENCE:
+        for address in (*candidates, *state.bounces.signup_addresses()):
+            if tag_matches(secret, reference, address, tag):
+                return Attribution(address.lower(), None)
+        return None
+    issue_id = int(reference)
+    for address in candidates:
+        if tag_matches(secret, reference, address, tag) and state.bounces.delivery(
+            issue_id, address
+        ):
+            return Attribution(address.lower(), issue_id)
+    for address in state.bounces.recipients(issue_id):
+        if tag_matches(secret, reference, address, tag):
+            return Attribution(address, issue_id)
+    return None
+
+
+def attribute(state: State, secret: str, report: Report, now: datetime) -> Attribution | None:
+    """Tie a report to a delivery: VERP token, else Message-ID, else a recent delivery."""
+    for identifiers in (report.tokens, report.message_ids):
+        if identifiers:
+            for reference, tag in identifiers:
+                found = _resolve(state, secret, reference, tag, report.recipients)
+                if found is not None:
+                    return found
+            return None  # identifiers that do not verify: forged, whatever else it names
+    for address in report.recipients:
+        issue_id = state.bounces.recent_delivery(address, now, RECENT_DAYS)
+        if issue_id is not None:
+            return Attribution(address, issue_id)
+    pending = {s.email for s in state.signups.signups() if s.status == "pending"}
+    for address in report.recipients:
+        if address in pending:
+            return Attribution(address, None)
+    return None
+
+
+def _reason(report: Report) -> str:
+    words = {Kind.HARD: "hard bounce", Kind.SOFT: "soft bounce", Kind.COMPLAINT: "complaint"}
+    status = f" {report.status}" if report.status else ""
+    detail = f": {report.detail}" if report.detail else ""
+    return f"{words.get(report.kind, report.kind.value)}{status}{detail}"[:300]
+
+
+def apply_report(
+    config: Config, state: State, secret: str, report: Report, source: str, now: datetime
+) -> tuple[str, str]:
+    """Record one report and act on it; (outcome, address) — the address may be empty."""
+    if report.kind in (Kind.NOT_BOUNCE, Kind.UNREADABLE):
+        return LEFT, ""
+    if state.bounces.seen(report.key):
+        return DUPLICATE, ""
+    with state.transaction():
+        found = attribute(state, secret, report, now) if report.is_bounce else None
+        if report.kind is Kind.AUTO_REPLY:
+            outcome = IGNORED
+        elif found is None:
+            outcome = FORGED
+        else:
+            outcome = COUNTED
+        email = found.email if found else (report.recipients[0] if report.recipients else "")
+        issue_id = found.issue_id if found else None
+        report_id = state.bounces.record(
+            report_key=report.key,
+            now=now,
+            source=source,
+            kind=report.kind.value,
+            outcome=outcome,
+            email=email,
+            issue_id=issue_id,
+            status=report.status,
+            detail=report.detail,
+            report=report.text,
+        )
+        if report_id is None:
+            return DUPLICATE, ""
+        if found is None:
+            return outcome, email
+        outcome = _act(config, state, report, found, report_id, now)
+        state.bounces.set_outcome(report_id, outcome)
+    logger.info("%s report for %s: %s", report.kind.value, found.email, outcome)
+    return outcome, found.email
+
+
+def _act(
+    config: Config,
+    state: State,
+    report: Report,
+    found: Attribution,
+    report_id: int,
+    now: datetime,
+) -> str:
+    """Suppress, drop a pending sign-up, or count a soft bounce."""
+    signup = state.signups.signup(found.email)
+    if found.issue_id is None and signup is not None and signup.status == "pending":
+        if report.kind is Kind.SOFT:
+            return COUNTED
+        state.bounces.drop_pending_signup(found.email)
+        return DROPPED_SIGNUP
+    reason = _reason(report)
+    if report.kind is Kind.SOFT:
+        if found.issue_id is None:
+            return COUNTED
+        streak = state.bounces.soft_streak(found.email, found.issue_id)
+        if streak < config.bounces.soft_limit:
+            return COUNTED
+        reason = f"{streak} soft bounces in a row; last: {reason}"
+    added = state.bounces.suppress(
+        found.email,
+        now,
+        source="complaint" if report.kind is Kind.COMPLAINT else "bounce",
+        reason=reason,
+        issue_id=found.issue_id,
+        report_id=report_id,
+    )
+    return SUPPRESSED if added else ALREADY
+
+
+def process_message(
+    config: Config, state: State, secret: str, data: bytes, source: str, now: datetime
+) -> tuple[str, str]:
+    """Read one message and act on it: (outcome, address)."""
+    return apply_report(config, state, secret, read_report(data), source, now)
+
+
+def collect_reports(
+    config: Config,
+    now: datetime,
+    *,
+    stdin: bytes | None = None,
+    maildir: Path | None = None,
+) -> Tally:
+    """Read reports from one message (stdin), a Maildir, or the configured mailbox, and act."""
+    from digest.bouncebox import read_imap, read_maildir
+
+    tally = Tally()
+    with State(config.state_path) as state:
+        secret = state.signing_secret(config.secret)
+
+        def handle(data: bytes, source: str) -> bool:
+            outcome, email = process_message(config, state, secret, data, source, now)
+            tally.add(outcome, email)
+            return outcome != LEFT
+
+        if stdin is not None:
+            handle(stdin, "stdin")
+        elif maildir is not None or (config.bounces.maildir and config.bounces.imap is None):
+            path = maildir or config.resolve(config.bounces.maildir or "")
+            read_maildir(path, lambda data: handle(data, "maildir"))
+        elif config.bounces.imap is not None:
+            read_imap(config.bounces.imap, lambda data: handle(data, "imap"))
+        else:
+            raise DigestError(
+                "no bounce mailbox: set bounces.imap or bounces.maildir in config.yaml,"
+                " or pipe one message to `digest bounces --stdin`"
+            )
+    return tally
+
+
+def recent_reports(config: Config, limit: int) -> list[StoredReport]:
+    """The newest reports with how each was classified and what it did."""
+    with State(config.state_path, read_only=True) as state:
+        return state.bounces.recent(limit)

@@ -1,0 +1,108 @@
+"""Real-world bounces from many MTAs, read from flufl.bounce's own test corpus.
+
+flufl.bounce 4.0 (Apache License 2.0, by Barry Warsaw and the GNU Mailman developers) ships
+these messages, and the addresses each one reports, inside its installed package; the tests
+read them from there and none are copied into this repository.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from digest.models import Delivery, DeliveryStatus
+from digest.store import State
+from tests.conftest import Project
+from tests.support import reports
+
+
+def corpus() -> tuple[Path, list[tuple[str, set[str], bool]]] | None:
+    """flufl.bounce's data folder and (file, addresses, temporary) for each known message."""
+    spec = importlib.util.find_spec("flufl.bounce")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    package = Path(next(iter(spec.submodule_search_locations)))
+    data, helpers = package / "tests" / "data", package / "testing" / "helpers.py"
+    if not data.is_dir() or not helpers.is_file():
+        return None
+    tree = ast.parse(helpers.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DATA":
+            # A file can be listed once per detector tried on it: merge what they expect.
+            merged: dict[str, tuple[set[str], bool]] = {}
+            for row in ast.literal_eval(node.value):
+                addresses, temporary = merged.setdefault(row[1], (set(), False))
+                addresses.update(a.decode().lower() for a in row[2])
+                merged[row[1]] = (addresses, temporary or (len(row) > 3 and bool(row[3])))
+            return data, [(name, found, temporary) for name, (found, temporary) in merged.items()]
+    return None
+
+
+FOUND = corpus()
+needs_corpus = pytest.mark.skipif(
+    FOUND is None, reason="flufl.bounce's corpus is not in the installed package (pin 4.0)"
+)
+
+
+@needs_corpus
+def test_every_known_address_bounce_in_the_corpus_is_attributed(project: Project) -> None:
+    assert FOUND is not None
+    data, known = FOUND
+    now = datetime.now(UTC)
+    addresses = sorted({address for _, expected, _ in known for address in expected})
+    with State(project.root / "state.sqlite3") as state:
+        issue = state.create_issue(subject="s", html="h", text="t", posts=[], now=now)
+        for address in addresses:
+            state.record_delivery(issue, Delivery(address, DeliveryStatus.SENT, "250 OK"), now)
+    missed, auto_replies = [], []
+    last = 0
+    for name, expected, _temporary in known:
+        message = (data / name).read_bytes()
+        result = project.run("bounces", "--stdin", input=message, now=now)
+        assert result.exit_code == 0, f"{name}: {result.output}"
+        with sqlite3.connect(project.root / "state.sqlite3") as db:
+            row = db.execute(
+                "SELECT id, email, outcome, kind FROM bounce_reports WHERE id > ?", (last,)
+            ).fetchone()
+        last = row[0] if row else last
+        acted = row is not None and row[2] in ("suppressed", "already_suppressed", "counted")
+        if expected and not (acted and row[1] in expected):
+            missed.append((name, expected, row))
+        if row is not None and row[3] == "auto_reply":
+            auto_replies.append(name)
+    assert missed == []
+    assert auto_replies == ["qmail_08.txt"]  # the one real auto-reply among them
+
+
+@needs_corpus
+def test_no_message_in_the_corpus_crashes_or_is_taken_for_an_auto_reply(project: Project) -> None:
+    assert FOUND is not None
+    data, _ = FOUND
+    for path in sorted(data.glob("*.txt")):
+        result = project.run("bounces", "--stdin", input=path.read_bytes())
+        assert result.exit_code == 0, f"{path.name}: {result.output}"
+        assert "Traceback" not in result.output
+    with sqlite3.connect(project.root / "state.sqlite3") as db:
+        kinds = dict(db.execute("SELECT kind, COUNT(*) FROM bounce_reports GROUP BY kind"))
+        suppressions = db.execute("SELECT COUNT(*) FROM suppressions").fetchone()
+    assert kinds.get("auto_reply") == 1  # qmail_08.txt, a real "Auto reply"
+    assert kinds.get("hard", 0) > 50  # they are read as the bounces they are...
+    assert suppressions == (0,)  # ...but none names an address digest mailed: nothing changes
+
+
+def test_auto_replies_are_never_taken_for_bounces(project: Project) -> None:
+    now = datetime.now(UTC)
+    with State(project.root / "state.sqlite3") as state:
+        issue = state.create_issue(subject="s", html="h", text="t", posts=[], now=now)
+        for address in ("ann@example.com", "bob@example.com"):
+            state.record_delivery(issue, Delivery(address, DeliveryStatus.SENT, "250 OK"), now)
+    for message in (reports.out_of_office(), reports.vacation()):
+        result = project.run("bounces", "--stdin", input=message, now=now)
+        assert "1 auto-replies ignored" in result.output
+    with sqlite3.connect(project.root / "state.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM suppressions").fetchone() == (0,)

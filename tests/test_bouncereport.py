@@ -1,0 +1,56 @@
+"""Reading one report: kinds, addresses and identifiers, on messages shaped as MTAs send them."""
+
+from __future__ import annotations
+
+from digest.bouncereport import Kind, permanent_refusal, read_report
+from tests.support import reports
+
+RETURNED = (
+    b"Return-Path: <bounces+7-abcdefghijklmnop@example.org>\r\n"
+    b"Message-ID: <d7.abcdefghijklmnop.0123456789ab@example.org>\r\n"
+    b"To: ann@example.com\r\nSubject: Weekly\r\n\r\nbody"
+)
+
+
+def test_a_dsn_names_the_recipient_status_and_the_delivery() -> None:
+    report = read_report(reports.dsn("ann@example.com", RETURNED))
+    assert report.kind is Kind.HARD and report.status == "5.1.1"
+    assert report.recipients == ("ann@example.com",)
+    assert report.tokens == (("7", "abcdefghijklmnop"),)
+    assert report.message_ids == (("7", "abcdefghijklmnop"),)
+
+
+def test_full_mailboxes_delays_and_policy_refusals_are_soft() -> None:
+    full = reports.dsn("ann@example.com", RETURNED, status="5.2.2")
+    delayed = reports.dsn("ann@example.com", RETURNED, status="4.4.7", action="delayed")
+    policy = reports.dsn("ann@example.com", RETURNED, status="5.7.1")
+    for message in (full, delayed, policy):
+        assert read_report(message).kind is Kind.SOFT
+
+
+def test_a_complaint_is_read_from_its_feedback_report() -> None:
+    report = read_report(reports.arf("ann@example.com", RETURNED))
+    assert report.kind is Kind.COMPLAINT and report.recipients == ("ann@example.com",)
+    redacted = read_report(reports.arf("ann@example.com", RETURNED, redact=True))
+    assert redacted.recipients == ("ann@example.com",)  # from the returned message's To
+    assert redacted.message_ids == (("7", "abcdefghijklmnop"),)
+
+
+def test_the_same_report_has_the_same_key_and_another_does_not() -> None:
+    message = reports.dsn("ann@example.com", RETURNED)
+    assert read_report(message).key == read_report(b"Received: by x\r\n" + message).key
+    assert read_report(message).key != read_report(reports.dsn("ann@example.com", RETURNED)).key
+
+
+def test_auto_replies_and_plain_mail() -> None:
+    assert read_report(reports.out_of_office()).kind is Kind.AUTO_REPLY
+    assert read_report(reports.vacation()).kind is Kind.AUTO_REPLY
+    assert read_report(reports.plain_mail()).kind is Kind.NOT_BOUNCE
+
+
+def test_smtp_replies_that_mean_the_address_is_gone_for_good() -> None:
+    assert permanent_refusal("550 5.1.1 <a@example.com>: no such user") == "no such user"
+    assert permanent_refusal("550 5.1.10 RESOLVER.ADR.RecipientNotFound") == "no such user"
+    assert permanent_refusal("550 5.2.1 mailbox disabled").startswith("mailbox disabled")
+    assert permanent_refusal("554 5.7.1 rejected by policy") == ""
+    assert permanent_refusal("452 4.2.2 mailbox full") == ""
