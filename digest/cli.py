@@ -365,10 +365,12 @@ def history(config: Config, limit: int) -> None:
 
     with pipeline.open_state(config, read_only=True) as state:
         rows = state.history(limit)
+        skipped = state.skipped_slots(limit)
         suppressed = len(state.suppressed())
         bounced = state.bounces.by_issue()
     if not rows:
         out.print("No issues sent yet.")
+        _print_skipped(skipped)
         return
     from rich.table import Table
 
@@ -401,8 +403,15 @@ def history(config: Config, limit: int) -> None:
         hidden = len(row.failures) - FAILED_ADDRESSES_SHOWN
         if hidden > 0:
             out.print(f"Issue {row.issue.id}: {hidden} more failed addresses not shown.")
+    _print_skipped(skipped)
     if suppressed:
         out.print(f"{suppressed} unsubscribed addresses are skipped on every send.")
+
+
+def _print_skipped(skipped: list[tuple[str, str]]) -> None:
+    for key, reason in skipped:
+        when = datetime.fromisoformat(key)
+        out.print(f"Slot {when:%Y-%m-%d %H:%M} UTC skipped: {reason}", markup=False)
 
 
 @main.command()
@@ -473,9 +482,10 @@ def show_schedule(config: Config, count: int, after_text: str | None) -> None:
 @with_config
 def run(config: Config, once: bool) -> None:
     """Send at every slot until stopped; SIGTERM or Ctrl-C finishes the message in flight."""
-    from digest import schedule
+    from digest import approval, schedule
 
-    logging.getLogger(schedule.__name__).setLevel(logging.INFO)
+    for module in (schedule, approval):
+        logging.getLogger(module.__name__).setLevel(logging.INFO)
     clock = schedule.Clock.starting_at(current_time())
     if not once:
         schedule.run_forever(config, clock)
@@ -641,6 +651,12 @@ def init(directory: Path, copy_templates: bool) -> None:
     out.print(
         f"Next: edit {config}, then `digest --config {config} check` and"
         f" `digest --config {config} serve` for a live preview.",
+        markup=False,
+    )
+    out.print(
+        "Starting on a blog with years of posts? Once your own feeds are in config.yaml,"
+        f" `digest --config {config} mark-seen` records every post they carry today as already"
+        " sent, so the first issue brings only what is new.",
         markup=False,
     )
 
@@ -911,3 +927,154 @@ def subscribers_add(
         out.print(f"{email} is subscribed (source: {source}).", markup=False)
     else:
         out.print(f"{email} was already subscribed; nothing changed.", markup=False)
+
+
+# -- the editor's hand on the next issue ---------------------------------------------------
+
+
+@main.command()
+@click.argument("text", nargs=-1)
+@click.option(
+    "--file",
+    "note_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the note (Markdown) from this file.",
+)
+@click.option("--show", is_flag=True, help="Print the note waiting for the next issue.")
+@click.option("--clear", is_flag=True, help="Withdraw the note.")
+@with_config
+def note(
+    config: Config, text: tuple[str, ...], note_file: Path | None, show: bool, clear: bool
+) -> None:
+    """A note (Markdown) above the sections of the next issue only: TEXT, --file, or $EDITOR."""
+    from digest import editor
+
+    if sum((bool(text), note_file is not None, show, clear)) > 1:
+        raise click.UsageError("give the note as TEXT, --file, --show or --clear: only one")
+    if show:
+        current = editor.note(config)
+        out.print(current if current else "No note for the next issue.", markup=False)
+        return
+    if clear:
+        new = ""
+    elif note_file is not None:
+        new = editor.read_note_file(note_file)
+    elif text:
+        new = " ".join(text)
+    else:
+        edited = click.edit(editor.note(config), extension=".md")
+        if edited is None:
+            out.print("Note unchanged.")
+            return
+        new = edited
+    kept = editor.set_note(config, new, current_time())
+    if kept:
+        out.print("The next issue will carry this note above its sections:", markup=False)
+        out.print(kept, markup=False)
+    else:
+        out.print("No note for the next issue.")
+
+
+@main.command()
+@with_config
+def posts(config: Config) -> None:
+    """The next issue's candidate posts, with the short ids leave-out and pin take."""
+    from digest import editor
+
+    found = editor.next_posts(config, current_time())
+    if not found:
+        out.print("No new posts for the next issue.")
+        return
+    for candidate in found:
+        post = candidate.post
+        date = f"{post.published:%Y-%m-%d}" if post.published else ""
+        out.print(
+            f"{candidate.short_id}  {candidate.status:<8}  {date}  {post.title}  {post.link}",
+            markup=False,
+        )
+
+
+STATUS_PHRASES = {
+    "in": "in the next issue",
+    "pinned": "pinned: in the next issue, first in its section",
+    "left out": "left out of every issue until `digest leave-out --undo`",
+    "not in": "not in the next issue (over a cap, or a duplicate)",
+}
+
+
+def _choose(config: Config, post_id: str, choice: Any, undo: bool) -> None:
+    from digest import editor
+
+    chosen = editor.choose(config, post_id, choice, current_time(), undo=undo)
+    out.print(
+        f"{chosen.short_id} {chosen.post.title}: {STATUS_PHRASES[chosen.status]}.", markup=False
+    )
+
+
+@main.command("leave-out")
+@click.argument("post_id")
+@click.option("--undo", is_flag=True, help="Put a left-out post back among the candidates.")
+@with_config
+def leave_out(config: Config, post_id: str, undo: bool) -> None:
+    """Leave post POST_ID (from `digest posts`) out of every issue, until --undo."""
+    from digest.models import Choice
+
+    _choose(config, post_id, Choice.LEAVE_OUT, undo)
+
+
+@main.command()
+@click.argument("post_id")
+@click.option("--undo", is_flag=True, help="Unpin the post.")
+@with_config
+def pin(config: Config, post_id: str, undo: bool) -> None:
+    """Put post POST_ID in the next issue, first in its section, whatever the caps and filters."""
+    from digest.models import Choice
+
+    _choose(config, post_id, Choice.PIN, undo)
+
+
+@main.command("mark-seen")
+@with_config
+def mark_seen(config: Config) -> None:
+    """Record every post the feeds carry today as already sent: a clean start on an old blog."""
+    from digest import editor
+
+    report = editor.mark_seen(config, current_time())
+    _print_problems(report.problems)
+    out.print(
+        f"Marked {_count(report.marked, 'post')} as already sent ({report.carried} in"
+        f" {_count(report.feeds, 'feed')}); the next issue brings only posts that appear after"
+        " now.",
+        markup=False,
+    )
+    if report.failed:
+        raise DigestError(
+            f"{_count(len(report.failed), 'feed')} could not be read, so their posts are not"
+            f" marked ({'; '.join(report.failed)}); run `digest mark-seen` again"
+        )
+
+
+def _decide(config: Config, decision: str) -> None:
+    from digest import approval
+
+    key = approval.decide(config, decision, current_time(), by="command line")
+    when = datetime.fromisoformat(key)
+    if decision == "approved":
+        out.print(f"The issue due {when:%Y-%m-%d %H:%M} UTC is approved: `digest run` sends it.")
+    else:
+        out.print(f"The issue due {when:%Y-%m-%d %H:%M} UTC is held: it will not be sent.")
+
+
+@main.command()
+@with_config
+def approve(config: Config) -> None:
+    """Approve the issue waiting for approval (schedule.approval); within grace after its slot
+    too."""
+    _decide(config, "approved")
+
+
+@main.command()
+@with_config
+def hold(config: Config) -> None:
+    """Hold the issue waiting for approval: not sent; its posts wait for the next slot."""
+    _decide(config, "held")

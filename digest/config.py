@@ -172,6 +172,11 @@ class DigestOptions(_Strict):
     max_posts_per_section: int = Field(10, ge=1, description="Cap on posts per section.")
     lookback_days: int = Field(14, ge=1, description="Posts older than this are never new.")
     skip_if_empty: bool = Field(True, description="Send nothing when there are no new posts.")
+    min_posts: int = Field(
+        1,
+        ge=1,
+        description="Fewer new posts than this: the slot is skipped; they roll over to the next.",
+    )
 
 
 class SignupConfig(_Strict):
@@ -291,6 +296,35 @@ class FetchConfig(_Strict):
         return headervalues.printable_ascii(value)
 
 
+class ApprovalConfig(_Strict):
+    """An approver's yes before each scheduled send (`digest run` only)."""
+
+    required: bool = Field(False, description="Send a scheduled issue only once it is approved.")
+    before: float = Field(
+        2 * 3600,
+        gt=0,
+        description="How long before the slot the draft goes to the approvers, e.g. 2h.",
+    )
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Addresses that get the draft with Approve and Hold links.",
+    )
+    on_timeout: Literal["hold", "send"] = Field(
+        "hold", description="No answer by the slot: hold (approvers told) or send."
+    )
+
+    @field_validator("before", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _someone_approves(self) -> ApprovalConfig:
+        if self.required and not self.approvers:
+            raise ValueError("approval.required needs at least one address in approvers")
+        return self
+
+
 class ScheduleConfig(_Strict):
     """When `digest run` sends: day + time, or a cron expression."""
 
@@ -308,6 +342,7 @@ class ScheduleConfig(_Strict):
         gt=0,
         description="How often `digest run` retries a slot that failed or left messages pending.",
     )
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
 
     @field_validator("grace", "retry_every", mode="before")
     @classmethod
@@ -464,6 +499,15 @@ class Config(_Strict):
     bounces: BouncesConfig = Field(default_factory=BouncesConfig)
     base_dir: Path = Field(Path("."), exclude=True, description="Folder holding config.yaml.")
     source: str = Field("config.yaml", exclude=True, description="The config file as named.")
+
+    @model_validator(mode="after")
+    def _approval_has_an_address(self) -> Config:
+        if self.schedule and self.schedule.approval.required and self.public_url is None:
+            raise ValueError(
+                "schedule.approval.required needs newsletter.public_url (where `digest serve` is"
+                " reached) for the Approve and Hold links"
+            )
+        return self
 
     @model_validator(mode="after")
     def _signup_has_an_address(self) -> Config:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from digest.config import Config, FeedConfig
-from digest.models import Issue, Post, Section
+from digest.models import Choice, Issue, Post, Section
 
+SHORT_ID_LENGTH = 6
 _PLAIN_WORDS = re.compile(r"^[\w\s'-]+$")
 
 
@@ -51,16 +53,49 @@ def _newest_first(post: Post) -> tuple[datetime, str]:
     return post.published, post.title
 
 
+Choices = Mapping[tuple[str, str], Choice]
+
+
+def short_id(post: Post) -> str:
+    """A short, stable id for the editor to name a post by: 6 hex digits of its identity."""
+    return hashlib.sha256(f"{post.feed_url}\n{post.key}".encode()).hexdigest()[:SHORT_ID_LENGTH]
+
+
+def _pinned_newest_first(choices: Choices) -> Callable[[Post], tuple[bool, datetime, str]]:
+    def order(post: Post) -> tuple[bool, datetime, str]:
+        return (choices.get((post.feed_url, post.key)) is Choice.PIN, *_newest_first(post))
+
+    return order
+
+
+def _capped(posts: Sequence[Post], cap: int | None, choices: Choices) -> list[Post]:
+    """Pinned posts all, then the others up to `cap` (None: no cap)."""
+    kept, unpinned = [], 0
+    for post in posts:
+        if choices.get((post.feed_url, post.key)) is not Choice.PIN:
+            if cap is not None and unpinned >= cap:
+                continue
+            unpinned += 1
+        kept.append(post)
+    return kept
+
+
 def build_issue(
     config: Config,
     posts_by_feed: Mapping[str, Sequence[Post]],
     already_sent: AlreadySent,
     now: datetime,
+    choices: Choices | None = None,
 ) -> Issue:
     """Sections in config order, newest first, each post once, capped per feed and per section.
 
-    Posts must have `published` set (the pipeline fills undated ones with the time first seen).
+    The editor's `choices` leave posts out for good, or pin them: a pinned post that no earlier
+    issue carried goes in whatever its date, the feed's filters and the caps, first in its
+    section. Posts must have `published` set (the pipeline fills undated ones with the time
+    first seen).
     """
+    choices = choices or {}
+    order = _pinned_newest_first(choices)
     oldest = now - timedelta(days=config.digest.lookback_days)
     seen_keys: set[tuple[str, str]] = set()
     seen_links: set[str] = set()
@@ -71,33 +106,34 @@ def build_issue(
                 post
                 for post in posts_by_feed.get(feed.url, ())
                 if post.published is not None
-                and post.published >= oldest
                 and not already_sent.covers(post)
-                and passes_filters(post, feed)
+                and _eligible(post, feed, choices.get((post.feed_url, post.key)), oldest)
             ),
-            key=_newest_first,
+            key=order,
             reverse=True,
         )
-        chosen: list[Post] = []
+        unique: list[Post] = []
         for post in candidates:
             if (post.feed_url, post.key) in seen_keys or (
                 post.link_key and post.link_key in seen_links
             ):
                 continue
+            unique.append(post)
+        chosen = _capped(unique, feed.max_posts or None, choices)
+        for post in chosen:
             seen_keys.add((post.feed_url, post.key))
             if post.link_key:
                 seen_links.add(post.link_key)
-            chosen.append(post)
-            if feed.max_posts and len(chosen) >= feed.max_posts:
-                break
         headings.setdefault(feed.heading, []).extend(chosen)
     sections = tuple(
         Section(
             title=heading,
             posts=tuple(
-                sorted(posts, key=_newest_first, reverse=True)[
-                    : config.digest.max_posts_per_section
-                ]
+                _capped(
+                    sorted(posts, key=order, reverse=True),
+                    config.digest.max_posts_per_section,
+                    choices,
+                )
             ),
         )
         for heading, posts in headings.items()
@@ -106,7 +142,76 @@ def build_issue(
     return Issue(title=config.newsletter.title, date=now, sections=sections)
 
 
+def _eligible(post: Post, feed: FeedConfig, choice: Choice | None, oldest: datetime) -> bool:
+    if choice is Choice.LEAVE_OUT:
+        return False
+    if choice is Choice.PIN:
+        return True
+    assert post.published is not None
+    return post.published >= oldest and passes_filters(post, feed)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A post the next issue could carry, with its short id and whether it will."""
+
+    post: Post
+    short_id: str
+    status: str  # "in", "pinned", "left out" or "not in" (a cap, a filter or a duplicate)
+
+
+def candidates(
+    config: Config,
+    posts_by_feed: Mapping[str, Sequence[Post]],
+    already_sent: AlreadySent,
+    now: datetime,
+    choices: Choices,
+) -> list[Candidate]:
+    """Every post no earlier issue carried that is new (within lookback_days) or pinned, feed
+    by feed, newest first, saying whether the next issue carries it or the editor left it out."""
+    carried = {
+        (p.feed_url, p.key)
+        for p in build_issue(config, posts_by_feed, already_sent, now, choices).posts
+    }
+    oldest = now - timedelta(days=config.digest.lookback_days)
+    found: list[Candidate] = []
+    for feed in config.feeds:
+        posts = sorted(
+            (p for p in posts_by_feed.get(feed.url, ()) if p.published is not None),
+            key=_newest_first,
+            reverse=True,
+        )
+        for post in posts:
+            key = (post.feed_url, post.key)
+            choice = choices.get(key)
+            assert post.published is not None
+            if already_sent.covers(post):
+                continue
+            if key in carried:
+                status = "pinned" if choice is Choice.PIN else "in"
+            elif post.published < oldest:
+                continue  # too old to be new: not listed, left out or not
+            elif choice is Choice.LEAVE_OUT:
+                status = "left out"
+            else:
+                status = "not in"  # over a cap, filtered out by the feed, or a duplicate
+            found.append(Candidate(post, short_id(post), status))
+    return found
+
+
+def skip_reason(config: Config, post_count: int) -> str:
+    """Why a send of this many new posts should not go out ("" when it should): nothing new, or
+    a thin week below digest.min_posts, whose posts roll over to the next slot."""
+    if post_count == 0:
+        return "nothing new" if config.digest.skip_if_empty else ""
+    minimum = config.digest.min_posts
+    if post_count < minimum:
+        posts = "1 new post" if post_count == 1 else f"{post_count} new posts"
+        return f"thin week: {posts}, fewer than digest.min_posts ({minimum}); they roll over"
+    return ""
+
+
 def only_sections(issue: Issue, titles: frozenset[str]) -> Issue:
     """The issue with only the sections a subscriber chose, in the same order."""
     kept = tuple(section for section in issue.sections if section.title in titles)
-    return Issue(title=issue.title, date=issue.date, sections=kept)
+    return Issue(title=issue.title, date=issue.date, sections=kept, note=issue.note)

@@ -44,7 +44,8 @@ TEMPLATE_BLOCKS: tuple[BlockDoc, ...] = (
         "email.html",
         "header",
         '`<td class="card header">`',
-        "The top card: the logo, the issue's title, its date and post count, then the intro block.",
+        "The top card: the logo, the issue's title, its date and post count, then the intro and"
+        " note blocks.",
         "`issue.title`, `issue.date`, `issue.count`, `newsletter.logo_url`, `.logo_width`,"
         " `.logo_height`, `.title`",
     ),
@@ -54,6 +55,14 @@ TEMPLATE_BLOCKS: tuple[BlockDoc, ...] = (
         "header",
         'newsletter.intro rendered from Markdown, in `<div class="intro">`; nothing when unset.',
         "`intro_html`",
+    ),
+    BlockDoc(
+        "email.html",
+        "note",
+        "header",
+        "The editor's note for this issue only (`digest note`), from Markdown, in"
+        ' `<div class="note">`; nothing when there is none.',
+        "`note_html`",
     ),
     BlockDoc(
         "email.html",
@@ -92,10 +101,13 @@ TEMPLATE_BLOCKS: tuple[BlockDoc, ...] = (
         "header",
         "the top",
         "The title underlined with =, the date and post count, the archive link, then the"
-        " intro block.",
+        " intro and note blocks.",
         "`issue.*`, `issue_url`",
     ),
     BlockDoc("email.txt", "intro", "header", "The intro and a blank line.", "`intro_text`"),
+    BlockDoc(
+        "email.txt", "note", "header", "The editor's note and a blank line, if any.", "`note_text`"
+    ),
     BlockDoc(
         "email.txt", "sections", "the body", "Every section block in config order.", "`sections`"
     ),

@@ -55,6 +55,13 @@ class FeedResult:
     feed_title: str = ""
 
 
+class Choice(StrEnum):
+    """What the editor decided about one post for the next issue."""
+
+    LEAVE_OUT = "leave_out"  # never in an issue, until the editor undoes it
+    PIN = "pin"  # in the next issue, first in its section, whatever the caps and filters
+
+
 @dataclass(frozen=True)
 class Section:
     """A heading and its posts, newest first."""
@@ -70,6 +77,7 @@ class Issue:
     title: str
     date: datetime
     sections: tuple[Section, ...]
+    note: str = ""  # the editor's Markdown note for this issue only (`digest note`)
 
     @property
     def posts(self) -> tuple[Post, ...]:
@@ -157,6 +165,7 @@ class SendReport:
     failed: int = 0
     pending: int = 0
     skipped_reason: str = ""
+    held: bool = False  # waiting for approval: the slot is tried again within grace
     resumed: bool = False
     feed_problems: tuple[str, ...] = field(default_factory=tuple)
     outbox: str = ""

@@ -9,7 +9,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -23,7 +23,7 @@ from digest.dates import format_date
 from digest.deliver import Mailer
 from digest.errors import DigestError, Stopped
 from digest.feedadvice import feed_advice, feed_label
-from digest.group import AlreadySent, build_issue, only_sections
+from digest.group import AlreadySent, build_issue, only_sections, skip_reason
 from digest.lock import hold_lock
 from digest.message import (
     DkimKey,
@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 # The shipped templates (as digest.loader names them; not imported from there, so that a cached
 # preview does not load Jinja2).
 BUNDLED_TEMPLATES = Path(__file__).resolve().parent / "templates"
+_SOME_DAY = datetime(2000, 1, 1, tzinfo=UTC)  # stands for the issue's date, keyed as its day
 PREVIEW_SUBSCRIBER = Subscriber(email="reader@example.org", name="Sample Reader")
 
 
@@ -136,8 +137,8 @@ def gather(
     record: bool,
     collector: Collector = collect,
     stop: threading.Event | None = None,
-) -> tuple[Issue, tuple[FeedResult, ...]]:
-    """Collect every feed and group the new posts into the next issue (not yet rendered).
+) -> tuple[dict[str, list[Post]], AlreadySent, tuple[FeedResult, ...]]:
+    """Collect every feed: each feed's posts (dated), what earlier issues carried, the results.
 
     When `stop` is set while feeds are fetched, collection is given up at once and Stopped is
     raised before anything is recorded.
@@ -168,8 +169,24 @@ def gather(
         if record:
             state.record_fetch(result, now)
     keys, links = state.carried()
-    issue = build_issue(config, posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), now)
-    return issue, tuple(results)
+    return posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), tuple(results)
+
+
+def _next_issue(
+    config: Config,
+    state: State,
+    now: datetime,
+    *,
+    record: bool,
+    collector: Collector = collect,
+    stop: threading.Event | None = None,
+) -> tuple[Issue, tuple[FeedResult, ...]]:
+    """The next issue, not yet rendered: the new posts as the editor chose, and the note."""
+    posts_by_feed, already_sent, results = gather(
+        config, state, now, record=record, collector=collector, stop=stop
+    )
+    issue = build_issue(config, posts_by_feed, already_sent, now, state.editorial.choices())
+    return replace(issue, note=state.editorial.note()), results
 
 
 def prepare(
@@ -181,8 +198,9 @@ def prepare(
     collector: Collector = collect,
     stop: threading.Event | None = None,
 ) -> Prepared:
-    """Collect every feed, pick the new posts, group and render them once (see gather)."""
-    issue, results = gather(config, state, now, record=record, collector=collector, stop=stop)
+    """Collect every feed, pick the new posts (as the editor chose), group and render them once,
+    with the editor's note."""
+    issue, results = _next_issue(config, state, now, record=record, collector=collector, stop=stop)
     rendered = render_issue(issue, config)
     if not record:  # a preview or test: "view in browser" points at the preview
         rendered = stamp_issue_url(rendered, archive.preview_url(config))
@@ -215,7 +233,8 @@ def _dated(issue: Issue, config: Config) -> str:
             return ""
         return format_date(moment, date_format, zone) + moment.astimezone(zone).strftime("%F")
 
-    parts = [issue.title, day(issue.date)]
+    # Every other field of the issue (its title, the editor's note) as it is.
+    parts = [repr(replace(issue, date=_SOME_DAY, sections=())), day(issue.date)]
     for section in issue.sections:
         parts.append(section.title)
         for post in section.posts:
@@ -232,7 +251,7 @@ def preview(
     the state file (see digest.store.previews), without rendering or inlining again.
     """
     with open_state(config, read_only=True) as state:
-        issue, results = gather(config, state, now, record=False, collector=collector)
+        issue, results = _next_issue(config, state, now, record=False, collector=collector)
         # With nothing new (so nothing would be sent), sample posts stand in, flagged `sample`,
         # so an editor working on the templates still sees them filled.
         sample = issue.post_count == 0 and config.digest.skip_if_empty
@@ -248,11 +267,11 @@ def preview(
         issue, rendered, results, feed_problems(config.feeds, results), sample=sample
     )
     envelope = envelope_for(config, prepared.rendered, now)
-    html, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, _preview_unsubscribe(envelope))
+    html, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, preview_unsubscribe(envelope))
     return prepared, html, text
 
 
-def _preview_unsubscribe(envelope: IssueEnvelope) -> str:
+def preview_unsubscribe(envelope: IssueEnvelope) -> str:
     template = envelope.unsubscribe_url_template
     return template.replace("{token}", "preview") if template else f"mailto:{envelope.sender}"
 
@@ -380,8 +399,11 @@ def dry_run(config: Config, now: datetime) -> SendReport:
     with open_state(config, read_only=True) as state:
         prepared = prepare(config, state, now, record=False)
         recipients = audience(state, subscriber_list, secret).subscribers
-    if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
-        return SendReport(None, 0, skipped_reason="nothing new", feed_problems=prepared.problems)
+    reason = skip_reason(config, prepared.issue.post_count)
+    if reason:
+        return SendReport(
+            None, prepared.issue.post_count, skipped_reason=reason, feed_problems=prepared.problems
+        )
     outbox = config.resolve(config.outbox) / now.strftime("%Y-%m-%dT%H%M%S")
     outbox.mkdir(parents=True, exist_ok=True)
     variants = render_variants(config, prepared.issue, recipients)
@@ -479,6 +501,9 @@ def _freeze(
                 for choice, variant in variants.items()
             ],
         )
+        # The note and the pins were for this issue only; left-out posts stay left out.
+        state.editorial.keep_note(issue_id, prepared.issue.note)
+        state.editorial.unpin([(post.feed_url, post.key) for post in prepared.issue.posts])
         if config.archive.enabled:
             state.archive.publish(issue_id, number, slug, archive.summary_of(prepared.issue))
     return issue_id, rendered, variants
@@ -504,8 +529,12 @@ def send(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     clock: Callable[[], datetime] | None = None,
+    gate: Callable[[State, Prepared], str] | None = None,
 ) -> SendReport:
     """The real send: resume an unfinished issue first, else freeze and send a new one.
+
+    `gate` (the scheduler's approval check) sees a new issue once it is built and may hold it
+    back by returning why; nothing is frozen or recorded then, so the slot can be tried again.
 
     Order matters for the guarantees: the subscribers and the DKIM key are read and the send
     lock is taken first (no two sends overlap), the SMTP connection is opened before anything is
@@ -544,10 +573,23 @@ def send(
         else:
             prepared = prepare(config, state, now, record=True, stop=stop)
             problems = prepared.problems
-            if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
+            reason = skip_reason(config, prepared.issue.post_count)
+            if reason:
                 if slot_key:
-                    state.record_skipped_slot(slot_key, now, "nothing new")
-                return SendReport(None, 0, skipped_reason="nothing new", feed_problems=problems)
+                    state.record_skipped_slot(slot_key, now, reason)
+                logger.info("nothing sent: %s", reason)
+                return SendReport(
+                    None, prepared.issue.post_count, skipped_reason=reason, feed_problems=problems
+                )
+            held = gate(state, prepared) if gate else ""
+            if held:
+                return SendReport(
+                    None,
+                    prepared.issue.post_count,
+                    skipped_reason=held,
+                    held=True,
+                    feed_problems=problems,
+                )
             rendered = prepared.rendered
             variants = render_variants(config, prepared.issue, merged.subscribers)
             for edition in [rendered, *(variant for variant in variants.values() if variant)]:

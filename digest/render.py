@@ -61,6 +61,9 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "post.categories": "The post's categories (a list of text).",
     "intro_html": "newsletter.intro rendered from Markdown and sanitised, or empty.",
     "intro_text": "newsletter.intro as plain text (links as text (URL)), or empty.",
+    "note_html": "The editor's note for this issue only (`digest note`), from Markdown and"
+    " sanitised, or empty.",
+    "note_text": "The editor's note as plain text, or empty.",
     "preheader": "The hidden preview line mail lists show: the top post titles.",
     "issue_url": "This issue's own web page (archive on), else newsletter.archive_url, or empty.",
     "newsletter": "Every newsletter.* key of config.yaml, e.g. newsletter.title, .logo_url,"
@@ -309,6 +312,8 @@ def template_context(issue: Issue, config: Config, marker: str) -> dict[str, Any
         "sections": view.sections,
         "intro_html": Markup(markdown_html(intro)) if intro.strip() else "",
         "intro_text": markdown_text(intro) if intro.strip() else "",
+        "note_html": Markup(markdown_html(issue.note)) if issue.note.strip() else "",
+        "note_text": markdown_text(issue.note) if issue.note.strip() else "",
         "preheader": preheader(view),
         "newsletter": config.newsletter,
         "theme": theme_view(config),

@@ -15,7 +15,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import pipeline
+from digest import approval, pipeline
 from digest.config import Config, ScheduleConfig, load_config
 from digest.errors import DigestError, Stopped
 from digest.lock import hold_lock
@@ -33,6 +33,8 @@ from digest.stopping import GracefulStop
 from digest.store import State
 
 logger = logging.getLogger(__name__)
+
+ASK_EARLY = timedelta(seconds=1)  # the approval job may fire a moment before slot - before
 
 
 # -- firing slots ---------------------------------------------------------------------------
@@ -103,7 +105,8 @@ def fire(
                 _give_up(config, report.issue_id, clock.now())
         assert slot is not None and key is not None
         logger.info("slot %s fired", slot.isoformat())
-        report = pipeline.send(config, now, slot_key=key, stop=stop, clock=clock.now)
+        gate = approval.gate_for(config, slot, now) if schedule.approval.required else None
+        report = pipeline.send(config, now, slot_key=key, stop=stop, clock=clock.now, gate=gate)
     _log_slot(slot, report, schedule, clock.now())
     return SlotResult(slot, report)
 
@@ -179,19 +182,23 @@ def _log_slot(
 
 
 class SlotTrigger(BaseTrigger):  # type: ignore[misc]
-    """APScheduler trigger firing at each slot, on the real clock even when `clock` is shifted."""
+    """APScheduler trigger firing at each slot (or `lead` before it), on the real clock even when
+    `clock` is shifted."""
 
-    def __init__(self, schedule: ScheduleConfig, clock: Clock) -> None:
+    def __init__(
+        self, schedule: ScheduleConfig, clock: Clock, lead: timedelta = timedelta(0)
+    ) -> None:
         self.schedule = schedule
         self.clock = clock
+        self.lead = lead
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
         """The first slot after the previous firing (or after now), in real time."""
-        after = (previous_fire_time or now).astimezone(UTC) + self.clock.offset
+        after = (previous_fire_time or now).astimezone(UTC) + self.clock.offset + self.lead
         upcoming = next_slots(self.schedule, after, 1)
-        return upcoming[0].astimezone(UTC) - self.clock.offset if upcoming else None
+        return upcoming[0].astimezone(UTC) - self.lead - self.clock.offset if upcoming else None
 
     def __str__(self) -> str:
         return f"slots[{cron_text(self.schedule)} {self.schedule.timezone}]"
@@ -240,7 +247,24 @@ class Attempts:
             logger.exception("slot failed unexpectedly")
             return True
         report = result.report if result else None
-        return report is not None and report.pending > 0
+        return report is not None and (report.pending > 0 or report.held)
+
+    def ask_approval(self) -> None:
+        """At slot minus approval.before (or on start-up inside that window): send the draft."""
+        schedule = require_schedule(self.started_with)
+        if not schedule.approval.required or self.stop.is_set():
+            return
+        now = self.clock.now()
+        upcoming = next_slots(schedule, now, 1)
+        lead = timedelta(seconds=schedule.approval.before)
+        if not upcoming or now < upcoming[0] - lead - ASK_EARLY:
+            return
+        try:
+            approval.request_ahead(self.current_config(), upcoming[0], now)
+        except DigestError as error:
+            logger.error("approval could not be requested: %s", error)
+        except Exception:
+            logger.exception("approval could not be requested")
 
     def retry_delay(self, failed: bool) -> float | None:
         """Seconds until the next attempt, or None when there is nothing to retry (for now)."""
@@ -309,6 +333,10 @@ def run_forever(config: Config, clock: Clock) -> None:
 
         scheduler.add_job(attempt, id="start-up")
         scheduler.add_job(attempt, SlotTrigger(schedule, clock), id="slots")
+        if schedule.approval.required:
+            lead = timedelta(seconds=schedule.approval.before)
+            scheduler.add_job(attempts.ask_approval, id="ask-start-up")
+            scheduler.add_job(attempts.ask_approval, SlotTrigger(schedule, clock, lead), id="ask")
         if config.bounces.mailbox_configured:
             scheduler.add_job(
                 lambda: poll_bounces(attempts.current_config(), clock),

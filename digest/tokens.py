@@ -73,6 +73,9 @@ def _purpose_signature(secret: str, purpose: str, address: str, expires: int) ->
     return digest.digest()[:_SIGNATURE_BYTES]
 
 
+APPROVAL_PURPOSE = "approval"  # the purpose of an approver's Approve / Hold link
+
+
 def make_purpose_token(secret: str, purpose: str, address: str, expires: datetime) -> str:
     """A URL-safe token for one purpose (e.g. "confirm"), good until `expires`."""
     if expires.tzinfo is None:

@@ -78,6 +78,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.archive",
                 "digest.archive_files",
                 "digest.bounces",
+                "digest.editor",
+                "digest.approval",
             }
         ),
     ),

@@ -128,10 +128,14 @@ class Ledger:
         }
 
     def carried(self) -> tuple[set[tuple[str, str]], set[str]]:
-        """(feed_url, post_key) pairs and normalised links that some issue already carried."""
+        """(feed_url, post_key) pairs and normalised links that some issue already carried, or
+        that `digest mark-seen` recorded as if one had."""
         keys: set[tuple[str, str]] = set()
         links: set[str] = set()
-        for row in self.db.execute("SELECT feed_url, post_key, link_key FROM issue_posts"):
+        for row in self.db.execute(
+            "SELECT feed_url, post_key, link_key FROM issue_posts"
+            " UNION ALL SELECT feed_url, post_key, link_key FROM seen_posts"
+        ):
             keys.add((row["feed_url"], row["post_key"]))
             if row["link_key"]:
                 links.add(row["link_key"])
@@ -235,6 +239,13 @@ class Ledger:
             "INSERT OR IGNORE INTO skipped_slots (slot_key, recorded_at, reason) VALUES (?, ?, ?)",
             (slot_key, iso(now), reason),
         )
+
+    def skipped_slots(self, limit: int = 50) -> list[tuple[str, str]]:
+        """Recent slots that fired without an issue, newest first: (slot key, reason)."""
+        rows = self.db.execute(
+            "SELECT slot_key, reason FROM skipped_slots ORDER BY slot_key DESC LIMIT ?", (limit,)
+        )
+        return [(str(row["slot_key"]), str(row["reason"])) for row in rows]
 
     def slot_handled(self, slot_key: str) -> bool:
         """Whether a slot already produced an issue or was recorded as skipped."""

@@ -50,6 +50,44 @@ BOUNCES_MIGRATION: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS deliveries_email ON deliveries (email, updated_at)",
 )
 
+# The editor's hand on the next issue (migration 7): a note for it only, posts left out or
+# pinned, the note kept with the issue it went out in, approvals of scheduled issues, and the
+# posts `digest mark-seen` counts as already sent.
+EDITOR_MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS editor_note (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    text TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS post_choices (
+    feed_url TEXT NOT NULL,
+    post_key TEXT NOT NULL,
+    choice TEXT NOT NULL CHECK (choice IN ('leave_out', 'pin')),
+    at TEXT NOT NULL,
+    PRIMARY KEY (feed_url, post_key)
+)""",
+    """CREATE TABLE IF NOT EXISTS issue_notes (
+    issue_id INTEGER PRIMARY KEY REFERENCES issues (id),
+    text TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS approvals (
+    slot_key TEXT PRIMARY KEY,
+    requested_at TEXT NOT NULL,
+    posts TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('requested', 'approved', 'held')),
+    decided_at TEXT,
+    decided_by TEXT NOT NULL DEFAULT '',
+    hold_told INTEGER NOT NULL DEFAULT 0
+)""",
+    """CREATE TABLE IF NOT EXISTS seen_posts (
+    feed_url TEXT NOT NULL,
+    post_key TEXT NOT NULL,
+    link_key TEXT NOT NULL,
+    marked_at TEXT NOT NULL,
+    PRIMARY KEY (feed_url, post_key)
+)""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: release 0.1.0.
     (
@@ -180,7 +218,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ARCHIVE_MIGRATION,
     # 6: bounces and complaints: see BOUNCES_MIGRATION above.
     BOUNCES_MIGRATION,
-    # 7 (8 once the editor's 7 lands; kept last): rendered previews keyed by their inputs' hash.
+    # 7: the editor's controls: see EDITOR_MIGRATION above.
+    EDITOR_MIGRATION,
+    # 8: rendered previews, keyed by a hash of their inputs (see digest.store.previews).
     (
         """CREATE TABLE preview_cache (
     key TEXT PRIMARY KEY,

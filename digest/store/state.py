@@ -8,6 +8,7 @@ from pathlib import Path
 from digest.store.archive import Archive
 from digest.store.bounces import BounceReports
 from digest.store.db import Database, explain, open_database
+from digest.store.editor import Editorial
 from digest.store.feeds import Feeds
 from digest.store.ledger import Ledger
 from digest.store.previews import Previews
@@ -34,6 +35,7 @@ class State:
         self.signups = Signups(self.db)
         self.archive = Archive(self.db)
         self.bounces = BounceReports(self.db)
+        self.editorial = Editorial(self.db)
         self.previews = Previews(self.db)
         self.transaction = self.db.transaction
         # Feeds and posts.
@@ -55,6 +57,7 @@ class State:
         self.claim_slot = self.ledger.claim_slot
         self.record_skipped_slot = self.ledger.record_skipped_slot
         self.slot_handled = self.ledger.slot_handled
+        self.skipped_slots = self.ledger.skipped_slots
         self.latest_slot_key = self.ledger.latest_slot_key
         # Suppressions and the secret.
         self.suppress = self.suppression_list.suppress

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 from digest.config import load_config
 from digest.store import State
 from digest.tokens import verify_token
+from digest.web.approval import approval_routes
 from digest.web.archive import archive_routes
 from digest.web.common import (
     BodyLimit,
@@ -70,8 +71,8 @@ class PublicSite:
 
 def create_public_app(site: PublicSite) -> ASGIApp:
     """The public ASGI app: /unsubscribe (GET confirms, POST records), /healthz, the archive
-    (/archive/, /issues/…, /feed.atom; 404 while it is off), and with signup.enabled the
-    sign-up pages (/subscribe, /confirm, /preferences)."""
+    (/archive/, /issues/…, /feed.atom; 404 while it is off), the approvers' /approval page, and
+    with signup.enabled the sign-up pages (/subscribe, /confirm, /preferences)."""
     title = site.title
 
     def token_of(request: Request) -> str | None:
@@ -118,6 +119,7 @@ def create_public_app(site: PublicSite) -> ASGIApp:
         Route("/healthz", healthz, methods=["GET"]),
     ]
     routes += archive_routes(lambda: site.config, site.clock)
+    routes += approval_routes(site.state_path, site.secret, site.clock)
     if site.config.signup.enabled:
         from digest.message import load_dkim
         from digest.web.signup import SignupDesk, signup_routes

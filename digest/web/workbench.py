@@ -1,4 +1,5 @@
-"""The editor's workbench: the live preview (/preview, /preview.txt, /preview/version).
+"""The editor's workbench: the live preview (/preview, /preview.txt, /preview/version) and
+the controls that leave a post out of the next issue or pin it (POST /posts/ID/ACTION).
 
 It collects feeds and renders, so it runs as its own app on its own server (see launch.py),
 with its own small worker pool and a bounded feed cache; an optional password
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import anyio
 from starlette.applications import Starlette
@@ -34,12 +36,13 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from digest import pipeline
+from digest import editor, pipeline
 from digest.collect import collect
 from digest.config import FeedConfig, FetchConfig, load_config
 from digest.errors import DigestError
-from digest.models import FeedResult
-from digest.web.common import COMMON_HEADERS, BodyLimit, plain
+from digest.group import Candidate
+from digest.models import Choice, FeedResult
+from digest.web.common import COMMON_HEADERS, BodyLimit, BodyTooLarge, BodyTooSlow, plain, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +213,12 @@ def inject_notice(document: str, notice: str) -> str:
 
 
 def strip_reload(document: str) -> str:
-    """The document without the injected reload script: what a subscriber's mail carries."""
+    """The document without the injected reload script and post controls: what a subscriber's
+    mail carries."""
+    start = document.find(f'<div id="{CONTROLS_ID}"')
+    if start != -1:
+        end = document.index(CONTROLS_END, start) + len(CONTROLS_END)
+        document = document[:start] + document[end:]
     start = document.find(f'<script id="{RELOAD_SCRIPT_ID}"')
     if start == -1:
         return document
@@ -222,8 +230,62 @@ def _preview_policy(nonce: str) -> str:
     return (
         "default-src 'none'; img-src * data:; style-src 'unsafe-inline' *; font-src *; "
         f"script-src 'nonce-{nonce}'; connect-src 'self'; base-uri 'none'; "
-        "form-action 'none'; frame-ancestors 'none'"
+        "form-action 'self'; frame-ancestors 'none'"
     )
+
+
+# What each button does: (choice, undo), and the buttons a post shows in each status.
+ACTIONS: dict[str, tuple[Choice, bool]] = {
+    "leave-out": (Choice.LEAVE_OUT, False),
+    "put-back": (Choice.LEAVE_OUT, True),
+    "pin": (Choice.PIN, False),
+    "unpin": (Choice.PIN, True),
+}
+_LABELS = {"leave-out": "Leave out", "put-back": "Put back", "pin": "Pin", "unpin": "Unpin"}
+_BUTTONS = {
+    "in": ("leave-out", "pin"),
+    "not in": ("leave-out", "pin"),
+    "pinned": ("leave-out", "unpin"),
+    "left out": ("put-back",),
+}
+CONTROLS_ID = "editor-controls"
+CONTROLS_END = f"<!--/{CONTROLS_ID}-->"
+
+
+def controls_panel(found: Sequence[Candidate], form_token: str) -> str:
+    """The preview-only panel: each candidate post with its status and its buttons (POST)."""
+    rows = []
+    for candidate in found:
+        forms = "".join(
+            f'<form method="post" action="posts/{candidate.short_id}/{action}"'
+            ' style="display:inline;margin:0 0 0 6px">'
+            f'<input type="hidden" name="token" value="{html.escape(form_token)}">'
+            f'<button type="submit" data-action="{action}">{_LABELS[action]}</button></form>'
+            for action in _BUTTONS[candidate.status]
+        )
+        rows.append(
+            f'<tr data-post="{candidate.short_id}" data-status="{candidate.status}">'
+            f'<td style="padding:2px 8px 2px 0"><code>{candidate.short_id}</code></td>'
+            f'<td style="padding:2px 8px 2px 0">{html.escape(candidate.post.title)}</td>'
+            f'<td style="padding:2px 8px 2px 0" class="status">{candidate.status}</td>'
+            f'<td style="padding:2px 0;white-space:nowrap">{forms}</td></tr>'
+        )
+    body = "".join(rows) or '<tr><td colspan="4">No new posts.</td></tr>'
+    return (
+        f'<div id="{CONTROLS_ID}" style="padding:10px 16px;background:#eef2f6;color:#1f2933;'
+        "font:14px/1.4 sans-serif\"><strong>The next issue's posts</strong>"
+        " (editor only; not part of the email)"
+        f'<table style="margin-top:6px;border-collapse:collapse">{body}</table></div>'
+        f"{CONTROLS_END}"
+    )
+
+
+def inject_controls(document: str, panel: str) -> str:
+    """The document with the editor's controls at the top of the body."""
+    match = re.search(r"<body\b[^>]*>", document, re.IGNORECASE)
+    if match is None:
+        return panel + document
+    return document[: match.end()] + panel + document[match.end() :]
 
 
 class Workbench:
@@ -244,6 +306,9 @@ class Workbench:
         self._watch_key = ""
         self._watched: tuple[Path, ...] = ()
         self._templates_dir = self.config.templates_dir
+        # Every control's form carries this; a page on another site cannot read it, so cannot
+        # make the editor's browser leave a post out.
+        self.form_token = secrets.token_urlsafe(24)
 
     def watched_files(self) -> tuple[Path, ...]:
         """config.yaml, the subscribers file, local feed files and the editor's templates."""
@@ -267,15 +332,35 @@ class Workbench:
         tokens = "\n".join(_stat_token(path) for path in self.watched_files())
         return hashlib.sha256(tokens.encode("utf-8")).hexdigest()[:20]
 
-    def render_preview(self) -> tuple[str, str, bool]:
-        """(html, text, sample posts stand in) of the next issue; raises DigestError."""
+    def _feeds(self) -> FeedCache:
         if self._cache is None:
             self._cache = FeedCache(collect, monotonic=self._monotonic)
+        return self._cache
+
+    def render_preview(self) -> tuple[str, str, bool]:
+        """(html, text, sample posts stand in) of the next issue; raises DigestError."""
         config = load_config(self.config_path)
         prepared, document, text = pipeline.preview(
-            config, self.clock(), collector=self._cache.collect
+            config, self.clock(), collector=self._feeds().collect
         )
         return document, text, prepared.sample
+
+    def candidates(self) -> list[Candidate]:
+        """The next issue's candidate posts, from the same cached feeds as the preview."""
+        config = load_config(self.config_path)
+        return editor.next_posts(config, self.clock(), collector=self._feeds().collect)
+
+    def choose(self, post_id: str, action: str) -> Candidate:
+        """Do a control's action (see ACTIONS) on a post; raises DigestError."""
+        choice, undo = ACTIONS[action]
+        config = load_config(self.config_path)
+        return editor.choose(
+            config, post_id, choice, self.clock(), undo=undo, collector=self._feeds().collect
+        )
+
+    def allows(self, token: str) -> bool:
+        """Whether a form carried this workbench's token."""
+        return hmac.compare_digest(token.encode("utf-8"), self.form_token.encode("utf-8"))
 
 
 def password_from_environment() -> str | None:
@@ -340,7 +425,8 @@ class BasicAuth:
 
 
 def create_workbench_app(workbench: Workbench, password: str | None = None) -> ASGIApp:
-    """The workbench ASGI app: /preview, /preview.txt and /preview/version, behind `password`."""
+    """The workbench ASGI app: /preview, /preview.txt, /preview/version and the post controls
+    (POST /posts/ID/ACTION), behind `password`."""
     limiter: list[anyio.CapacityLimiter] = []
 
     async def in_pool(function: Callable[[], T]) -> T:
@@ -369,7 +455,33 @@ def create_workbench_app(workbench: Workbench, password: str | None = None) -> A
             )
         if sample:
             document = inject_notice(document, NOTHING_NEW)
+        try:
+            found = await in_pool(workbench.candidates)
+        except Exception as error:
+            found = []
+            document = inject_notice(document, f"The post controls are missing: {_describe(error)}")
+        document = inject_controls(document, controls_panel(found, workbench.form_token))
         return HTMLResponse(inject_reload(document, version, nonce), headers=headers)
+
+    async def post_action(request: Request) -> Response:
+        post_id, action = request.path_params["post_id"], request.path_params["action"]
+        if action not in ACTIONS:
+            return plain(f"No such action: {action}.\n", status=404)
+        try:
+            body = await read_body(request)
+        except BodyTooLarge:
+            return plain("Request body too large.\n", status=413)
+        except BodyTooSlow:
+            return plain("Request body too slow.\n", status=408)
+        fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+        if not workbench.allows((fields.get("token") or [""])[0]):
+            return plain("This form has expired: reload the preview and try again.\n", status=403)
+        try:
+            await in_pool(lambda: workbench.choose(post_id, action))
+        except DigestError as error:
+            return plain(f"{error}\n", status=404)
+        # Back to the preview, which now shows the issue as changed (POST, redirect, GET).
+        return Response(status_code=303, headers={**COMMON_HEADERS, "Location": "../../preview"})
 
     async def preview_text(request: Request) -> Response:
         try:
@@ -385,6 +497,7 @@ def create_workbench_app(workbench: Workbench, password: str | None = None) -> A
         Route("/preview", preview_html, methods=["GET"]),
         Route("/preview.txt", preview_text, methods=["GET"]),
         Route("/preview/version", preview_version, methods=["GET"]),
+        Route("/posts/{post_id}/{action}", post_action, methods=["POST"]),
     ]
     app: ASGIApp = BodyLimit(Starlette(routes=routes))
     return BasicAuth(app, password) if password else app

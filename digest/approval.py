@@ -1,0 +1,196 @@
+"""Approval before a scheduled send: the draft to the approvers, their answer, and the gate a
+slot's send passes through (`schedule.approval`)."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from urllib.parse import quote
+
+from digest.config import Config
+from digest.deliver import Mailer
+from digest.errors import DigestError
+from digest.group import skip_reason
+from digest.message import envelope_for, load_dkim, transactional_message
+from digest.models import Delivery, DeliveryStatus, Issue, Subscriber
+from digest.personalise import personalise
+from digest.pipeline import (
+    PREVIEW_SUBSCRIBER,
+    Prepared,
+    open_state,
+    prepare,
+    preview_unsubscribe,
+)
+from digest.slots import require_schedule, slot_key
+from digest.store import State
+from digest.tokens import APPROVAL_PURPOSE, make_purpose_token
+
+logger = logging.getLogger(__name__)
+
+DECISIONS = ("approved", "held")
+
+
+def draft_keys(issue: Issue) -> frozenset[str]:
+    """The posts of a draft, as kept with its approval."""
+    return frozenset(f"{post.feed_url}\n{post.key}" for post in issue.posts)
+
+
+def approval_link(config: Config, secret: str, slot: datetime) -> str:
+    """The signed link to a slot's approval page, good until the slot's grace runs out."""
+    expires = slot + timedelta(seconds=require_schedule(config).grace)
+    token = make_purpose_token(secret, APPROVAL_PURPOSE, slot_key(slot), expires)
+    return f"{config.public_url}/approval?token={quote(token, safe='')}"
+
+
+def _banner_html(link: str, slot: datetime) -> str:
+    return (
+        '<div style="padding:12px 16px;background:#fff3cd;color:#3d2e00;'
+        'font:15px/1.5 sans-serif;text-align:center">'
+        f"Draft of the issue due {html.escape(slot.isoformat())}: it goes to subscribers only"
+        f' once approved. <a href="{html.escape(link)}" style="font-weight:bold">Approve</a>'
+        f' &middot; <a href="{html.escape(link)}" style="font-weight:bold">Hold</a></div>'
+    )
+
+
+def _with_banner(document: str, banner: str) -> str:
+    match = re.search(r"<body\b[^>]*>", document, re.IGNORECASE)
+    if match is None:
+        return banner + document
+    return document[: match.end()] + banner + document[match.end() :]
+
+
+def _send(config: Config, messages: Sequence[tuple[str, str, str, str]], now: datetime) -> None:
+    """(address, subject, text, html) each to its approver, as one-off messages."""
+    dkim_key = load_dkim(config)
+    outgoing = [
+        transactional_message(config, Subscriber(address), subject, text, body, now, dkim_key)
+        for address, subject, text, body in messages
+    ]
+    failed: list[str] = []
+
+    def record(deliveries: Sequence[Delivery]) -> None:
+        failed.extend(
+            f"{d.email}: {d.reply}" for d in deliveries if d.status is not DeliveryStatus.SENT
+        )
+
+    with Mailer(config.smtp) as mailer:
+        mailer.send_all(iter(outgoing), record)
+    if failed:
+        logger.warning("approvers not reached: %s", "; ".join(failed))
+
+
+def request(
+    config: Config, state: State, prepared: Prepared, slot: datetime, now: datetime
+) -> None:
+    """Keep the draft's posts with the slot's approval and send it to the approvers, with the
+    link to Approve or Hold it."""
+    approval = require_schedule(config).approval
+    state.editorial.request_approval(slot_key(slot), draft_keys(prepared.issue), now)
+    link = approval_link(config, state.signing_secret(config.secret), slot)
+    envelope = envelope_for(config, prepared.rendered, now)
+    page, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, preview_unsubscribe(envelope))
+    subject = f"Approve? {prepared.rendered.subject}"
+    banner_text = (
+        f"Draft of the issue due {slot.isoformat()}: it goes to subscribers only once approved."
+        f"\nApprove or hold it: {link}\n(or `digest approve` / `digest hold`)\n\n"
+    )
+    _send(
+        config,
+        [
+            (address, subject, banner_text + text, _with_banner(page, _banner_html(link, slot)))
+            for address in approval.approvers
+        ],
+        now,
+    )
+    logger.info(
+        "approval requested for slot %s from %s", slot.isoformat(), ", ".join(approval.approvers)
+    )
+
+
+def _tell_held(config: Config, state: State, slot: datetime, why: str, now: datetime) -> None:
+    key = slot_key(slot)
+    found = state.editorial.approval(key)
+    if found is None or found.hold_told:
+        return
+    schedule = require_schedule(config)
+    until = slot + timedelta(seconds=schedule.grace)
+    text = (
+        f"The issue due {slot.isoformat()} was not sent: {why}.\n"
+        f"Approve it by {until.isoformat()} (`digest approve`, or the link in the draft) and it"
+        " goes out then; otherwise its posts wait for the next slot.\n"
+    )
+    subject = f"Held: {config.newsletter.title}, {slot:%Y-%m-%d}"
+    body = f"<p>{html.escape(text)}</p>"
+    _send(config, [(a, subject, text, body) for a in schedule.approval.approvers], now)
+    state.editorial.told_of_hold(key)
+
+
+def gate_for(config: Config, slot: datetime, now: datetime) -> Callable[[State, Prepared], str]:
+    """The check a slot's send passes through: "" to send, else why it is held."""
+
+    def gate(state: State, prepared: Prepared) -> str:
+        schedule = require_schedule(config)
+        approval = schedule.approval
+        key = slot_key(slot)
+        found = state.editorial.approval(key)
+        changed = found is not None and found.posts != draft_keys(prepared.issue)
+        if found is None:
+            request(config, state, prepared, slot, now)
+            found = state.editorial.approval(key)
+            assert found is not None
+        elif changed:
+            logger.warning("slot %s: the issue changed after the draft; asking again", key)
+            request(config, state, prepared, slot, now)
+            found = state.editorial.approval(key)
+            assert found is not None
+        if found.status == "approved":
+            return ""
+        if found.status == "requested" and approval.on_timeout == "send":
+            logger.warning("slot %s: no answer from the approvers; sending (on_timeout: send)", key)
+            return ""
+        if found.status == "held":
+            why = "held by an approver"
+        elif changed:
+            why = "the issue changed after the draft (a post left or arrived); not approved again"
+        else:
+            why = "not approved in time"
+        _tell_held(config, state, slot, why, now)
+        if now >= slot + timedelta(seconds=schedule.grace):
+            state.record_skipped_slot(key, now, why)
+        return f"{why}; approve within grace to send it"
+
+    return gate
+
+
+def request_ahead(config: Config, slot: datetime, now: datetime) -> bool:
+    """At slot minus `before`: build the issue as it stands and send the draft to the
+    approvers, once per slot. False when there is nothing to approve."""
+    with open_state(config) as state:
+        key = slot_key(slot)
+        if state.editorial.approval(key) is not None or state.slot_handled(key):
+            return False
+        prepared = prepare(config, state, now, record=False)
+        reason = skip_reason(config, prepared.issue.post_count)
+        if reason:
+            logger.info("slot %s: no approval asked (%s)", slot.isoformat(), reason)
+            return False
+        request(config, state, prepared, slot, now)
+    return True
+
+
+def decide(config: Config, decision: str, now: datetime, *, by: str, key: str | None = None) -> str:
+    """Approve or hold the newest draft (or slot `key`'s); returns the slot key."""
+    if decision not in DECISIONS:
+        raise ValueError(decision)
+    with open_state(config) as state:
+        found = state.editorial.approval(key)
+        if found is None:
+            raise DigestError("no issue is waiting for approval")
+        if state.slot_handled(found.slot_key):
+            raise DigestError(f"the issue for slot {found.slot_key} is already sent or skipped")
+        state.editorial.decide(found.slot_key, decision, by, now)
+    logger.info("slot %s %s by %s", found.slot_key, decision, by)
+    return found.slot_key

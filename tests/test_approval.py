@@ -1,0 +1,165 @@
+"""Approval before a scheduled send, with real `digest run` processes, aiosmtpd and HTTP."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from datetime import datetime, timedelta
+
+import httpx
+
+from digest import pipeline
+from digest.approval import gate_for, request_ahead
+from digest.config import load_config
+from digest.editor import choose, next_posts
+from digest.models import Choice
+from digest.slots import slot_key
+from tests.conftest import Project
+from tests.support.serving import serving
+from tests.test_schedule_run import SLOT, SLOT_LOG, Daemon, rows, wait_until, weekly
+
+APPROVER = "editor@example.org"
+
+
+def with_approval(project: Project, before: str, on_timeout: str = "hold") -> None:
+    weekly(project)
+    text = project.config.read_text(encoding="utf-8").replace(
+        "newsletter:\n", "newsletter:\n  public_url: https://news.example.org\n", 1
+    )
+    text += (
+        "  retry_every: 1s\n"
+        f"  approval:\n    required: true\n    before: {before}\n"
+        f"    approvers: [{APPROVER}]\n    on_timeout: {on_timeout}\n"
+    )
+    project.config.write_text(text, encoding="utf-8")
+
+
+def to(project: Project, address: str) -> list[str]:
+    """Subjects of the messages an address received, in order."""
+    return [
+        str(item.message["Subject"]) for item in project.smtp.received if address in item.recipients
+    ]
+
+
+def status(project: Project) -> list[tuple[str, str]]:
+    return [(str(k), str(s)) for k, s in rows(project, "SELECT slot_key, status FROM approvals")]
+
+
+def test_approval_is_asked_before_the_slot_and_an_approved_issue_goes_out_once(
+    project: Project,
+) -> None:
+    with_approval(project, "4s")
+    with Daemon(project, SLOT - timedelta(seconds=7)) as daemon:
+        daemon.wait_for("digest run:")
+        assert to(project, APPROVER) == []  # not before slot minus `before`
+        daemon.wait_for("approval requested for slot 2026-11-30T08:00:00+00:00")
+        wait_until(lambda: len(to(project, APPROVER)) == 1)
+        assert to(project, APPROVER)[0].startswith("Approve? Collaborate Weekly")
+        draft = next(m for m in project.smtp.received if APPROVER in m.recipients)
+        assert "https://news.example.org/approval?token=" in draft.part("plain")
+        assert "Post number 1" in draft.part("html")
+        assert to(project, "ann@example.com") == []
+        (asked,) = rows(project, "SELECT requested_at FROM approvals")
+        lead = SLOT - datetime.fromisoformat(asked[0])
+        assert timedelta(seconds=3) < lead <= timedelta(seconds=5), lead
+        approved = project.run("approve")
+        assert approved.exit_code == 0, approved.output
+        assert "is approved" in approved.output
+        line = daemon.wait_for(f"{SLOT_LOG}: issue 1")
+        assert "3 posts, 2 delivered" in line
+        time.sleep(2)  # the retry and slot jobs find it handled: nothing more goes out
+        assert daemon.terminate() == 0, daemon.log
+    assert len(to(project, "ann@example.com")) == 1 and len(to(project, "bob@example.com")) == 1
+    assert len(to(project, APPROVER)) == 1
+    assert rows(project, "SELECT slot_key FROM issues") == [("2026-11-30T08:00:00+00:00",)]
+    assert status(project) == [("2026-11-30T08:00:00+00:00", "approved")]
+
+
+def test_no_answer_holds_and_tells_the_approvers_then_a_late_approval_sends(
+    project: Project,
+) -> None:
+    with_approval(project, "2s")
+    with Daemon(project, SLOT - timedelta(seconds=3)) as daemon:
+        daemon.wait_for("approval requested for slot")
+        held = daemon.wait_for(f"{SLOT_LOG}: nothing sent (not approved in time")
+        assert "approve within grace" in held
+        wait_until(lambda: len(to(project, APPROVER)) == 2)
+        assert to(project, APPROVER)[1] == "Held: Collaborate Weekly, 2026-11-30"
+        notice = [m for m in project.smtp.received if APPROVER in m.recipients][1]
+        assert "was not sent: not approved in time" in notice.part("plain")
+        assert to(project, "ann@example.com") == []
+        assert rows(project, "SELECT COUNT(*) FROM issues") == [(0,)]
+
+        assert project.run("approve").exit_code == 0  # after the slot, within grace
+        line = daemon.wait_for(f"{SLOT_LOG}: issue 1")
+        assert "2 delivered" in line
+        assert daemon.terminate() == 0, daemon.log
+    assert len(to(project, "ann@example.com")) == 1
+    assert len(to(project, APPROVER)) == 2  # told of the hold once, not at every retry
+
+
+def test_the_approval_link_changes_nothing_on_get_and_decides_on_post(project: Project) -> None:
+    with_approval(project, "2h")
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    draft = project.smtp.received[0]
+    link = re.search(r"https://news\.example\.org(/approval\?token=\S+)", draft.part("plain"))
+    assert link, draft.part("plain")
+    project.now = SLOT - timedelta(hours=1)
+    with serving(project) as served:
+        url = served.public + link[1]
+        for _ in range(2):
+            shown = httpx.get(url)
+            assert shown.status_code == 200
+            assert "Approve this issue?" in shown.text and "requested" in shown.text
+            assert '<form method="post">' in shown.text
+        assert status(project) == [("2026-11-30T08:00:00+00:00", "requested")]
+        forged = httpx.post(url.replace("token=", "token=x"), data={"answer": "approve"})
+        assert forged.status_code == 400
+        assert status(project) == [("2026-11-30T08:00:00+00:00", "requested")]
+        held = httpx.post(url, data={"answer": "hold"})
+        assert held.status_code == 200 and "will not be sent" in held.text
+        assert status(project) == [("2026-11-30T08:00:00+00:00", "held")]
+        approved = httpx.post(url, data={"answer": "approve"})
+        assert "goes out at its slot" in approved.text
+    assert status(project) == [("2026-11-30T08:00:00+00:00", "approved")]
+    with sqlite3.connect(project.root / "state.sqlite3") as db:
+        by = db.execute("SELECT decided_by FROM approvals").fetchone()[0]
+    assert by.startswith("link (127.0.0.1")
+
+
+def test_a_post_left_out_after_approval_needs_approval_again(project: Project) -> None:
+    with_approval(project, "2h")
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    assert project.run("approve").exit_code == 0
+    two = next(c for c in next_posts(config, SLOT) if c.post.title == "Post number 2")
+    choose(config, two.short_id, Choice.LEAVE_OUT, SLOT - timedelta(minutes=30))
+
+    gate = gate_for(config, SLOT, SLOT)
+    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    assert report.held and report.issue_id is None
+    assert report.skipped_reason.startswith("the issue changed after the draft")
+    assert status(project) == [("2026-11-30T08:00:00+00:00", "requested")]
+    subjects = to(project, APPROVER)
+    assert [s.split(" ")[0] for s in subjects] == ["Approve?", "Approve?", "Held:"]
+    assert to(project, "ann@example.com") == []
+
+    assert project.run("approve").exit_code == 0
+    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    assert report.issue_id == 1 and report.post_count == 2 and report.sent == 2
+
+
+def test_on_timeout_send_sends_an_unanswered_draft_but_never_a_held_one(project: Project) -> None:
+    with_approval(project, "2h", on_timeout="send")
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    assert project.run("hold").exit_code == 0
+    gate = gate_for(config, SLOT, SLOT)
+    held = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    assert held.held and held.skipped_reason.startswith("held by an approver")
+    with sqlite3.connect(project.root / "state.sqlite3") as db:
+        db.execute("UPDATE approvals SET status = 'requested'")
+    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    assert report.issue_id == 1 and report.sent == 2
