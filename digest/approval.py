@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from urllib.parse import quote
@@ -14,6 +13,7 @@ from digest.config import Config
 from digest.deliver import Mailer
 from digest.errors import DigestError
 from digest.group import skip_reason
+from digest.htmltext import after_body_tag
 from digest.message import envelope_for, load_dkim, transactional_message
 from digest.models import Delivery, DeliveryStatus, Issue, Subscriber
 from digest.personalise import personalise
@@ -55,13 +55,6 @@ def _banner_html(link: str, slot: datetime) -> str:
     )
 
 
-def _with_banner(document: str, banner: str) -> str:
-    match = re.search(r"<body\b[^>]*>", document, re.IGNORECASE)
-    if match is None:
-        return banner + document
-    return document[: match.end()] + banner + document[match.end() :]
-
-
 def _send(config: Config, messages: Sequence[tuple[str, str, str, str]], now: datetime) -> None:
     """(address, subject, text, html) each to its approver, as one-off messages."""
     dkim_key = load_dkim(config)
@@ -100,7 +93,7 @@ def request(
     _send(
         config,
         [
-            (address, subject, banner_text + text, _with_banner(page, _banner_html(link, slot)))
+            (address, subject, banner_text + text, after_body_tag(page, _banner_html(link, slot)))
             for address in approval.approvers
         ],
         now,

@@ -220,3 +220,14 @@ def shorten(text: str, limit: int) -> str:
 def error_line(error: object, limit: int = 200) -> str:
     """An exception as one bounded line of text; its type's name when it has no message."""
     return shorten(collapse(str(error)) or type(error).__name__, limit)
+
+
+_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+def after_body_tag(document: str, fragment: str) -> str:
+    """The document with `fragment` at the top of its body (at the start, if it has none)."""
+    match = _BODY_TAG.search(document)
+    if match is None:
+        return fragment + document
+    return document[: match.end()] + fragment + document[match.end() :]

@@ -339,6 +339,30 @@ def _render(template: str, **context: Any) -> str:
     return _email_templates().get_template(template).render(**context)
 
 
+def _email(
+    config: Config,
+    secret: str,
+    recipient: Subscriber,
+    subject: str,
+    template: str,
+    context: dict[str, Any],
+    now: datetime,
+    dkim_key: DkimKey | None,
+) -> OutgoingMessage:
+    """A sign-up email from `template`.txt and `template`.html, tagged for bounce handling."""
+    context = {"newsletter": config.newsletter, "name": recipient.name, **context}
+    return transactional_message(
+        config,
+        recipient,
+        subject,
+        _render(f"{template}.txt", **context),
+        _render(f"{template}.html", **context),
+        now,
+        dkim_key,
+        delivery_tag(secret, TRANSACTIONAL_REFERENCE, recipient.email),
+    )
+
+
 def _confirmation(
     config: Config,
     secret: str,
@@ -349,16 +373,15 @@ def _confirmation(
     dkim_key: DkimKey | None,
 ) -> OutgoingMessage:
     days = max(1, round(config.signup.confirm_within / 86400))
-    context = {"newsletter": config.newsletter, "name": name, "link": link, "days": days}
-    return transactional_message(
+    return _email(
         config,
+        secret,
         Subscriber(address, name),
         f"Confirm your subscription to {config.newsletter.title}",
-        _render("confirm-email.txt", **context),
-        _render("confirm-email.html", **context),
+        "confirm-email",
+        {"link": link, "days": days},
         now,
         dkim_key,
-        delivery_tag(secret, TRANSACTIONAL_REFERENCE, address),
     )
 
 
@@ -370,20 +393,15 @@ def _welcome(
     now: datetime,
     dkim_key: DkimKey | None,
 ) -> OutgoingMessage:
-    context = {
-        "newsletter": config.newsletter,
-        "name": name,
-        "preferences": preferences_link(config, secret, address, now),
-    }
-    return transactional_message(
+    return _email(
         config,
+        secret,
         Subscriber(address, name),
         f"Welcome to {config.newsletter.title}",
-        _render("welcome-email.txt", **context),
-        _render("welcome-email.html", **context),
+        "welcome-email",
+        {"preferences": preferences_link(config, secret, address, now)},
         now,
         dkim_key,
-        delivery_tag(secret, TRANSACTIONAL_REFERENCE, address),
     )
 
 

@@ -91,6 +91,12 @@ class Project:
             encoding="utf-8",
         )
 
+    def add_newsletter_lines(self, lines: str) -> None:
+        """Add lines (each indented two spaces, ending in a newline) under `newsletter:`."""
+        anchor = "  title: Collaborate Weekly\n"
+        text = self.config.read_text(encoding="utf-8")
+        self.config.write_text(text.replace(anchor, anchor + lines, 1), encoding="utf-8")
+
     def write_subscribers(self, *rows: str) -> None:
         """Write subscribers.csv with the given 'email,name' rows."""
         text = "email,name\n" + "".join(f"{row}\n" for row in rows)

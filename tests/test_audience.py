@@ -119,14 +119,7 @@ def test_forget_leaves_nothing_personal_in_the_state_file(project: Project) -> N
 
 
 def test_each_subscriber_gets_the_sections_they_chose(project: Project) -> None:
-    config = project.config.read_text(encoding="utf-8")
-    project.config.write_text(
-        config.replace(
-            "  title: Collaborate Weekly\n",
-            "  title: Collaborate Weekly\n  choosable_sections: true\n",
-        ),
-        encoding="utf-8",
-    )
+    project.add_newsletter_lines("  choosable_sections: true\n")
     project.write_subscribers("ann@example.com,Ann")
     for address, section in ((BOB, "Latest news"), (CAROL, "From the blog")):
         added = project.run("subscribers", "add", address, "--source", "x", "--section", section)
@@ -146,14 +139,7 @@ def test_each_subscriber_gets_the_sections_they_chose(project: Project) -> None:
 
 
 def test_a_choice_with_nothing_new_gets_nothing_unless_told_otherwise(project: Project) -> None:
-    config = project.config.read_text(encoding="utf-8")
-    project.config.write_text(
-        config.replace(
-            "  title: Collaborate Weekly\n",
-            "  title: Collaborate Weekly\n  choosable_sections: true\n",
-        ),
-        encoding="utf-8",
-    )
+    project.add_newsletter_lines("  choosable_sections: true\n")
     project.serve("/news.xml", [])
     project.run("subscribers", "add", CAROL, "--source", "x", "--section", "Latest news")
     assert project.run("send").exit_code == 0

@@ -45,9 +45,8 @@ def test_sign_up_confirm_and_choose_a_section_in_a_browser(project: Project) -> 
         "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
     )
     expect = sync_api.expect
-    text = project.config.read_text(encoding="utf-8").replace(
-        "  title: Collaborate Weekly\n", "  title: Collaborate Weekly\n  choosable_sections: true\n"
-    )
+    project.add_newsletter_lines("  choosable_sections: true\n")
+    text = project.config.read_text(encoding="utf-8")
     project.config.write_text(text + "signup:\n  enabled: true\n", encoding="utf-8")
     with (
         serving(project, "--no-preview") as served,

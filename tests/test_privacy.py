@@ -89,14 +89,10 @@ def hostile(project: Project) -> Project:
             f"  - name: Elsewhere\n    url: {project.feeds.url('/hostile.xml')}\n"
         ),
     )
-    config = project.config.read_text(encoding="utf-8")
-    config = config.replace(
-        "  title: Collaborate Weekly\n",
-        "  title: Collaborate Weekly\n"
+    project.add_newsletter_lines(
         f'  intro: "Hi %%DIGEST_NAME%%, see [this](https://{TRACKER}/intro?e=%%DIGEST_EMAIL%%)"\n'
-        '  footer: "Sent to %%DIGEST_EMAIL%% %%DIGEST_RECIPIENT%%"\n',
+        '  footer: "Sent to %%DIGEST_EMAIL%% %%DIGEST_RECIPIENT%%"\n'
     )
-    project.config.write_text(config, encoding="utf-8")
     return project
 
 

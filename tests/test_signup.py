@@ -22,10 +22,8 @@ SECRET = "test-secret"
 
 
 def enable_signup(project: Project, extra: str = "") -> None:
+    project.add_newsletter_lines("  choosable_sections: true\n")
     text = project.config.read_text(encoding="utf-8")
-    text = text.replace(
-        "  title: Collaborate Weekly\n", "  title: Collaborate Weekly\n  choosable_sections: true\n"
-    )
     project.config.write_text(text + "signup:\n  enabled: true\n" + extra, encoding="utf-8")
 
 

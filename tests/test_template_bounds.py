@@ -98,14 +98,7 @@ def test_a_runaway_template_during_send_sends_nothing(project: Project) -> None:
     ["{title:>999999999999}", "{count:0999999999d}", "{title:{count}}", "{date:.99999999}"],
 )
 def test_absurd_subject_formats_are_one_line_errors(project: Project, subject: str) -> None:
-    text = project.config.read_text(encoding="utf-8")
-    project.config.write_text(
-        text.replace(
-            "  title: Collaborate Weekly\n",
-            f'  title: Collaborate Weekly\n  subject: "{subject}"\n',
-        ),
-        encoding="utf-8",
-    )
+    project.add_newsletter_lines(f'  subject: "{subject}"\n')
     result = project.run("check")
     assert result.exit_code == 2, result.output
     assert "newsletter.subject: the format" in result.output
@@ -114,14 +107,7 @@ def test_absurd_subject_formats_are_one_line_errors(project: Project, subject: s
 
 
 def test_modest_subject_formats_still_work(project: Project) -> None:
-    text = project.config.read_text(encoding="utf-8")
-    project.config.write_text(
-        text.replace(
-            "  title: Collaborate Weekly\n",
-            '  title: Collaborate Weekly\n  subject: "{title:.10} ({count:>3} posts)"\n',
-        ),
-        encoding="utf-8",
-    )
+    project.add_newsletter_lines('  subject: "{title:.10} ({count:>3} posts)"\n')
     assert project.run("send").exit_code == 0
     (message,) = project.smtp.to("ann@example.com")
     assert (

@@ -17,7 +17,6 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import secrets
 import threading
 import time
@@ -41,6 +40,7 @@ from digest.collect import collect
 from digest.config import FeedConfig, FetchConfig, load_config
 from digest.errors import DigestError
 from digest.group import Candidate
+from digest.htmltext import after_body_tag
 from digest.models import Choice, FeedResult
 from digest.web.common import COMMON_HEADERS, BodyLimit, BodyTooLarge, BodyTooSlow, plain, read_body
 
@@ -206,10 +206,7 @@ def inject_notice(document: str, notice: str) -> str:
         '<div id="preview-notice" style="padding:10px 16px;background:#fff3cd;color:#3d2e00;'
         f'font:14px/1.4 sans-serif;text-align:center">{html.escape(notice)}</div>'
     )
-    match = re.search(r"<body\b[^>]*>", document, re.IGNORECASE)
-    if match is None:
-        return banner + document
-    return document[: match.end()] + banner + document[match.end() :]
+    return after_body_tag(document, banner)
 
 
 def strip_reload(document: str) -> str:
@@ -282,10 +279,7 @@ def controls_panel(found: Sequence[Candidate], form_token: str) -> str:
 
 def inject_controls(document: str, panel: str) -> str:
     """The document with the editor's controls at the top of the body."""
-    match = re.search(r"<body\b[^>]*>", document, re.IGNORECASE)
-    if match is None:
-        return panel + document
-    return document[: match.end()] + panel + document[match.end() :]
+    return after_body_tag(document, panel)
 
 
 class Workbench:
