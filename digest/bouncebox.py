@@ -30,10 +30,23 @@ class MailboxError(DigestError):
     """The bounce mailbox could not be reached or read."""
 
 
-def _connect(settings: ImapConfig) -> object:
+def _tls_context(settings: ImapConfig, ca_file: Path | None) -> ssl.SSLContext | None:
+    """A context verifying the server's certificate against ca_file, else the system's CAs."""
+    if not settings.tls:
+        return None
+    if ca_file is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except OSError as error:
+        reason = error.strerror if not isinstance(error, ssl.SSLError) else "no PEM certificate"
+        raise MailboxError(f"bounces.imap.ca_file: cannot use {ca_file}: {reason}") from None
+
+
+def _connect(settings: ImapConfig, ca_file: Path | None = None) -> object:
     from imapclient import IMAPClient
 
-    context = ssl.create_default_context() if settings.tls else None
+    context = _tls_context(settings, ca_file)
     try:
         client = IMAPClient(
             settings.host,
@@ -42,6 +55,16 @@ def _connect(settings: ImapConfig) -> object:
             ssl_context=context,
             timeout=settings.timeout,
         )
+    except ssl.SSLCertVerificationError as error:
+        hint = (
+            "; for a private CA or a self-signed certificate, set bounces.imap.ca_file"
+            if ca_file is None
+            else f" (trusting {ca_file})"
+        )
+        raise MailboxError(
+            f"bounces.imap: {settings.host}:{settings.port}: certificate verification failed:"
+            f" {error.verify_message}{hint}"
+        ) from None
     except OSError as error:
         raise MailboxError(
             f"bounces.imap: cannot connect to {settings.host}:{settings.port}: {error}"
@@ -64,9 +87,9 @@ def _logout(client: object) -> None:
             client.shutdown()  # type: ignore[attr-defined]
 
 
-def check_imap(settings: ImapConfig) -> None:
+def check_imap(settings: ImapConfig, ca_file: Path | None = None) -> None:
     """Log in and open the folder, or raise MailboxError saying why not."""
-    client = _connect(settings)
+    client = _connect(settings, ca_file)
     try:
         client.select_folder(settings.folder, readonly=True)  # type: ignore[attr-defined]
     except Exception as error:
@@ -77,12 +100,12 @@ def check_imap(settings: ImapConfig) -> None:
         _logout(client)
 
 
-def read_imap(settings: ImapConfig, handle: Handler) -> int:
+def read_imap(settings: ImapConfig, handle: Handler, ca_file: Path | None = None) -> int:
     """Hand every message in the folder to `handle`; move the handled ones. Returns how many
     messages were read."""
     from imapclient.exceptions import IMAPClientError
 
-    client = _connect(settings)
+    client = _connect(settings, ca_file)
     imap = client  # typed loosely: imapclient ships no type information
     try:
         imap.select_folder(settings.folder)  # type: ignore[attr-defined]

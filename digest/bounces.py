@@ -217,7 +217,9 @@ def collect_reports(
             path = maildir or config.resolve(config.bounces.maildir or "")
             read_maildir(path, lambda data: handle(data, "maildir"))
         elif config.bounces.imap is not None:
-            read_imap(config.bounces.imap, lambda data: handle(data, "imap"))
+            settings = config.bounces.imap
+            ca_file = config.resolve(settings.ca_file) if settings.ca_file else None
+            read_imap(settings, lambda data: handle(data, "imap"), ca_file)
         else:
             raise DigestError(
                 "no bounce mailbox: set bounces.imap or bounces.maildir in config.yaml,"

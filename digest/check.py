@@ -102,7 +102,8 @@ def bounce_mailbox_warnings(config: Config) -> list[str]:
     settings = config.bounces
     if settings.imap is not None:
         try:
-            check_imap(settings.imap)
+            ca_file = settings.imap.ca_file
+            check_imap(settings.imap, config.resolve(ca_file) if ca_file else None)
         except MailboxError as error:
             return [f"the bounce mailbox is unreachable: {error}"]
     elif settings.maildir is not None:

@@ -422,6 +422,10 @@ class ImapConfig(_Strict):
     host: str = Field(description="IMAP server host name.")
     port: int = Field(993, ge=1, le=65535, description="IMAP port (993 with TLS, else 143).")
     tls: bool = Field(True, description="Connect with TLS (IMAPS).")
+    ca_file: str | None = Field(
+        None,
+        description="PEM of a private CA or self-signed cert to trust, relative to config.yaml.",
+    )
     username: str = Field(description="IMAP user name.")
     password: str = Field(description="IMAP password; use ${BOUNCES_IMAP_PASSWORD}.")
     folder: str = Field("INBOX", description="Folder the reports arrive in.")
