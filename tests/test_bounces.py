@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import NOW, Project, post
 from tests.support import reports
-from tests.support.imapserver import PASSWORD, USER, ImapServer, dovecot_missing
+from tests.support.imapserver import PASSWORD, USER, WITHOUT_MOVE, ImapServer, dovecot_missing
 
 VERP = "  return_path: bounces+{token}@example.org\n"
 
@@ -334,3 +334,87 @@ def test_digest_run_s_poll_reads_the_configured_mailbox(project: Project, tmp_pa
     poll_bounces(config, Clock.starting_at(NOW))
     assert suppressed(project) == {"ann@example.com": "bounce"}
     assert len(box) == 0
+
+
+@pytest.mark.skipif(dovecot_missing() is not None, reason=str(dovecot_missing()))
+def test_imap_over_tls_verifies_the_certificate_against_the_configured_ca(
+    project: Project,
+) -> None:
+    with ImapServer(tls=True) as imap:
+        plain = project.config.read_text(encoding="utf-8")
+        assert project.run("send").exit_code == 0
+        imap.append("INBOX", reports.dsn("ann@example.com", sent_to(project, "ann@example.com")))
+
+        # The test CA is in no system store: refused, one line, nothing read or suppressed.
+        project.config.write_text(plain + imap.settings(), encoding="utf-8")
+        refused = project.run_process("bounces")
+        assert refused.returncode != 0, refused.stdout + refused.stderr
+        assert refused.stdout == "" and "Traceback" not in refused.stderr
+        [line] = refused.stderr.strip().splitlines()
+        assert line.startswith(f"Error: bounces.imap: 127.0.0.1:{imap.port}: certificate verif")
+        assert "set bounces.imap.ca_file" in line
+        assert suppressed(project) == {}
+        assert rows(project, "SELECT COUNT(*) FROM bounce_reports") == [(0,)]
+        checked = project.run("check")
+        assert "the bounce mailbox is unreachable: " in checked.output
+        assert "certificate verification failed" in checked.output
+
+        missing = imap.settings("ca_file: no-such-ca.pem")
+        project.config.write_text(plain + missing, encoding="utf-8")
+        unreadable = project.run("bounces")
+        assert unreadable.exit_code != 0 and "Traceback" not in unreadable.output
+        assert "Error: bounces.imap.ca_file: cannot use " in unreadable.output
+        assert "no-such-ca.pem: No such file or directory" in unreadable.output
+
+        # Trusting the CA through bounces.imap.ca_file (relative to config.yaml): read over TLS.
+        (project.root / "imap-ca.pem").write_bytes(imap.ca_file.read_bytes())
+        trusting = imap.settings("ca_file: imap-ca.pem")
+        project.config.write_text(plain + trusting, encoding="utf-8")
+        result = project.run("bounces")
+        assert result.exit_code == 0, result.output
+        assert "Read 1 message: 1 suppressed" in result.output
+        assert suppressed(project) == {"ann@example.com": "bounce"}
+        assert imap.messages("INBOX") == [] and len(imap.messages("digest-processed")) == 1
+        assert "unreachable" not in project.run("check").output
+        assert "TLS" in imap.log()  # Dovecot logs the sessions as TLS ones
+
+
+@pytest.mark.skipif(dovecot_missing() is not None, reason=str(dovecot_missing()))
+@pytest.mark.parametrize(
+    "capability",
+    [WITHOUT_MOVE, WITHOUT_MOVE.replace(" UIDPLUS", "")],
+    ids=["uid-expunge", "expunge"],
+)
+def test_without_move_reports_are_copied_then_expunged_and_other_mail_stays_unread(
+    project: Project, capability: str
+) -> None:
+    with ImapServer(capability=capability) as imap:
+        verp_project(project, imap.settings())
+        client = imap.client()
+        try:
+            advertised = client.capability()[1][-1]
+        finally:
+            client.logout()
+        assert b"MOVE" not in advertised.split()
+        assert project.run("send").exit_code == 0
+        imap.append(
+            "INBOX",
+            reports.dsn("ann@example.com", sent_to(project, "ann@example.com")),
+            reports.plain_mail(),
+            reports.arf("bob@example.com", sent_to(project, "bob@example.com")),
+            reports.out_of_office(),
+        )
+        result = project.run("bounces")
+        assert result.exit_code == 0, result.output
+        assert "Read 4 messages: 2 suppressed" in result.output
+        assert suppressed(project) == {"ann@example.com": "bounce", "bob@example.com": "complaint"}
+        left = imap.messages("INBOX")
+        assert len(left) == 1, left  # the others are expunged, not just flagged
+        flags, body = left[0]
+        assert b"Question about the newsletter" in body
+        assert b"\\Seen" not in flags and b"\\Deleted" not in flags
+        processed = imap.messages("digest-processed")
+        assert len(processed) == 3
+        assert all(b"\\Deleted" not in flags for flags, _ in processed)
+        # COPY, then \Deleted and EXPUNGE: Dovecot counts three of each (a MOVE counts none).
+        assert re.search(r"Logged out .*deleted=3 expunged=3", imap.log()), imap.log()

@@ -20,6 +20,8 @@ import pytest
 
 from digest.store import State
 from tests.conftest import Project
+from tests.support import reports
+from tests.support.imapserver import ImapServer, dovecot_missing
 from tests.support.smtpserver import free_port
 
 SLOT = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # a Monday, 08:00 in London (GMT)
@@ -228,3 +230,26 @@ def test_a_slot_that_fails_is_retried_with_the_config_as_edited_meanwhile(
         assert daemon.terminate() == 0, daemon.log
     assert recipients(project) == ["ann@example.com", "bob@example.com"]
     assert rows(project, "SELECT slot_key FROM issues") == [("2026-11-30T08:00:00+00:00",)]
+
+
+@pytest.mark.skipif(dovecot_missing() is not None, reason=str(dovecot_missing()))
+def test_the_bounce_mailbox_is_polled_and_a_bounced_address_suppressed(project: Project) -> None:
+    assert project.run("send").exit_code == 0
+    bounced = reports.dsn("ann@example.com", project.smtp.to("ann@example.com")[-1].data)
+    with ImapServer() as imap:
+        imap.append("INBOX", bounced)
+        project.write_config(
+            'schedule:\n  day: monday\n  time: "08:00"\n  timezone: Europe/London\n'
+            + imap.settings()
+            + "  poll_every: 1s\n"
+        )
+        with Daemon(project, SLOT + timedelta(days=2)) as daemon:
+            line = daemon.wait_for("bounce mailbox:")
+            assert "'suppressed': 1" in line, daemon.log
+            assert rows(project, "SELECT email, source FROM suppressions") == [
+                ("ann@example.com", "bounce")
+            ]
+            assert imap.messages("INBOX") == [] and len(imap.messages("digest-processed")) == 1
+            assert daemon.terminate() == 0, daemon.log
+        assert "digest run stopped" in daemon.log
+    assert len(project.smtp.received) == 2  # only the issue sent before; the poll sends nothing

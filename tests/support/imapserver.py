@@ -3,6 +3,8 @@
 Its own config file, a passwd-file user database and a throwaway mail folder, all in a
 temporary directory; an unprivileged port; stopped (by its own process id) on exit. As root,
 Dovecot's own unprivileged users run the login and mail processes, as Dovecot requires.
+Optionally implicit TLS only (a certificate for 127.0.0.1 from a CA made for the test), and
+an explicit CAPABILITY list in place of Dovecot's own.
 """
 
 from __future__ import annotations
@@ -13,15 +15,26 @@ import os
 import pwd
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 
+import trustme
+
 DOVECOT = "/usr/sbin/dovecot"
 USER = "bounces"
 PASSWORD = "imap-test-password"
+
+# Dovecot 2.3's own capabilities after login, less MOVE (its setting can add but not remove).
+WITHOUT_MOVE = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES"
+    " THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN"
+    " NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES"
+    " WITHIN CONTEXT=SEARCH LIST-STATUS BINARY LITERAL+"
+)
 
 
 def dovecot_missing() -> str | None:
@@ -38,12 +51,43 @@ def _free_port() -> int:
 
 
 class ImapServer:
-    """Dovecot serving one user's Maildir over plain IMAP on 127.0.0.1."""
+    """Dovecot serving one user's Maildir over IMAP (plain, or implicit TLS) on 127.0.0.1."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False, capability: str | None = None) -> None:
         self.port = _free_port()
         self.root = Path(tempfile.mkdtemp(prefix="digest-imap-"))
         self.process: subprocess.Popen[bytes] | None = None
+        self.tls = tls
+        self.capability = capability
+        self.ca = trustme.CA() if tls else None
+        self.ca_file = self.root / "ca.pem"  # the CA to trust, written when tls is on
+
+    def _tls_settings(self) -> str:
+        """Dovecot's ssl lines: off, or required with a certificate for 127.0.0.1."""
+        if self.ca is None:
+            return "ssl = no\n"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        issued = self.ca.issue_cert("127.0.0.1")
+        issued.private_key_pem.write_to_path(str(self.root / "key.pem"))
+        with open(self.root / "cert.pem", "wb") as chain:
+            for blob in issued.cert_chain_pems:
+                chain.write(blob.bytes())
+        return f"ssl = required\nssl_cert = <{self.root}/cert.pem\nssl_key = <{self.root}/key.pem\n"
+
+    def settings(self, *lines: str) -> str:
+        """config.yaml's bounces block reading this server, with extra lines under imap."""
+        return (
+            f"bounces:\n  imap:\n    host: 127.0.0.1\n    port: {self.port}\n"
+            f"    tls: {str(self.tls).lower()}\n    username: {USER}\n    password: {PASSWORD}\n"
+            "    timeout: 5\n" + "".join(f"    {line}\n" for line in lines)
+        )
+
+    def context(self) -> ssl.SSLContext:
+        """A client context that trusts this server's certificate."""
+        assert self.ca is not None
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
 
     def _users(self) -> tuple[str, str, str, str, int, int]:
         """(internal user, internal group, login user, mail user, uid, gid) to run as."""
@@ -68,14 +112,14 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
+{self._tls_settings()}disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {internal}
 default_internal_group = {group}
 default_login_user = {login}
 first_valid_uid = {uid}
 first_valid_gid = {gid}
+{f"imap_capability = {self.capability}" if self.capability else ""}
 mail_location = maildir:{root}/mail/%u
 passdb {{
   driver = passwd-file
@@ -90,10 +134,12 @@ service imap-login {{
   chroot =
   inet_listener imap {{
     address = 127.0.0.1
-    port = {self.port}
+    port = {0 if self.tls else self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.port if self.tls else 0}
+    ssl = yes
   }}
 }}
 service anvil {{
@@ -110,13 +156,20 @@ service anvil {{
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    if sock.recv(100).startswith(b"* OK"):
-                        return self
+                if self._greeting().startswith(b"* OK"):
+                    return self
             except OSError:
                 time.sleep(0.1)
         self.__exit__(None, None, None)
         raise RuntimeError(f"dovecot did not start; its log: {self.log()}")
+
+    def _greeting(self) -> bytes:
+        """The server's first line, read over TLS when it serves TLS."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
+            if not self.tls:
+                return raw.recv(100)
+            with self.context().wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+                return sock.recv(100)
 
     def log(self) -> str:
         """Dovecot's log so far."""
@@ -140,7 +193,11 @@ service anvil {{
 
     def client(self) -> imaplib.IMAP4:
         """A logged-in standard-library client, for putting messages in and looking."""
-        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
+        client = (
+            imaplib.IMAP4_SSL("127.0.0.1", self.port, ssl_context=self.context(), timeout=10)
+            if self.tls
+            else imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
+        )
         client.login(USER, PASSWORD)
         return client
 
