@@ -12,6 +12,7 @@ Bounds, per feed request:
 from __future__ import annotations
 
 import re
+import ssl
 import threading
 import time
 import zlib
@@ -137,12 +138,49 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
+class _TrustOnFirstHandshake(ssl.SSLContext):
+    """A verifying client TLS context that reads its CA bundle at the first handshake, not when
+    the client is made: reading it costs tens of milliseconds, which a run whose feeds are all
+    plain http:// (or all unchanged behind a local cache) then never spends."""
+
+    cafile: str
+    _trust_loaded: bool
+    _trust_lock: threading.Lock
+
+    def _load_trust(self) -> None:
+        with self._trust_lock:
+            if not self._trust_loaded:
+                self.load_verify_locations(cafile=self.cafile)
+                self._trust_loaded = True
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        self._load_trust()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        self._load_trust()
+        return super().wrap_bio(*args, **kwargs)
+
+
+def feed_tls_context(cafile: str | None = None) -> ssl.SSLContext:
+    """The TLS context for fetching feeds: certificates verified against `cafile` (by default
+    certifi's bundle, as httpx uses), with hostname checks; loaded on first use."""
+    context = _TrustOnFirstHandshake(ssl.PROTOCOL_TLS_CLIENT)  # verifies and checks hostnames
+    if cafile is None:
+        import certifi
+
+        cafile = certifi.where()
+    context.cafile = cafile
+    context._trust_loaded = False
+    context._trust_lock = threading.Lock()
+    return context
+
+
 class _DeadlineTransport(httpx.HTTPTransport):
     """httpx's own transport over a connection pool that keeps to each request's deadline."""
 
-    def __init__(self, fetch: FetchConfig) -> None:
-        # One TLS context for both (loading the certificate store costs tens of milliseconds).
-        context = httpx.create_ssl_context(trust_env=False)
+    def __init__(self, fetch: FetchConfig, cafile: str | None = None) -> None:
+        context = feed_tls_context(cafile)  # one for both
         super().__init__(verify=context, trust_env=False)
         # httpx takes no network backend, so its pool is replaced by one that has ours.
         self._pool = httpcore.ConnectionPool(
@@ -153,14 +191,17 @@ class _DeadlineTransport(httpx.HTTPTransport):
         )
 
 
-def make_client(fetch: FetchConfig, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+def make_client(
+    fetch: FetchConfig, transport: httpx.BaseTransport | None = None, *, cafile: str | None = None
+) -> httpx.Client:
     """One HTTP client shared by all feeds of a run: pooled and timed; fetch_url follows redirects.
 
     `transport` replaces the network (tests use httpx.MockTransport); the whole-request deadline
-    is then still checked between the body's chunks.
+    is then still checked between the body's chunks. `cafile` replaces the trusted certificate
+    authorities (tests trust their own).
     """
     return httpx.Client(
-        transport=transport or _DeadlineTransport(fetch),
+        transport=transport or _DeadlineTransport(fetch, cafile),
         timeout=httpx.Timeout(fetch.timeout),
         follow_redirects=False,
         headers={
@@ -217,6 +258,12 @@ def _get(
     except httpx.DecodingError:
         return Fetched(error="the compressed body could not be decoded")
     except httpx.ConnectError as error:
+        verify = re.search(r"certificate verify failed: ([^(]+)", str(error))
+        if verify:
+            return Fetched(
+                error=f"the site's certificate could not be verified ({verify[1].strip()});"
+                " its owner needs to fix its HTTPS setup"
+            )
         return Fetched(error=f"could not connect: {error_line(error)}")
     except (httpx.HTTPError, httpx.InvalidURL) as error:
         return Fetched(error=f"{type(error).__name__}: {error_line(error)}")

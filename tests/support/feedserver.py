@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import ssl
 import sys
 import threading
 import time
@@ -10,6 +11,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -45,8 +47,11 @@ class FeedServer:
     which Linux routes to lo too); use as a context manager. `peak` is the most requests it was
     answering at once."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", *, certificate: tuple[Path, Path] | None = None
+    ) -> None:
         self.host = host
+        self.scheme = "https" if certificate else "http"
         self.routes: dict[str, Route] = {}
         self.requests: list[LoggedRequest] = []
         self.active = 0
@@ -138,11 +143,25 @@ class FeedServer:
                     pass
 
         class Server(ThreadingHTTPServer):
+            def get_request(self) -> tuple[Any, Any]:
+                connection, address = super().get_request()
+                if tls is None:
+                    return connection, address
+                # The handshake runs in the request's own thread, on first read.
+                return tls.wrap_socket(
+                    connection, server_side=True, do_handshake_on_connect=False
+                ), address
+
             def handle_error(self, request: Any, client_address: Any) -> None:
-                # A client hanging up mid-answer is what some tests are about.
-                if not isinstance(sys.exc_info()[1], ConnectionError):
+                # A client hanging up mid-answer, or refusing the certificate, is what some tests
+                # are about.
+                if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
                     super().handle_error(request, client_address)
 
+        tls: ssl.SSLContext | None = None
+        if certificate:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.load_cert_chain(str(certificate[0]), str(certificate[1]))
         self.httpd = Server((host, 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(
@@ -151,8 +170,8 @@ class FeedServer:
 
     @property
     def base_url(self) -> str:
-        """http://HOST:PORT"""
-        return f"http://{self.host}:{self.httpd.server_address[1]}"
+        """http(s)://HOST:PORT"""
+        return f"{self.scheme}://{self.host}:{self.httpd.server_address[1]}"
 
     def url(self, path: str) -> str:
         """Absolute URL of a path on this server."""
