@@ -21,7 +21,7 @@ import hashlib
 import math
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -37,7 +37,7 @@ from digest.config import Config
 from digest.dates import format_date
 from digest.htmltext import collapse, shorten
 from digest.message import sender_address
-from digest.models import Issue, RenderedIssue
+from digest.models import MAX_TITLE, Issue, RenderedIssue
 from digest.personalise import depersonalise
 from digest.store.archive import ArchivedIssue
 from digest.theme import readable_on
@@ -138,8 +138,37 @@ def preview_url(config: Config) -> str:
 
 def summary_of(issue: Issue) -> str:
     """One line for the index, the feed and link previews: the top post titles."""
-    titles = [collapse(post.title) for section in issue.sections for post in section.posts]
-    return shorten(" · ".join(title for title in titles[:SUMMARY_TITLES] if title), MAX_SUMMARY)
+    return _summary([post.title for section in issue.sections for post in section.posts])
+
+
+def summary_of_frozen(titles: Iterable[str], text: str) -> str:
+    """The summary of an issue numbered after it was sent, from what the state holds of it.
+
+    Its posts were frozen by key only, so their titles are the ones last stored for those keys;
+    only the titles the issue's frozen plain text shows are kept, in the order it shows them,
+    so the summary names what readers got (a title the feed has changed since is left out,
+    leaving just the post count).
+    """
+    shown = collapse(text)
+    found: dict[str, int] = {}
+    for title in titles:
+        clean = shorten(collapse(title), MAX_TITLE)
+        where = shown.find(clean) if clean else -1
+        if where >= 0:
+            found.setdefault(clean, where)
+    return _summary(sorted(found, key=found.__getitem__))
+
+
+def _summary(titles: Sequence[str]) -> str:
+    """The first few titles, joined and bounded."""
+    cleaned = [collapse(title) for title in titles]
+    return shorten(" · ".join(title for title in cleaned[:SUMMARY_TITLES] if title), MAX_SUMMARY)
+
+
+def sent_order(entry: ArchivedIssue) -> tuple[datetime, int]:
+    """Sorts issues by when they were sent: a number given later to an earlier issue (one sent
+    before the archive was on) does not move it."""
+    return entry.issue.created_at, entry.number
 
 
 def describe(entry: ArchivedIssue) -> str:
@@ -213,9 +242,7 @@ def index_page(site: Site, issues: Sequence[ArchivedIssue], page: int) -> bytes 
 
 def issue_page(site: Site, issues: Sequence[ArchivedIssue], entry: ArchivedIssue) -> bytes:
     """The page of `entry` (read with its content), linked to its neighbours among `issues`."""
-    ordered = sorted(
-        [e for e in issues if e.number != entry.number] + [entry], key=lambda e: e.number
-    )
+    ordered = sorted([e for e in issues if e.number != entry.number] + [entry], key=sent_order)
     where = ordered.index(entry)
     older = ordered[where - 1] if where > 0 else None
     newer = ordered[where + 1] if where + 1 < len(ordered) else None

@@ -553,6 +553,28 @@ def withdraw(config: Config, number: int) -> None:
         out.print(f"Rewrote the archive in {target}", markup=False)
 
 
+@archive.command("add-past")
+@click.option(
+    "--dry-run", is_flag=True, help="List the issues that would be added; change nothing."
+)
+@with_config
+def add_past(config: Config, dry_run: bool) -> None:
+    """Publish the issues sent before the archive was on, numbered in the order they were sent."""
+    from digest.archive_past import add_past_issues
+
+    result = add_past_issues(config, current_time(), dry_run=dry_run)
+    if not result.issues:
+        out.print("No past issues to add: every sent issue is in the archive.", markup=False)
+        return
+    verb = "Would add" if dry_run else "Added"
+    out.print(f"{verb} {_count(len(result.issues), 'past issue')}:", markup=False)
+    for issue in result.issues:
+        sent = issue.sent_at.date().isoformat()
+        out.print(f"  {issue.number}  {sent}  {issue.subject}  {issue.url}", markup=False)
+    if result.rewritten is not None:
+        out.print(f"Rewrote the archive in {result.rewritten}", markup=False)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Public app's address.")
 @click.option(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digest.archive import issue_slug
+from digest.archive import issue_slug, summary_of_frozen
 from digest.config import parse_config
 from digest.errors import ConfigError
 from digest.models import RenderedIssue, Subscriber
@@ -130,3 +130,19 @@ def test_the_archive_address_is_a_folder_not_a_page(tmp_path: Path) -> None:
     else:
         raise AssertionError("accepted a page as the archive's address")
     parse_config(text.replace("enabled: true", "enabled: false"), "config.yaml", tmp_path, {})
+
+
+def test_a_past_issue_is_summarised_by_the_titles_its_frozen_text_shows() -> None:
+    text = (
+        "Weekly\n======\n\nFrom the blog\n-------------\n\nA long title that the plain text\n"
+        "  wrapped onto two lines\nhttps://example.org/a\n\nSecond post\nhttps://example.org/b\n"
+    )
+    stored = [
+        "Second post",
+        "Renamed since it was sent",
+        "A long title that the plain text wrapped onto two lines",
+    ]
+    assert summary_of_frozen(stored, text) == (
+        "A long title that the plain text wrapped onto two lines · Second post"
+    )
+    assert summary_of_frozen(["Renamed since it was sent"], text) == ""

@@ -77,6 +77,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.signup",
                 "digest.archive",
                 "digest.archive_files",
+                "digest.archive_past",
                 "digest.bounces",
                 "digest.editor",
                 "digest.approval",

@@ -1,7 +1,10 @@
 """The public archive's numbers: which frozen issue is published as which number, and withdrawals.
 
 A number is given when an issue is frozen (inside the same transaction, under the send lock),
-so the issue's page URL is known before the first message goes out and never changes.
+so the issue's page URL is known before the first message goes out and never changes. Issues
+sent before the archive was turned on get theirs later (digest.archive_past), after the highest
+number given so far: a number names a page for good, it is not a rank, so the archive lists
+issues by the time they were sent.
 """
 
 from __future__ import annotations
@@ -47,10 +50,31 @@ class Archive:
             (number, issue_id, slug, summary),
         )
 
+    def unpublished_sent(self) -> list[StoredIssue]:
+        """Issues that reached a subscriber (a delivery the server accepted) but have no number
+        yet, in the order they were sent, with their frozen content."""
+        rows = self.db.execute(
+            "SELECT * FROM issues i WHERE NOT EXISTS"
+            " (SELECT 1 FROM archive_issues a WHERE a.issue_id = i.id)"
+            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = i.id"
+            " AND d.status = 'sent') ORDER BY i.created_at, i.id"
+        )
+        return [issue_from_row(row) for row in rows.fetchall()]
+
+    def post_titles(self, issue_id: int) -> list[str]:
+        """The titles of an issue's posts as last stored (posts are frozen by key only)."""
+        rows = self.db.execute(
+            "SELECT json_extract(p.data, '$.title') AS title FROM issue_posts ip"
+            " JOIN posts p ON p.feed_url = ip.feed_url AND p.post_key = ip.post_key"
+            " WHERE ip.issue_id = ?",
+            (issue_id,),
+        )
+        return [str(row["title"]) for row in rows.fetchall() if row["title"]]
+
     def issues(
         self, *, include_withdrawn: bool = False, content: bool = False
     ) -> list[ArchivedIssue]:
-        """Every numbered issue, newest (highest number) first; html and text only if `content`."""
+        """Every numbered issue, most recently sent first; html and text only if `content`."""
         where = "" if include_withdrawn else " WHERE a.withdrawn_at IS NULL"
         return self._select(where, (), content=content)
 
@@ -68,7 +92,7 @@ class Archive:
             "SELECT a.number, a.slug, a.summary, a.withdrawn_at, i.id, i.created_at,"
             f" i.finished_at, i.slot_key, i.subject, i.post_count, i.marker, {columns}"
             f" FROM archive_issues a JOIN issues i ON i.id = a.issue_id{where}"
-            " ORDER BY a.number DESC",
+            " ORDER BY i.created_at DESC, a.number DESC",
             parameters,
         )
         return [
