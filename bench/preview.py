@@ -3,7 +3,8 @@
 Feeds are served from 127.0.0.1; the whole command is timed, Python start-up included. The
 project has a state file (as after its first send), so an unchanged issue's preview is served
 from the preview cache; the "cache cold" row empties the cache before each run, which is what
-every preview cost before the cache (the baseline).
+every preview cost before the cache (the baseline). The runs of each row are interleaved with
+the others' and the median shown.
 """
 
 from __future__ import annotations
@@ -79,34 +80,28 @@ def main() -> None:
 
         # As on a user's machine, compiled bytecode is kept between runs.
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        subprocess.run(command, check=True, capture_output=True, env=env)  # warm the caches
-        timings = []
-        for _ in range(RUNS):
-            started = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True, env=env)
-            timings.append(time.perf_counter() - started)
-        cold_timings = []
-        for _ in range(RUNS):
-            cold()
-            started = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True, env=env)
-            cold_timings.append(time.perf_counter() - started)
-        html = (root / "preview.html").read_text(encoding="utf-8")
         config_text = (root / "config.yaml").read_text(encoding="utf-8")
-        (root / "config.yaml").write_text(config_text + "inliner: css_inline\n")
-        subprocess.run(command, check=True, capture_output=True, env=env)
-        fast_timings = []
+        (root / "fast.yaml").write_text(config_text + "inliner: css_inline\n", encoding="utf-8")
+        fast_command = [*command]
+        fast_command[fast_command.index(str(root / "config.yaml"))] = str(root / "fast.yaml")
+
+        def timed(run: list[str]) -> float:
+            started = time.perf_counter()
+            subprocess.run(run, check=True, capture_output=True, env=env)
+            return time.perf_counter() - started
+
+        timed(command)  # warm the caches
+        timed(fast_command)
+        html = (root / "preview.html").read_text(encoding="utf-8")
+        # Interleaved, so that a drift in the machine's speed touches every row alike.
+        timings, cold_timings, fast_timings, startup = [], [], [], []
         for _ in range(RUNS):
             cold()
-            started = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True, env=env)
-            fast_timings.append(time.perf_counter() - started)
-        (root / "config.yaml").write_text(config_text)
-        startup = []
-        for _ in range(RUNS):
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import digest.cli"], check=True, env=env)
-            startup.append(time.perf_counter() - started)
+            cold_timings.append(timed(command))  # renders, and fills the cache
+            timings.append(timed(command))  # served from the cache
+            cold()
+            fast_timings.append(timed(fast_command))
+            startup.append(timed([sys.executable, "-c", "import digest.cli"]))
 
         config = load_config(root / "config.yaml")
         with open_state(config, read_only=True) as state:
