@@ -13,6 +13,7 @@ import pytest
 
 from digest.config import Config, parse_config
 from digest.errors import ConfigError, TemplateError
+from digest.inline import inline_css
 from digest.models import Issue, Post, RenderedIssue, Section, Subscriber
 from digest.personalise import personalise, slot
 from digest.render import render_issue
@@ -491,3 +492,20 @@ def test_rules_an_editor_adds_that_cannot_be_inlined_join_the_one_style_block(
     if inliner == "premailer":  # css-inline drops pseudo-class rules it cannot inline
         assert "a.link:hover" in css
     assert "<!--[if mso]>" in html and "font-family: Arial" in html  # Outlook's block untouched
+
+
+def test_floated_images_get_outlooks_align_attribute_and_others_none() -> None:
+    floated = (
+        "<html><head><style>.lead{float:right;width:120px}</style></head>"
+        '<body><img class="lead" src="https://example.org/a.png" alt=""></body></html>'
+    )
+    plain = (
+        "<html><head><style>.lead{width:120px}</style></head>"
+        '<body><img class="lead" src="https://example.org/a.png" alt=""></body></html>'
+    )
+    floated_image = lxml.html.fromstring(inline_css(floated)).xpath("//img")[0]
+    plain_image = lxml.html.fromstring(inline_css(plain)).xpath("//img")[0]
+    assert floated_image.get("align") == "right"
+    assert "float:right" in floated_image.get("style").replace(" ", "")
+    assert plain_image.get("align") is None
+    assert "width:120px" in plain_image.get("style").replace(" ", "")
