@@ -100,48 +100,75 @@ class _Job:
     fetched: float | None = None  # when the body was in and parsing began
     result: FeedResult | None = None
     abandoned: bool = False  # given up on: whatever the worker still does is not reported
+    events: queue.SimpleQueue[tuple[int, bool]] | None = None  # (index, done) to the collector
+    index: int = 0
+
+    def body_in(self) -> None:
+        """Mark the fetch over (parsing begins): its host and network slot are free again."""
+        self.fetched = time.monotonic()
+        if self.events is not None:
+            self.events.put((self.index, False))
 
 
 def _run(jobs: list[_Job], fetch: FetchConfig, stop: threading.Event | None) -> list[FeedResult]:
-    """Run the jobs, at most fetch.concurrency at once and fetch.per_host on any one host,
-    giving up on overdue ones."""
-    finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+    """Run the jobs, at most fetch.concurrency fetching at once and fetch.per_host from any one
+    host, giving up on overdue ones.
+
+    A feed holds its place in those limits only while it is fetched: once its body is in,
+    the next feed's request starts while it is parsed, so parsing (one at a time, under the
+    GIL) never holds back the network. Bodies in memory stay bounded: feeds being fetched and
+    feeds being parsed are never more than 2 x fetch.concurrency together.
+    """
+    events: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()
     results: list[FeedResult | None] = [None] * len(jobs)
     waiting = deque(range(len(jobs)))
-    running: set[int] = set()
+    fetching: set[int] = set()
+    parsing: set[int] = set()
     hosts = [_host(job.feed) for job in jobs]
     busy: Counter[str] = Counter()
-    while waiting or running:
+
+    def stop_fetching(index: int) -> None:
+        if index in fetching:
+            fetching.discard(index)
+            busy[hosts[index]] -= 1
+
+    while waiting or fetching or parsing:
         if stop is not None and stop.is_set():
             break
         for index in list(waiting):
-            if len(running) >= fetch.concurrency:
+            if (
+                len(fetching) >= fetch.concurrency
+                or len(fetching) + len(parsing) >= 2 * fetch.concurrency
+            ):
                 break
             if hosts[index] and busy[hosts[index]] >= fetch.per_host:
                 continue
             waiting.remove(index)
             busy[hosts[index]] += 1
-            jobs[index].started = time.monotonic()
-            worker = threading.Thread(
-                target=_work, args=(jobs[index], index, finished), name=f"feed {index}", daemon=True
-            )
+            job = jobs[index]
+            job.started, job.events, job.index = time.monotonic(), events, index
+            worker = threading.Thread(target=_work, args=(job,), name=f"feed {index}", daemon=True)
             worker.start()
-            running.add(index)
-        for index in sorted(running):
+            fetching.add(index)
+        for index in sorted(fetching | parsing):
             overdue = _overdue(jobs[index], fetch)
             if overdue:
-                running.discard(index)
-                busy[hosts[index]] -= 1
+                stop_fetching(index)
+                parsing.discard(index)
                 jobs[index].abandoned = True
                 results[index] = _failed(jobs[index], overdue)
         try:
-            index = finished.get(timeout=POLL)
+            index, done = events.get(timeout=POLL)
         except queue.Empty:
             continue
-        if index in running:
-            running.discard(index)
-            busy[hosts[index]] -= 1
+        if index not in fetching and index not in parsing:
+            continue  # given up on already
+        stop_fetching(index)
+        if done:
+            parsing.discard(index)
             results[index] = jobs[index].result
+        else:
+            parsing.add(index)
     for job in jobs:
         job.abandoned = True
     return [result or _failed(job, "stopped") for job, result in zip(jobs, results, strict=True)]
@@ -157,9 +184,10 @@ def _host(feed: FeedConfig) -> str:
     return (urlsplit(feed.url).hostname or "").lower()
 
 
-def _work(job: _Job, index: int, finished: queue.SimpleQueue[int]) -> None:
+def _work(job: _Job) -> None:
     job.result = job.work(job)
-    finished.put(index)
+    if job.events is not None:
+        job.events.put((job.index, True))
 
 
 def _overdue(job: _Job, fetch: FetchConfig) -> str:
@@ -231,7 +259,7 @@ def _fetch_and_parse(
         url = feed.url
         fetched = read_file(base_dir / feed.url, fetch.max_bytes)
         permanent = None
-    job.fetched = time.monotonic()
+    job.body_in()
     answer = FeedResult(
         feed_url=feed.url,
         status=FetchStatus.FAILED,

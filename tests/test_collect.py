@@ -5,12 +5,14 @@ from __future__ import annotations
 import gzip
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
+import digest.collect
 from digest.collect import KnownFeed, collect
 from digest.config import FeedConfig, FetchConfig
 from digest.models import FeedResult, FetchStatus
@@ -277,6 +279,36 @@ def test_concurrency_is_bounded(server: FeedServer) -> None:
     run(urls, concurrency=2, per_host=4)
     assert time.monotonic() - started >= 0.95
     assert server.peak == 2
+
+
+def test_the_next_request_starts_while_a_body_is_parsed_and_the_backlog_is_bounded(
+    server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """concurrency 1: the second feed is requested while the first is parsed (parsing holds no
+    network slot), but the third waits until that parse is done (one body waiting, at most)."""
+    moments: list[tuple[str, float]] = []
+    real_parse = digest.collect.parse_feed
+
+    def slow_parse(data: bytes, url: str, now: datetime, **options: object) -> FeedResult:
+        moments.append((f"parse {url.rsplit('/', 1)[1]} begins", time.monotonic()))
+        time.sleep(0.4)
+        moments.append((f"parse {url.rsplit('/', 1)[1]} ends", time.monotonic()))
+        return real_parse(data, url, now, **options)  # type: ignore[arg-type]
+
+    def arrival(name: str) -> Callable[[BaseHTTPRequestHandler], None]:
+        return lambda handler: moments.append((f"request {name}", time.monotonic()))
+
+    monkeypatch.setattr(digest.collect, "parse_feed", slow_parse)
+    urls = [
+        server.add(f"/{name}.xml", feed_body(f"Post {name}"), handler=arrival(name))
+        for name in ("a", "b", "c")
+    ]
+    results = run(urls, concurrency=1, per_host=1)
+    assert [titles(r) for r in results] == [["Post a"], ["Post b"], ["Post c"]]
+    when = dict(moments)
+    assert when["request b"] < when["parse a.xml ends"]
+    assert when["request c"] > when["parse a.xml ends"]
+    assert server.peak == 1
 
 
 def test_json_feed_and_html_page_are_not_feeds_we_can_read(server: FeedServer) -> None:
