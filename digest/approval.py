@@ -1,11 +1,11 @@
 """Approval before a scheduled send: the draft to the approvers, their answer, and the gate a
-slot's send passes through (`schedule.approval`)."""
+slot's send passes through (`schedule.approval`), which sends what the approvers saw."""
 
 from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
@@ -19,7 +19,10 @@ from digest.models import Delivery, DeliveryStatus, Issue, Subscriber
 from digest.personalise import personalise
 from digest.pipeline import (
     PREVIEW_SUBSCRIBER,
+    Gate,
+    GateAnswer,
     Prepared,
+    narrowed,
     open_state,
     prepare,
     preview_unsubscribe,
@@ -36,6 +39,24 @@ DECISIONS = ("approved", "held")
 def draft_keys(issue: Issue) -> frozenset[str]:
     """The posts of a draft, as kept with its approval."""
     return frozenset(f"{post.feed_url}\n{post.key}" for post in issue.posts)
+
+
+def _post_keys(kept: frozenset[str]) -> frozenset[tuple[str, str]]:
+    """A draft's posts as kept with its approval, back as (feed URL, post key)."""
+    pairs = (entry.split("\n", 1) for entry in kept)
+    return frozenset((feed_url, key) for feed_url, key in pairs)
+
+
+def as_drafted(config: Config, prepared: Prepared, kept: frozenset[str]) -> Prepared | None:
+    """The issue at the slot as the draft showed it: the draft's posts, without any published
+    since (they wait for the next issue); None when one of the draft's posts is no longer in it
+    (left out, unpinned, gone from its feed), a change the approvers have not seen."""
+    if draft_keys(prepared.issue) == kept:
+        return prepared
+    if not kept:
+        return None
+    drafted = narrowed(config, prepared, _post_keys(kept))
+    return drafted if draft_keys(drafted.issue) == kept else None
 
 
 def approval_link(config: Config, secret: str, slot: datetime) -> str:
@@ -121,39 +142,50 @@ def _tell_held(config: Config, state: State, slot: datetime, why: str, now: date
     state.editorial.told_of_hold(key)
 
 
-def gate_for(config: Config, slot: datetime, now: datetime) -> Callable[[State, Prepared], str]:
-    """The check a slot's send passes through: "" to send, else why it is held."""
+def gate_for(config: Config, slot: datetime, now: datetime) -> Gate:
+    """The check a slot's send passes through: the issue the draft showed (posts published
+    since wait for the next issue), else why it is held."""
 
-    def gate(state: State, prepared: Prepared) -> str:
+    def gate(state: State, prepared: Prepared) -> GateAnswer:
         schedule = require_schedule(config)
         approval = schedule.approval
         key = slot_key(slot)
         found = state.editorial.approval(key)
-        changed = found is not None and found.posts != draft_keys(prepared.issue)
-        if found is None:
+        drafted = as_drafted(config, prepared, found.posts) if found is not None else prepared
+        changed = drafted is None
+        if found is None or drafted is None:
+            if changed:
+                logger.warning("slot %s: a post of the draft left the issue; asking again", key)
             request(config, state, prepared, slot, now)
             found = state.editorial.approval(key)
             assert found is not None
-        elif changed:
-            logger.warning("slot %s: the issue changed after the draft; asking again", key)
-            request(config, state, prepared, slot, now)
-            found = state.editorial.approval(key)
-            assert found is not None
-        if found.status == "approved":
-            return ""
-        if found.status == "requested" and approval.on_timeout == "send":
-            logger.warning("slot %s: no answer from the approvers; sending (on_timeout: send)", key)
-            return ""
+            drafted = prepared
+        if found.status == "approved" or (
+            found.status == "requested" and approval.on_timeout == "send"
+        ):
+            if found.status == "requested":
+                logger.warning(
+                    "slot %s: no answer from the approvers; sending (on_timeout: send)", key
+                )
+            waiting = draft_keys(prepared.issue) - draft_keys(drafted.issue)
+            if waiting:
+                logger.info(
+                    "slot %s: sending the draft's %d posts; %d not in it wait for the next issue",
+                    key,
+                    drafted.issue.post_count,
+                    len(waiting),
+                )
+            return GateAnswer(drafted)
         if found.status == "held":
             why = "held by an approver"
         elif changed:
-            why = "the issue changed after the draft (a post left or arrived); not approved again"
+            why = "the issue changed after the draft (a post of it left); not approved again"
         else:
             why = "not approved in time"
         _tell_held(config, state, slot, why, now)
         if now >= slot + timedelta(seconds=schedule.grace):
             state.record_skipped_slot(key, now, why)
-        return f"{why}; approve within grace to send it"
+        return GateAnswer(prepared, f"{why}; approve within grace to send it")
 
     return gate
 

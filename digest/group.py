@@ -86,13 +86,15 @@ def build_issue(
     already_sent: AlreadySent,
     now: datetime,
     choices: Choices | None = None,
+    only_keys: frozenset[tuple[str, str]] | None = None,
 ) -> Issue:
     """Sections in config order, newest first, each post once, capped per feed and per section.
 
     The editor's `choices` leave posts out for good, or pin them: a pinned post that no earlier
     issue carried goes in whatever its date, the feed's filters and the caps, first in its
-    section. Posts must have `published` set (the pipeline fills undated ones with the time
-    first seen).
+    section. `only_keys` (feed URL, post key) narrows the choice to those posts, each still
+    subject to all of that (an approved draft's posts, without those published since). Posts
+    must have `published` set (the pipeline fills undated ones with the time first seen).
     """
     choices = choices or {}
     order = _pinned_newest_first(choices)
@@ -106,6 +108,7 @@ def build_issue(
                 post
                 for post in posts_by_feed.get(feed.url, ())
                 if post.published is not None
+                and (only_keys is None or (post.feed_url, post.key) in only_keys)
                 and not already_sent.covers(post)
                 and _eligible(post, feed, choices.get((post.feed_url, post.key)), oldest)
             ),

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +23,7 @@ from digest.dates import format_date
 from digest.deliver import Mailer
 from digest.errors import DigestError, Stopped
 from digest.feedadvice import feed_advice, feed_label
-from digest.group import AlreadySent, build_issue, only_sections, skip_reason
+from digest.group import AlreadySent, Choices, build_issue, only_sections, skip_reason
 from digest.lock import hold_lock
 from digest.message import (
     DkimKey,
@@ -74,14 +74,39 @@ Collector = Callable[..., Sequence[FeedResult]]
 
 
 @dataclass(frozen=True)
+class IssueSources:
+    """What the next issue is chosen from: each feed's posts (dated), what earlier issues
+    carried, and the editor's choices and note."""
+
+    posts_by_feed: Mapping[str, Sequence[Post]]
+    already_sent: AlreadySent
+    choices: Choices
+    note: str
+
+
+@dataclass(frozen=True)
 class Prepared:
-    """The next issue, grouped and rendered, with what went wrong collecting it."""
+    """The next issue, grouped and rendered, with what it was chosen from and what went wrong
+    collecting it."""
 
     issue: Issue
     rendered: RenderedIssue
     feed_results: tuple[FeedResult, ...]
+    sources: IssueSources
     problems: tuple[str, ...] = ()  # one line per feed that failed or warned, naming it
     sample: bool = False  # nothing new: a preview shows sample posts so the design can be seen
+
+
+@dataclass(frozen=True)
+class GateAnswer:
+    """A gate's answer on a new issue: send `prepared` (the issue as built, or narrowed to what
+    was approved), or, when `held` says why, hold it back."""
+
+    prepared: Prepared
+    held: str = ""
+
+
+Gate = Callable[[State, Prepared], GateAnswer]
 
 
 def feed_problems(feeds: Sequence[FeedConfig], results: Sequence[FeedResult]) -> tuple[str, ...]:
@@ -172,6 +197,20 @@ def gather(
     return posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), tuple(results)
 
 
+def issue_from(
+    config: Config,
+    sources: IssueSources,
+    now: datetime,
+    only_keys: frozenset[tuple[str, str]] | None = None,
+) -> Issue:
+    """The issue, not yet rendered: the new posts as the editor chose (only those `only_keys`
+    names, if given), and the note."""
+    issue = build_issue(
+        config, sources.posts_by_feed, sources.already_sent, now, sources.choices, only_keys
+    )
+    return replace(issue, note=sources.note)
+
+
 def _next_issue(
     config: Config,
     state: State,
@@ -180,13 +219,15 @@ def _next_issue(
     record: bool,
     collector: Collector = collect,
     stop: threading.Event | None = None,
-) -> tuple[Issue, tuple[FeedResult, ...]]:
-    """The next issue, not yet rendered: the new posts as the editor chose, and the note."""
+) -> tuple[Issue, IssueSources, tuple[FeedResult, ...]]:
+    """The next issue, not yet rendered, what it was chosen from, and the feeds' results."""
     posts_by_feed, already_sent, results = gather(
         config, state, now, record=record, collector=collector, stop=stop
     )
-    issue = build_issue(config, posts_by_feed, already_sent, now, state.editorial.choices())
-    return replace(issue, note=state.editorial.note()), results
+    sources = IssueSources(
+        posts_by_feed, already_sent, state.editorial.choices(), state.editorial.note()
+    )
+    return issue_from(config, sources, now), sources, results
 
 
 def prepare(
@@ -200,11 +241,20 @@ def prepare(
 ) -> Prepared:
     """Collect every feed, pick the new posts (as the editor chose), group and render them once,
     with the editor's note."""
-    issue, results = _next_issue(config, state, now, record=record, collector=collector, stop=stop)
+    issue, sources, results = _next_issue(
+        config, state, now, record=record, collector=collector, stop=stop
+    )
     rendered = render_issue(issue, config)
     if not record:  # a preview or test: "view in browser" points at the preview
         rendered = stamp_issue_url(rendered, archive.preview_url(config))
-    return Prepared(issue, rendered, results, feed_problems(config.feeds, results))
+    return Prepared(issue, rendered, results, sources, feed_problems(config.feeds, results))
+
+
+def narrowed(config: Config, prepared: Prepared, keys: frozenset[tuple[str, str]]) -> Prepared:
+    """The issue a real send prepared, chosen again from the same posts but only among those
+    `keys` names, and rendered again (an approved draft, without the posts that came since)."""
+    issue = issue_from(config, prepared.sources, prepared.issue.date, keys)
+    return replace(prepared, issue=issue, rendered=render_issue(issue, config))
 
 
 def preview_key(config: Config, issue: Issue) -> str:
@@ -251,7 +301,7 @@ def preview(
     the state file (see digest.store.previews), without rendering or inlining again.
     """
     with open_state(config, read_only=True) as state:
-        issue, results = _next_issue(config, state, now, record=False, collector=collector)
+        issue, sources, results = _next_issue(config, state, now, record=False, collector=collector)
         # With nothing new (so nothing would be sent), sample posts stand in, flagged `sample`,
         # so an editor working on the templates still sees them filled.
         sample = issue.post_count == 0 and config.digest.skip_if_empty
@@ -264,7 +314,7 @@ def preview(
         if cache:
             remember_preview(config.state_path, key, rendered, now.isoformat())
     prepared = Prepared(
-        issue, rendered, results, feed_problems(config.feeds, results), sample=sample
+        issue, rendered, results, sources, feed_problems(config.feeds, results), sample=sample
     )
     envelope = envelope_for(config, prepared.rendered, now)
     html, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, preview_unsubscribe(envelope))
@@ -529,12 +579,14 @@ def send(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     clock: Callable[[], datetime] | None = None,
-    gate: Callable[[State, Prepared], str] | None = None,
+    gate: Gate | None = None,
 ) -> SendReport:
     """The real send: resume an unfinished issue first, else freeze and send a new one.
 
     `gate` (the scheduler's approval check) sees a new issue once it is built and may hold it
-    back by returning why; nothing is frozen or recorded then, so the slot can be tried again.
+    back by saying why; nothing is frozen or recorded then, so the slot can be tried again. Or
+    it may narrow the issue (to the posts an approver saw): only the posts sent are recorded as
+    carried, so the others wait for the next issue.
 
     Order matters for the guarantees: the subscribers and the DKIM key are read and the send
     lock is taken first (no two sends overlap), the SMTP connection is opened before anything is
@@ -581,15 +633,16 @@ def send(
                 return SendReport(
                     None, prepared.issue.post_count, skipped_reason=reason, feed_problems=problems
                 )
-            held = gate(state, prepared) if gate else ""
-            if held:
+            answer = gate(state, prepared) if gate else GateAnswer(prepared)
+            if answer.held:
                 return SendReport(
                     None,
                     prepared.issue.post_count,
-                    skipped_reason=held,
+                    skipped_reason=answer.held,
                     held=True,
                     feed_problems=problems,
                 )
+            prepared = answer.prepared
             rendered = prepared.rendered
             variants = render_variants(config, prepared.issue, merged.subscribers)
             for edition in [rendered, *(variant for variant in variants.values() if variant)]:

@@ -15,11 +15,14 @@ from digest.config import load_config
 from digest.editor import choose, next_posts
 from digest.models import Choice
 from digest.slots import slot_key
-from tests.conftest import Project
+from tests.conftest import Project, post
 from tests.support.serving import serving
 from tests.test_schedule_run import SLOT, SLOT_LOG, Daemon, rows, wait_until, weekly
 
 APPROVER = "editor@example.org"
+NEXT_SLOT = SLOT + timedelta(days=7)
+BLOG = [post(1), post(2, 2)]
+NEWER = post(3, 1 / 1440)  # published a minute before the slot, after the draft went out
 
 
 def with_approval(project: Project, before: str, on_timeout: str = "hold") -> None:
@@ -44,6 +47,16 @@ def to(project: Project, address: str) -> list[str]:
 
 def status(project: Project) -> list[tuple[str, str]]:
     return [(str(k), str(s)) for k, s in rows(project, "SELECT slot_key, status FROM approvals")]
+
+
+def carried(project: Project, issue_id: int) -> list[str]:
+    """The post keys an issue was frozen with, sorted."""
+    found = rows(project, f"SELECT post_key FROM issue_posts WHERE issue_id = {issue_id}")
+    return sorted(str(key) for (key,) in found)
+
+
+def titles(text: str) -> list[str]:
+    return sorted(set(re.findall(r"Post number \d+", text)))
 
 
 def test_approval_is_asked_before_the_slot_and_an_approved_issue_goes_out_once(
@@ -163,3 +176,89 @@ def test_on_timeout_send_sends_an_unanswered_draft_but_never_a_held_one(project:
         db.execute("UPDATE approvals SET status = 'requested'")
     report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert report.issue_id == 1 and report.sent == 2
+
+
+def test_a_post_published_after_approval_waits_for_the_next_issue(project: Project) -> None:
+    with_approval(project, "4s")
+    with Daemon(project, SLOT - timedelta(seconds=5)) as daemon:
+        daemon.wait_for("approval requested for slot 2026-11-30T08:00:00+00:00")
+        wait_until(lambda: len(to(project, APPROVER)) == 1)
+        draft = next(m for m in project.smtp.received if APPROVER in m.recipients)
+        shown = ["Post number 1", "Post number 10", "Post number 2"]
+        assert titles(draft.part("plain")) == shown
+        project.serve("/blog.xml", [NEWER, *BLOG])
+        assert project.run("approve").exit_code == 0
+        line = daemon.wait_for(f"{SLOT_LOG}: issue 1")
+        assert "3 posts, 2 delivered" in line
+        assert "1 not in it wait for the next issue" in daemon.wait_for("sending the draft's 3")
+        assert daemon.terminate() == 0, daemon.log
+    (issue,) = [m for m in project.smtp.received if "ann@example.com" in m.recipients]
+    assert titles(issue.part("plain")) == shown and titles(issue.part("html")) == shown
+    assert to(project, APPROVER) == [to(project, APPROVER)[0]]  # no new draft, no hold notice
+    assert "post-3" not in " ".join(carried(project, 1))
+    assert status(project) == [("2026-11-30T08:00:00+00:00", "approved")]
+
+    with Daemon(project, NEXT_SLOT - timedelta(seconds=3)) as daemon:
+        daemon.wait_for("approval requested for slot 2026-12-07T08:00:00+00:00")
+        wait_until(lambda: len(to(project, APPROVER)) == 2)
+        assert project.run("approve", now=NEXT_SLOT).exit_code == 0
+        line = daemon.wait_for("slot 2026-12-07T08:00:00+00:00: issue 2")
+        assert "1 posts, 2 delivered" in line
+        assert daemon.terminate() == 0, daemon.log
+    second = [m for m in project.smtp.received if "ann@example.com" in m.recipients][1]
+    assert titles(second.part("plain")) == ["Post number 3"]
+    assert carried(project, 2) == ["https://example.org/blog/post-3"]
+
+
+def test_on_timeout_send_sends_what_the_unanswered_draft_showed(project: Project) -> None:
+    with_approval(project, "2h", on_timeout="send")
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    project.serve("/blog.xml", [NEWER, *BLOG])
+    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate_for(config, SLOT, SLOT))
+    assert report.issue_id == 1 and report.post_count == 3 and report.sent == 2
+    issue = next(m for m in project.smtp.received if "bob@example.com" in m.recipients)
+    assert titles(issue.part("plain")) == ["Post number 1", "Post number 10", "Post number 2"]
+    assert [s.split(" ")[0] for s in to(project, APPROVER)] == ["Approve?"]
+    assert "https://example.org/blog/post-3" not in carried(project, 1)
+    assert [p.post.title for p in next_posts(config, NEXT_SLOT)] == ["Post number 3"]
+
+
+def test_a_newer_post_over_a_cap_does_not_push_an_approved_one_out(project: Project) -> None:
+    with_approval(project, "2h")
+    project.config.write_text(
+        project.config.read_text(encoding="utf-8") + "digest:\n  max_posts_per_section: 2\n",
+        encoding="utf-8",
+    )
+    project.serve("/news.xml", [])
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    assert project.run("approve").exit_code == 0
+    project.serve("/blog.xml", [NEWER, *BLOG])  # the newest two are now posts 3 and 1
+    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate_for(config, SLOT, SLOT))
+    assert report.issue_id == 1 and report.post_count == 2
+    issue = next(m for m in project.smtp.received if "ann@example.com" in m.recipients)
+    assert titles(issue.part("plain")) == ["Post number 1", "Post number 2"]
+    assert len(to(project, APPROVER)) == 1
+    assert [p.post.title for p in next_posts(config, NEXT_SLOT)] == ["Post number 3"]
+
+
+def test_a_post_pinned_after_approval_stays_pinned_for_the_next_issue(project: Project) -> None:
+    with_approval(project, "2h")
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    assert project.run("approve").exit_code == 0
+    project.serve("/blog.xml", [post(4, 1 / 1440), *BLOG])
+    newer = next(c for c in next_posts(config, SLOT) if c.post.title == "Post number 4")
+    choose(config, newer.short_id, Choice.PIN, SLOT - timedelta(minutes=1))
+    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate_for(config, SLOT, SLOT))
+    assert report.issue_id == 1 and report.post_count == 3
+    issue = next(m for m in project.smtp.received if "ann@example.com" in m.recipients)
+    assert titles(issue.part("plain")) == ["Post number 1", "Post number 10", "Post number 2"]
+    assert len(to(project, APPROVER)) == 1
+    assert rows(project, "SELECT post_key, choice FROM post_choices") == [
+        ("https://example.org/blog/post-4", "pin")
+    ]
+    assert [(c.post.title, c.status) for c in next_posts(config, NEXT_SLOT)] == [
+        ("Post number 4", "pinned")
+    ]

@@ -58,6 +58,25 @@ def test_pinned_posts_go_in_first_whatever_the_caps_filters_and_date() -> None:
     assert "older" not in [p.key for p in build_issue(config, posts, sent, NOW, choices).posts]
 
 
+def test_only_keys_narrows_the_issue_and_the_choices_and_caps_still_apply() -> None:
+    config = make_config("  - name: Blog\n    url: https://a/feed\n    max_posts: 1\n")
+    posts = {
+        "https://a/feed": [
+            make_post("https://a/feed", "newest", 1),
+            make_post("https://a/feed", "new", 2),
+            make_post("https://a/feed", "older", 3),
+            make_post("https://a/feed", "pinned", 4),
+        ]
+    }
+    choices = {("https://a/feed", "pinned"): Choice.PIN}
+    keys = frozenset({("https://a/feed", "new"), ("https://a/feed", "older")})
+    narrowed = build_issue(config, posts, AlreadySent(), NOW, choices, keys)
+    assert [p.key for p in narrowed.posts] == ["new"]
+    choices[("https://a/feed", "new")] = Choice.LEAVE_OUT
+    narrowed = build_issue(config, posts, AlreadySent(), NOW, choices, keys)
+    assert [p.key for p in narrowed.posts] == ["older"]
+
+
 def test_candidates_say_what_the_next_issue_carries() -> None:
     config = make_config(TWO_FEEDS, "digest:\n  max_posts_per_section: 1\n")
     a = [make_post("https://a/feed", "a1", 1), make_post("https://a/feed", "a2", 2)]
