@@ -45,13 +45,19 @@ imap:
 
 test: lint typecheck unit
 
+# Each script prints its own figures and adds its goals' rows to BENCH_RESULTS; the last step
+# prints those rows as one table.
+bench: export BENCH_RESULTS := $(CURDIR)/.bench-results
 bench: $(STAMP)
+	@rm -f $(BENCH_RESULTS)
 	$(BIN)/python bench/preview.py
 	$(BIN)/python bench/collect.py
 	@command -v smtp-sink >/dev/null 2>&1 || test -x /usr/sbin/smtp-sink || \
 		$$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq postfix
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/inline.py
+	@$(BIN)/python -m bench.goals
 
 # Screenshots of the default email for the README (Debian's chromium; pngquant keeps them small).
 screenshots: $(STAMP) browser

@@ -43,6 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.goals import record
 from digest.config import load_config
 from digest.models import Subscriber
 from digest.personalise import personalise
@@ -367,6 +368,28 @@ def main() -> None:
     print(
         f"  goal: under {GOAL_LARGE_RSS_MIB} MiB at {LARGE_LIST:,}:"
         f" {verdict(large_rss / 1024 < GOAL_LARGE_RSS_MIB)}"
+    )
+    sending = f"`digest send`, {SUBSCRIBERS:,} subscribers, smtp-sink"
+    record(
+        f"{sending}, vs bare smtplib",
+        f"{rate['bare']:.0f} msg/s (bare smtplib loop)",
+        f"{rate['digest']:.0f} msg/s, {vs_bare:.2f}x",
+        f"at least {GOAL_VS_BARE}x",
+        vs_bare >= GOAL_VS_BARE,
+    )
+    record(
+        f"{sending}, vs smtp-source",
+        f"{rate['source']:.0f} msg/s (smtp-source -d, {SOURCE_SESSIONS} connections)",
+        f"{rate['digest']:.0f} msg/s, {vs_source:.2f}x",
+        f"at least {GOAL_VS_SOURCE}x",
+        vs_source >= GOAL_VS_SOURCE,
+    )
+    record(
+        f"`digest send`, {LARGE_LIST:,} subscribers: peak memory, time per message",
+        f"{digest_rss / 1024:.0f} MiB, {digest_time / SUBSCRIBERS * 1e6:.0f} us at {SUBSCRIBERS:,}",
+        f"{large_rss / 1024:.0f} MiB, {large_time / LARGE_LIST * 1e6:.0f} us",
+        f"under {GOAL_LARGE_RSS_MIB} MiB, time linear",
+        large_rss / 1024 < GOAL_LARGE_RSS_MIB,
     )
 
 

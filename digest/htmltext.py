@@ -163,9 +163,24 @@ def _blocks(html: str) -> list[_Block]:
 
 def html_to_text(html: str) -> str:
     """Plain text of an HTML fragment in lines: blank lines between blocks, "- " list items."""
+    return _text_of_blocks(_blocks(html))
+
+
+def html_to_line(html: str) -> str:
+    """Plain text of an HTML fragment on one line, blocks joined by readable separators."""
+    return _line_of_blocks(_blocks(html))
+
+
+def html_to_text_and_line(html: str) -> tuple[str, str]:
+    """html_to_text and html_to_line of the same fragment, parsing it once."""
+    blocks = _blocks(html)
+    return _text_of_blocks(blocks), _line_of_blocks(blocks)
+
+
+def _text_of_blocks(blocks: list[_Block]) -> str:
     parts: list[str] = []
     previous: _Block | None = None
-    for block in _blocks(html):
+    for block in blocks:
         if block.item_depth:
             indent = "  " * (block.item_depth - 1)
             first, *rest = block.lines
@@ -180,11 +195,10 @@ def html_to_text(html: str) -> str:
     return "".join(parts)
 
 
-def html_to_line(html: str) -> str:
-    """Plain text of an HTML fragment on one line, blocks joined by readable separators."""
+def _line_of_blocks(blocks: list[_Block]) -> str:
     parts: list[str] = []
     previous: _Block | None = None
-    for block in _blocks(html):
+    for block in blocks:
         for number, line in enumerate(block.lines):
             if not line:
                 continue

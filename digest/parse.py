@@ -21,7 +21,13 @@ import feedparser
 import nh3
 
 from digest.defuse import defuse
-from digest.htmltext import collapse, error_line, html_to_line, html_to_text, shorten
+from digest.htmltext import (
+    collapse,
+    error_line,
+    html_to_line,
+    html_to_text_and_line,
+    shorten,
+)
 from digest.models import MAX_AUTHOR, MAX_TITLE, FeedResult, FetchStatus, Post
 from digest.redact import redact_url
 
@@ -212,12 +218,13 @@ def _entry_html(entry: Mapping[str, Any]) -> str:
     return ""
 
 
-def _excerpt_lines(html: str) -> str:
-    """The excerpt for the text part: one line per paragraph, heading or list item, no blanks.
+def _excerpt_lines(text: str) -> str:
+    """The excerpt for the text part, from the summary's plain text: one line per paragraph,
+    heading or list item, no blanks.
 
     Blank lines are left out so that each post stays one block in the text part.
     """
-    lines = (line for line in html_to_text(html).splitlines() if line.strip())
+    lines = (line for line in text.splitlines() if line.strip())
     return shorten("\n".join(lines), MAX_EXCERPT)
 
 
@@ -292,6 +299,7 @@ def entry_to_post(entry: Mapping[str, Any], feed_url: str, base: str, now: datet
         identifier = f"sha256:{digest}"
     raw_html = _entry_html(entry)
     summary_html = sanitise_html(raw_html, link or base) if raw_html else ""
+    summary_text, summary_line = html_to_text_and_line(summary_html) if summary_html else ("", "")
     author_detail = entry.get("author_detail") or {}
     author = author_detail.get("name") if isinstance(author_detail, Mapping) else None
     return Post(
@@ -304,8 +312,8 @@ def entry_to_post(entry: Mapping[str, Any], feed_url: str, base: str, now: datet
         updated=updated,
         author=shorten(collapse(str(author or entry.get("author") or "")), MAX_AUTHOR),
         summary_html=summary_html,
-        excerpt=shorten(html_to_line(summary_html), MAX_EXCERPT) if summary_html else "",
-        excerpt_text=_excerpt_lines(summary_html),
+        excerpt=shorten(summary_line, MAX_EXCERPT),
+        excerpt_text=_excerpt_lines(summary_text),
         image_url=_image(entry, raw_html, link or base),
         categories=_categories(entry),
     )
