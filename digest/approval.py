@@ -3,6 +3,7 @@ slot's send passes through (`schedule.approval`), which sends what the approvers
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
 from collections.abc import Sequence
@@ -37,20 +38,26 @@ DECISIONS = ("approved", "held")
 
 
 def draft_keys(issue: Issue) -> frozenset[str]:
-    """The posts of a draft, as kept with its approval."""
-    return frozenset(f"{post.feed_url}\n{post.key}" for post in issue.posts)
+    """What an approval covers, as kept with it: each post ("feed URL\nkey") and, when there is
+    one, the editor's note (by its SHA-256, an entry with no newline), so that a note written or
+    changed after the draft needs approving too."""
+    posts = {f"{post.feed_url}\n{post.key}" for post in issue.posts}
+    if issue.note:
+        posts.add(f"note {hashlib.sha256(issue.note.encode('utf-8')).hexdigest()}")
+    return frozenset(posts)
 
 
 def _post_keys(kept: frozenset[str]) -> frozenset[tuple[str, str]]:
     """A draft's posts as kept with its approval, back as (feed URL, post key)."""
-    pairs = (entry.split("\n", 1) for entry in kept)
+    pairs = (entry.split("\n", 1) for entry in kept if "\n" in entry)
     return frozenset((feed_url, key) for feed_url, key in pairs)
 
 
 def as_drafted(config: Config, prepared: Prepared, kept: frozenset[str]) -> Prepared | None:
     """The issue at the slot as the draft showed it: the draft's posts, without any published
     since (they wait for the next issue); None when one of the draft's posts is no longer in it
-    (left out, unpinned, gone from its feed), a change the approvers have not seen."""
+    (left out, unpinned, gone from its feed) or the note is not the draft's: changes the
+    approvers have not seen."""
     if draft_keys(prepared.issue) == kept:
         return prepared
     if not kept:

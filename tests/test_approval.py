@@ -12,7 +12,7 @@ import httpx
 from digest import pipeline
 from digest.approval import gate_for, request_ahead
 from digest.config import load_config
-from digest.editor import choose, next_posts
+from digest.editor import choose, next_posts, set_note
 from digest.models import Choice
 from digest.slots import slot_key
 from tests.conftest import Project, post
@@ -162,6 +162,29 @@ def test_a_post_left_out_after_approval_needs_approval_again(project: Project) -
     assert project.run("approve").exit_code == 0
     report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert report.issue_id == 1 and report.post_count == 2 and report.sent == 2
+
+
+def test_a_note_written_after_approval_needs_approval_again(project: Project) -> None:
+    with_approval(project, "2h")
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    assert project.run("approve").exit_code == 0
+    set_note(config, "The AGM moved to **Friday**.", SLOT - timedelta(minutes=30))
+
+    gate = gate_for(config, SLOT, SLOT)
+    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    assert report.held and report.issue_id is None
+    assert report.skipped_reason.startswith("the issue changed after the draft")
+    drafts = [m for m in project.smtp.received if APPROVER in m.recipients]
+    assert [m.message["Subject"].split(" ")[0] for m in drafts] == ["Approve?", "Approve?", "Held:"]
+    assert "The AGM moved to Friday." in drafts[1].part("plain")
+    assert to(project, "ann@example.com") == []
+
+    assert project.run("approve").exit_code == 0
+    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    assert report.issue_id == 1 and report.sent == 2
+    sent = next(m for m in project.smtp.received if "ann@example.com" in m.recipients)
+    assert "The AGM moved to Friday." in sent.part("plain")
 
 
 def test_on_timeout_send_sends_an_unanswered_draft_but_never_a_held_one(project: Project) -> None:
