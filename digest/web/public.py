@@ -27,12 +27,10 @@ from digest.web.approval import approval_routes
 from digest.web.archive import archive_routes
 from digest.web.common import (
     BodyLimit,
-    BodyTooLarge,
-    BodyTooSlow,
+    body_or_refusal,
     is_one_click,
     page,
     plain,
-    read_body,
 )
 from digest.web.webhooks import WEBHOOK_BODY_BYTES, WebhookDesk, webhook_routes
 
@@ -83,12 +81,9 @@ def create_public_app(site: PublicSite) -> ASGIApp:
         token = token_of(request)
         address = site.address_for(token) if token else None
         if request.method == "POST":
-            try:
-                body = await read_body(request)
-            except BodyTooLarge:
-                return plain("Request body too large.\n", status=413)
-            except BodyTooSlow:
-                return plain("Request body too slow.\n", status=408)
+            body = await body_or_refusal(request)
+            if isinstance(body, Response):
+                return body
             if address is None:
                 return plain(BAD_TOKEN, status=400)
             one_click = is_one_click(request.headers.get("content-type", ""), body)

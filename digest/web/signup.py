@@ -30,7 +30,7 @@ from digest.models import DeliveryStatus, OutgoingMessage
 from digest.store import State
 from digest.subscribers import load_subscribers
 from digest.theme import theme_view
-from digest.web.common import COMMON_HEADERS, BodyTooLarge, BodyTooSlow, plain, read_body
+from digest.web.common import COMMON_HEADERS, body_or_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -107,12 +107,9 @@ def _client_ip(request: Request) -> str:
 
 
 async def _form_fields(request: Request) -> dict[str, list[str]] | Response:
-    try:
-        body = await read_body(request)
-    except BodyTooLarge:
-        return plain("Request body too large.\n", status=413)
-    except BodyTooSlow:
-        return plain("Request body too slow.\n", status=408)
+    body = await body_or_refusal(request)
+    if isinstance(body, Response):
+        return body
     return parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
 
 

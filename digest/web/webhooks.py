@@ -30,7 +30,7 @@ from digest.bouncereport import MESSAGE_ID_PATTERN, Kind, Report, status_kind
 from digest.bounces import apply_report
 from digest.config import Config
 from digest.store import State
-from digest.web.common import BodyTooLarge, BodyTooSlow, plain, read_body
+from digest.web.common import body_or_refusal, plain
 
 logger = logging.getLogger(__name__)
 
@@ -242,12 +242,7 @@ def webhook_routes(desk: WebhookDesk) -> list[Route]:
     settings = desk.config.bounces.webhooks
 
     async def body_of(request: Request) -> bytes | Response:
-        try:
-            return await read_body(request, limit=WEBHOOK_BODY_BYTES)
-        except BodyTooLarge:
-            return plain("Request body too large.\n", status=413)
-        except BodyTooSlow:
-            return plain("Request body too slow.\n", status=408)
+        return await body_or_refusal(request, WEBHOOK_BODY_BYTES)
 
     async def accept(reports: list[Report], source: str) -> Response:
         counts = await run_in_threadpool(desk.record, reports, source)

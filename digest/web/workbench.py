@@ -42,7 +42,7 @@ from digest.errors import DigestError
 from digest.group import Candidate
 from digest.htmltext import after_body_tag
 from digest.models import Choice, FeedResult
-from digest.web.common import COMMON_HEADERS, BodyLimit, BodyTooLarge, BodyTooSlow, plain, read_body
+from digest.web.common import COMMON_HEADERS, BodyLimit, body_or_refusal, plain
 
 logger = logging.getLogger(__name__)
 
@@ -461,12 +461,9 @@ def create_workbench_app(workbench: Workbench, password: str | None = None) -> A
         post_id, action = request.path_params["post_id"], request.path_params["action"]
         if action not in ACTIONS:
             return plain(f"No such action: {action}.\n", status=404)
-        try:
-            body = await read_body(request)
-        except BodyTooLarge:
-            return plain("Request body too large.\n", status=413)
-        except BodyTooSlow:
-            return plain("Request body too slow.\n", status=408)
+        body = await body_or_refusal(request)
+        if isinstance(body, Response):
+            return body
         fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
         if not workbench.allows((fields.get("token") or [""])[0]):
             return plain("This form has expired: reload the preview and try again.\n", status=403)
