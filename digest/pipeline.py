@@ -47,6 +47,7 @@ from digest.models import (
 from digest.personalise import personalise, stamp_issue_url
 from digest.samples import sample_issue
 from digest.store import IssueVariant, State, configured_secret
+from digest.store.parsed import remember_parsed
 from digest.store.previews import remember_preview
 from digest.subscribers import load_subscribers
 from digest.tokens import delivery_tag, make_purpose_token, make_token
@@ -171,9 +172,13 @@ def gather(
     known = {}
     for feed in config.feeds:
         remembered = state.feed(feed.url)
-        if remembered:
+        parsed = state.parsed_feeds.parsed(feed.url)
+        if remembered or parsed:
             known[feed.url] = KnownFeed(
-                remembered.etag, remembered.last_modified, remembered.permanent_url
+                remembered.etag if remembered else None,
+                remembered.last_modified if remembered else None,
+                remembered.permanent_url if remembered else None,
+                parsed,
             )
     if stop is None:
         results = collector(config.feeds, config.fetch, config.base_dir, known, now)
@@ -193,6 +198,10 @@ def gather(
         posts_by_feed[feed.url] = _resolve_dates(posts, state.first_seen(feed.url), now)
         if record:
             state.record_fetch(result, now)
+    if state.db.read_only:
+        remember_parsed(state.path, results, now)
+    else:
+        state.parsed_feeds.remember(results, now)
     keys, links = state.carried()
     return posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), tuple(results)
 

@@ -20,7 +20,8 @@ from digest.cli import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:
-    print("loaded:", sorted(m for m in ("premailer", "jinja2", "css_inline") if m in sys.modules))
+    heavy = ("premailer", "jinja2", "css_inline", "feedparser")
+    print("loaded:", sorted(m for m in heavy if m in sys.modules))
 """
 
 
