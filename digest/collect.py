@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -22,6 +23,7 @@ from digest.feedadvice import feed_advice
 from digest.fetch import fetch_url, make_client, read_file, redact_error
 from digest.models import FeedResult, FetchStatus
 from digest.parse import normalise_link, parse_feed, parse_key
+from digest.parseprocess import ParseProcess, parse_safely
 from digest.redact import redact_url
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ PARSE_TIMEOUT = 30.0
 FETCH_GRACE = 1.0  # beyond fetch.timeout, for a fetch stuck where no deadline reaches (DNS)
 POLL = 0.05
 STALE_DAYS = 90
+SECOND_PROCESS_FROM = 8  # feeds likely to be parsed from which a second process pays off
+TURN_PATIENCE = 1.0  # a parse in a thread running longer than this stops holding up the others
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,32 @@ def collect(
     """
     if not feeds:
         return []
-    with make_client(fetch, transport) as client:
-        jobs = [
-            _Job(
-                feed, partial(_collect_one, client, feed, fetch, base_dir, known.get(feed.url), now)
-            )
-            for feed in feeds
-        ]
-        results = _run(jobs, fetch, stop)
+    parsers = _Parsers()
+    process = parsers.process = (
+        ParseProcess.start(parsers.wake) if _second_process_pays(feeds, known) else None
+    )
+    try:
+        with make_client(fetch, transport) as client:
+            jobs = [
+                _Job(
+                    feed,
+                    partial(
+                        _collect_one,
+                        client,
+                        feed,
+                        fetch,
+                        base_dir,
+                        known.get(feed.url),
+                        now,
+                        parsers,
+                    ),
+                )
+                for feed in feeds
+            ]
+            results = _run(jobs, fetch, stop)
+    finally:
+        if process is not None:
+            process.close()
     for result in results:
         if result.status is FetchStatus.FAILED:
             logger.info("feed %s failed: %s", redact_url(result.feed_url), result.error)
@@ -215,11 +237,12 @@ def _collect_one(
     base_dir: Path,
     known: KnownFeed | None,
     now: datetime,
+    parsers: _Parsers,
     job: _Job,
 ) -> FeedResult:
     started = time.monotonic()
     try:
-        result = _fetch_and_parse(client, feed, fetch, base_dir, known, now, job)
+        result = _fetch_and_parse(client, feed, fetch, base_dir, known, now, parsers, job)
     except Exception as error:  # a bug for one feed must not sink the others
         if not job.abandoned:  # an abandoned worker fails once its client is closed
             trace = "".join(traceback.format_exception(error))
@@ -244,6 +267,7 @@ def _fetch_and_parse(
     base_dir: Path,
     known: KnownFeed | None,
     now: datetime,
+    parsers: _Parsers,
     job: _Job,
 ) -> FeedResult:
     if feed.is_remote:
@@ -281,7 +305,8 @@ def _fetch_and_parse(
     if last_parse is not None and last_parse.parsed_key == key and _still_current(last_parse, now):
         parsed = replace(last_parse, from_cache=True)
     else:
-        parsed = replace(_parse(fetched.data, url, fetched.content_type, now), parsed_key=key)
+        parsed = parsers.parse(job, fetched.data, url, fetched.content_type, now)
+        parsed = replace(parsed, parsed_key=key)
     return replace(
         answer,
         status=parsed.status,
@@ -300,13 +325,90 @@ def _still_current(parsed: FeedResult, now: datetime) -> bool:
     return parsed.reparse_after is None or now < parsed.reparse_after
 
 
+def _second_process_pays(feeds: Sequence[FeedConfig], known: Mapping[str, KnownFeed]) -> bool:
+    """Whether enough remote feeds are likely to be parsed (none remembered from the last run),
+    on a machine with a core to spare, for a second parsing process to be worth its start-up."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    if cpus < 2:
+        return False
+    fresh = [
+        feed
+        for feed in feeds
+        if feed.is_remote and (feed.url not in known or known[feed.url].parsed is None)
+    ]
+    return len(fresh) >= SECOND_PROCESS_FROM
+
+
+class _Parsers:
+    """Who parses a body that is in: the second process when it has room, else the feed's own
+    thread, one such thread at a time, so that both cores parse and the process is kept fed.
+
+    Without a second process every thread parses at once, as the GIL allows. A thread parse
+    running beyond TURN_PATIENCE (a stuck one, say) no longer makes the others wait their turn.
+    """
+
+    def __init__(self) -> None:
+        self.process: ParseProcess | None = None
+        self._turn = threading.Condition()
+        self._local: dict[int, float] = {}  # job index -> when its parse in a thread began
+
+    def wake(self) -> None:
+        """Let the bodies waiting for a turn look again (the process is ready)."""
+        with self._turn:
+            self._turn.notify_all()
+
+    def parse(
+        self, job: _Job, data: bytes, url: str, content_type: str | None, now: datetime
+    ) -> FeedResult:
+        """The body parsed in whichever place frees up first."""
+        process = self.process
+        while process is not None and process.usable:
+            with self._turn:
+                there = process.try_acquire()
+                moment = time.monotonic()
+                if not there and all(moment - b > TURN_PATIENCE for b in self._local.values()):
+                    self._local[job.index] = moment
+                    break
+                if not there:
+                    self._turn.wait(TURN_PATIENCE / 4)
+            if there:
+                return self._parse_there(process, job, data, url, content_type, now)
+            if job.abandoned:
+                return _failed(job, "stopped")
+        try:
+            return _parse(data, url, content_type, now)
+        finally:
+            with self._turn:
+                if self._local.pop(job.index, None) is not None:
+                    self._turn.notify()
+
+    def _parse_there(
+        self,
+        process: ParseProcess,
+        job: _Job,
+        data: bytes,
+        url: str,
+        content_type: str | None,
+        now: datetime,
+    ) -> FeedResult:
+        """Parse in the second process, taken by try_acquire; in this thread if it fails."""
+        try:
+            result = process.parse(parse_feed, data, url, content_type, now, lambda: job.abandoned)
+        finally:
+            process.release()
+            with self._turn:
+                self._turn.notify()
+        if result is None and not job.abandoned:
+            result = _parse(data, url, content_type, now)
+        return result or _failed(job, "stopped")
+
+
 def _parse(data: bytes, url: str, content_type: str | None, now: datetime) -> FeedResult:
     """parse_feed, with anything it raises turned into a failed result."""
-    try:
-        return parse_feed(data, url, now, content_type=content_type)
-    except Exception as error:
-        message = f"not a feed we can read: {type(error).__name__}: {error}"
-        return FeedResult(url, FetchStatus.FAILED, error=message.splitlines()[0][:300])
+    return parse_safely(parse_feed, data, url, content_type, now)
 
 
 # -- feed health -------------------------------------------------------------------------

@@ -54,6 +54,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.audience",
                 "digest.fetch",
                 "digest.parse",
+                "digest.parseprocess",
                 "digest.collect",
                 "digest.group",
                 "digest.templating",

@@ -1,0 +1,364 @@
+"""Parsing in a second process: the same results, its log records, its failures and its end."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import digest.collect
+import digest.parseprocess
+from digest.collect import KnownFeed, collect
+from digest.config import FeedConfig, FetchConfig
+from digest.models import FeedResult, FetchStatus
+from digest.parse import parse_feed
+from digest.parseprocess import ParseProcess, parse_safely
+from tests.support.feedserver import FeedServer
+from tests.test_collect import BILLION_LAUGHS, feed_body
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>Atom <b>blog</b></title>
+<link href="https://example.org/"/><id>urn:x</id><updated>2026-11-27T09:00:00Z</updated>
+<entry><title type="html">An &lt;em&gt;Atom&lt;/em&gt; post</title>
+<link href="/posts/1?utm_source=x&amp;fbclid=y"/><id>urn:1</id>
+<published>2026-11-26T08:00:00Z</published><updated>2026-12-30T08:00:00Z</updated>
+<author><name>Ann</name></author><category term="news"/>
+<content type="html">&lt;p&gt;Body &lt;img src="/a.png"&gt;&lt;script&gt;x()&lt;/script&gt;
+&lt;/p&gt;</content>
+</entry>
+<entry><title>Dated ahead</title><link href="https://example.org/later"/><id>urn:2</id>
+<published>2027-01-05T08:00:00Z</published></entry></feed>"""
+
+BODIES: dict[str, tuple[bytes, str | None]] = {
+    "rss": (feed_body("One", "Two", "Three").encode(), "application/rss+xml"),
+    "atom": (ATOM.encode(), "application/atom+xml"),
+    "bozo": (feed_body("Broken & used").encode(), None),
+    "laughs": (BILLION_LAUGHS.encode(), "application/xml"),
+    "latin1": (feed_body("Café").encode("latin-1"), "application/xml; charset=iso-8859-1"),
+    "json": (b'{"version": "https://jsonfeed.org/version/1.1", "items": []}', None),
+    "html": (b"<!doctype html><html><body><p>Welcome</p></body></html>", "text/html"),
+    "empty": (b"  \n", None),
+    "garbage": (bytes(range(256)) * 4, "application/octet-stream"),
+}
+
+
+def parse_and_warn(
+    data: bytes, feed_url: str, now: datetime, *, content_type: str | None = None
+) -> FeedResult:
+    """The real parser, logging a warning first as parse_feed does when it skips an entry."""
+    logging.getLogger("digest.parse").warning("%s: skipped an entry: pid %d", feed_url, os.getpid())
+    return parse_feed(data, feed_url, now, content_type=content_type)
+
+
+def parse_and_raise(
+    data: bytes, feed_url: str, now: datetime, *, content_type: str | None = None
+) -> FeedResult:
+    """A parser that fails the way a bug would, with a two-line message."""
+    raise ValueError(f"bad bytes in {feed_url}\nsecond line")
+
+
+def parse_stuck_on_stuck(
+    data: bytes, feed_url: str, now: datetime, *, content_type: str | None = None
+) -> FeedResult:
+    """The real parser, except that it never finishes a feed whose URL ends in /stuck.xml."""
+    if feed_url.endswith("/stuck.xml"):
+        time.sleep(60)
+    return parse_feed(data, feed_url, now, content_type=content_type)
+
+
+def children() -> set[int]:
+    """Process ids whose parent is this process (from /proc)."""
+    mine = os.getpid()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == mine:
+            found.add(int(entry.name))
+    return found
+
+
+def ready_process(on_ready: Callable[[], None] = lambda: None) -> ParseProcess:
+    """A started second process, once it can take parses."""
+    process = START(on_ready)
+    assert process is not None
+    deadline = time.monotonic() + 20
+    while not process.try_acquire():
+        assert time.monotonic() < deadline, "the second process never became ready"
+        time.sleep(0.01)
+    process.release()
+    return process
+
+
+START = ParseProcess.start
+
+
+@pytest.fixture
+def process_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """collect() starts its second process for any number of feeds and waits until it is ready,
+    so that the first bodies in can go to it however slow the machine is today."""
+    monkeypatch.setattr(digest.collect, "SECOND_PROCESS_FROM", 1)
+    monkeypatch.setattr(ParseProcess, "start", staticmethod(ready_process))
+
+
+def parse_there(process: ParseProcess, *args: object, **options: object) -> FeedResult | None:
+    """One parse through the process, its place taken and given back."""
+    assert process.try_acquire()
+    try:
+        return process.parse(*args, abandoned=lambda: False, **options)  # type: ignore[arg-type]
+    finally:
+        process.release()
+
+
+@pytest.fixture
+def process() -> Iterator[ParseProcess]:
+    """A ready second process, killed after the test."""
+    started = ready_process()
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def hosts() -> Iterator[list[FeedServer]]:
+    """Four feed servers, each on its own loopback address."""
+    servers = [FeedServer(f"127.0.0.{n}") for n in range(2, 6)]
+    for server in servers:
+        server.__enter__()
+    yield servers
+    for server in servers:
+        server.__exit__()
+
+
+def serve_feeds(hosts: list[FeedServer], count: int, delay: float) -> list[FeedConfig]:
+    """`count` feeds spread over the hosts, each answering after `delay` seconds."""
+    urls = []
+    for n in range(count):
+        server = hosts[n % len(hosts)]
+        name, (body, kind) = list(BODIES.items())[n % len(BODIES)]
+        headers = {"Content-Type": kind} if kind else {}
+        urls.append(server.add(f"/{name}-{n}.xml", body, delay=delay, headers=headers))
+    return [FeedConfig(name=f"Feed {n}", url=url) for n, url in enumerate(urls)]
+
+
+def without_timing(results: list[FeedResult]) -> list[FeedResult]:
+    """Results with their elapsed time zeroed, to compare runs."""
+    return [replace(result, elapsed_seconds=0.0) for result in results]
+
+
+FAST = FetchConfig(timeout=10, concurrency=32, per_host=16)
+
+
+def test_the_process_parses_exactly_as_the_thread_does(process: ParseProcess) -> None:
+    for name, (body, kind) in BODIES.items():
+        url = f"https://example.org/{name}.xml"
+        there = parse_there(process, parse_feed, body, url, kind, NOW)
+        here = parse_safely(parse_feed, body, url, kind, NOW)
+        assert there == here, name
+    assert process.parsed == len(BODIES)
+    atom = parse_there(process, parse_feed, ATOM.encode(), "https://example.org/a", None, NOW)
+    assert atom is not None and atom.reparse_after == datetime(2026, 12, 30, 8, 0, tzinfo=UTC)
+
+
+def test_a_parse_that_raises_there_is_one_failed_line(process: ParseProcess) -> None:
+    result = parse_there(process, parse_and_raise, b"<rss/>", "https://example.org/f", None, NOW)
+    assert result == parse_safely(parse_and_raise, b"<rss/>", "https://example.org/f", None, NOW)
+    assert result is not None and result.status is FetchStatus.FAILED
+    assert result.error == "not a feed we can read: ValueError: bad bytes in https://example.org/f"
+
+
+def test_records_logged_there_are_logged_here(
+    process: ParseProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="digest.parse")
+    body = feed_body("One").encode()
+    result = parse_there(process, parse_and_warn, body, "https://example.org/w", None, NOW)
+    assert result is not None and result.status is FetchStatus.OK
+    [record] = [r for r in caplog.records if "skipped an entry" in r.getMessage()]
+    assert record.name == "digest.parse" and record.levelno == logging.WARNING
+    assert record.getMessage() == f"https://example.org/w: skipped an entry: pid {process.pid}"
+    assert record.process == process.pid != os.getpid()
+
+
+def test_a_function_the_process_cannot_import_is_parsed_here(process: ParseProcess) -> None:
+    def local_parse(data: bytes, feed_url: str, now: datetime, **options: object) -> FeedResult:
+        return parse_feed(data, feed_url, now)
+
+    assert parse_there(process, local_parse, b"<rss/>", "https://example.org/f", None, NOW) is None
+    assert process.usable  # that was the request's fault, not the process's
+    body = feed_body("Still").encode()
+    assert parse_there(process, parse_feed, body, "https://example.org/f", None, NOW) is not None
+
+
+def test_a_killed_process_is_not_used_again(process: ParseProcess) -> None:
+    os.kill(process.pid, 9)
+    assert parse_there(process, parse_feed, b"<rss/>", "https://example.org/f", None, NOW) is None
+    deadline = time.monotonic() + 5
+    while process.usable and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not process.usable and not process.try_acquire()
+
+
+def test_a_parse_given_up_on_kills_the_process(process: ParseProcess) -> None:
+    assert process.try_acquire()
+    started = time.monotonic()
+    result = process.parse(
+        parse_stuck_on_stuck,
+        feed_body("Never").encode(),
+        "https://example.org/stuck.xml",
+        None,
+        NOW,
+        abandoned=lambda: time.monotonic() - started > 0.3,
+    )
+    process.release()
+    assert result is None
+    assert time.monotonic() - started < 2
+    assert not process.usable
+    assert process.pid not in children()
+
+
+@pytest.mark.usefixtures("process_first")
+def test_collect_gives_the_same_results_with_the_process_as_without(
+    hosts: list[FeedServer], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="digest.parseprocess")
+    feeds = serve_feeds(hosts, 24, delay=0.3)
+    before = children()
+    with_process = collect(feeds, FAST, Path("."), {}, NOW)
+    assert children() == before and not multiprocessing.active_children()
+    monkeypatch.setattr(digest.collect, "SECOND_PROCESS_FROM", 10_000)
+    in_threads = collect(feeds, FAST, Path("."), {}, NOW)
+    assert without_timing(with_process) == without_timing(in_threads)
+    assert [r.status for r in in_threads].count(FetchStatus.OK) >= 12
+    [closed] = [r.getMessage() for r in caplog.records if "closed after parsing" in r.getMessage()]
+    assert closed != "second process closed after parsing 0 feeds"
+
+
+@pytest.mark.usefixtures("process_first")
+def test_records_logged_in_the_process_during_collect_reach_the_log(
+    hosts: list[FeedServer], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="digest.parse")
+    monkeypatch.setattr(digest.collect, "parse_feed", parse_and_warn)
+    feeds = serve_feeds(hosts, 16, delay=0.5)
+    results = collect(feeds, FAST, Path("."), {}, NOW)
+    warned = [r for r in caplog.records if "skipped an entry" in r.getMessage()]
+    assert sorted(r.getMessage().split(": ")[0] for r in warned) == sorted(
+        result.feed_url for result in results
+    )
+    assert any(r.process != os.getpid() for r in warned)  # some were parsed in the process
+
+
+def test_no_process_means_parsing_in_threads(
+    hosts: list[FeedServer], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Python that cannot be started, or a process that dies before it is ready or on its
+    first feed: every feed is still parsed, in its own thread, and the reason logged at debug."""
+    caplog.set_level(logging.DEBUG, logger="digest.parseprocess")
+    monkeypatch.setattr(digest.collect, "SECOND_PROCESS_FROM", 1)
+    feeds = serve_feeds(hosts, 12, delay=0.3)
+    expected = without_timing(collect(feeds, FAST, Path("."), {}, NOW))
+    dies_on_first = (
+        "import os, sys; from multiprocessing.connection import Connection;"
+        " c = Connection(int(sys.argv[1])); c.recv(); c.send_bytes(b'ready');"
+        " c.recv_bytes(); c.recv_bytes(); os._exit(9)"
+    )
+    monkeypatch.setattr(digest.parseprocess, "_CHILD", "raise SystemExit(3)")
+    assert without_timing(collect(feeds, FAST, Path("."), {}, NOW)) == expected
+    monkeypatch.setattr(digest.parseprocess, "_CHILD", dies_on_first)
+    monkeypatch.setattr(ParseProcess, "start", staticmethod(ready_process))
+    assert without_timing(collect(feeds, FAST, Path("."), {}, NOW)) == expected
+    monkeypatch.setattr(ParseProcess, "start", START)
+    monkeypatch.setattr(digest.parseprocess.sys, "executable", "/nonexistent/python")
+    assert without_timing(collect(feeds, FAST, Path("."), {}, NOW)) == expected
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("no second process: FileNotFoundError" in line for line in said)
+    assert any("on one core from now on: the second process failed: EOF" in x for x in said)
+    assert sum("parsing on one core from now on" in line for line in said) == 2
+    assert not [r for r in caplog.records if r.levelno > logging.DEBUG and "process" in r.name]
+
+
+@pytest.mark.usefixtures("process_first")
+def test_a_parse_stuck_in_the_process_fails_its_feed_and_leaves_no_process(
+    hosts: list[FeedServer], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="digest.parseprocess")
+    monkeypatch.setattr(digest.collect, "PARSE_TIMEOUT", 0.5)
+    monkeypatch.setattr(digest.collect, "parse_feed", parse_stuck_on_stuck)
+    stuck = hosts[0].add("/stuck.xml", feed_body("Never"), delay=1.0)
+    fine = [hosts[1].add(f"/fine{n}.xml", feed_body(f"Fine {n}"), delay=1.2) for n in range(3)]
+    before = children()
+    started = time.monotonic()
+    results = collect(
+        [FeedConfig(name=url, url=url) for url in [stuck, *fine]], FAST, Path("."), {}, NOW
+    )
+    assert time.monotonic() - started < 4
+    assert results[0].error == "parsing took longer than 0.5 s; skipped"
+    assert [r.posts[0].title for r in results[1:]] == ["Fine 0", "Fine 1", "Fine 2"]
+    assert children() == before and not multiprocessing.active_children()
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "the second process was stopped: a parse there was given up on" in said
+
+
+@pytest.mark.usefixtures("process_first")
+def test_stop_returns_at_once_and_leaves_no_process(
+    hosts: list[FeedServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(digest.collect, "parse_feed", parse_stuck_on_stuck)
+    stuck = [hosts[0].add(f"/{n}/stuck.xml", feed_body("Never"), delay=0.6) for n in range(3)]
+    slow = [hosts[1].add(f"/slow{n}.xml", feed_body("Slow"), delay=5) for n in range(3)]
+    before = children()
+    stop = threading.Event()
+    stopped: list[float] = []
+
+    def press_stop() -> None:
+        stopped.append(time.monotonic())
+        stop.set()
+
+    threading.Timer(1.5, press_stop).start()
+    feeds = [FeedConfig(name=url, url=url) for url in stuck + slow]
+    results = collect(feeds, FAST, Path("."), {}, NOW, stop=stop)
+    assert time.monotonic() - stopped[0] < digest.collect.POLL + 0.25
+    assert [r.error for r in results] == ["stopped"] * 6
+    assert children() == before and not multiprocessing.active_children()
+
+
+def test_repeated_collections_leave_no_process(
+    hosts: list[FeedServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(digest.collect, "SECOND_PROCESS_FROM", 1)
+    feeds = serve_feeds(hosts, 8, delay=0.1)
+    before = children()
+    threads = threading.active_count()
+    for _ in range(4):
+        collect(feeds, FAST, Path("."), {}, NOW)
+        assert children() == before and not multiprocessing.active_children()
+    time.sleep(0.2)
+    assert threading.active_count() <= threads
+
+
+def test_a_second_process_only_when_enough_feeds_will_be_parsed() -> None:
+    enough = digest.collect.SECOND_PROCESS_FROM
+    remote = [FeedConfig(name=f"F{n}", url=f"https://example.org/{n}.xml") for n in range(enough)]
+    local = [FeedConfig(name=f"L{n}", url=f"feeds/{n}.xml") for n in range(enough)]
+    remembered = {remote[0].url: KnownFeed(parsed=FeedResult(remote[0].url, FetchStatus.OK))}
+    only_validators = {remote[0].url: KnownFeed(etag='"x"')}
+    pays = digest.collect._second_process_pays
+    cores = len(os.sched_getaffinity(0))
+    assert pays(remote, {}) is (cores > 1)
+    assert pays(remote, only_validators) is (cores > 1)
+    assert not pays(remote[1:] + local, {})
+    assert not pays(remote, remembered)
