@@ -41,6 +41,7 @@ from digest.parse import (
     safe_url,
     sanitise_html,
 )
+from digest.parseprocess import ParseProcess
 
 CORPUS = Path(
     os.environ.get("DIGEST_TEST_CORPUS")
@@ -111,6 +112,32 @@ def test_every_file_parses_without_an_exception_in_bounded_time(
     slow = [f"{p.path}: {p.seconds:.1f} s" for p in corpus.values() if p.seconds > PER_FILE_SECONDS]
     assert not crashed, "\n".join(crashed)
     assert not slow, "\n".join(slow)
+
+
+def test_a_second_process_parses_every_file_as_parse_feed_does(
+    corpus: dict[Path, Parsed],
+) -> None:
+    """What collect() gets from its second parsing process equals parsing in the thread."""
+    process = ParseProcess.start()
+    assert process is not None
+    try:
+        deadline = time.monotonic() + 20
+        while not process.try_acquire():
+            assert time.monotonic() < deadline, "the second process never became ready"
+            time.sleep(0.01)
+        differ = []
+        for parsed in corpus.values():
+            headers = _headers(parsed.data) if "feedparser" in parsed.path.parts else {}
+            there = process.parse(
+                parse_feed, parsed.data, parsed.url, headers.get("content-type"), NOW, lambda: False
+            )
+            if there != parsed.result:
+                differ.append(str(parsed.path.relative_to(CORPUS)))
+        process.release()
+    finally:
+        process.close()
+    assert process.parsed == len(corpus)
+    assert not differ, f"{len(differ)} differ:\n" + "\n".join(differ[:20])
 
 
 def test_json_feeds_are_reported_not_crashed(corpus: dict[Path, Parsed]) -> None:
