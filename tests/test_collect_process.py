@@ -72,7 +72,7 @@ def parse_stuck_on_stuck(
 ) -> FeedResult:
     """The real parser, except that it never finishes a feed whose URL ends in /stuck.xml."""
     if feed_url.endswith("/stuck.xml"):
-        time.sleep(60)
+        time.sleep(8)
     return parse_feed(data, feed_url, now, content_type=content_type)
 
 
@@ -311,6 +311,28 @@ def test_a_parse_stuck_in_the_process_fails_its_feed_and_leaves_no_process(
     assert children() == before and not multiprocessing.active_children()
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "the second process was stopped: a parse there was given up on" in said
+
+
+def test_a_parse_stuck_in_its_thread_holds_up_the_others_only_briefly(
+    hosts: list[FeedServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a process that never gets ready, bodies take turns in their threads; a stuck one
+    keeps its turn for TURN_PATIENCE at most, then the others go ahead."""
+    monkeypatch.setattr(digest.collect, "SECOND_PROCESS_FROM", 1)
+    monkeypatch.setattr(digest.collect, "PARSE_TIMEOUT", 3.0)
+    monkeypatch.setattr(digest.collect, "TURN_PATIENCE", 0.5)
+    monkeypatch.setattr(digest.collect, "parse_feed", parse_stuck_on_stuck)
+    monkeypatch.setattr(digest.parseprocess, "_CHILD", "import time; time.sleep(60)")
+    stuck = hosts[0].add("/stuck.xml", feed_body("Never"))
+    fine = [hosts[1].add(f"/fine{n}.xml", feed_body(f"Fine {n}"), delay=0.3) for n in range(3)]
+    before = children()
+    results = collect(
+        [FeedConfig(name=url, url=url) for url in [stuck, *fine]], FAST, Path("."), {}, NOW
+    )
+    assert results[0].error == "parsing took longer than 3 s; skipped"
+    assert [r.posts[0].title for r in results[1:]] == ["Fine 0", "Fine 1", "Fine 2"]
+    assert all(0.5 < r.elapsed_seconds < 2.5 for r in results[1:])
+    assert children() == before
 
 
 @pytest.mark.usefixtures("process_first")
