@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import re
 import types
 from collections.abc import Callable, Iterator
@@ -56,6 +57,13 @@ _WHOLE = re.compile(r"[+-]?\d+(?:_\d+)*(?:\.0+)?", re.ASCII)
 _NUMBER = re.compile(r"[+-]?(?:[\d_.]+(?:e[+-]?[\d_]+)?|inf|infinity|nan)", re.ASCII | re.I)
 _TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
 _FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+# Each bound: its symbol, how an error words it, and the test a value must pass.
+_BOUNDS: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
+    ">": ("greater than", operator.gt),
+    ">=": ("greater than or equal to", operator.ge),
+    "<": ("less than", operator.lt),
+    "<=": ("less than or equal to", operator.le),
+}
 
 
 class _Invalid:
@@ -82,9 +90,9 @@ class Rule:
 
     def bounds(self) -> Iterator[tuple[str, int | float]]:
         """(operator, bound) for each numeric bound declared, e.g. ('>=', 1)."""
-        for operator, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le)):
+        for symbol, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le)):
             if bound is not None:
-                yield operator, bound
+                yield symbol, bound
 
 
 def setting(
@@ -142,7 +150,9 @@ class Problem:
         if kind == "choice":
             return f"expected one of {detail}, got {given!r}"
         if kind == "too_short":
-            return "needs at least one entry" if detail == "1" else f"needs at least {detail}"
+            return (
+                "needs at least one entry" if detail == "1" else f"needs {detail} entries or more"
+            )
         if kind == "bound":
             return f"input should be {detail}, got {given!r}"
         if shown is not None and isinstance(self.given, str) and self.given:
@@ -249,11 +259,11 @@ def valid_keys(cls: type[Section]) -> str:
     return ", ".join(key.key for key in keys_of(cls) if not key.rule.internal)
 
 
-def validate(cls: type[S], data: Any, loc: Loc = ()) -> S:
+def validate(cls: type[S], data: Any) -> S:
     """A section from YAML data (keys as the YAML names them); SettingsError lists every
     problem, in the order found."""
     problems: list[Problem] = []
-    section = _section(cls, data, loc, problems)
+    section = _section(cls, data, (), problems)
     if problems or isinstance(section, _Invalid):
         raise SettingsError(problems)
     return section
@@ -313,14 +323,15 @@ def _value(key: Key, given: Any, loc: Loc, problems: list[Problem]) -> Any:
     value = _typed(key.annotation, given, loc, problems)
     if value is INVALID:
         return INVALID
-    if rule.min_length is not None and len(value) < rule.min_length:
-        problems.append(Problem(loc, "too_short", given, str(rule.min_length)))
-        return INVALID
-    for operator, bound in rule.bounds():
-        if not _within(value, operator, bound):
-            detail = f"{_WORDS[operator]} {bound}"
-            problems.append(Problem(loc, "bound", given, detail))
+    if value is not None:  # bounds apply to a value, not to an optional key left empty
+        if rule.min_length is not None and len(value) < rule.min_length:
+            problems.append(Problem(loc, "too_short", given, str(rule.min_length)))
             return INVALID
+        for symbol, bound in rule.bounds():
+            words, passes = _BOUNDS[symbol]
+            if not passes(value, bound):
+                problems.append(Problem(loc, "bound", given, f"{words} {bound}"))
+                return INVALID
     for after in rule.after:
         try:
             value = after(value)
@@ -328,24 +339,6 @@ def _value(key: Key, given: Any, loc: Loc, problems: list[Problem]) -> Any:
             problems.append(Problem(loc, "invalid", given, str(error)))
             return INVALID
     return value
-
-
-_WORDS = {
-    ">": "greater than",
-    ">=": "greater than or equal to",
-    "<": "less than",
-    "<=": "less than or equal to",
-}
-
-
-def _within(value: float, operator: str, bound: float) -> bool:
-    if operator == ">":
-        return value > bound
-    if operator == ">=":
-        return value >= bound
-    if operator == "<":
-        return value < bound
-    return value <= bound
 
 
 def _typed(annotation: Any, given: Any, loc: Loc, problems: list[Problem]) -> Any:
@@ -373,63 +366,65 @@ def _typed(annotation: Any, given: Any, loc: Loc, problems: list[Problem]) -> An
         return INVALID if any(item is INVALID for item in items) else items
     if isinstance(annotation, type) and issubclass(annotation, Section):
         return _section(annotation, given, loc, problems)
-    reader = _READERS[annotation]
-    value = reader(given)
-    if value is INVALID:
-        problems.append(Problem(loc, _KINDS[annotation], given))
-    elif value is _INFINITE:
-        problems.append(Problem(loc, "invalid", given, "Input should be a finite number"))
+    try:
+        return _READERS[annotation](given)
+    except _Refused as refused:
+        problems.append(Problem(loc, refused.kind, given, refused.detail))
         return INVALID
-    return value
 
 
-_INFINITE = _Invalid()
+class _Refused(Exception):
+    """A value a plain type cannot take: the problem's kind and, for some kinds, a detail."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.detail = detail
 
 
-def _text(given: Any) -> Any:
-    return given if isinstance(given, str) else INVALID
+def _text(given: Any) -> str:
+    if isinstance(given, str):
+        return given
+    raise _Refused("text")
 
 
-def _whole(given: Any) -> Any:
-    if isinstance(given, int):
+def _whole(given: Any) -> int:
+    if isinstance(given, int):  # true and false too, as 1 and 0
         return int(given)
-    if isinstance(given, float):
-        if not math.isfinite(given):
-            return _INFINITE
-        return int(given) if given.is_integer() else INVALID
+    if isinstance(given, float) and not math.isfinite(given):
+        raise _Refused("invalid", "Input should be a finite number")
+    if isinstance(given, float) and given.is_integer():
+        return int(given)
     if isinstance(given, str) and _WHOLE.fullmatch(given.strip()):
         return int(given.strip().split(".")[0])
-    return INVALID
+    raise _Refused("whole_number")
 
 
-def _number(given: Any) -> Any:
-    if isinstance(given, float):
-        return given
-    if isinstance(given, int):
-        try:
+def _number(given: Any) -> float:
+    try:
+        if isinstance(given, int | float):
             return float(given)
-        except OverflowError:
-            return INVALID
-    if isinstance(given, str) and _NUMBER.fullmatch(given.strip()):
-        try:
+        if isinstance(given, str) and _NUMBER.fullmatch(given.strip()):
             return float(given)
-        except ValueError:
-            return INVALID
-    return INVALID
+    except (OverflowError, ValueError):
+        pass
+    raise _Refused("number")
 
 
-def _truth(given: Any) -> Any:
+def _truth(given: Any) -> bool:
     if isinstance(given, bool):
         return given
     if isinstance(given, int | float) and given in (0, 1):
         return bool(given)
     if isinstance(given, str) and given.lower() in _TRUE | _FALSE:
         return given.lower() in _TRUE
-    return INVALID
+    raise _Refused("bool")
 
 
-def _path(given: Any) -> Any:
-    return Path(given) if isinstance(given, str | Path) else INVALID
+def _path(given: Any) -> Path:
+    if isinstance(given, str | Path):
+        return Path(given)
+    raise _Refused("text")
 
 
 _READERS: dict[Any, Callable[[Any], Any]] = {
@@ -439,4 +434,3 @@ _READERS: dict[Any, Callable[[Any], Any]] = {
     bool: _truth,
     Path: _path,
 }
-_KINDS = {str: "text", int: "whole_number", float: "number", bool: "bool", Path: "text"}
