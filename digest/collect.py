@@ -19,9 +19,9 @@ import httpx
 
 from digest.config import FeedConfig, FetchConfig
 from digest.feedadvice import feed_advice
-from digest.fetch import Fetched, fetch_url, make_client, read_file, redact_error
+from digest.fetch import fetch_url, make_client, read_file, redact_error
 from digest.models import FeedResult, FetchStatus
-from digest.parse import normalise_link, parse_feed
+from digest.parse import normalise_link, parse_feed, parse_key
 from digest.redact import redact_url
 
 if TYPE_CHECKING:
@@ -48,11 +48,13 @@ STALE_DAYS = 90
 
 @dataclass(frozen=True)
 class KnownFeed:
-    """What the state remembers about a feed between runs: validators and a permanent move."""
+    """What the state remembers about a feed between runs: validators, a permanent move, and
+    its last parse (reused for the same bytes, see digest.store.parsed)."""
 
-    etag: str | None
-    last_modified: str | None
-    permanent_url: str | None
+    etag: str | None = None
+    last_modified: str | None = None
+    permanent_url: str | None = None
+    parsed: FeedResult | None = None
 
 
 def collect(
@@ -274,7 +276,12 @@ def _fetch_and_parse(
         return replace(answer, status=FetchStatus.NOT_MODIFIED)
     if fetched.data is None:
         return answer
-    parsed = _parse(fetched, url, now)
+    key = parse_key(fetched.data, url, fetched.content_type)
+    last_parse = known.parsed if known else None
+    if last_parse is not None and last_parse.parsed_key == key and _still_current(last_parse, now):
+        parsed = replace(last_parse, from_cache=True)
+    else:
+        parsed = replace(_parse(fetched.data, url, fetched.content_type, now), parsed_key=key)
     return replace(
         answer,
         status=parsed.status,
@@ -282,14 +289,21 @@ def _fetch_and_parse(
         error=parsed.error,
         warning=parsed.warning,
         feed_title=parsed.feed_title,
+        parsed_key=parsed.parsed_key,
+        reparse_after=parsed.reparse_after,
+        from_cache=parsed.from_cache,
     )
 
 
-def _parse(fetched: Fetched, url: str, now: datetime) -> FeedResult:
+def _still_current(parsed: FeedResult, now: datetime) -> bool:
+    """Whether a remembered parse is what parsing the same bytes gives at `now`."""
+    return parsed.reparse_after is None or now < parsed.reparse_after
+
+
+def _parse(data: bytes, url: str, content_type: str | None, now: datetime) -> FeedResult:
     """parse_feed, with anything it raises turned into a failed result."""
-    assert fetched.data is not None
     try:
-        return parse_feed(fetched.data, url, now, content_type=fetched.content_type)
+        return parse_feed(data, url, now, content_type=content_type)
     except Exception as error:
         message = f"not a feed we can read: {type(error).__name__}: {error}"
         return FeedResult(url, FetchStatus.FAILED, error=message.splitlines()[0][:300])

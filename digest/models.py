@@ -53,6 +53,11 @@ class FeedResult:
     gone: bool = False
     elapsed_seconds: float = 0.0
     feed_title: str = ""
+    # The parse cache (digest.store.parsed): a hash of exactly what was parsed, and when the
+    # same bytes would parse differently (a post dated ahead of now comes due).
+    parsed_key: str = ""
+    reparse_after: datetime | None = None
+    from_cache: bool = False
 
 
 class Choice(StrEnum):

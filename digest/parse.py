@@ -8,18 +8,18 @@ import io
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from html import escape
 from html.parser import HTMLParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-import feedparser
 import nh3
 
+from digest import __version__
 from digest.defuse import defuse
 from digest.htmltext import (
     collapse,
@@ -30,6 +30,9 @@ from digest.htmltext import (
 )
 from digest.models import MAX_AUTHOR, MAX_TITLE, FeedResult, FetchStatus, Post
 from digest.redact import redact_url
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 logger = logging.getLogger(__name__)
 
@@ -322,9 +325,43 @@ def entry_to_post(entry: Mapping[str, Any], feed_url: str, base: str, now: datet
 # -- whole feeds --------------------------------------------------------------------
 
 
+def _feedparser() -> ModuleType:
+    """feedparser, imported on first use: a feed served from the parse cache never loads it."""
+    import feedparser
+
+    module: ModuleType = feedparser
+    return module
+
+
 def _harmless(error: object) -> bool:
     """feedparser's bozo reasons that say nothing is wrong with the content."""
+    feedparser = _feedparser()
     return isinstance(error, feedparser.CharacterEncodingOverride | feedparser.NonXMLContentType)
+
+
+def _first_due(entries: Sequence[Mapping[str, Any]], now: datetime) -> datetime | None:
+    """The earliest date in the entries still ahead of `now` (such a date is dropped today, so
+    the same bytes parse differently once it comes due), or None."""
+    ahead = []
+    for entry in entries:
+        for name in ("published", "updated"):
+            try:
+                moment = _date(entry, name)
+            except Exception:  # an entry odd enough to be skipped has no date to wait for
+                continue
+            if moment is not None and moment > now:
+                ahead.append(moment)
+    return min(ahead) if ahead else None
+
+
+def parse_key(data: bytes, feed_url: str, content_type: str | None) -> str:
+    """A hash of everything parse_feed reads but `now`: the bytes, the address they came from,
+    their content type and this release (whose parsing may differ from the last one's)."""
+    digest = hashlib.sha256()
+    for part in (__version__, feed_url, content_type or ""):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    digest.update(data)
+    return digest.hexdigest()
 
 
 def parse_feed(
@@ -340,7 +377,7 @@ def parse_feed(
     headers = {"content-location": feed_url}
     if content_type:
         headers["content-type"] = content_type
-    parsed = feedparser.parse(io.BytesIO(data), response_headers=headers)
+    parsed = _feedparser().parse(io.BytesIO(data), response_headers=headers)
     entries = parsed.get("entries") or []
     error = parsed.get("bozo_exception") if parsed.get("bozo") else None
     feed_title = shorten(_text_of(parsed.get("feed") or {}, "title"), MAX_TITLE)
@@ -355,7 +392,8 @@ def parse_feed(
         warnings.append(f"not well-formed, read anyway: {error_line(error)}")
     base = str(parsed.get("href") or "") or feed_url
     posts = []
-    for entry in entries[:MAX_POSTS]:
+    entries = entries[:MAX_POSTS]
+    for entry in entries:
         try:
             posts.append(entry_to_post(entry, feed_url, base, now))
         except Exception as problem:  # one odd entry must not cost the whole feed
@@ -366,6 +404,7 @@ def parse_feed(
         posts=tuple(posts),
         warning="; ".join(warnings),
         feed_title=feed_title,
+        reparse_after=_first_due(entries, now),
     )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +26,7 @@ from digest.deliver import Mailer
 from digest.errors import DigestError, Stopped
 from digest.feedadvice import feed_advice, feed_label
 from digest.group import AlreadySent, Choices, build_issue, only_sections, skip_reason
+from digest.inline import load_inliner
 from digest.lock import hold_lock
 from digest.message import (
     DkimKey,
@@ -47,6 +50,7 @@ from digest.models import (
 from digest.personalise import personalise, stamp_issue_url
 from digest.samples import sample_issue
 from digest.store import IssueVariant, State, configured_secret
+from digest.store.parsed import remember_parsed
 from digest.store.previews import remember_preview
 from digest.subscribers import load_subscribers
 from digest.tokens import delivery_tag, make_purpose_token, make_token
@@ -138,6 +142,32 @@ def signing_secret(config: Config) -> str:
         return state.secret()
 
 
+# How long collection must keep us waiting on the network before the renderer is loaded
+# beside it (a preview whose feeds answer at once is usually served from the cache).
+WARM_RENDERER_AFTER = 0.05
+
+
+@contextmanager
+def _renderer_loading_while_waiting(config: Config) -> Iterator[None]:
+    """Load Jinja2 and the CSS inliner in the background if the feeds keep us waiting: their
+    imports (a third of a second) then use time otherwise spent waiting for the network."""
+    timer = threading.Timer(WARM_RENDERER_AFTER, _load_renderer, args=(config.inliner,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _load_renderer(inliner: str) -> None:
+    try:
+        importlib.import_module("digest.render")
+        load_inliner(inliner)
+    except Exception as error:  # rendering itself will say what is missing
+        logger.debug("renderer not loaded ahead: %s", error)
+
+
 def render_issue(issue: Issue, config: Config) -> RenderedIssue:
     """digest.render's render_issue, loaded on first use: a cached preview never loads Jinja2."""
     from digest.render import render_issue as render
@@ -171,16 +201,21 @@ def gather(
     known = {}
     for feed in config.feeds:
         remembered = state.feed(feed.url)
-        if remembered:
+        parsed = state.parsed_feeds.parsed(feed.url)
+        if remembered or parsed:
             known[feed.url] = KnownFeed(
-                remembered.etag, remembered.last_modified, remembered.permanent_url
+                remembered.etag if remembered else None,
+                remembered.last_modified if remembered else None,
+                remembered.permanent_url if remembered else None,
+                parsed,
             )
-    if stop is None:
-        results = collector(config.feeds, config.fetch, config.base_dir, known, now)
-    else:
-        results = collector(config.feeds, config.fetch, config.base_dir, known, now, stop=stop)
-        if stop.is_set():
-            raise Stopped("stopped while collecting the feeds: nothing was sent")
+    with _renderer_loading_while_waiting(config):
+        if stop is None:
+            results = collector(config.feeds, config.fetch, config.base_dir, known, now)
+        else:
+            results = collector(config.feeds, config.fetch, config.base_dir, known, now, stop=stop)
+    if stop is not None and stop.is_set():
+        raise Stopped("stopped while collecting the feeds: nothing was sent")
     posts_by_feed: dict[str, list[Post]] = {}
     for feed, result in zip(config.feeds, results, strict=True):
         if result.status is FetchStatus.OK:
@@ -193,6 +228,10 @@ def gather(
         posts_by_feed[feed.url] = _resolve_dates(posts, state.first_seen(feed.url), now)
         if record:
             state.record_fetch(result, now)
+    if state.db.read_only:
+        remember_parsed(state.path, results, now)
+    else:
+        state.parsed_feeds.remember(results, now)
     keys, links = state.carried()
     return posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), tuple(results)
 

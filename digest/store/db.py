@@ -11,15 +11,18 @@ either way.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.errors import StateError
 from digest.store.migrations import LATEST, migrate, schema_version
+
+logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT = 30.0
 # What SQLite answers when a WAL file's shared-memory file cannot be created beside it.
@@ -36,6 +39,33 @@ def iso(value: datetime) -> str:
 def parse_time(value: str | None) -> datetime | None:
     """A stored time back as a datetime; None stays None."""
     return datetime.fromisoformat(value) if value else None
+
+
+# How long a best-effort cache write waits for another writer before giving up.
+_CACHE_WRITE_TIMEOUT = 0.2
+
+
+def write_if_current(path: Path, write: Callable[[sqlite3.Connection], None]) -> None:
+    """Run `write` in one transaction on an existing state file at the latest schema, for a
+    cache written by a command that otherwise only reads; skip it if the file is missing,
+    older, busy or read-only (the cache is an optimisation: a preview never creates or
+    upgrades a state file, and never waits)."""
+    if not path.is_file():
+        return
+    try:
+        connection = sqlite3.connect(path, timeout=_CACHE_WRITE_TIMEOUT, isolation_level=None)
+    except sqlite3.Error:
+        return
+    try:
+        if int(connection.execute("PRAGMA user_version").fetchone()[0]) != LATEST:
+            return  # the next writing command upgrades it
+        connection.execute("BEGIN IMMEDIATE")
+        write(connection)
+        connection.execute("COMMIT")
+    except sqlite3.Error as error:
+        logger.debug("cache not written to %s: %s", path, error)
+    finally:
+        connection.close()
 
 
 def explain(path: Path, error: sqlite3.Error) -> StateError:

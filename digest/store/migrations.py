@@ -232,6 +232,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     at TEXT NOT NULL
 )""",
     ),
+    # 9: each feed's last parse, keyed by a hash of the bytes parsed (see digest.store.parsed).
+    (
+        """CREATE TABLE parsed_feeds (
+    url TEXT PRIMARY KEY,
+    parsed_key TEXT NOT NULL,
+    feed_title TEXT NOT NULL,
+    warning TEXT NOT NULL,
+    reparse_after TEXT,
+    posts TEXT NOT NULL,
+    at TEXT NOT NULL
+)""",
+    ),
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0

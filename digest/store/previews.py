@@ -8,18 +8,13 @@ uncached, and a preview still creates no state file.
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 from pathlib import Path
 
 from digest.models import RenderedIssue
-from digest.store.db import Database
-from digest.store.migrations import LATEST
-
-logger = logging.getLogger(__name__)
+from digest.store.db import Database, write_if_current
 
 KEEP = 4  # previews kept: enough for an editor switching between a few drafts
-_WRITE_TIMEOUT = 0.2  # seconds a cache write may wait for another writer before giving up
 
 
 class Previews:
@@ -46,16 +41,8 @@ class Previews:
 
 def remember_preview(path: Path, key: str, rendered: RenderedIssue, at: str) -> None:
     """Store a preview under `key` in an existing, up-to-date state file; skip it otherwise."""
-    if not path.is_file():
-        return
-    try:
-        connection = sqlite3.connect(path, timeout=_WRITE_TIMEOUT, isolation_level=None)
-    except sqlite3.Error:
-        return
-    try:
-        if int(connection.execute("PRAGMA user_version").fetchone()[0]) != LATEST:
-            return  # the next writing command upgrades it; a preview does not
-        connection.execute("BEGIN IMMEDIATE")
+
+    def write(connection: sqlite3.Connection) -> None:
         connection.execute(
             "INSERT OR REPLACE INTO preview_cache"
             " (key, subject, html, text, marker, warnings, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -74,8 +61,5 @@ def remember_preview(path: Path, key: str, rendered: RenderedIssue, at: str) -> 
             " (SELECT key FROM preview_cache ORDER BY at DESC LIMIT ?)",
             (KEEP,),
         )
-        connection.execute("COMMIT")
-    except sqlite3.Error as error:
-        logger.debug("preview not cached: %s", error)
-    finally:
-        connection.close()
+
+    write_if_current(path, write)

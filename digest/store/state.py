@@ -11,6 +11,7 @@ from digest.store.db import Database, explain, open_database
 from digest.store.editor import Editorial
 from digest.store.feeds import Feeds
 from digest.store.ledger import Ledger
+from digest.store.parsed import ParsedFeeds
 from digest.store.previews import Previews
 from digest.store.secrets import Secrets
 from digest.store.signups import Signups
@@ -37,6 +38,7 @@ class State:
         self.bounces = BounceReports(self.db)
         self.editorial = Editorial(self.db)
         self.previews = Previews(self.db)
+        self.parsed_feeds = ParsedFeeds(self.db)
         self.transaction = self.db.transaction
         # Feeds and posts.
         self.feed = self.feeds.feed

@@ -1,0 +1,90 @@
+"""The parse cache: each feed's last parse, keyed by a hash of exactly the bytes parsed.
+
+A feed that answers with the same bytes as last time (many servers send no validators for a
+304) is then not parsed again, and feedparser is not even imported. A parse is reused only
+until a post it dropped for being dated ahead comes due. Rows are kept per configured feed
+URL; a feed taken out of config.yaml loses its row at the next parse written. Commands that
+only read (a preview) write it best-effort, like the preview cache: never creating, upgrading
+or waiting on the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from digest.models import FeedResult, FetchStatus
+from digest.store.db import Database, iso, parse_time, write_if_current
+from digest.store.feeds import post_from_json, post_to_json
+
+
+class ParsedFeeds:
+    """The parsed_feeds table in the open state file."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def parsed(self, url: str) -> FeedResult | None:
+        """The feed's last parse (its `parsed_key` says of what), or None."""
+        row = self.db.execute(
+            "SELECT parsed_key, feed_title, warning, reparse_after, posts FROM parsed_feeds"
+            " WHERE url = ?",
+            (url,),
+        ).fetchone()
+        if row is None:
+            return None
+        posts = tuple(post_from_json(text) for text in json.loads(row["posts"]))
+        return FeedResult(
+            feed_url=url,
+            status=FetchStatus.OK,
+            posts=posts,
+            warning=row["warning"],
+            feed_title=row["feed_title"],
+            parsed_key=row["parsed_key"],
+            reparse_after=parse_time(row["reparse_after"]),
+        )
+
+    def remember(self, results: Sequence[FeedResult], now: datetime) -> None:
+        """Keep the fresh parses among `results` (the state file is open for writing)."""
+        with self.db.transaction():
+            _store(self.db.connection, results, now)
+
+
+def remember_parsed(path: Path, results: Sequence[FeedResult], now: datetime) -> None:
+    """Keep the fresh parses among `results` in an existing, up-to-date state file, if it can
+    be written at once; skip them otherwise."""
+    if any(_fresh(result) for result in results):
+        write_if_current(path, lambda connection: _store(connection, results, now))
+
+
+def _fresh(result: FeedResult) -> bool:
+    return result.status is FetchStatus.OK and bool(result.parsed_key) and not result.from_cache
+
+
+def _store(connection: sqlite3.Connection, results: Sequence[FeedResult], now: datetime) -> None:
+    connection.executemany(
+        "INSERT OR REPLACE INTO parsed_feeds"
+        " (url, parsed_key, feed_title, warning, reparse_after, posts, at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                result.feed_url,
+                result.parsed_key,
+                result.feed_title,
+                result.warning,
+                iso(result.reparse_after) if result.reparse_after else None,
+                json.dumps([post_to_json(post) for post in result.posts]),
+                iso(now),
+            )
+            for result in results
+            if _fresh(result)
+        ],
+    )
+    configured = [result.feed_url for result in results]
+    connection.execute(
+        f"DELETE FROM parsed_feeds WHERE url NOT IN ({', '.join('?' * len(configured))})",
+        configured,
+    )
