@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 from collections.abc import Callable
@@ -49,6 +50,13 @@ def _css_inline(html: str) -> str:
 
 
 _INLINERS: dict[str, Callable[[str], str]] = {"premailer": _premailer, "css_inline": _css_inline}
+_LIBRARIES = {"premailer": ("cssutils", "premailer"), "css_inline": ("css_inline",)}
+
+
+def load_inliner(inliner: str = "premailer") -> None:
+    """Import an inliner's libraries ahead of its first use (they take a few hundred ms)."""
+    for library in _LIBRARIES.get(inliner, ()):
+        importlib.import_module(library)
 
 
 def inline_css(html: str, inliner: str = "premailer") -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from digest.config import Config
@@ -64,18 +65,17 @@ def sample_issue(config: Config, posts_per_section: int = 3) -> Issue:
 def sample_config(config: Config) -> Config:
     """The config with every optional newsletter feature switched on, to exercise the templates."""
     newsletter = config.newsletter
-    filled = newsletter.model_copy(
-        update={
-            "intro": newsletter.intro
-            or "Welcome to this week's issue. **Thank you** for reading, and [tell us what you"
-            " think](https://example.org/feedback).",
-            "logo_url": newsletter.logo_url or "https://example.org/logo.png",
-            "archive_url": newsletter.archive_url or "https://example.org/newsletter/latest",
-            "footer": newsletter.footer or "You signed up for this newsletter on our website.",
-            "address": newsletter.address or "1 Example Street\nLondon N1 1AA",
-        }
+    filled = replace(
+        newsletter,
+        intro=newsletter.intro
+        or "Welcome to this week's issue. **Thank you** for reading, and [tell us what you"
+        " think](https://example.org/feedback).",
+        logo_url=newsletter.logo_url or "https://example.org/logo.png",
+        archive_url=newsletter.archive_url or "https://example.org/newsletter/latest",
+        footer=newsletter.footer or "You signed up for this newsletter on our website.",
+        address=newsletter.address or "1 Example Street\nLondon N1 1AA",
     )
-    return config.model_copy(update={"newsletter": filled})
+    return replace(config, newsletter=filled)
 
 
 def check_templates(config: Config) -> list[str]:

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
 
 from digest.config import Config
 from digest.configkeys import config_keys
 from digest.errors import ConfigError
 from digest.loader import BUNDLED_TEMPLATES, readme_text
+from digest.settings import Section
 
 BUNDLED_SAMPLES = Path(__file__).parent / "samples"
 TEMPLATES_README = "README.txt"
@@ -99,7 +99,7 @@ def _comment(text: str, indent: str, lines: list[str]) -> None:
 
 
 def _emit(
-    model: type[BaseModel], prefix: str, indent: str, commented: bool, lines: list[str]
+    model: type[Section], prefix: str, indent: str, commented: bool, lines: list[str]
 ) -> None:
     keys = [k for k in config_keys(model, prefix) if "." not in k.path.removeprefix(prefix)]
     for key in keys:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,9 +17,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import approval, pipeline
 from digest.config import Config, ScheduleConfig, load_config
-from digest.errors import DigestError, Stopped
+from digest.errors import ConfigError, DigestError, Stopped
 from digest.lock import hold_lock
 from digest.models import SendReport
+from digest.settings import SettingsError
 from digest.slots import (
     ON_TIME,
     cron_text,
@@ -228,9 +229,12 @@ class Attempts:
                 "schedule or state changed in %s; restart digest run to apply them",
                 config.source,
             )
-            config = config.model_copy(
-                update={"schedule": self.started_with.schedule, "state": self.started_with.state}
-            )
+            try:
+                config = replace(
+                    config, schedule=self.started_with.schedule, state=self.started_with.state
+                )
+            except SettingsError as error:
+                raise ConfigError(f"{config.source}: {error}") from None
         return config
 
     def run(self) -> bool:

@@ -2,7 +2,7 @@
 
 PyYAML's SafeLoader builds no arbitrary objects, but three things in a hostile or mistaken file
 still hurt: aliases that fan out (`b: [*a, *a, ...]` a few levels deep stands for billions of
-nodes; the loader shares them by reference, but any walk over the result, ours or pydantic's,
+nodes; the loader shares them by reference, but any walk over the result, reading or validating it,
 visits every one), nesting deep enough to exhaust Python's recursion in the composer, and a
 key written twice, which YAML silently resolves to the last one (a second `feeds:` would throw
 the first list away). So, before anything is built from the file:

@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.inline",
                 "digest.loader",
                 "digest.stopping",
+                "digest.settings",
             }
         ),
     ),

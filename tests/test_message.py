@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -164,9 +165,7 @@ def test_non_ascii_address_is_marked_for_smtputf8(envelope: IssueEnvelope) -> No
 
 def test_no_https_unsubscribe_url_means_mailto_only(tmp_path: Path) -> None:
     config = make_config(tmp_path)
-    config = config.model_copy(
-        update={"newsletter": config.newsletter.model_copy(update={"unsubscribe_url": None})}
-    )
+    config = replace(config, newsletter=replace(config.newsletter, unsubscribe_url=None))
     message = parse(build_message(envelope_for(config, RENDERED, NOW), SUBSCRIBERS[0], "t").data)
     assert message["List-Unsubscribe"] == "<mailto:digest@example.org?subject=unsubscribe%20t>"
     assert message["List-Unsubscribe-Post"] is None

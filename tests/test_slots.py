@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -51,7 +52,7 @@ def test_require_schedule_names_the_config_file(tmp_path: Path) -> None:
     config = load_config(config_path)
     with pytest.raises(ConfigError, match=r"config\.yaml: schedule: not set"):
         require_schedule(config)
-    with_schedule = config.model_copy(update={"schedule": WEEKLY})
+    with_schedule = replace(config, schedule=WEEKLY)
     assert require_schedule(with_schedule) is WEEKLY
 
 

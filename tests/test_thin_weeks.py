@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from digest.config import Config
 from digest.group import skip_reason
+from digest.settings import validate
 from tests.conftest import Project, post
 from tests.test_schedule_run import SLOT, SLOT_LOG, Daemon, recipients, rows, weekly
 
@@ -13,12 +14,13 @@ NEXT_SLOT = SLOT + timedelta(days=7)
 
 
 def _config(extra: dict[str, object]) -> Config:
-    return Config.model_validate(
+    return validate(
+        Config,
         {
             "newsletter": {"title": "T", "from": "a@example.org"},
             "feeds": [{"name": "Blog", "url": "https://example.org/feed"}],
             "digest": extra,
-        }
+        },
     )
 
 

@@ -126,7 +126,7 @@ class FeedCache:
         if not feed.is_remote:
             path = (base_dir / feed.url).expanduser()
             local = _stat_token(path)
-        return "\n".join((feed.model_dump_json(), fetch.model_dump_json(), str(base_dir), local))
+        return "\n".join((repr(feed), repr(fetch), str(base_dir), local))
 
     def _drop(self, key: str) -> None:
         self._bytes -= self._entries.pop(key).size
