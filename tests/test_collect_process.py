@@ -287,7 +287,6 @@ def test_no_process_means_parsing_in_threads(
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert any("no second process: FileNotFoundError" in line for line in said)
     assert any("on one core from now on: the second process failed: EOF" in x for x in said)
-    assert sum("parsing on one core from now on" in line for line in said) == 2
     assert not [r for r in caplog.records if r.levelno > logging.DEBUG and "process" in r.name]
 
 
@@ -353,7 +352,7 @@ def test_stop_returns_at_once_and_leaves_no_process(
     threading.Timer(1.5, press_stop).start()
     feeds = [FeedConfig(name=url, url=url) for url in stuck + slow]
     results = collect(feeds, FAST, Path("."), {}, NOW, stop=stop)
-    assert time.monotonic() - stopped[0] < digest.collect.POLL + 0.25
+    assert time.monotonic() - stopped[0] < digest.collect.POLL + 0.5  # and killing the process
     assert [r.error for r in results] == ["stopped"] * 6
     assert children() == before and not multiprocessing.active_children()
 
@@ -372,7 +371,9 @@ def test_repeated_collections_leave_no_process(
     assert threading.active_count() <= threads
 
 
-def test_a_second_process_only_when_enough_feeds_will_be_parsed() -> None:
+def test_a_second_process_only_when_enough_feeds_will_be_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     enough = digest.collect.SECOND_PROCESS_FROM
     remote = [FeedConfig(name=f"F{n}", url=f"https://example.org/{n}.xml") for n in range(enough)]
     local = [FeedConfig(name=f"L{n}", url=f"feeds/{n}.xml") for n in range(enough)]
@@ -384,3 +385,5 @@ def test_a_second_process_only_when_enough_feeds_will_be_parsed() -> None:
     assert pays(remote, only_validators) is (cores > 1)
     assert not pays(remote[1:] + local, {})
     assert not pays(remote, remembered)
+    monkeypatch.setattr(digest.collect.os, "sched_getaffinity", lambda pid: {0})
+    assert not pays(remote, {})  # one core: nothing to gain
