@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -83,16 +83,14 @@ def collect(
     "stopped". `transport` replaces the network, for tests.
 
     With SECOND_PROCESS_FROM or more remote feeds to parse and a second core, a second process
-    (digest.parseprocess), started first so that its start-up overlaps the network wait, parses
-    beside the threads and is killed on return: for 50 feeds answering after 200 ms the whole
+    (digest.parseprocess), started first so that its start-up overlaps the network wait (or at
+    the SECOND_PROCESS_FROM-th parse, when remembered parses made that unlikely), parses beside
+    the threads and is killed on return: for 50 feeds answering after 200 ms the whole
     `digest preview` took a median 1.28 s against 1.54 s on one core (bench/collect.py).
     """
     if not feeds:
         return []
-    parsers = _Parsers()
-    process = parsers.process = (
-        ParseProcess.start(parsers.wake) if _second_process_pays(feeds, known) else None
-    )
+    parsers = _Parsers(_second_process(feeds, known))
     try:
         with make_client(fetch, transport) as client:
             jobs = [
@@ -113,8 +111,7 @@ def collect(
             ]
             results = _run(jobs, fetch, stop)
     finally:
-        if process is not None:
-            process.close()
+        parsers.close()
     for result in results:
         if result.status is FetchStatus.FAILED:
             logger.info("feed %s failed: %s", redact_url(result.feed_url), result.error)
@@ -334,21 +331,22 @@ def _still_current(parsed: FeedResult, now: datetime) -> bool:
     return parsed.reparse_after is None or now < parsed.reparse_after
 
 
-def _second_process_pays(feeds: Sequence[FeedConfig], known: Mapping[str, KnownFeed]) -> bool:
-    """Whether enough remote feeds are likely to be parsed (none remembered from the last run),
-    on a machine with a core to spare, for a second parsing process to be worth its start-up."""
+When = Literal["now", "later", "never"]
+
+
+def _second_process(feeds: Sequence[FeedConfig], known: Mapping[str, KnownFeed]) -> When:
+    """When to start a second parsing process: "now" if enough remote feeds have no remembered
+    parse (they will all be parsed), "later" if enough remote feeds could be (it is started once
+    that many were), "never" if too few could be or the machine has one core only."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    if cpus < 2:
-        return False
-    fresh = [
-        feed
-        for feed in feeds
-        if feed.is_remote and (feed.url not in known or known[feed.url].parsed is None)
-    ]
-    return len(fresh) >= SECOND_PROCESS_FROM
+    remote = [feed for feed in feeds if feed.is_remote]
+    if cpus < 2 or len(remote) < SECOND_PROCESS_FROM:
+        return "never"
+    fresh = [feed for feed in remote if feed.url not in known or known[feed.url].parsed is None]
+    return "now" if len(fresh) >= SECOND_PROCESS_FROM else "later"
 
 
 class _Parsers:
@@ -359,10 +357,23 @@ class _Parsers:
     running beyond TURN_PATIENCE (a stuck one, say) no longer makes the others wait their turn.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, when: When) -> None:
         self.process: ParseProcess | None = None
         self._turn = threading.Condition()
         self._local: dict[int, float] = {}  # job index -> when its parse in a thread began
+        self._later = when == "later"
+        self._parses = 0
+        self._closed = False
+        if when == "now":
+            self.process = ParseProcess.start(self.wake)
+
+    def close(self) -> None:
+        """Kill the second process, if any, and start none from now on."""
+        with self._turn:
+            self._closed = True
+            process = self.process
+        if process is not None:
+            process.close()
 
     def wake(self) -> None:
         """Let the bodies waiting for a turn look again (the process is ready)."""
@@ -373,6 +384,8 @@ class _Parsers:
         self, job: _Job, data: bytes, url: str, content_type: str | None, now: datetime
     ) -> FeedResult:
         """The body parsed in whichever place frees up first."""
+        if self._later:
+            self._start_at_enough_parses()
         process = self.process
         while process is not None and process.usable:
             with self._turn:
@@ -393,6 +406,15 @@ class _Parsers:
             with self._turn:
                 if self._local.pop(job.index, None) is not None:
                     self._turn.notify()
+
+    def _start_at_enough_parses(self) -> None:
+        """Count this parse; start the second process at the SECOND_PROCESS_FROM-th."""
+        with self._turn:
+            self._parses += 1
+            if self._closed or self._parses < SECOND_PROCESS_FROM:
+                return
+            self._later = False
+            self.process = ParseProcess.start(self.wake)
 
     def _parse_there(
         self,
