@@ -86,7 +86,7 @@ def collect(
     (digest.parseprocess), started first so that its start-up overlaps the network wait (or at
     the SECOND_PROCESS_FROM-th parse, when remembered parses made that unlikely), parses beside
     the threads and is killed on return: for 50 feeds answering after 200 ms the whole
-    `digest preview` took a median 1.28 s against 1.54 s on one core (bench/collect.py).
+    `digest preview` took a median 1.21 s against 1.60 s on one core (bench/collect.py).
     """
     if not feeds:
         return []
