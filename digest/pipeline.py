@@ -50,7 +50,6 @@ from digest.models import (
 from digest.personalise import personalise, stamp_issue_url
 from digest.samples import sample_issue
 from digest.store import IssueVariant, State, configured_secret
-from digest.store.parsed import remember_parsed
 from digest.store.previews import remember_preview
 from digest.subscribers import load_subscribers
 from digest.tokens import delivery_tag, make_purpose_token, make_token
@@ -228,10 +227,7 @@ def gather(
         posts_by_feed[feed.url] = _resolve_dates(posts, state.first_seen(feed.url), now)
         if record:
             state.record_fetch(result, now)
-    if state.db.read_only:
-        remember_parsed(state.path, results, now)
-    else:
-        state.parsed_feeds.remember(results, now)
+    state.parsed_feeds.remember(results, now)
     keys, links = state.carried()
     return posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), tuple(results)
 

@@ -14,7 +14,6 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 
 from digest.models import FeedResult, FetchStatus
 from digest.store.db import Database, iso, parse_time, write_if_current
@@ -48,16 +47,15 @@ class ParsedFeeds:
         )
 
     def remember(self, results: Sequence[FeedResult], now: datetime) -> None:
-        """Keep the fresh parses among `results` (the state file is open for writing)."""
+        """Keep the fresh parses among `results`: in the open file if it was opened for
+        writing, else best-effort in the file itself (never creating, upgrading or waiting)."""
+        if not any(_fresh(result) for result in results):
+            return
+        if self.db.read_only:
+            write_if_current(self.db.path, lambda connection: _store(connection, results, now))
+            return
         with self.db.transaction():
             _store(self.db.connection, results, now)
-
-
-def remember_parsed(path: Path, results: Sequence[FeedResult], now: datetime) -> None:
-    """Keep the fresh parses among `results` in an existing, up-to-date state file, if it can
-    be written at once; skip them otherwise."""
-    if any(_fresh(result) for result in results):
-        write_if_current(path, lambda connection: _store(connection, results, now))
 
 
 def _fresh(result: FeedResult) -> bool:
