@@ -22,13 +22,13 @@ from digest.config import FeedConfig, FetchConfig
 from digest.feedadvice import feed_advice
 from digest.fetch import fetch_url, make_client, read_file, redact_error
 from digest.models import FeedResult, FetchStatus
-from digest.parse import normalise_link, parse_feed, parse_key
-from digest.parseprocess import ParseProcess, parse_safely
+from digest.parse import normalise_link, parse_feed, parse_key, parse_safely
 from digest.redact import redact_url
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from digest.parseprocess import ParseProcess
     from digest.store import FeedRecord
 
 __all__ = [
@@ -365,7 +365,7 @@ class _Parsers:
         self._parses = 0
         self._closed = False
         if when == "now":
-            self.process = ParseProcess.start(self.wake)
+            self.process = _start_process(self.wake)
 
     def close(self) -> None:
         """Kill the second process, if any, and start none from now on."""
@@ -414,7 +414,7 @@ class _Parsers:
             if self._closed or self._parses < SECOND_PROCESS_FROM:
                 return
             self._later = False
-            self.process = ParseProcess.start(self.wake)
+            self.process = _start_process(self.wake)
 
     def _parse_there(
         self,
@@ -435,6 +435,13 @@ class _Parsers:
         if result is None and not job.abandoned:
             result = _parse(data, url, content_type, now)
         return result or _failed(job, "stopped")
+
+
+def _start_process(on_ready: Callable[[], None]) -> ParseProcess | None:
+    """ParseProcess.start, its module loaded only by a collection that has enough to parse."""
+    from digest.parseprocess import ParseProcess
+
+    return ParseProcess.start(on_ready)
 
 
 def _parse(data: bytes, url: str, content_type: str | None, now: datetime) -> FeedResult:

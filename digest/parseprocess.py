@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
-from typing import Protocol
 
-from digest.models import FeedResult, FetchStatus
+from digest.models import FeedResult
+from digest.parse import ParseFunction, parse_safely
 
 logger = logging.getLogger(__name__)
 
@@ -32,25 +32,6 @@ POLL = 0.05  # how often a waiting thread checks whether its feed was given up o
 KILL_WAIT = 2.0  # seconds to reap the process once killed
 READY = b"ready"
 _CHILD = "import sys; from digest.parseprocess import serve; serve(int(sys.argv[1]))"
-
-
-class ParseFunction(Protocol):
-    """parse_feed's signature."""
-
-    def __call__(
-        self, data: bytes, feed_url: str, now: datetime, *, content_type: str | None = None
-    ) -> FeedResult: ...
-
-
-def parse_safely(
-    parse: ParseFunction, data: bytes, url: str, content_type: str | None, now: datetime
-) -> FeedResult:
-    """`parse`, with anything it raises turned into a failed result (the same in either process)."""
-    try:
-        return parse(data, url, now, content_type=content_type)
-    except Exception as error:
-        message = f"not a feed we can read: {type(error).__name__}: {error}"
-        return FeedResult(url, FetchStatus.FAILED, error=message.splitlines()[0][:300])
 
 
 @dataclass

@@ -89,7 +89,15 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("public and editor's web apps", frozenset({"digest.web."})),
     (
         "command line and generated documents",
-        frozenset({"digest.cli", "digest.__main__", "digest.scaffold", "digest.reference"}),
+        frozenset(
+            {
+                "digest.cli",
+                "digest.__main__",
+                "digest.entry",
+                "digest.scaffold",
+                "digest.reference",
+            }
+        ),
     ),
 )
 
