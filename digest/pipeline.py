@@ -18,11 +18,9 @@ from zoneinfo import ZoneInfo
 
 from digest import __version__, archive
 from digest.audience import audience, record_file_consent, section_choice
-from digest.bouncereport import permanent_refusal
 from digest.collect import KnownFeed, collect
 from digest.config import Config, FeedConfig
 from digest.dates import format_date
-from digest.deliver import Mailer
 from digest.errors import DigestError, Stopped
 from digest.feedadvice import feed_advice, feed_label
 from digest.group import AlreadySent, Choices, build_issue, only_sections, skip_reason
@@ -464,6 +462,8 @@ def _build_one(envelope: IssueEnvelope, subscribers: Sequence[Subscriber], secre
 
 def test_send(config: Config, now: datetime, recipients: Sequence[str]) -> SendReport:
     """Send the next issue to the given addresses only; records nothing, uses no posts up."""
+    from digest.deliver import Mailer  # loaded by the commands that send: not by a preview
+
     with open_state(config, read_only=True) as state:
         prepared = prepare(config, state, now, record=False)
     if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
@@ -511,6 +511,8 @@ def dry_run(config: Config, now: datetime) -> SendReport:
 def refused_for_good(state: State, issue_id: int, delivery: Delivery, now: datetime) -> None:
     """Suppress an address the server refused as non-existent or disabled (5.1.1, 5.1.10,
     5.2.1) during the send, as a hard bounce would, so the next issue does not try it."""
+    from digest.bouncereport import permanent_refusal
+
     reason = permanent_refusal(delivery.reply)
     if reason:
         state.bounces.suppress(
@@ -631,6 +633,8 @@ def send(
     recorded, committed, as the server accepts or refuses it. Subscribers with a sent or failed
     delivery are skipped, so a resumed issue reaches only those it had not reached yet.
     """
+    from digest.deliver import Mailer  # loaded by the commands that send: not by a preview
+
     subscriber_list = load_subscribers(config.subscribers_path)
     dkim_key = load_dkim(config)
     with (
