@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import pickle
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +32,7 @@ logger = logging.getLogger(__name__)
 DEPTH = 2  # bodies in the process at once: one parsed, one waiting
 POLL = 0.05  # how often a waiting thread checks whether its feed was given up on
 KILL_WAIT = 2.0  # seconds to reap the process once killed
+PARENT_CHECK = 0.25  # how often the second process checks that its parent is still there
 READY = b"ready"
 _CHILD = "import sys; from digest.parseprocess import serve; serve(int(sys.argv[1]))"
 
@@ -252,6 +255,9 @@ class _Keep(logging.Handler):
 def serve(fd: int) -> None:
     """The second process's loop: parse each request until the parent goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    threading.Thread(
+        target=_exit_with_parent, args=(os.getppid(),), name="parent watch", daemon=True
+    ).start()
     connection = Connection(fd)
     try:
         path, level = connection.recv()
@@ -278,6 +284,14 @@ def serve(fd: int) -> None:
             _answer(connection, ident, result, records)
     except EOFError:
         return
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process at once, mid-parse too, when its parent is gone (killed outright, say:
+    a closed socket is noticed only between parses)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK)
+    os._exit(0)
 
 
 def _answer(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,8 +21,8 @@ import digest.parseprocess
 from digest.collect import KnownFeed, collect
 from digest.config import FeedConfig, FetchConfig
 from digest.models import FeedResult, FetchStatus
-from digest.parse import parse_feed
-from digest.parseprocess import ParseProcess, parse_safely
+from digest.parse import parse_feed, parse_safely
+from digest.parseprocess import ParseProcess
 from tests.support.feedserver import FeedServer
 from tests.test_collect import BILLION_LAUGHS, feed_body
 
@@ -414,3 +416,46 @@ def test_a_second_process_only_when_enough_feeds_will_be_parsed(
     assert when(remote[1:] + local, {}) == "never"
     monkeypatch.setattr(digest.collect.os, "sched_getaffinity", lambda pid: {0})
     assert when(remote, {}) == "never"  # one core: nothing to gain
+
+
+PARENT_SCRIPT = """
+import sys
+from datetime import UTC, datetime
+from digest.parseprocess import ParseProcess
+from tests.test_collect_process import parse_stuck_on_stuck, ready_process
+process = ready_process()
+print(process.pid, flush=True)
+assert process.try_acquire()
+process.parse(parse_stuck_on_stuck, b"<rss/>", "https://example.org/stuck.xml", None,
+              datetime.now(UTC), lambda: False)
+"""
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (an exited one waiting to be reaped is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_parent_killed_outright_takes_its_second_process_with_it_mid_parse() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT_SCRIPT],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        time.sleep(0.5)  # the child is inside its 8-second parse now
+        assert running(child)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 4  # well before the stuck parse would end by itself
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(child)
