@@ -72,25 +72,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # -- links --------------------------------------------------------------------
 
 
-class ParseFunction(Protocol):
-    """parse_feed's signature."""
-
-    def __call__(
-        self, data: bytes, feed_url: str, now: datetime, *, content_type: str | None = None
-    ) -> FeedResult: ...
-
-
-def parse_safely(
-    parse: ParseFunction, data: bytes, url: str, content_type: str | None, now: datetime
-) -> FeedResult:
-    """`parse`, with anything it raises turned into a failed result (the same in either process)."""
-    try:
-        return parse(data, url, now, content_type=content_type)
-    except Exception as error:
-        message = f"not a feed we can read: {type(error).__name__}: {error}"
-        return FeedResult(url, FetchStatus.FAILED, error=message.splitlines()[0][:300])
-
-
 def normalise_link(url: str) -> str:
     """Link key for cross-feed dedupe: scheme/host case, default port, fragment, tracking params."""
     try:
@@ -429,3 +410,22 @@ def parse_feed(
 
 def _failed(feed_url: str, error: str) -> FeedResult:
     return FeedResult(feed_url=feed_url, status=FetchStatus.FAILED, error=error)
+
+
+class ParseFunction(Protocol):
+    """parse_feed's signature."""
+
+    def __call__(
+        self, data: bytes, feed_url: str, now: datetime, *, content_type: str | None = None
+    ) -> FeedResult: ...
+
+
+def parse_safely(
+    parse: ParseFunction, data: bytes, url: str, content_type: str | None, now: datetime
+) -> FeedResult:
+    """`parse`, with anything it raises turned into a failed result (the same in either process)."""
+    try:
+        return parse(data, url, now, content_type=content_type)
+    except Exception as error:
+        message = f"not a feed we can read: {type(error).__name__}: {error}"
+        return FeedResult(url, FetchStatus.FAILED, error=message.splitlines()[0][:300])

@@ -78,19 +78,24 @@ def parse_stuck_on_stuck(
     return parse_feed(data, feed_url, now, content_type=content_type)
 
 
+def proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, parent, ...); None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
 def children() -> set[int]:
     """Process ids whose parent is this process (from /proc)."""
-    mine = os.getpid()
+    mine = str(os.getpid())
     found = set()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == mine:
-            found.add(int(entry.name))
+        if entry.name.isdigit():
+            fields = proc_stat(entry.name)
+            if fields is not None and fields[1] == mine:
+                found.add(int(entry.name))
     return found
 
 
@@ -419,7 +424,6 @@ def test_a_second_process_only_when_enough_feeds_will_be_parsed(
 
 
 PARENT_SCRIPT = """
-import sys
 from datetime import UTC, datetime
 from digest.parseprocess import ParseProcess
 from tests.test_collect_process import parse_stuck_on_stuck, ready_process
@@ -433,11 +437,8 @@ process.parse(parse_stuck_on_stuck, b"<rss/>", "https://example.org/stuck.xml", 
 
 def running(pid: int) -> bool:
     """Whether `pid` is a live process (an exited one waiting to be reaped is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def test_a_parent_killed_outright_takes_its_second_process_with_it_mid_parse() -> None:
