@@ -16,6 +16,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             {
                 "digest",
                 "digest.errors",
+                "digest.addresses",
                 "digest.models",
                 "digest.redact",
                 "digest.tokens",
