@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench screenshots clean browser imap
+.PHONY: demo test lint typecheck unit bench screenshots clean browser imap docs docs-check docs-pages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,22 @@ imap:
 		echo "dovecot-imapd could not be installed; the IMAP bounce test will be skipped"; \
 	fi
 
-test: lint typecheck unit
+test: lint typecheck docs-check unit
+
+# The docs site (Material for MkDocs, installed with .[dev]). `make docs` serves it at
+# http://127.0.0.1:8000 and rebuilds it on every edit; `make docs-check` builds it with --strict into
+# build/site (git-ignored), so a broken link or anchor, or a page left out of mkdocs.yml's nav,
+# fails `make test`. NO_MKDOCS_2_WARNING quiets a notice about MkDocs 2.0 printed on every build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+docs-check: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# Regenerate the pages made from the code (tests fail while one is stale).
+docs-pages: $(STAMP)
+	$(BIN)/python -m digest.reference > docs/reference.md
+	$(BIN)/python scripts/docs_pages.py
 
 # Each script prints its own figures and adds its goals' rows to BENCH_RESULTS; the last step
 # prints those rows as one table.
@@ -59,7 +74,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/inline.py
 	@$(BIN)/python -m bench.goals
 
-# Screenshots of the default email for the README (Debian's chromium; pngquant keeps them small).
+# Screenshots of the default email and the web pages for the docs (Debian's chromium; pngquant
+# keeps them small).
 screenshots: $(STAMP) browser
 	@command -v pngquant >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
 		$$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive \
@@ -68,4 +84,4 @@ screenshots: $(STAMP) browser
 	$(BIN)/python scripts/web_screenshots.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache demo-output
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache demo-output build/site

@@ -1,16 +1,22 @@
-"""The docs stay true to the code: the pages generated from it are current."""
+"""The docs stay true to the code: pages generated from it are current, links resolve."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 STALE = "{page} is stale: run `python scripts/docs_pages.py` (or `make docs-pages`) and commit it"
+# [text](target) and ![alt](target), the target up to a space or the closing parenthesis.
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def docs_pages() -> ModuleType:
@@ -63,3 +69,41 @@ def test_every_command_and_every_module_has_its_place_in_the_docs() -> None:
         parts = ("digest", *file.relative_to(ROOT / "digest").with_suffix("").parts)
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         assert f"| `{name}` |" in architecture, name
+
+
+def _nav_pages(entries: list[object]) -> list[str]:
+    found: list[str] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            found.append(entry)
+        elif isinstance(entry, dict):
+            for value in entry.values():
+                found += _nav_pages(value) if isinstance(value, list) else [str(value)]
+    return found
+
+
+def test_every_page_is_in_the_navigation_and_every_entry_is_a_page() -> None:
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    listed = _nav_pages(config["nav"])
+    on_disk = sorted(str(page.relative_to(DOCS)) for page in DOCS.rglob("*.md"))
+    assert sorted(listed) == on_disk
+    assert len(listed) == len(set(listed))
+
+
+def test_links_from_the_readme_and_the_changelog_resolve() -> None:
+    """GitHub shows these files outside the docs site, so mkdocs does not check their links."""
+    broken = []
+    for name in ("README.md", "CHANGELOG.md"):
+        for target in LINK.findall((ROOT / name).read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            if not (ROOT / target.split("#")[0]).exists():
+                broken.append(f"{name}: {target}")
+    assert broken == []
+
+
+def test_the_readme_stays_a_front_page() -> None:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 150, "the README is the front page: put the detail in docs/"
+    opening = "\n".join(lines[:10])
+    assert "make demo" in opening and "make test" in opening, "the two commands come first"
