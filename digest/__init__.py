@@ -2,7 +2,7 @@
 
 import sys
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # httpx imports its own command-line tool (httpx._main, which loads rich, pygments and click)
 # when it is imported, a tenth of a preview's start-up; digest never runs it. A None entry makes

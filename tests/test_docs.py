@@ -1,4 +1,4 @@
-"""The docs stay true to the code: pages generated from it are current, links resolve."""
+"""The docs stay true to the code: generated pages are current, links resolve, versions agree."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
 import yaml
+
+import digest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -107,3 +110,11 @@ def test_the_readme_stays_a_front_page() -> None:
     assert len(lines) <= 150, "the README is the front page: put the detail in docs/"
     opening = "\n".join(lines[:10])
     assert "make demo" in opening and "make test" in opening, "the two commands come first"
+
+
+def test_the_version_is_the_changelogs_latest_release() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    headings = re.findall(r"^## (.+)$", (ROOT / "CHANGELOG.md").read_text(encoding="utf-8"), re.M)
+    assert headings[0] == "Unreleased"
+    latest = headings[1].split(" - ")[0]
+    assert project["version"] == digest.__version__ == latest
