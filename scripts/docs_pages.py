@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import importlib.util
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -67,20 +66,14 @@ def cli_part() -> str:
 
 
 def _load_layers_module() -> ModuleType:
-    """tests/test_layers.py, loaded from its file: it holds LAYERS and the rule placing a module."""
+    """tests/test_layers.py, loaded from its file: LAYERS, the rule placing a module in one, and
+    how a file is named as a module."""
     spec = importlib.util.spec_from_file_location("digest_layers_for_docs", LAYERS_FILE)
     if spec is None or spec.loader is None:
         raise SystemExit(f"cannot read the layers from {LAYERS_FILE}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _modules() -> Iterator[tuple[str, Path]]:
-    """Every module of the digest package, by dotted name, with its file."""
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = ("digest", *path.relative_to(PACKAGE).with_suffix("").parts)
-        yield ".".join(parts[:-1] if parts[-1] == "__init__" else parts), path
 
 
 def summary(path: Path) -> str:
@@ -100,7 +93,8 @@ def architecture_part() -> str:
     layers: tuple[tuple[str, frozenset[str]], ...] = layers_module.LAYERS
     placed: dict[int, list[tuple[str, Path]]] = {number: [] for number in range(len(layers))}
     unplaced: list[str] = []
-    for name, path in _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = layers_module.module_name(path)
         number = layers_module.layer_of(name)
         if number is None:
             unplaced.append(name)

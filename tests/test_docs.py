@@ -14,6 +14,7 @@ from types import ModuleType
 import yaml
 
 import digest
+from tests.test_layers import graph
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -68,9 +69,7 @@ def test_every_command_and_every_module_has_its_place_in_the_docs() -> None:
     for path, _ in pages.command_helps():
         assert f"# {' '.join(path)}\n" in cli
     architecture = pages.ARCHITECTURE_PAGE.read_text(encoding="utf-8")
-    for file in (ROOT / "digest").rglob("*.py"):
-        parts = ("digest", *file.relative_to(ROOT / "digest").with_suffix("").parts)
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    for name in graph():
         assert f"| `{name}` |" in architecture, name
 
 
