@@ -60,7 +60,7 @@ def cli_part() -> str:
     """The generated part of docs/cli.md: one heading and one help text per command."""
     lines: list[str] = []
     for path, text in command_helps():
-        level = "#" * min(len(path) + 1, 4)
+        level = "#" * min(len(path) + 2, 5)
         lines += [f"{level} {' '.join(path)}", "", "```text", text.rstrip("\n"), "```", ""]
     return "\n".join(lines)
 
