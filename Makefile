@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Parallel pytest workers: most tests wait on real servers and subprocesses, so four keep two
+# cores busy.
+TEST_WORKERS ?= 4
 
 .PHONY: demo test lint typecheck unit bench screenshots clean browser imap docs docs-check docs-pages
 
@@ -23,7 +26,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP) browser imap
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 # The browser test drives Debian's chromium (never a downloaded browser): install it if missing.
 browser:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +22,6 @@ from digest.dates import format_date
 from digest.errors import DigestError, Stopped
 from digest.feedadvice import feed_advice, feed_label
 from digest.group import AlreadySent, Choices, build_issue, only_sections, skip_reason
-from digest.inline import load_inliner
 from digest.lock import hold_lock
 from digest.message import (
     DkimKey,
@@ -139,32 +136,6 @@ def signing_secret(config: Config) -> str:
         return state.secret()
 
 
-# How long collection must keep us waiting on the network before the renderer is loaded
-# beside it (a preview whose feeds answer at once is usually served from the cache).
-WARM_RENDERER_AFTER = 0.05
-
-
-@contextmanager
-def _renderer_loading_while_waiting(config: Config) -> Iterator[None]:
-    """Load Jinja2 and the CSS inliner in the background if the feeds keep us waiting: their
-    imports (a third of a second) then use time otherwise spent waiting for the network."""
-    timer = threading.Timer(WARM_RENDERER_AFTER, _load_renderer, args=(config.inliner,))
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-
-
-def _load_renderer(inliner: str) -> None:
-    try:
-        importlib.import_module("digest.render")
-        load_inliner(inliner)
-    except Exception as error:  # rendering itself will say what is missing
-        logger.debug("renderer not loaded ahead: %s", error)
-
-
 def render_issue(issue: Issue, config: Config) -> RenderedIssue:
     """digest.render's render_issue, loaded on first use: a cached preview never loads Jinja2."""
     from digest.render import render_issue as render
@@ -206,11 +177,10 @@ def gather(
                 remembered.permanent_url if remembered else None,
                 parsed,
             )
-    with _renderer_loading_while_waiting(config):
-        if stop is None:
-            results = collector(config.feeds, config.fetch, config.base_dir, known, now)
-        else:
-            results = collector(config.feeds, config.fetch, config.base_dir, known, now, stop=stop)
+    if stop is None:
+        results = collector(config.feeds, config.fetch, config.base_dir, known, now)
+    else:
+        results = collector(config.feeds, config.fetch, config.base_dir, known, now, stop=stop)
     if stop is not None and stop.is_set():
         raise Stopped("stopped while collecting the feeds: nothing was sent")
     posts_by_feed: dict[str, list[Post]] = {}

@@ -12,7 +12,7 @@ import digest.pipeline
 from digest.config import load_config
 from digest.models import Issue, RenderedIssue
 from digest.pipeline import open_state, preview
-from tests.conftest import Project, post, rss
+from tests.conftest import Project, post
 
 CHECK_IMPORTS = """
 import sys
@@ -95,22 +95,3 @@ def test_a_preview_without_a_state_file_creates_none(project: Project) -> None:
     preview(config, project.now)
     preview(config, project.now)
     assert not (project.root / "state.sqlite3").exists()
-
-
-LOADED_AFTER_GATHER = """
-import sys
-from datetime import UTC, datetime
-from digest.config import load_config
-from digest.pipeline import gather, open_state
-config = load_config(sys.argv[1])
-with open_state(config, read_only=True) as state:
-    gather(config, state, datetime.now(UTC), record=False)
-print("loaded:", sorted(m for m in ("premailer", "jinja2") if m in sys.modules))
-"""
-
-
-def test_the_renderer_is_loaded_while_slow_feeds_keep_us_waiting(project: Project) -> None:
-    project.feeds.add("/blog.xml", rss([post(1)]), delay=1.5)
-    command = [sys.executable, "-c", LOADED_AFTER_GATHER, str(project.config)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
-    assert "loaded: ['jinja2', 'premailer']" in done.stdout, done.stdout + done.stderr

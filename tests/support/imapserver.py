@@ -45,9 +45,9 @@ def dovecot_missing() -> str | None:
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    from tests.support.smtpserver import free_port
+
+    return free_port()
 
 
 class ImapServer:

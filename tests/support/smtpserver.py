@@ -12,6 +12,8 @@ import datetime
 import email
 import email.policy
 import ipaddress
+import itertools
+import os
 import socket
 import ssl
 import threading
@@ -187,11 +189,32 @@ class Authenticator:
         return AuthResult(success=ok, handled=False)
 
 
+# Parallel test workers (pytest-xdist) each take ports from a block of their own, below the
+# kernel's ephemeral range, so a port one worker probed free is never handed to another worker's
+# server before the first one binds it.
+_PORT_BLOCK = 1500
+_FIRST_PORT = 17000
+_next_port = itertools.count()
+
+
+def _worker_number() -> int:
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    digits = name.removeprefix("gw")
+    return int(digits) % 10 if digits.isdigit() else 0
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, from this worker's block."""
+    base = _FIRST_PORT + _worker_number() * _PORT_BLOCK
+    for _ in range(_PORT_BLOCK):
+        port = base + next(_next_port) % _PORT_BLOCK
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}-{base + _PORT_BLOCK - 1}")
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
