@@ -66,10 +66,12 @@ def as_drafted(config: Config, prepared: Prepared, kept: frozenset[str]) -> Prep
     return drafted if draft_keys(drafted.issue) == kept else None
 
 
-def approval_link(config: Config, secret: str, slot: datetime) -> str:
-    """The signed link to a slot's approval page, good until the slot's grace runs out."""
+def approval_link(config: Config, secret: str, slot: datetime, approver: str = "") -> str:
+    """The signed link to a slot's approval page for one approver, good until the slot's grace
+    runs out. The token names the slot and the approver, so the page can say who decided."""
     expires = slot + timedelta(seconds=require_schedule(config).grace)
-    token = make_purpose_token(secret, APPROVAL_PURPOSE, slot_key(slot), expires)
+    named = f"{slot_key(slot)} {approver}" if approver else slot_key(slot)
+    token = make_purpose_token(secret, APPROVAL_PURPOSE, named, expires)
     return f"{config.public_url}/approval?token={quote(token, safe='')}"
 
 
@@ -110,22 +112,20 @@ def request(
     link to Approve or Hold it."""
     approval = require_schedule(config).approval
     state.editorial.request_approval(slot_key(slot), draft_keys(prepared.issue), now)
-    link = approval_link(config, state.signing_secret(config.secret), slot)
+    secret = state.signing_secret(config.secret)
     envelope = envelope_for(config, prepared.rendered, now)
     page, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, preview_unsubscribe(envelope))
     subject = f"Approve? {prepared.rendered.subject}"
-    banner_text = (
-        f"Draft of the issue due {slot.isoformat()}: it goes to subscribers only once approved."
-        f"\nApprove or hold it: {link}\n(or `digest approve` / `digest hold`)\n\n"
-    )
-    _send(
-        config,
-        [
-            (address, subject, banner_text + text, after_body_tag(page, _banner_html(link, slot)))
-            for address in approval.approvers
-        ],
-        now,
-    )
+
+    def draft(address: str) -> tuple[str, str, str, str]:
+        link = approval_link(config, secret, slot, address)
+        banner_text = (
+            f"Draft of the issue due {slot.isoformat()}: it goes to subscribers only once"
+            f" approved.\nApprove or hold it: {link}\n(or `digest approve` / `digest hold`)\n\n"
+        )
+        return address, subject, banner_text + text, after_body_tag(page, _banner_html(link, slot))
+
+    _send(config, [draft(address) for address in approval.approvers], now)
     logger.info(
         "approval requested for slot %s from %s", slot.isoformat(), ", ".join(approval.approvers)
     )
@@ -214,15 +214,28 @@ def request_ahead(config: Config, slot: datetime, now: datetime) -> bool:
 
 
 def decide(config: Config, decision: str, now: datetime, *, by: str, key: str | None = None) -> str:
-    """Approve or hold the newest draft (or slot `key`'s); returns the slot key."""
+    """Approve or hold the newest draft (or slot `key`'s); returns the slot key. This is the
+    command line's decision: it overrides one already made with an approval link, and both
+    stay on record (who and when)."""
     if decision not in DECISIONS:
         raise ValueError(decision)
-    with open_state(config) as state:
+    with open_state(config) as state, state.transaction():
         found = state.editorial.approval(key)
         if found is None:
             raise DigestError("no issue is waiting for approval")
         if state.slot_handled(found.slot_key):
             raise DigestError(f"the issue for slot {found.slot_key} is already sent or skipped")
         state.editorial.decide(found.slot_key, decision, by, now)
-    logger.info("slot %s %s by %s", found.slot_key, decision, by)
+    if found.status in DECISIONS and found.decided_at is not None:
+        logger.info(
+            "slot %s %s by %s, overriding %s by %s at %s",
+            found.slot_key,
+            decision,
+            by,
+            found.status,
+            found.decided_by,
+            found.decided_at.isoformat(),
+        )
+    else:
+        logger.info("slot %s %s by %s", found.slot_key, decision, by)
     return found.slot_key

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import httpx
@@ -15,6 +16,8 @@ from digest.config import load_config
 from digest.editor import choose, next_posts, set_note
 from digest.models import Choice
 from digest.slots import slot_key
+from digest.store import State
+from digest.tokens import APPROVAL_PURPOSE, make_purpose_token
 from tests.conftest import Project, post
 from tests.support.serving import serving
 from tests.test_schedule_run import SLOT, SLOT_LOG, Daemon, rows, wait_until, weekly
@@ -112,16 +115,27 @@ def test_no_answer_holds_and_tells_the_approvers_then_a_late_approval_sends(
     assert len(to(project, APPROVER)) == 2  # told of the hold once, not at every retry
 
 
+def approval_url(project: Project, served_public: str, address: str = APPROVER) -> str:
+    """The approval link in the newest draft sent to `address`, on the served public app."""
+    draft = [m for m in project.smtp.received if address in m.recipients][-1]
+    link = re.search(r"https://news\.example\.org(/approval\?token=\S+)", draft.part("plain"))
+    assert link, draft.part("plain")
+    return served_public + link[1]
+
+
+def decisions(project: Project) -> list[tuple[str, str, str, str]]:
+    """(slot, status, by, ip) of every decision on record, oldest first."""
+    found = rows(project, "SELECT slot_key, status, decided_by, ip FROM approval_decisions")
+    return [(str(k), str(s), str(b), str(i)) for k, s, b, i in found]
+
+
 def test_the_approval_link_changes_nothing_on_get_and_decides_on_post(project: Project) -> None:
     with_approval(project, "2h")
     config = load_config(project.config)
     assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
-    draft = project.smtp.received[0]
-    link = re.search(r"https://news\.example\.org(/approval\?token=\S+)", draft.part("plain"))
-    assert link, draft.part("plain")
     project.now = SLOT - timedelta(hours=1)
     with serving(project) as served:
-        url = served.public + link[1]
+        url = approval_url(project, served.public)
         for _ in range(2):
             shown = httpx.get(url)
             assert shown.status_code == 200
@@ -133,13 +147,101 @@ def test_the_approval_link_changes_nothing_on_get_and_decides_on_post(project: P
         assert status(project) == [("2026-11-30T08:00:00+00:00", "requested")]
         held = httpx.post(url, data={"answer": "hold"})
         assert held.status_code == 200 and "will not be sent" in held.text
+    assert status(project) == [("2026-11-30T08:00:00+00:00", "held")]
+    assert decisions(project) == [("2026-11-30T08:00:00+00:00", "held", APPROVER, "127.0.0.1")]
+
+
+def test_an_approval_link_decides_once(project: Project) -> None:
+    """Once held (or approved) with a link, pressing either button again says what was decided,
+    by whom and when, and changes nothing; the page no longer offers the buttons."""
+    with_approval(project, "2h")
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    project.now = SLOT - timedelta(hours=1)
+    with serving(project) as served:
+        url = approval_url(project, served.public)
+        assert httpx.post(url, data={"answer": "hold"}).status_code == 200
+        for answer in ("approve", "hold"):
+            again = httpx.post(url, data={"answer": answer})
+            assert again.status_code == 409, again.text
+            assert "Issue already held" in again.text
+            assert f"was held by {APPROVER} on 2026-11-30 at 07:00 UTC" in again.text
+            assert "Nothing was changed" in again.text and "digest approve" in again.text
+        shown = httpx.get(url)
+        assert shown.status_code == 200 and "<form" not in shown.text
+        assert f"was held by {APPROVER} on 2026-11-30 at 07:00 UTC" in shown.text
+        assert "127.0.0.1" not in shown.text
+    assert status(project) == [("2026-11-30T08:00:00+00:00", "held")]
+    assert len(decisions(project)) == 1
+
+
+def test_the_command_line_overrides_a_link_and_both_stay_on_record(project: Project) -> None:
+    with_approval(project, "2h")
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    project.now = SLOT - timedelta(hours=1)
+    with serving(project) as served:
+        url = approval_url(project, served.public)
+        assert httpx.post(url, data={"answer": "approve"}).status_code == 200
+        overridden = project.run("hold", now=SLOT - timedelta(minutes=30))
+        assert overridden.exit_code == 0, overridden.output
         assert status(project) == [("2026-11-30T08:00:00+00:00", "held")]
-        approved = httpx.post(url, data={"answer": "approve"})
-        assert "goes out at its slot" in approved.text
-    assert status(project) == [("2026-11-30T08:00:00+00:00", "approved")]
+        shown = httpx.get(url)
+        assert "was held on the command line on 2026-11-30 at 07:30 UTC" in shown.text
+        assert f"approved by {APPROVER} on 2026-11-30 at 07:00 UTC" in shown.text
+        again = httpx.post(url, data={"answer": "approve"})  # the link still decides once
+        assert again.status_code == 409
+    assert status(project) == [("2026-11-30T08:00:00+00:00", "held")]
+    assert decisions(project) == [
+        ("2026-11-30T08:00:00+00:00", "approved", APPROVER, "127.0.0.1"),
+        ("2026-11-30T08:00:00+00:00", "held", "command line", ""),
+    ]
     with sqlite3.connect(project.root / "state.sqlite3") as db:
-        by = db.execute("SELECT decided_by FROM approvals").fetchone()[0]
-    assert by.startswith("link (127.0.0.1")
+        by, at = db.execute("SELECT decided_by, decided_at FROM approvals").fetchone()
+    assert (by, at) == ("command line", "2026-11-30T07:30:00+00:00")
+
+
+def test_two_approvers_pressing_at_once_decide_once(project: Project) -> None:
+    other = "deputy@example.org"
+    with_approval(project, "2h")
+    project.config.write_text(
+        project.config.read_text(encoding="utf-8").replace(
+            f"approvers: [{APPROVER}]", f"approvers: [{APPROVER}, {other}]"
+        ),
+        encoding="utf-8",
+    )
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    project.now = SLOT - timedelta(hours=1)
+    with serving(project) as served:
+        urls = [approval_url(project, served.public, a) for a in (APPROVER, other)]
+        assert urls[0] != urls[1]  # each approver's own link
+        presses = [(urls[n % 2], "approve" if n % 2 else "hold") for n in range(8)]
+        with ThreadPoolExecutor(len(presses)) as pool:
+            answers = list(pool.map(lambda p: httpx.post(p[0], data={"answer": p[1]}), presses))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] + [409] * 7, codes
+    ((slot, decided, by, _),) = decisions(project)
+    assert status(project) == [(slot, decided)]
+    assert by in (APPROVER, other)
+
+
+def test_a_link_that_names_no_approver_still_decides_once(project: Project) -> None:
+    """Drafts sent before links named their approver carry a token naming only the slot."""
+    with_approval(project, "2h")
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    with State(config.state_path) as state:
+        secret = state.signing_secret(config.secret)
+    token = make_purpose_token(secret, APPROVAL_PURPOSE, slot_key(SLOT), SLOT + timedelta(hours=6))
+    project.now = SLOT - timedelta(hours=1)
+    with serving(project) as served:
+        url = f"{served.public}/approval?token={token}"
+        assert httpx.post(url, data={"answer": "approve"}).status_code == 200
+        again = httpx.post(url, data={"answer": "hold"})
+        assert again.status_code == 409
+        assert "was approved with the approval link on 2026-11-30 at 07:00 UTC" in again.text
+    assert status(project) == [("2026-11-30T08:00:00+00:00", "approved")]
 
 
 def test_a_post_left_out_after_approval_needs_approval_again(project: Project) -> None:

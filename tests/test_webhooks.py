@@ -8,14 +8,25 @@ import hmac
 import json
 import secrets
 import sqlite3
+import warnings
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+
+with warnings.catch_warnings():
+    # Starlette 1.x prefers httpx2 for its test client; httpx works the same for these tests.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from digest.store import State
+from digest.store import db as store_db
+from digest.web.public import PublicSite, create_public_app
+from digest.web.webhooks import NotJson, read_json
 from tests.conftest import Project
 from tests.support.serving import Serving, serving
 
@@ -42,22 +53,30 @@ def report_count(project: Project) -> int:
     return int(rows(project, "SELECT COUNT(*) FROM bounce_reports")[0][0])  # type: ignore[call-overload]
 
 
-@pytest.fixture
-def served(project: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serving]:
+ENV = {"MAILGUN_KEY": MAILGUN_KEY, "POSTMARK_PASSWORD": POSTMARK[1]}
+
+
+def configure(project: Project, monkeypatch: pytest.MonkeyPatch, extra: str = "") -> None:
+    """All three providers configured (plus `extra` webhook settings); issue 1 sent."""
     project.config.write_text(
         project.config.read_text(encoding="utf-8")
         + "bounces:\n  webhooks:\n"
         + "    mailgun_signing_key: ${MAILGUN_KEY}\n"
         + f"    sendgrid_public_key: {SENDGRID_PUBLIC}\n"
         + f"    postmark_username: {POSTMARK[0]}\n"
-        + "    postmark_password: ${POSTMARK_PASSWORD}\n",
+        + "    postmark_password: ${POSTMARK_PASSWORD}\n"
+        + extra,
         encoding="utf-8",
     )
-    env = {"MAILGUN_KEY": MAILGUN_KEY, "POSTMARK_PASSWORD": POSTMARK[1]}
-    for name, value in env.items():
+    for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     assert project.run("send").exit_code == 0
-    with serving(project, "--no-preview", env=env) as running:
+
+
+@pytest.fixture
+def served(project: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serving]:
+    configure(project, monkeypatch)
+    with serving(project, "--no-preview", env=ENV) as running:
         yield running
 
 
@@ -65,14 +84,19 @@ def message_id(project: Project, address: str) -> str:
     return str(project.smtp.to(address)[0].message["Message-ID"])
 
 
+def signed(key: str, when: datetime) -> dict[str, str]:
+    """A Mailgun signature block: a fresh token, signed with `key` at `when`."""
+    timestamp = str(int(when.timestamp()))
+    token = secrets.token_hex(25)
+    signature = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    return {"timestamp": timestamp, "token": token, "signature": signature}
+
+
 def mailgun_body(
     project: Project, address: str, *, age: float = 0, key: str = MAILGUN_KEY
 ) -> dict[str, object]:
-    timestamp = str(int((project.now - timedelta(seconds=age)).timestamp()))
-    token = secrets.token_hex(25)
-    signature = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
     return {
-        "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+        "signature": signed(key, project.now - timedelta(seconds=age)),
         "event-data": {
             "id": secrets.token_hex(8),
             "event": "failed",
@@ -100,8 +124,11 @@ def test_mailgun_signed_forged_replayed_and_unsigned(project: Project, served: S
     answer = httpx.post(url, json=good)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"suppressed": 1}
-    again = httpx.post(url, json=good)  # the same delivery of the webhook, retried
-    assert again.status_code == 200 and again.json() == {"duplicate": 1}
+    again = httpx.post(url, json=good)  # the same signed request, a second time
+    assert again.status_code == 401 and "Replayed request" in again.text
+    retried = {**good, "signature": signed(MAILGUN_KEY, project.now)}  # a retry, signed afresh
+    answer = httpx.post(url, json=retried)
+    assert answer.status_code == 200 and answer.json() == {"duplicate": 1}
     assert suppressed(project) == {"ann@example.com": "bounce"}
     assert report_count(project) == 1
 
@@ -178,3 +205,282 @@ def test_an_unconfigured_provider_has_no_route(project: Project) -> None:
     with serving(project, "--no-preview") as running:
         answer = httpx.post(f"{running.public}/webhooks/mailgun", json={})
     assert answer.status_code == 404
+
+
+def reports(project: Project) -> list[tuple[str, str, str]]:
+    """(key, outcome, email) of every recorded report, in order."""
+    found = rows(project, "SELECT report_key, outcome, email FROM bounce_reports ORDER BY id")
+    return [(str(k), str(o), str(e)) for k, o, e in found]
+
+
+def test_a_captured_mailgun_signature_cannot_carry_other_events(
+    project: Project, served: Serving
+) -> None:
+    """Mailgun signs the timestamp and token only: re-posting a captured signature with another
+    reader's event must not suppress them, however the event is dressed up."""
+    url = f"{served.public}/webhooks/mailgun"
+    captured = mailgun_body(project, "ann@example.com")
+    assert httpx.post(url, json=captured).json() == {"suppressed": 1}
+    other = mailgun_body(project, "bob@example.com")["event-data"]
+    assert isinstance(other, dict)
+    for event in (other, {**other, "id": None}):
+        answer = httpx.post(url, json={"signature": captured["signature"], "event-data": event})
+        assert answer.status_code == 401, answer.text
+        assert "Replayed request" in answer.text
+    assert suppressed(project) == {"ann@example.com": "bounce"}
+    assert report_count(project) == 1
+
+
+def test_a_sendgrid_request_is_accepted_once_whatever_its_signature_encoding(
+    project: Project, served: Serving
+) -> None:
+    """SendGrid signs timestamp + body; a replay of the same bytes is refused, even with the
+    other valid ECDSA signature of them (s -> n - s), which a signature-keyed check would miss."""
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    url = f"{served.public}/webhooks/sendgrid"
+    now = str(int(project.now.timestamp()))
+    events: list[dict[str, object]] = [
+        {
+            "email": "bob@example.com",
+            "event": "bounce",
+            "status": "5.1.1",
+            "sg_event_id": secrets.token_hex(8),
+            "smtp-id": message_id(project, "bob@example.com"),
+        }
+    ]
+    body = json.dumps(events).encode()
+    signature = SENDGRID_KEY.sign(now.encode() + body, ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(signature)
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    twin = encode_dss_signature(r, order - s)
+
+    def post(raw: bytes) -> httpx.Response:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(raw).decode(),
+            "X-Twilio-Email-Event-Webhook-Timestamp": now,
+        }
+        return httpx.post(url, content=body, headers=headers)
+
+    first = post(signature)
+    assert first.status_code == 200 and first.json() == {"suppressed": 1}
+    for raw in (signature, twin):
+        again = post(raw)
+        assert again.status_code == 401 and "Replayed request" in again.text
+    assert report_count(project) == 1
+    assert suppressed(project) == {"bob@example.com": "bounce"}
+
+
+def postmark_event(project: Project, address: str, **changes: object) -> dict[str, object]:
+    event: dict[str, object] = {
+        "RecordType": "Bounce",
+        "ID": secrets.randbelow(10**15),
+        "Type": "HardBounce",
+        "Email": address,
+        "Description": "The server was unable to deliver your message (ex: unknown user).",
+        "BouncedAt": project.now.isoformat().replace("+00:00", "Z"),
+    }
+    return {**event, **changes}
+
+
+def test_a_postmark_event_is_accepted_once_and_never_from_the_future(
+    project: Project, served: Serving
+) -> None:
+    url = f"{served.public}/webhooks/postmark"
+    event = postmark_event(project, "ann@example.com")
+    assert httpx.post(url, json=event, auth=POSTMARK).json() == {"suppressed": 1}
+    replays = [event, {**event, "Email": "bob@example.com"}]
+    for replay in replays:
+        answer = httpx.post(url, json=replay, auth=POSTMARK)
+        assert answer.status_code == 401 and "Replayed request" in answer.text
+    ahead = (project.now + timedelta(minutes=10)).isoformat()
+    future = postmark_event(project, "bob@example.com", BouncedAt=ahead)
+    answer = httpx.post(url, json=future, auth=POSTMARK)
+    assert answer.status_code == 401 and "dated in the future" in answer.text
+    no_id = postmark_event(project, "bob@example.com", ID=None)
+    answer = httpx.post(url, json=no_id, auth=POSTMARK)
+    assert answer.status_code == 400 and "ID" in answer.text
+    assert suppressed(project) == {"ann@example.com": "bounce"}
+    assert report_count(project) == 1
+    # A little clock skew is no replay: a minute ahead is accepted.
+    skewed = postmark_event(
+        project, "bob@example.com", BouncedAt=(project.now + timedelta(minutes=1)).isoformat()
+    )
+    assert httpx.post(url, json=skewed, auth=POSTMARK).json() == {"suppressed": 1}
+
+
+def test_signed_timestamps_ahead_of_the_clock_are_refused(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a long max_age, a timestamp half an hour ahead used to pass `abs(age) <= max_age`
+    and so stay valid for an hour and a half; beyond five minutes of skew it is refused."""
+    configure(project, monkeypatch, "    max_age: 3600\n")
+    ahead = project.now + timedelta(minutes=30)
+    with serving(project, "--no-preview", env=ENV) as served:
+        body = mailgun_body(project, "ann@example.com")
+        body["signature"] = signed(MAILGUN_KEY, ahead)
+        answer = httpx.post(f"{served.public}/webhooks/mailgun", json=body)
+        assert answer.status_code == 401 and "dated in the future" in answer.text
+        events: list[dict[str, object]] = [
+            {"email": "bob@example.com", "event": "spamreport", "sg_event_id": "f1"}
+        ]
+        later = str(int(ahead.timestamp()))
+        answer = sendgrid_post(f"{served.public}/webhooks/sendgrid", events, later, SENDGRID_KEY)
+        assert answer.status_code == 401 and "dated in the future" in answer.text
+        near = str(int((project.now + timedelta(minutes=2)).timestamp()))
+        answer = sendgrid_post(f"{served.public}/webhooks/sendgrid", events, near, SENDGRID_KEY)
+        assert answer.status_code == 200 and answer.json() == {"suppressed": 1}
+    assert suppressed(project) == {"bob@example.com": "complaint"}
+
+
+def sendgrid_raw(url: str, body: bytes, timestamp: str) -> httpx.Response:
+    signature = base64.b64encode(
+        SENDGRID_KEY.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    )
+    headers = {
+        "X-Twilio-Email-Event-Webhook-Signature": signature.decode(),
+        "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+    }
+    return httpx.post(url, content=body, headers=headers)
+
+
+def test_hostile_json_is_a_clear_refusal_never_a_crash(project: Project, served: Serving) -> None:
+    now = str(int(project.now.timestamp()))
+    deep = b"[" * 100_000
+    nested = b"[" * 100 + b"]" * 100  # valid JSON, deeper than any provider sends
+    for body in (deep, nested, b"\xff\xfe[]", b'[{"a": "\\ud800"'):
+        answer = httpx.post(f"{served.public}/webhooks/mailgun", content=body)
+        assert answer.status_code == 401, (body[:20], answer.text)
+        answer = sendgrid_raw(f"{served.public}/webhooks/sendgrid", body, now)
+        assert answer.status_code == 400, (body[:20], answer.text)
+        assert answer.text.startswith("Expected a JSON list of events")
+        answer = httpx.post(f"{served.public}/webhooks/postmark", content=body, auth=POSTMARK)
+        assert answer.status_code == 400, (body[:20], answer.text)
+        assert answer.text.startswith("Expected a JSON object")
+    # Deep data inside a string is only text.
+    inside = json.dumps([{"event": "delivered", "note": "[" * 50_000}]).encode()
+    answer = sendgrid_raw(f"{served.public}/webhooks/sendgrid", inside, now)
+    assert answer.status_code == 200 and answer.json() == {}
+    assert report_count(project) == 0
+
+
+def test_odd_text_in_signed_fields_is_refused_or_kept_never_a_crash(
+    project: Project, served: Serving
+) -> None:
+    # A Mailgun signature that is not even ASCII is simply wrong.
+    body = mailgun_body(project, "ann@example.com")
+    body["signature"] = {**signed(MAILGUN_KEY, project.now), "signature": "é" * 64}
+    assert httpx.post(f"{served.public}/webhooks/mailgun", json=body).status_code == 401
+    # Lone surrogates, which JSON allows, in the fields that are recorded.
+    event = postmark_event(project, "\ud800@example.com", Description="\udc00 bad", ID="p1")
+    raw = json.dumps(event).encode()
+    answer = httpx.post(f"{served.public}/webhooks/postmark", content=raw, auth=POSTMARK)
+    assert answer.status_code == 200 and answer.json() == {"forged": 1}
+    assert report_count(project) == 1 and suppressed(project) == {}
+
+
+def test_only_a_real_address_is_recorded_as_the_recipient(
+    project: Project, served: Serving
+) -> None:
+    url = f"{served.public}/webhooks/sendgrid"
+    now = str(int(project.now.timestamp()))
+    junk = ["@", "ann@example.com|bob@example.com", '{"email": "ann@example.com"}', "a@b@c"]
+    events: list[dict[str, object]] = [
+        {"email": value, "event": "bounce", "status": "5.1.1", "sg_event_id": f"j{n}"}
+        for n, value in enumerate(junk)
+    ]
+    events.append(
+        {"email": " Bob@EXAMPLE.com ", "event": "bounce", "status": "5.1.1", "sg_event_id": "b"}
+    )
+    answer = sendgrid_post(url, events, now, SENDGRID_KEY)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"forged": 4, "suppressed": 1}
+    assert reports(project) == [
+        ("sendgrid:j0", "forged", ""),
+        ("sendgrid:j1", "forged", ""),
+        ("sendgrid:j2", "forged", ""),
+        ("sendgrid:j3", "forged", ""),
+        ("sendgrid:b", "suppressed", "bob@example.com"),
+    ]
+    assert suppressed(project) == {"bob@example.com": "bounce"}
+
+
+def test_a_request_that_fails_half_way_does_not_use_up_its_signature(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nonce is written in the same transaction as the events: when the state file is busy
+    the provider is told to try again (503), and its retry of the same request is accepted."""
+    configure(project, monkeypatch)
+    monkeypatch.setattr(store_db, "BUSY_TIMEOUT", 0.2)
+    site = PublicSite(project.config, lambda: project.now)
+    body = mailgun_body(project, "ann@example.com")
+    with TestClient(create_public_app(site)) as client:
+        holder = sqlite3.connect(project.root / "state.sqlite3", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process is writing
+        try:
+            busy = client.post("/webhooks/mailgun", json=body)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert busy.status_code == 503, busy.text
+        assert busy.headers["retry-after"] == "60" and "nothing was recorded" in busy.text
+        assert report_count(project) == 0
+        retried = client.post("/webhooks/mailgun", json=body)
+        assert retried.status_code == 200 and retried.json() == {"suppressed": 1}
+        assert client.post("/webhooks/mailgun", json=body).status_code == 401
+    assert suppressed(project) == {"ann@example.com": "bounce"}
+
+
+def test_nonces_are_kept_for_the_window_then_pruned(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    keep = timedelta(minutes=10)
+    start = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    with State(path) as state:
+        nonces = state.webhook_nonces
+        assert nonces.remember("mailgun", "a", start, keep)
+        assert not nonces.remember("mailgun", "a", start + timedelta(minutes=9), keep)
+        assert nonces.remember("sendgrid", "a", start, keep)  # each provider its own
+        with pytest.raises(RuntimeError), state.transaction():
+            assert nonces.remember("mailgun", "b", start, keep)
+            raise RuntimeError("the events could not be recorded")
+        assert nonces.remember("mailgun", "b", start, keep)  # rolled back: not used up
+        later = start + timedelta(minutes=11)
+        assert nonces.remember("mailgun", "c", later, keep)
+        assert nonces.count("mailgun") == 1  # a and b pruned once older than the window
+        assert nonces.count("sendgrid") == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000,
+        b"{" * 100_000,
+        b"[" * 65 + b"]" * 65,  # valid, but deeper than any provider sends
+        b'{"a":' * 200 + b"1" + b"}" * 200,
+        b"[}",
+        b"[[]",
+        b'["unterminated ]]]',
+        b'["\\"]]',  # the string ends after the escaped backslash: one "]" too many
+        b"\xff[]",
+        b"",
+    ],
+)
+def test_read_json_refuses_what_it_will_not_parse(body: bytes) -> None:
+    with pytest.raises(NotJson):
+        read_json(body)
+
+
+def test_read_json_reads_what_providers_send() -> None:
+    nested: list[object] = []
+    for _ in range(31):
+        nested = [nested]
+    assert read_json(b"[" * 32 + b"]" * 32) == nested
+    assert read_json(b'[{"a": "[[[{{{\\"\\\\", "b": {"c": ["]"]}}]') == [
+        {"a": '[[[{{{"\\', "b": {"c": ["]"]}}
+    ]
+    wide = b"[" + b",".join([b'{"event": "bounce", "x": [[1], [2]]}'] * 20_000) + b"]"
+    assert len(read_json(wide)) == 20_000

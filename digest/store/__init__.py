@@ -3,8 +3,9 @@
 `db` opens the file (owner-only, read-only when asked) and `migrations` upgrades its schema;
 the repositories are `feeds` (feeds and posts), `ledger` (issues, deliveries, schedule slots),
 `suppressions`, `secrets`, `bounces`, `signups` (sign-ups, consent, rate limits, forgotten
-people) and `editor` (the next issue's note, posts left out or pinned, approvals, posts marked
-seen). `State` opens a file and exposes them.
+people), `editor` (the next issue's note, posts left out or pinned, approvals and the decisions
+on them, posts marked seen) and `webhooks` (the signed webhook requests already accepted).
+`State` opens a file and exposes them.
 """
 
 from __future__ import annotations

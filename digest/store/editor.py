@@ -1,4 +1,5 @@
-"""The editor's hand on the next issue: its note, and the posts left out or pinned."""
+"""The editor's hand on the next issue: its note, the posts left out or pinned, and the approval
+of a scheduled issue with every decision on it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from digest.models import Choice, Post
-from digest.store.db import Database, iso
+from digest.store.db import Database, iso, parse_time
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,19 @@ class Approval:
     requested_at: datetime
     posts: frozenset[str]  # "feed URL\npost key" of each post in the draft
     status: str  # "requested", "approved" or "held"
-    decided_by: str
+    decided_by: str  # an approver's address, "command line"; older records: "link (IP)"
     hold_told: bool
+    decided_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision on a slot's draft, as kept on record: what, who, from where and when."""
+
+    status: str  # "approved" or "held"
+    by: str
+    at: datetime
+    ip: str = ""  # where a link was pressed from; "" on the command line
 
 
 class Editorial:
@@ -125,6 +137,7 @@ class Editorial:
             row["status"],
             row["decided_by"],
             bool(row["hold_told"]),
+            parse_time(row["decided_at"]),
         )
 
     def request_approval(self, slot_key: str, posts: frozenset[str], now: datetime) -> None:
@@ -137,12 +150,49 @@ class Editorial:
             (slot_key, iso(now), json.dumps(sorted(posts))),
         )
 
-    def decide(self, slot_key: str, status: str, by: str, now: datetime) -> None:
-        """Approve or hold a slot's draft."""
-        self.db.execute(
-            "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ? WHERE slot_key = ?",
-            (status, iso(now), by, slot_key),
+    def decide(self, slot_key: str, status: str, by: str, now: datetime, *, ip: str = "") -> bool:
+        """Approve or hold a slot's draft, whatever was decided before (the command line's
+        override), keeping the decision on record; False when no draft is waiting for it."""
+        return self._decide(slot_key, status, by, now, ip, only_open=False)
+
+    def decide_once(
+        self, slot_key: str, status: str, by: str, now: datetime, *, ip: str = ""
+    ) -> bool:
+        """Approve or hold a slot's draft nobody has decided on yet (an approval link decides
+        once); False, changing nothing, when it was decided already. The check and the write
+        are one statement, so two presses at once cannot both decide."""
+        return self._decide(slot_key, status, by, now, ip, only_open=True)
+
+    def _decide(
+        self, slot_key: str, status: str, by: str, now: datetime, ip: str, *, only_open: bool
+    ) -> bool:
+        condition = " AND status = 'requested'" if only_open else ""
+        with self.db.transaction():
+            cursor = self.db.execute(
+                "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?"
+                f" WHERE slot_key = ?{condition}",
+                (status, iso(now), by, slot_key),
+            )
+            if cursor.rowcount == 0:
+                return False
+            self.db.execute(
+                "INSERT INTO approval_decisions (slot_key, status, decided_by, ip, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (slot_key, status, by, ip, iso(now)),
+            )
+        return True
+
+    def decisions(self, slot_key: str) -> list[Decision]:
+        """Every decision on a slot's drafts, oldest first."""
+        rows = self.db.execute(
+            "SELECT status, decided_by, ip, at FROM approval_decisions WHERE slot_key = ?"
+            " ORDER BY id",
+            (slot_key,),
         )
+        return [
+            Decision(row["status"], row["decided_by"], datetime.fromisoformat(row["at"]), row["ip"])
+            for row in rows
+        ]
 
     def told_of_hold(self, slot_key: str) -> None:
         """Remember that the approvers were told the slot's issue is held."""

@@ -88,6 +88,34 @@ EDITOR_MIGRATION: tuple[str, ...] = (
 )""",
 )
 
+# Replays and decisions (migration 10). `webhook_nonces` remembers each signed webhook request
+# digest accepted (Mailgun's token, a hash of what SendGrid signed, Postmark's event ID) for as
+# long as its signature would still be accepted, so a second use is refused; rows older than that
+# are pruned as new ones arrive. `approval_decisions` keeps every decision on a slot's draft, who
+# made it and when, so a command-line override does not erase the decision it overrode; the
+# decisions already on record are copied in.
+REPLAY_MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE webhook_nonces (
+    provider TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    seen_at TEXT NOT NULL,
+    PRIMARY KEY (provider, nonce)
+)""",
+    "CREATE INDEX webhook_nonces_seen ON webhook_nonces (provider, seen_at)",
+    """CREATE TABLE approval_decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    slot_key TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('approved', 'held')),
+    decided_by TEXT NOT NULL,
+    ip TEXT NOT NULL DEFAULT '',
+    at TEXT NOT NULL
+)""",
+    "CREATE INDEX approval_decisions_slot ON approval_decisions (slot_key, id)",
+    """INSERT INTO approval_decisions (slot_key, status, decided_by, at)
+    SELECT slot_key, status, decided_by, decided_at FROM approvals
+    WHERE decided_at IS NOT NULL AND status IN ('approved', 'held') ORDER BY decided_at""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: release 0.1.0.
     (
@@ -243,7 +271,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     posts TEXT NOT NULL,
     at TEXT NOT NULL
 )""",
-    ),
+    ),  # 10: replayed webhooks and approval decisions: see REPLAY_MIGRATION above.
+    REPLAY_MIGRATION,
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0

@@ -16,6 +16,7 @@ from digest.store.previews import Previews
 from digest.store.secrets import Secrets
 from digest.store.signups import Signups
 from digest.store.suppressions import Suppressions
+from digest.store.webhooks import WebhookNonces
 
 
 class State:
@@ -39,6 +40,7 @@ class State:
         self.editorial = Editorial(self.db)
         self.previews = Previews(self.db)
         self.parsed_feeds = ParsedFeeds(self.db)
+        self.webhook_nonces = WebhookNonces(self.db)
         self.transaction = self.db.transaction
         # Feeds and posts.
         self.feed = self.feeds.feed
