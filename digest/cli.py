@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from rich.console import Console
 
 from digest import pipeline
 from digest.config import Config, load_config
@@ -20,44 +21,14 @@ from digest.models import Delivery, DeliveryStatus, SendReport
 from digest.stopping import GracefulStop
 
 if TYPE_CHECKING:
-    from rich.console import Console
     from rich.progress import Progress, TaskID
 
 F = TypeVar("F", bound=Callable[..., Any])
 NOW_VARIABLE = "DIGEST_NOW"
 
 
-class _LazyConsole:
-    """A rich Console made on first use, so a command that prints plain lines never loads rich."""
-
-    def __init__(self, *, stderr: bool) -> None:
-        self.stderr = stderr
-        self._console: Console | None = None
-
-    @property
-    def console(self) -> Console:
-        """The Console itself (made now if it was not yet)."""
-        if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(stderr=self.stderr, highlight=False, soft_wrap=True)
-        return self._console
-
-    def print(self, *objects: Any, **options: Any) -> None:
-        """Console.print; a plain string with markup off goes straight out through click."""
-        if (
-            self._console is None
-            and options == {"markup": False}
-            and len(objects) == 1
-            and isinstance(objects[0], str)
-        ):
-            click.echo(objects[0], err=self.stderr)
-            return
-        self.console.print(*objects, **options)
-
-
-out = _LazyConsole(stderr=False)
-err = _LazyConsole(stderr=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _open_in_browser(url: str) -> bool:
@@ -336,7 +307,7 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
         report = pipeline.test_send(config, now, recipients)
         _summarise(report, "Test-sent")
     else:
-        with GracefulStop() as stop, SendProgress(err.console) as progress:
+        with GracefulStop() as stop, SendProgress(err) as progress:
             report = pipeline.send(
                 config, now, progress=progress, clock=lambda: datetime.now(UTC), stop=stop
             )

@@ -138,42 +138,14 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-class _TrustOnFirstHandshake(ssl.SSLContext):
-    """A verifying client TLS context that reads its CA bundle at the first handshake, not when
-    the client is made: reading it costs tens of milliseconds, which a run whose feeds are all
-    plain http:// (or all unchanged behind a local cache) then never spends."""
-
-    cafile: str
-    _trust_loaded: bool
-    _trust_lock: threading.Lock
-
-    def _load_trust(self) -> None:
-        with self._trust_lock:
-            if not self._trust_loaded:
-                self.load_verify_locations(cafile=self.cafile)
-                self._trust_loaded = True
-
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
-        self._load_trust()
-        return super().wrap_socket(*args, **kwargs)
-
-    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
-        self._load_trust()
-        return super().wrap_bio(*args, **kwargs)
-
-
 def feed_tls_context(cafile: str | None = None) -> ssl.SSLContext:
     """The TLS context for fetching feeds: certificates verified against `cafile` (by default
-    certifi's bundle, as httpx uses), with hostname checks; loaded on first use."""
-    context = _TrustOnFirstHandshake(ssl.PROTOCOL_TLS_CLIENT)  # verifies and checks hostnames
+    certifi's bundle, as httpx uses), with hostname checks."""
     if cafile is None:
         import certifi
 
         cafile = certifi.where()
-    context.cafile = cafile
-    context._trust_loaded = False
-    context._trust_lock = threading.Lock()
-    return context
+    return ssl.create_default_context(cafile=cafile)
 
 
 class _DeadlineTransport(httpx.HTTPTransport):

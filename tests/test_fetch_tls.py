@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from digest.collect import collect
 from digest.config import FetchConfig
@@ -43,12 +44,13 @@ def test_a_feed_whose_certificate_is_trusted_is_fetched_over_tls(tmp_path: Path)
     assert b"Secure post" in (fetched.data or b"")
 
 
-def test_the_trust_store_is_read_at_the_first_handshake_only(tmp_path: Path) -> None:
+def test_a_private_ca_given_as_cafile_is_the_one_trusted(tmp_path: Path) -> None:
     certificate, key = self_signed_certificate(tmp_path)
     context = feed_tls_context(str(certificate))
-    assert context.cert_store_stats()["x509_ca"] == 0
+    assert context.cert_store_stats()["x509_ca"] == 1
     with FeedServer(certificate=(certificate, key)) as secure:
         url = secure.add("/feed.xml", feed_body("Secure post"))
         with httpx.Client(verify=context) as client:
             assert client.get(url).status_code == 200
-    assert context.cert_store_stats()["x509_ca"] == 1
+        with httpx.Client(verify=feed_tls_context()) as client, pytest.raises(httpx.ConnectError):
+            client.get(url)
