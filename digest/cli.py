@@ -333,7 +333,7 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
             )
         return
     if recipients:
-        report = pipeline.test_send(config, now, recipients)
+        report = pipeline.test_send(config, now, tuple(map(_address, recipients)))
         _summarise(report, "Test-sent")
     else:
         with GracefulStop() as stop, SendProgress(err.console) as progress:
@@ -684,11 +684,12 @@ def init(directory: Path, copy_templates: bool) -> None:
 
 
 def _address(value: str) -> str:
-    from email_validator import EmailNotValidError, validate_email
+    """An address given on the command line, in the canonical form the state keeps."""
+    from digest.addresses import AddressError, canonical_address
 
     try:
-        return validate_email(value, check_deliverability=False).normalized.lower()
-    except EmailNotValidError as error:
+        return canonical_address(value)
+    except AddressError as error:
         raise click.BadParameter(f"{value!r} is not an email address: {error}") from None
 
 
@@ -771,7 +772,7 @@ def resubscribe(config: Config, address: str) -> None:
     if not removed:
         out.print(f"{email} was not unsubscribed; nothing changed.", markup=False)
         return
-    listed = {s.email.lower() for s in load_subscribers(config.subscribers_path).subscribers}
+    listed = {s.email for s in load_subscribers(config.subscribers_path).subscribers}
     out.print(f"{email} is resubscribed.", markup=False)
     if email not in listed:
         err.print(
@@ -823,7 +824,7 @@ def _subscriber_counts(config: Config) -> None:
         counted = audience.counts(state, subscriber_list, secret, audience.section_titles(config))
         reasons = state.bounces.reasons()
     bounce_rows = [row for row in suppressions if row[2] in ("bounce", "complaint")]
-    listed = {s.email.lower() for s in subscriber_list.subscribers}
+    listed = {s.email for s in subscriber_list.subscribers}
     suppressed = [row for row in suppressions if row[0] in listed]
     elsewhere = len(suppressions) - len(suppressed)
     table = Table("", "Count", "Which")

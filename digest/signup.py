@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from email_validator import EmailNotValidError, validate_email
 
+from digest.addresses import AddressError, canonical_address
 from digest.audience import section_titles
 from digest.config import Config
 from digest.message import DkimKey, transactional_message
@@ -174,16 +174,13 @@ def parse_form(config: Config, fields: Mapping[str, Sequence[str]]) -> SignupFor
 
 
 def normalised_address(text: str) -> tuple[str, str]:
-    """(address, "") for a valid address, kept ASCII when it is; ("", why) otherwise."""
+    """(address in the canonical form, "") for a valid address; ("", why) otherwise."""
     if not text:
         return "", "Please enter your email address."
     try:
-        valid = validate_email(text, check_deliverability=False)
-    except EmailNotValidError as error:
+        return canonical_address(text), ""
+    except AddressError as error:
         return "", f"That does not look like an email address: {error}"
-    address = text.strip() if text.strip().isascii() else valid.normalized
-    local, _, domain = address.rpartition("@")
-    return f"{local}@{domain.lower()}", ""
 
 
 def _limits(config: Config, secret: str, address: str, ip: str) -> list[RateLimit]:

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from digest.addresses import canonical_or_none
 from digest.config import load_config
 from digest.store import State
 from digest.tokens import verify_token
@@ -56,8 +57,12 @@ class PublicSite:
             self.secret = state.signing_secret(config.secret)
 
     def address_for(self, token: str) -> str | None:
-        """The address a token names, if it was signed with this newsletter's secret."""
-        return verify_token(self.secret, token)
+        """The address a token names, if it was signed with this newsletter's secret, in the
+        canonical form (an older message's token may carry a Unicode domain)."""
+        address = verify_token(self.secret, token)
+        if address is None:
+            return None
+        return canonical_or_none(address) or address.lower()
 
     def suppress(self, address: str, source: str) -> bool:
         """Record the address as unsubscribed; False if it already was."""

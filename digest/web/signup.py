@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest import signup
+from digest.addresses import canonical_or_none
 from digest.audience import section_titles
 from digest.config import Config
 from digest.deliver import Mailer
@@ -255,7 +256,8 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
             fields = read
         if check.address is None or token is None:
             return bad_link(check, "preferences")
-        address = check.address
+        # An older link may name the address as then written (a Unicode domain, say).
+        address = canonical_or_none(check.address) or check.address.lower()
         action = f"preferences?token={quote(token, safe='')}"
         choice = (fields.get("action") or [""])[0]
 
@@ -279,8 +281,7 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                     )
                     saved = not error
                 listed = {
-                    s.email.lower(): s.name
-                    for s in load_subscribers(config.subscribers_path).subscribers
+                    s.email: s.name for s in load_subscribers(config.subscribers_path).subscribers
                 }
                 prefs = signup.preferences(config, state, address, listed.get(address, ""))
                 return desk.page(
