@@ -21,6 +21,7 @@ from typing import Any
 from digest.config import Config
 from digest.models import Subscriber, SubscriberList
 from digest.store import State
+from digest.store.addresses import earlier_forms
 from digest.tokens import address_hash
 
 
@@ -72,11 +73,22 @@ def merge(
     for key, subscriber in by_address.items():
         if key in suppressed:
             counts["suppressed"] += 1
-        elif forgotten and address_hash(secret, key) in forgotten:
+        elif forgotten and is_forgotten(key, forgotten, secret):
             counts["forgotten"] += 1
         else:
             kept.append(subscriber)
     return Audience(tuple(kept), counts["suppressed"], counts["forgotten"])
+
+
+def forgotten_hashes(secret: str, address: str) -> tuple[str, ...]:
+    """The keyed hashes that stand for a forgotten address: of its canonical form, and of the
+    form an earlier release hashed (a Unicode domain), which no upgrade can rewrite."""
+    return tuple(address_hash(secret, form) for form in earlier_forms(address))
+
+
+def is_forgotten(address: str, forgotten: set[str], secret: str) -> bool:
+    """Whether a canonical address is among the forgotten (`forgotten` holds their hashes)."""
+    return any(hashed in forgotten for hashed in forgotten_hashes(secret, address))
 
 
 def forgetting_secret(state: State, configured: str | None) -> str:
