@@ -22,6 +22,7 @@ from digest.config import Config
 from digest.models import Subscriber, SubscriberList
 from digest.store import State
 from digest.store.addresses import earlier_forms
+from digest.store.erasure import ErasureReport
 from digest.tokens import address_hash
 
 
@@ -161,9 +162,14 @@ def export(state: State, listed: SubscriberList) -> list[dict[str, Any]]:
     return people
 
 
-def forget(state: State, address: str, secret: str, now: datetime) -> bool:
-    """Erase a person everywhere, keeping only a keyed hash so they stay off the list."""
-    return state.signups.forget(address, address_hash(secret, address), now)
+def forget(
+    state: State, address: str, secret: str, now: datetime, *, patience: float | None = None
+) -> ErasureReport:
+    """Erase a person (a canonical address) everywhere, keeping only a keyed hash so they stay
+    off the list, and check that their bytes are gone (see digest.store.erasure)."""
+    return state.erasure.forget(
+        earlier_forms(address), forgotten_hashes(secret, address), now, patience=patience
+    )
 
 
 @dataclass(frozen=True)

@@ -272,29 +272,7 @@ class Signups:
                 )
         return True
 
-    # -- erasure ---------------------------------------------------------------
-
-    def forget(self, email: str, hashed: str, now: datetime) -> bool:
-        """Erase an address everywhere; deliveries keep only `hashed`, and `hashed` stays
-        suppressed so a later import cannot add the person back. False if nothing was held."""
-        email = email.lower()
-        self.db.execute("PRAGMA secure_delete = ON")
-        with self.db.transaction():
-            found = 0
-            for table in ("signups", "consents", "suppressions"):
-                found += self.db.execute(f"DELETE FROM {table} WHERE email = ?", (email,)).rowcount
-            found += self.db.execute(
-                "UPDATE deliveries SET email = ?, reply = '' WHERE email = ?",
-                (f"forgotten:{hashed}", email),
-            ).rowcount
-            self.db.execute("DELETE FROM rate_events WHERE bucket LIKE ?", (f"%{hashed}%",))
-            self.db.execute(
-                "INSERT OR IGNORE INTO forgotten (address_hash, at) VALUES (?, ?)",
-                (hashed, iso(now)),
-            )
-        # Deleted rows may linger in the write-ahead log until it is checkpointed.
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return found > 0
+    # -- forgotten people (the erasure itself is digest.store.erasure) -----------
 
     def forgotten(self) -> set[str]:
         """The keyed hashes of everyone forgotten."""
