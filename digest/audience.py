@@ -1,7 +1,8 @@
 """Who gets the next issue: the editor's file merged with confirmed sign-ups, minus suppressions.
 
 The file keeps working as it always has; a confirmed sign-up adds to it. When an address is in
-both, the sign-up's name and sections win (the reader chose them on the preferences page). The
+both, the sign-up's name and sections win. A reader in the file who chose a name or sections
+on the preferences page gets those while the file lists them; off the file, off the list. The
 suppression list wins over both, and so does erasure: a forgotten person's keyed hash stays on
 record, so the file cannot bring them back. Also here: the export of everything held about each
 person, erasure, and the counts `digest subscribers` shows.
@@ -55,11 +56,23 @@ def merge(
     suppressed: set[str],
     forgotten: set[str],
     secret: str,
+    preferences: Sequence[Subscriber] = (),
 ) -> Audience:
-    """File entries then sign-ups, one per address, without suppressed or forgotten people."""
+    """File entries then sign-ups, one per address, without suppressed or forgotten people.
+
+    `preferences` are the choices readers in the file made on their preferences page: they
+    apply to those the file still lists, and bring nobody else in.
+    """
     by_address: dict[str, Subscriber] = {}
     for subscriber in listed:
         by_address.setdefault(subscriber.email.lower(), subscriber)
+    for chosen in preferences:
+        key = chosen.email.lower()
+        in_file = by_address.get(key)
+        if in_file is not None:
+            by_address[key] = Subscriber(
+                in_file.email, chosen.name or in_file.name, chosen.sections
+            )
     for subscriber in signed_up:
         key = subscriber.email.lower()
         known = by_address.get(key)
@@ -108,6 +121,7 @@ def audience(state: State, listed: SubscriberList, secret: str) -> Audience:
         state.suppressed(),
         state.signups.forgotten(),
         secret,
+        state.signups.listed_preferences(),
     )
 
 

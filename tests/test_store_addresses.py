@@ -175,3 +175,45 @@ def test_an_old_unicode_suppression_and_an_old_erasure_still_hold(project: Proje
     assert result.returncode == 0, result.stderr
     assert [r for item in project.smtp.received for r in item.recipients] == ["ann@example.com"]
     assert rows(state, "SELECT email FROM suppressions") == [(ZOE,)]
+
+
+def test_preferences_saved_by_a_listed_reader_no_longer_keep_them_on_after_the_upgrade(
+    project: Project,
+) -> None:
+    """Earlier releases kept a file reader's saved preferences as a confirmed sign-up, so taking
+    them off the file did not take them off the list. The upgrade makes those `listed` rows."""
+    state = project.root / "state.sqlite3"
+    state_at(state, BEFORE_CANONICAL)
+    at = "2026-11-01T08:00:00+00:00"
+    with sqlite3.connect(state) as db:
+        db.executemany(
+            "INSERT INTO signups (email, name, status, sections, source, created_at,"
+            " confirmed_at, updated_at) VALUES (?, ?, 'confirmed', NULL, ?, ?, ?, ?)",
+            [
+                ("Fay@Example.com", "Fay", "file", at, at, at),  # saved preferences only
+                ("gus@example.com", "Gus", "file", at, at, at),  # added by the editor
+                ("hal@example.com", "Hal", "form", at, at, at),  # signed up and confirmed
+            ],
+        )
+        db.executemany(
+            "INSERT INTO consents (email, event, at, source) VALUES (?, ?, ?, ?)",
+            [
+                ("fay@example.com", "listed", at, "file"),
+                ("Fay@Example.com", "preferences", at, "preferences page"),
+                ("gus@example.com", "added", at, "file"),
+                ("hal@example.com", "confirmed", at, "form"),
+            ],
+        )
+    project.write_subscribers("ann@example.com,Ann")  # Fay is off the file now
+    result = project.run_process("send")
+    assert result.returncode == 0, result.stderr
+    assert sorted(r for item in project.smtp.received for r in item.recipients) == [
+        "ann@example.com",
+        "gus@example.com",
+        "hal@example.com",
+    ]
+    assert rows(state, "SELECT email, name, status FROM signups ORDER BY email") == [
+        ("fay@example.com", "Fay", "listed"),
+        ("gus@example.com", "Gus", "confirmed"),
+        ("hal@example.com", "Hal", "confirmed"),
+    ]

@@ -97,8 +97,17 @@ EDITOR_MIGRATION: tuple[str, ...] = (
 )
 
 # One person, one key (migration 12): every stored address in the canonical form
-# (digest.store.addresses), rows that turn out to be one person merged.
-ADDRESSES_MIGRATION: tuple[Step, ...] = (canonicalise_stored_addresses,)
+# (digest.store.addresses), rows that turn out to be one person merged. Then the preferences a
+# reader in the subscriber file saved, which earlier releases kept as a confirmed sign-up (so
+# that taking them off the file did not take them off the list), become `listed` rows, which
+# count only while the file lists them; a sign-up the reader confirmed, or the editor added,
+# stays one.
+ADDRESSES_MIGRATION: tuple[Step, ...] = (
+    canonicalise_stored_addresses,
+    """UPDATE signups SET status = 'listed' WHERE status = 'confirmed' AND source = 'file'
+    AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.email = signups.email
+        AND c.event IN ('confirmed', 'added'))""",
+)
 
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: release 0.1.0.

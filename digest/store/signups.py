@@ -1,9 +1,11 @@
 """Readers who signed themselves up, the consent on record, rate limits and forgotten people.
 
-Addresses are kept lower-cased. A sign-up is `pending` until its confirmation link is used,
-then `confirmed`. Every step that bears on consent is a row in `consents` (submitted,
-confirmed, added by the editor, listed in the subscriber file, preferences changed), so an
-organisation can show when and how each person agreed.
+Addresses are kept in the canonical form (digest.addresses). A sign-up is `pending` until its
+confirmation link is used, then `confirmed`. A reader in the editor's subscriber file who
+saves their preferences gets a `listed` row: their name and sections, which count only while
+the file lists them (it is no sign-up). Every step that bears on consent is a row in
+`consents` (submitted, confirmed, added by the editor, listed in the subscriber file,
+preferences changed), so an organisation can show when and how each person agreed.
 
 Rate limits are a sliding-window log: each confirmation email sent is a row (bucket, time),
 and a new one is allowed only while every bucket it touches has fewer than its limit of rows
@@ -31,7 +33,7 @@ class Signup:
 
     email: str
     name: str
-    status: str  # "pending" or "confirmed"
+    status: str  # "pending", "confirmed", or "listed" (preferences of a reader in the file)
     sections: tuple[str, ...] | None  # None: every section
     source: str
     created_at: datetime
@@ -118,16 +120,24 @@ class Signups:
         ip: str,
         consent_sha256: str,
     ) -> str:
-        """Record a submitted form; the status before it: "new", "pending" or "confirmed".
+        """Record a submitted form; the status before it: "new", "pending", "listed" or
+        "confirmed".
 
         A confirmed subscriber's details are left alone (the form is anonymous: whoever
-        submits it may not be them); their own preferences link changes them.
+        submits it may not be them); their own preferences link changes them. So are the
+        choices a reader in the subscriber file made on their preferences page: the submission
+        is on record, and confirming it makes them a sign-up with those choices.
         """
         email = email.lower()
         with self.db.transaction():
             existing = self.signup(email)
             if existing is not None and existing.status == "confirmed":
                 return "confirmed"
+            if existing is not None and existing.status == "listed":
+                self._consent(
+                    email, "submitted", now, "form", page=page, ip=ip, consent_sha256=consent_sha256
+                )
+                return "listed"
             self.db.execute(
                 "INSERT INTO signups (email, name, status, sections, source, created_at,"
                 " updated_at) VALUES (?, ?, 'pending', ?, 'form', ?, ?)"
@@ -176,20 +186,55 @@ class Signups:
         return cursor.rowcount > 0
 
     def update_preferences(
-        self, email: str, name: str, sections: Sequence[str] | None, now: datetime, *, ip: str = ""
+        self,
+        email: str,
+        name: str,
+        sections: Sequence[str] | None,
+        now: datetime,
+        *,
+        listed: bool,
+        ip: str = "",
     ) -> bool:
-        """Change a subscriber's name and sections (a file subscriber gets a sign-up row)."""
+        """Change a subscriber's name and sections; False, changing nothing, for anyone else.
+
+        A confirmed sign-up is updated. A reader in the subscriber file (`listed`) gets a
+        `listed` row: their choices, which apply only while the file lists them, so removing
+        them from the file still removes them. Nobody else is a subscriber: a preferences link
+        never creates a person.
+        """
         email = email.lower()
         with self.db.transaction():
-            self.db.execute(
-                "INSERT INTO signups (email, name, status, sections, source, created_at,"
-                " confirmed_at, updated_at) VALUES (?, ?, 'confirmed', ?, 'file', ?, ?, ?)"
-                " ON CONFLICT (email) DO UPDATE SET name = excluded.name,"
-                " sections = excluded.sections, updated_at = excluded.updated_at",
-                (email, name, _sections_text(sections), iso(now), iso(now), iso(now)),
-            )
+            existing = self.signup(email)
+            if existing is None and listed:
+                self.db.execute(
+                    "INSERT INTO signups (email, name, status, sections, source, created_at,"
+                    " updated_at) VALUES (?, ?, 'listed', ?, 'file', ?, ?)",
+                    (email, name, _sections_text(sections), iso(now), iso(now)),
+                )
+            elif existing is not None and existing.status == "confirmed":
+                self.db.execute(
+                    "UPDATE signups SET name = ?, sections = ?, updated_at = ? WHERE email = ?",
+                    (name, _sections_text(sections), iso(now), email),
+                )
+            elif existing is not None and listed:
+                # A pending sign-up of a listed reader becomes their `listed` row: the choices
+                # apply while the file lists them, and the confirmation link still works.
+                self.db.execute(
+                    "UPDATE signups SET name = ?, sections = ?, status = 'listed', updated_at = ?"
+                    " WHERE email = ?",
+                    (name, _sections_text(sections), iso(now), email),
+                )
+            else:
+                return False
             self._consent(email, "preferences", now, "preferences page", ip=ip)
         return True
+
+    def listed_preferences(self) -> list[Subscriber]:
+        """The choices readers in the subscriber file made on their preferences page."""
+        rows = self.db.execute("SELECT * FROM signups WHERE status = 'listed' ORDER BY email")
+        return [
+            Subscriber(email=s.email, name=s.name, sections=s.sections) for s in map(_signup, rows)
+        ]
 
     def confirmed(self) -> list[Subscriber]:
         """Every confirmed sign-up as a subscriber, in sign-up order."""

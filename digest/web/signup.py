@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -261,8 +262,30 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
         action = f"preferences?token={quote(token, safe='')}"
         choice = (fields.get("action") or [""])[0]
 
+        def no_longer_valid() -> Response:
+            return desk.page(
+                "notice.html",
+                "This link is no longer valid",
+                status=410,
+                paragraphs=[
+                    "This preferences link is for an address that is no longer subscribed to"
+                    f" {config.newsletter.title}. Nothing was changed.",
+                    "To receive it again, sign up.",
+                ],
+                button="",
+                link="subscribe",
+                link_text="Sign up again",
+            )
+
         def handle() -> Response:
-            with desk.state() as state:
+            listed = {
+                s.email: s for s in load_subscribers(config.subscribers_path).subscribers
+            }.get(address)
+            # A change is decided and made in one transaction, so an erasure cannot fall between.
+            with desk.state() as state, state.transaction() if choice else nullcontext():
+                prefs = signup.preferences(config, state, desk.secret, address, listed)
+                if prefs is None:
+                    return no_longer_valid()
                 error, saved = "", False
                 if choice == "unsubscribe":
                     state.suppress(address, desk.clock(), "preferences page")
@@ -277,13 +300,18 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                 if choice == "save":
                     form = signup.parse_form(config, fields)
                     error = signup.save_preferences(
-                        config, state, address, form, ip=_client_ip(request), now=desk.clock()
+                        config,
+                        state,
+                        address,
+                        form,
+                        listed=listed is not None,
+                        ip=_client_ip(request),
+                        now=desk.clock(),
                     )
                     saved = not error
-                listed = {
-                    s.email: s.name for s in load_subscribers(config.subscribers_path).subscribers
-                }
-                prefs = signup.preferences(config, state, address, listed.get(address, ""))
+                    prefs = signup.preferences(config, state, desk.secret, address, listed)
+                    if prefs is None:
+                        return no_longer_valid()
                 return desk.page(
                     "preferences.html",
                     f"Your {config.newsletter.title} preferences",
