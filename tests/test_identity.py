@@ -17,10 +17,12 @@ from digest.bouncereport import Kind, Report
 from digest.bounces import DROPPED_SIGNUP, apply_report
 from digest.config import load_config
 from digest.store import State
+from digest.store.migrations import MIGRATIONS
 from digest.subscribers import load_subscribers
-from digest.tokens import delivery_tag, make_token
+from digest.tokens import delivery_tag, make_purpose_token, make_token
 from tests.conftest import Project, post
-from tests.support.serving import digest_serve
+from tests.support.serving import digest_serve, serving
+from tests.test_signup import enable_signup
 
 ERIN = "erin@xn--bcher-kva.example"  # the canonical form
 ERIN_UNICODE = "erin@b\u00fccher.example"
@@ -141,3 +143,32 @@ def test_the_sign_up_form_keeps_the_canonical_form() -> None:
     assert normalised_address("Zo\u00eb@Example.COM") == ("zo\u00eb@example.com", "")
     address, problem = normalised_address("erin@")
     assert address == "" and problem.startswith("That does not look like an email address:")
+
+
+def test_a_confirmation_link_sent_before_the_upgrade_confirms_the_canonical_sign_up(
+    project: Project,
+) -> None:
+    """Erin signed up with the Unicode form on an earlier release, which kept it so and put it
+    in her confirmation link; the upgrade rewrote her sign-up to the canonical form."""
+    state = project.root / "state.sqlite3"
+    with sqlite3.connect(state, isolation_level=None) as db:
+        for migration in MIGRATIONS[:9]:  # the schema of the last release before the upgrade
+            for step in migration:
+                assert isinstance(step, str)
+                db.execute(step)
+        db.execute("PRAGMA user_version = 9")
+        db.execute(
+            "INSERT INTO signups (email, name, status, sections, source, created_at, updated_at)"
+            " VALUES (?, 'Erin', 'pending', NULL, 'form', ?, ?)",
+            (ERIN_UNICODE, project.now.isoformat(), project.now.isoformat()),
+        )
+    enable_signup(project)
+    project.write_subscribers(f"{ANN},Ann")
+    token = make_purpose_token(SECRET, "confirm", ERIN_UNICODE, project.now + timedelta(days=1))
+    with serving(project, "--no-preview") as served:
+        answer = httpx.post(f"{served.public}/confirm", params={"token": token}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert "You are subscribed" in answer.text
+    with sqlite3.connect(state) as db:
+        assert list(db.execute("SELECT email, status FROM signups")) == [(ERIN, "confirmed")]
+    assert send(project) == [ANN, ERIN]

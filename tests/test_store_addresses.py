@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.store import State
@@ -217,3 +218,20 @@ def test_preferences_saved_by_a_listed_reader_no_longer_keep_them_on_after_the_u
         ("gus@example.com", "Gus", "confirmed"),
         ("hal@example.com", "Hal", "confirmed"),
     ]
+
+
+def test_the_store_looks_an_address_up_under_its_canonical_form(tmp_path: Path) -> None:
+    """Callers pass canonical addresses; one read back from an older link may not be."""
+    at = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    with State(tmp_path / "state.sqlite3") as state:
+        state.signups.request(ERIN_UNICODE, "Erin", None, at, page="", ip="", consent_sha256="")
+        assert state.signups.confirm("Erin@B\u00dcCHER.example", at) == "confirmed"
+        assert state.suppress(ERIN_UNICODE, at, "manual")
+        assert not state.suppress(ERIN, at, "manual")
+        assert [signup.email for signup in state.signups.signups()] == [ERIN]
+        assert state.suppressed() == {ERIN}
+        assert state.unsuppress("ERIN@xn--bcher-kva.example")
+        assert [event.event for event in state.signups.consents(ERIN_UNICODE)] == [
+            "submitted",
+            "confirmed",
+        ]

@@ -46,6 +46,19 @@ def earlier_forms(address: str) -> tuple[str, ...]:
     return (address, f"{local}@{unicode_domain}")
 
 
+def address_key(email: str) -> str:
+    """The form an address is stored and looked up under: the canonical form.
+
+    Callers pass canonical addresses already; this is the store's own guard for the few that
+    come back from older links (a confirmation token issued before an upgrade may carry a
+    Unicode domain), so a lookup matches the row the upgrade rewrote. An ASCII address needs
+    only lower-casing; text that is no address is kept lower-cased.
+    """
+    if email.isascii():
+        return email.lower()
+    return canonical_or_none(email) or email.lower()
+
+
 def _needs_canonical(stored: str) -> bool:
     """Whether a stored value may not be canonical. An ASCII lower-case string is either an
     address already in the canonical form or no address at all (a forgotten person's hash), so

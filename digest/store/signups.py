@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from digest.models import Subscriber
+from digest.store.addresses import address_key
 from digest.store.db import Database, iso, parse_time
 
 RATE_LOG_KEPT = timedelta(days=1)
@@ -101,12 +102,14 @@ class Signups:
         self.db.execute(
             "INSERT INTO consents (email, event, at, source, page, ip, consent_sha256)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (email.lower(), event, iso(now), source, page[:500], ip[:64], consent_sha256),
+            (address_key(email), event, iso(now), source, page[:500], ip[:64], consent_sha256),
         )
 
     def signup(self, email: str) -> Signup | None:
         """The sign-up for an address, if there is one."""
-        row = self.db.execute("SELECT * FROM signups WHERE email = ?", (email.lower(),)).fetchone()
+        row = self.db.execute(
+            "SELECT * FROM signups WHERE email = ?", (address_key(email),)
+        ).fetchone()
         return _signup(row) if row else None
 
     def request(
@@ -128,7 +131,7 @@ class Signups:
         choices a reader in the subscriber file made on their preferences page: the submission
         is on record, and confirming it makes them a sign-up with those choices.
         """
-        email = email.lower()
+        email = address_key(email)
         with self.db.transaction():
             existing = self.signup(email)
             if existing is not None and existing.status == "confirmed":
@@ -152,7 +155,7 @@ class Signups:
 
     def confirm(self, email: str, now: datetime, *, page: str = "", ip: str = "") -> str:
         """Confirm a pending sign-up: "confirmed", "already" (harmless) or "unknown"."""
-        email = email.lower()
+        email = address_key(email)
         with self.db.transaction():
             existing = self.signup(email)
             if existing is None:
@@ -171,7 +174,7 @@ class Signups:
         self, email: str, name: str, sections: Sequence[str] | None, source: str, now: datetime
     ) -> bool:
         """The editor adds someone, confirmed, with the stated source; False if already there."""
-        email = email.lower()
+        email = address_key(email)
         with self.db.transaction():
             cursor = self.db.execute(
                 "INSERT INTO signups (email, name, status, sections, source, created_at,"
@@ -202,7 +205,7 @@ class Signups:
         them from the file still removes them. Nobody else is a subscriber: a preferences link
         never creates a person.
         """
-        email = email.lower()
+        email = address_key(email)
         with self.db.transaction():
             existing = self.signup(email)
             if existing is None and listed:
@@ -252,7 +255,7 @@ class Signups:
 
     def record_listed(self, emails: Iterable[str], now: datetime) -> int:
         """Put on record, once, that these addresses came from the editor's subscriber file."""
-        wanted = {email.lower() for email in emails}
+        wanted = {address_key(email) for email in emails}
         if not wanted:
             return 0
         listed = {
@@ -268,7 +271,7 @@ class Signups:
     def consents(self, email: str) -> list[ConsentEvent]:
         """Everything on record about one address's consent, oldest first."""
         rows = self.db.execute(
-            "SELECT * FROM consents WHERE email = ? ORDER BY at, id", (email.lower(),)
+            "SELECT * FROM consents WHERE email = ? ORDER BY at, id", (address_key(email),)
         )
         return [
             ConsentEvent(

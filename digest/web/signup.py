@@ -217,7 +217,7 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                 link="",
                 link_text="",
             )
-        address = check.address
+        address = canonical_or_none(check.address) or check.address  # an older link's form
 
         def handle() -> tuple[str, OutgoingMessage | None]:
             with desk.state() as state:
