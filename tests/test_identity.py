@@ -14,7 +14,7 @@ from datetime import timedelta
 import httpx
 
 from digest.bouncereport import Kind, Report
-from digest.bounces import DROPPED_SIGNUP, apply_report
+from digest.bounces import DROPPED_SIGNUP, SUPPRESSED, apply_report
 from digest.config import load_config
 from digest.store import State
 from digest.store.migrations import MIGRATIONS
@@ -172,3 +172,32 @@ def test_a_confirmation_link_sent_before_the_upgrade_confirms_the_canonical_sign
     with sqlite3.connect(state) as db:
         assert list(db.execute("SELECT email, status FROM signups")) == [(ERIN, "confirmed")]
     assert send(project) == [ANN, ERIN]
+
+
+def test_a_bounce_of_an_issue_sent_before_the_upgrade_suppresses_the_canonical_address(
+    project: Project,
+) -> None:
+    """An earlier release mailed issue 1 to the Unicode form (and tagged the delivery over it);
+    the bounce names that form, and the upgrade has rewritten the delivery."""
+    config = load_config(project.config)
+    with sqlite3.connect(config.state_path, isolation_level=None) as db:
+        for migration in MIGRATIONS[:9]:  # the schema of the last release before the upgrade
+            for step in migration:
+                assert isinstance(step, str)
+                db.execute(step)
+        db.execute("PRAGMA user_version = 9")
+        db.execute(
+            "INSERT INTO issues (id, created_at, subject, html, text, post_count)"
+            " VALUES (1, '2026-11-30T08:00:00+00:00', 's', 'h', 't', 1)"
+        )
+        db.execute(
+            "INSERT INTO deliveries (issue_id, email, status, updated_at)"
+            " VALUES (1, ?, 'sent', '2026-11-30T08:00:01+00:00')",
+            (ERIN_UNICODE,),
+        )
+    tag = delivery_tag(SECRET, "1", ERIN_UNICODE)
+    report = Report(Kind.HARD, "dsn-2", (ERIN_UNICODE,), "5.1.1", "no such user", (("1", tag),))
+    with State(config.state_path) as state:
+        outcome, address = apply_report(config, state, SECRET, report, "stdin", project.now)
+    assert (outcome, address) == (SUPPRESSED, ERIN)
+    assert suppressions(project) == [(ERIN, "bounce")]
