@@ -1,7 +1,8 @@
 """Who gets the next issue: the editor's file merged with confirmed sign-ups, minus suppressions.
 
 The file keeps working as it always has; a confirmed sign-up adds to it. When an address is in
-both, the sign-up's name and sections win (the reader chose them on the preferences page). The
+both, the sign-up's name and sections win. A reader in the file who chose a name or sections
+on the preferences page gets those while the file lists them; off the file, off the list. The
 suppression list wins over both, and so does erasure: a forgotten person's keyed hash stays on
 record, so the file cannot bring them back. Also here: the export of everything held about each
 person, erasure, and the counts `digest subscribers` shows.
@@ -21,6 +22,8 @@ from typing import Any
 from digest.config import Config
 from digest.models import Subscriber, SubscriberList
 from digest.store import State
+from digest.store.addresses import earlier_forms
+from digest.store.erasure import ErasureReport
 from digest.tokens import address_hash
 
 
@@ -53,11 +56,23 @@ def merge(
     suppressed: set[str],
     forgotten: set[str],
     secret: str,
+    preferences: Sequence[Subscriber] = (),
 ) -> Audience:
-    """File entries then sign-ups, one per address, without suppressed or forgotten people."""
+    """File entries then sign-ups, one per address, without suppressed or forgotten people.
+
+    `preferences` are the choices readers in the file made on their preferences page: they
+    apply to those the file still lists, and bring nobody else in.
+    """
     by_address: dict[str, Subscriber] = {}
     for subscriber in listed:
         by_address.setdefault(subscriber.email.lower(), subscriber)
+    for chosen in preferences:
+        key = chosen.email.lower()
+        in_file = by_address.get(key)
+        if in_file is not None:
+            by_address[key] = Subscriber(
+                in_file.email, chosen.name or in_file.name, chosen.sections
+            )
     for subscriber in signed_up:
         key = subscriber.email.lower()
         known = by_address.get(key)
@@ -72,11 +87,22 @@ def merge(
     for key, subscriber in by_address.items():
         if key in suppressed:
             counts["suppressed"] += 1
-        elif forgotten and address_hash(secret, key) in forgotten:
+        elif forgotten and is_forgotten(key, forgotten, secret):
             counts["forgotten"] += 1
         else:
             kept.append(subscriber)
     return Audience(tuple(kept), counts["suppressed"], counts["forgotten"])
+
+
+def forgotten_hashes(secret: str, address: str) -> tuple[str, ...]:
+    """The keyed hashes that stand for a forgotten address: of its canonical form, and of the
+    form an earlier release hashed (a Unicode domain), which no upgrade can rewrite."""
+    return tuple(address_hash(secret, form) for form in earlier_forms(address))
+
+
+def is_forgotten(address: str, forgotten: set[str], secret: str) -> bool:
+    """Whether a canonical address is among the forgotten (`forgotten` holds their hashes)."""
+    return any(hashed in forgotten for hashed in forgotten_hashes(secret, address))
 
 
 def forgetting_secret(state: State, configured: str | None) -> str:
@@ -95,6 +121,7 @@ def audience(state: State, listed: SubscriberList, secret: str) -> Audience:
         state.suppressed(),
         state.signups.forgotten(),
         secret,
+        state.signups.listed_preferences(),
     )
 
 
@@ -149,9 +176,14 @@ def export(state: State, listed: SubscriberList) -> list[dict[str, Any]]:
     return people
 
 
-def forget(state: State, address: str, secret: str, now: datetime) -> bool:
-    """Erase a person everywhere, keeping only a keyed hash so they stay off the list."""
-    return state.signups.forget(address, address_hash(secret, address), now)
+def forget(
+    state: State, address: str, secret: str, now: datetime, *, patience: float | None = None
+) -> ErasureReport:
+    """Erase a person (a canonical address) everywhere, keeping only a keyed hash so they stay
+    off the list, and check that their bytes are gone (see digest.store.erasure)."""
+    return state.erasure.forget(
+        earlier_forms(address), forgotten_hashes(secret, address), now, patience=patience
+    )
 
 
 @dataclass(frozen=True)

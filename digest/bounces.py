@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from digest.addresses import canonical_or_none
 from digest.bouncereport import Kind, Report, read_report
 from digest.config import Config
 from digest.errors import DigestError
@@ -70,14 +71,14 @@ def _resolve(
     if reference == TRANSACTIONAL_REFERENCE:
         for address in (*candidates, *state.bounces.signup_addresses()):
             if tag_matches(secret, reference, address, tag):
-                return Attribution(address.lower(), None)
+                return Attribution(canonical_or_none(address) or address.lower(), None)
         return None
     issue_id = int(reference)
     for address in candidates:
         if tag_matches(secret, reference, address, tag) and state.bounces.delivery(
             issue_id, address
         ):
-            return Attribution(address.lower(), issue_id)
+            return Attribution(canonical_or_none(address) or address.lower(), issue_id)
     for address in state.bounces.recipients(issue_id):
         if tag_matches(secret, reference, address, tag):
             return Attribution(address, issue_id)

@@ -304,7 +304,7 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
             )
         return
     if recipients:
-        report = pipeline.test_send(config, now, recipients)
+        report = pipeline.test_send(config, now, tuple(map(_address, recipients)))
         _summarise(report, "Test-sent")
     else:
         with GracefulStop() as stop, SendProgress(err) as progress:
@@ -655,11 +655,12 @@ def init(directory: Path, copy_templates: bool) -> None:
 
 
 def _address(value: str) -> str:
-    from email_validator import EmailNotValidError, validate_email
+    """An address given on the command line, in the canonical form the state keeps."""
+    from digest.addresses import AddressError, canonical_address
 
     try:
-        return validate_email(value, check_deliverability=False).normalized.lower()
-    except EmailNotValidError as error:
+        return canonical_address(value)
+    except AddressError as error:
         raise click.BadParameter(f"{value!r} is not an email address: {error}") from None
 
 
@@ -742,7 +743,7 @@ def resubscribe(config: Config, address: str) -> None:
     if not removed:
         out.print(f"{email} was not unsubscribed; nothing changed.", markup=False)
         return
-    listed = {s.email.lower() for s in load_subscribers(config.subscribers_path).subscribers}
+    listed = {s.email for s in load_subscribers(config.subscribers_path).subscribers}
     out.print(f"{email} is resubscribed.", markup=False)
     if email not in listed:
         err.print(
@@ -794,7 +795,7 @@ def _subscriber_counts(config: Config) -> None:
         counted = audience.counts(state, subscriber_list, secret, audience.section_titles(config))
         reasons = state.bounces.reasons()
     bounce_rows = [row for row in suppressions if row[2] in ("bounce", "complaint")]
-    listed = {s.email.lower() for s in subscriber_list.subscribers}
+    listed = {s.email for s in subscriber_list.subscribers}
     suppressed = [row for row in suppressions if row[0] in listed]
     elsewhere = len(suppressions) - len(suppressed)
     table = Table("", "Count", "Which")
@@ -875,17 +876,46 @@ def subscribers_export(config: Config, output_format: str, out_path: Path | None
 def subscribers_forget(config: Config, address: str) -> None:
     """Erase ADDRESS everywhere (a right-to-erasure request); it stays off the list for good."""
     from digest import audience
+    from digest.lock import hold_lock
 
     email = _address(address)
     secret = pipeline.signing_secret(config)
-    with pipeline.open_state(config) as state:
-        found = audience.forget(state, email, secret, current_time())
-    held = "Erased everything held about" if found else "Nothing was held about"
+    # No send may record a delivery to the address while it is being erased.
+    with (
+        hold_lock(config.state_path, "send", command="subscribers forget"),
+        pipeline.open_state(config) as state,
+    ):
+        erased = audience.forget(state, email, secret, current_time())
+    again = f"run `digest subscribers forget {email}` again to finish"
+    if erased.unerased:
+        raise DigestError(
+            f"{email} is erased from the tables digest knows, but {', '.join(erased.unerased)}"
+            f" still hold it: the erasure is not complete; clear those by hand, then {again}"
+        )
+    if not erased.checkpointed:
+        raise DigestError(
+            f"{email} is erased from every table, but another process is still reading an"
+            f" older snapshot of {config.state_path}, so the erased bytes are still in the file"
+            f" (or its write-ahead log); when it has finished (a `digest serve` request, an"
+            f" export), {again}"
+        )
+    if erased.bytes_left:
+        raise DigestError(
+            f"{email} is erased from every table, but its bytes are still in"
+            f" {config.state_path} after rebuilding it: the erasure is not complete"
+        )
+    held = "Erased everything held about" if erased.found else "Nothing is held about"
     out.print(
-        f"{held} {email}; a keyed hash keeps it off the list."
-        f" Remove it from {config.subscribers} too, if it is there.",
+        f"{held} {email}; none of it is left in {config.state_path}, and a keyed hash keeps it"
+        f" off the list. Remove it from {config.subscribers} too, if it is there.",
         markup=False,
     )
+    if erased.in_content:
+        err.print(
+            f"Warning: {email} still appears in published content ({', '.join(erased.in_content)}:"
+            " what the feeds or the editor wrote), which forget does not change.",
+            markup=False,
+        )
 
 
 @subscribers.command("add")

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from email_validator import EmailNotValidError, validate_email
 
-from digest.audience import section_titles
+from digest.addresses import AddressError, canonical_address
+from digest.audience import is_forgotten, section_titles
 from digest.config import Config
 from digest.message import DkimKey, transactional_message
 from digest.models import OutgoingMessage, Subscriber
@@ -174,16 +174,13 @@ def parse_form(config: Config, fields: Mapping[str, Sequence[str]]) -> SignupFor
 
 
 def normalised_address(text: str) -> tuple[str, str]:
-    """(address, "") for a valid address, kept ASCII when it is; ("", why) otherwise."""
+    """(address in the canonical form, "") for a valid address; ("", why) otherwise."""
     if not text:
         return "", "Please enter your email address."
     try:
-        valid = validate_email(text, check_deliverability=False)
-    except EmailNotValidError as error:
+        return canonical_address(text), ""
+    except AddressError as error:
         return "", f"That does not look like an email address: {error}"
-    address = text.strip() if text.strip().isascii() else valid.normalized
-    local, _, domain = address.rpartition("@")
-    return f"{local}@{domain.lower()}", ""
 
 
 def _limits(config: Config, secret: str, address: str, ip: str) -> list[RateLimit]:
@@ -289,6 +286,9 @@ def preferences_link(config: Config, secret: str, address: str, now: datetime) -
     return f"{config.public_url}/preferences?token={token}"
 
 
+NO_LONGER_SUBSCRIBED = "This address is no longer subscribed, so there is nothing to change."
+
+
 @dataclass(frozen=True)
 class Preferences:
     """What the preferences page shows for one subscriber."""
@@ -299,27 +299,45 @@ class Preferences:
     unsubscribed: bool
 
 
-def preferences(config: Config, state: State, address: str, listed_name: str = "") -> Preferences:
-    """An address's current name, sections and standing."""
+def preferences(
+    config: Config, state: State, secret: str, address: str, listed: Subscriber | None
+) -> Preferences | None:
+    """An address's current name, sections and standing; None when it is nobody's to change:
+    neither in the subscriber file (`listed`, its entry there) nor a confirmed sign-up, or
+    forgotten. An old link then changes nothing and brings nobody back."""
+    if is_forgotten(address, state.signups.forgotten(), secret):
+        return None
     signup = state.signups.signup(address)
+    if listed is None and (signup is None or signup.status != "confirmed"):
+        return None
     titles = section_titles(config)
     chosen = signup.sections if signup and signup.sections is not None else tuple(titles)
     return Preferences(
         address=address,
-        name=signup.name if signup and signup.name else listed_name,
+        name=signup.name if signup and signup.name else (listed.name if listed else ""),
         sections=tuple(title for title in titles if title in chosen),
-        unsubscribed=address.lower() in state.suppressed(),
+        unsubscribed=address in state.suppressed(),
     )
 
 
 def save_preferences(
-    config: Config, state: State, address: str, form: SignupForm, *, ip: str, now: datetime
+    config: Config,
+    state: State,
+    address: str,
+    form: SignupForm,
+    *,
+    listed: bool,
+    ip: str,
+    now: datetime,
 ) -> str:
-    """Save a name and sections from the preferences page; an error to show, or ""."""
+    """Save a name and sections from the preferences page of a subscriber (one `preferences`
+    found, `listed` when the subscriber file lists them); an error to show, or ""."""
     if config.newsletter.choosable_sections and not form.sections:
         return "Choose at least one section, or unsubscribe below."
-    state.signups.update_preferences(address, form.name, form.sections, now, ip=kept_ip(config, ip))
-    return ""
+    saved = state.signups.update_preferences(
+        address, form.name, form.sections, now, listed=listed, ip=kept_ip(config, ip)
+    )
+    return "" if saved else NO_LONGER_SUBSCRIBED
 
 
 # -- the emails ---------------------------------------------------------------

@@ -5,10 +5,11 @@ column, a field too long for a CSV, YAML that is not a list of entries) is a Con
 naming file and line: nothing is sent from a list that may be the wrong file. A single row
 with a bad address is skipped and reported, so one typo does not stop an issue.
 
-An all-ASCII address is kept in its ASCII form, including a punycode domain
-(`user@xn--bcher-kva.example`), so it never needs SMTPUTF8; email-validator would otherwise
-turn the domain into Unicode. Control characters in names are replaced by spaces, since a
-name goes into the To header.
+Every address is kept in digest's canonical form (digest.addresses): lower-cased, its domain
+as an IDNA A-label. `Erin@Bücher.example` and `erin@xn--bcher-kva.example` are one person: the
+second row is a duplicate, and an unsubscribe, suppression or erasure given in either form
+matches. Only a non-ASCII local part needs SMTPUTF8. Control characters in names are replaced
+by spaces, since a name goes into the To header.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from digest.addresses import MAX_ADDRESS_LENGTH, AddressError, canonical_address
 from digest.errors import ConfigError
 from digest.models import Subscriber, SubscriberList
 from digest.yamlfile import load_yaml
@@ -35,7 +37,6 @@ _SHOWN_HEADER = 60
 _SIMPLE_LOCAL = re.compile(
     r"(?=.{1,64}\Z)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z"
 )
-_MAX_ADDRESS = 254
 
 
 def _yaml_rows(path: Path, text: str) -> Iterable[tuple[int, dict[str, Any]]]:
@@ -104,54 +105,40 @@ def _clean_name(name: str) -> str:
 
 
 class AddressChecker:
-    """email-validator's verdict on each address, checking each distinct domain only once.
+    """Each address in its canonical form, checking each distinct domain only once.
 
     A list of thousands shares a few domains, and checking a domain is most of the work. An
-    ASCII address whose local part is a plain dot-atom (RFC 5322) is the local part as written
-    plus its domain as email-validator normalises it; anything else, or a refused domain, goes
-    to email-validator whole, so the result and the error are always its own.
+    ASCII address whose local part is a plain dot-atom (RFC 5322) is its local part lower-cased
+    plus its domain's canonical form; anything else, or a refused domain, goes to
+    `canonical_address` whole, so the result and the error are always its own.
     """
 
     def __init__(self) -> None:
-        self.domains: dict[str, str | None] = {}  # domain as written -> ASCII form, None: refused
+        self.domains: dict[str, str | None] = {}  # domain as written -> canonical, None: refused
 
-    def check(self, raw: str) -> tuple[str, str]:
-        """(the address as kept, its identity for de-duplication); EmailNotValidError if bad."""
+    def check(self, raw: str) -> str:
+        """The address in its canonical form; AddressError (saying why) if it is not one."""
         local, _, domain = raw.rpartition("@")
-        if raw.isascii() and len(raw) <= _MAX_ADDRESS and _SIMPLE_LOCAL.match(local):
+        if raw.isascii() and len(raw) <= MAX_ADDRESS_LENGTH and _SIMPLE_LOCAL.match(local):
             if domain not in self.domains:
                 self.domains[domain] = self._domain(domain)
-            ascii_domain = self.domains[domain]
-            if ascii_domain is not None:
-                address = f"{local}@{ascii_domain}"
-                if len(address) <= _MAX_ADDRESS:
-                    return address, f"{local.lower()}@{ascii_domain.lower()}"
-        return _validate(raw)
+            canonical_domain = self.domains[domain]
+            if canonical_domain is not None:
+                address = f"{local.lower()}@{canonical_domain}"
+                if len(address) <= MAX_ADDRESS_LENGTH:
+                    return address
+        return canonical_address(raw)
 
     @staticmethod
     def _domain(domain: str) -> str | None:
-        from email_validator import EmailNotValidError
-
         try:
-            return _validate(f"a@{domain}")[0].split("@", 1)[1]
-        except EmailNotValidError:
+            return canonical_address(f"a@{domain}").split("@", 1)[1]
+        except AddressError:
             return None
-
-
-def _validate(raw: str) -> tuple[str, str]:
-    """email-validator's verdict: the address as kept and its identity; or EmailNotValidError."""
-    from email_validator import validate_email
-
-    checked = validate_email(raw, check_deliverability=False)
-    # The ASCII form for an ASCII address (see the module docstring); Unicode otherwise.
-    address = checked.ascii_email if raw.isascii() and checked.ascii_email else checked.normalized
-    return address, f"{checked.local_part.lower()}@{checked.ascii_domain.lower()}"
 
 
 def parse_subscribers(path: Path, text: str) -> SubscriberList:
     """Check every row: invalid ones are reported with their line and skipped; duplicates merged."""
-    from email_validator import EmailNotValidError
-
     subscribers: list[Subscriber] = []
     invalid: list[str] = []
     duplicates: list[str] = []
@@ -163,14 +150,14 @@ def parse_subscribers(path: Path, text: str) -> SubscriberList:
             invalid.append(f"{path.name}:{line}: no email address")
             continue
         try:
-            address, identity = checker.check(raw)
-        except EmailNotValidError as error:
+            address = checker.check(raw)
+        except AddressError as error:
             invalid.append(f"{path.name}:{line}: {raw!r}: {error}")
             continue
-        if identity in seen:
+        if address in seen:
             duplicates.append(f"{path.name}:{line}: {address}")
             continue
-        seen.add(identity)
+        seen.add(address)
         subscribers.append(Subscriber(email=address, name=_clean_name(str(row.get("name") or ""))))
     for problem in invalid:
         logger.info("skipping subscriber %s", problem)

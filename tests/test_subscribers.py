@@ -105,19 +105,22 @@ def test_yaml_list_of_addresses_and_entries_is_read() -> None:
     assert len(listed.invalid) == 1 and listed.invalid[0].startswith("people.yaml:4: 'nope'")
 
 
-def test_an_ascii_punycode_address_stays_ascii_and_unicode_stays_unicode() -> None:
+def test_every_address_is_kept_in_the_canonical_form_and_its_forms_are_one_person() -> None:
     listed = parse_subscribers(
         Path("subscribers.csv"),
-        "email,name\nuser@xn--bcher-kva.example,Ascii\nzoe@b\u00fccher.example,Zoe\n"
-        "USER@XN--BCHER-KVA.EXAMPLE,Same again\nuser@b\u00fccher.example,Same in Unicode\n",
+        "email,name\nuser@xn--bcher-kva.example,Ascii\nZo\u00eb@B\u00fccher.example,Zoe\n"
+        "USER@XN--BCHER-KVA.EXAMPLE,Same again\nuser@b\u00fccher.example,Same in Unicode\n"
+        "Ann.Smith@Example.COM,Ann\nann.smith@example.com,Ann again\n",
     )
     assert [s.email for s in listed.subscribers] == [
         "user@xn--bcher-kva.example",
-        "zoe@b\u00fccher.example",
+        "zo\u00eb@xn--bcher-kva.example",
+        "ann.smith@example.com",
     ]
     assert listed.duplicates == (
-        "subscribers.csv:4: USER@xn--bcher-kva.example",
-        "subscribers.csv:5: user@b\u00fccher.example",
+        "subscribers.csv:4: user@xn--bcher-kva.example",
+        "subscribers.csv:5: user@xn--bcher-kva.example",
+        "subscribers.csv:7: ann.smith@example.com",
     )
 
 
@@ -173,17 +176,16 @@ CHECKED = [
 ]
 
 
-def test_each_domain_checked_once_gives_email_validators_own_verdicts() -> None:
-    from email_validator import EmailNotValidError
-
-    from digest.subscribers import AddressChecker, _validate
+def test_each_domain_checked_once_gives_the_canonical_forms_own_verdicts() -> None:
+    from digest.addresses import AddressError, canonical_address
+    from digest.subscribers import AddressChecker
 
     def verdict(check: object, raw: str) -> object:
         try:
             return check(raw)  # type: ignore[operator]
-        except EmailNotValidError as error:
+        except AddressError as error:
             return f"refused: {error}"
 
     checker = AddressChecker()
     for raw in CHECKED * 2:  # the second time round, every domain comes from the cache
-        assert verdict(checker.check, raw) == verdict(_validate, raw), raw
+        assert verdict(checker.check, raw) == verdict(canonical_address, raw), raw

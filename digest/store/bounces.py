@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from digest.store.addresses import address_key
 from digest.store.db import Database, iso
 
 REPORT_KEPT = 64 * 1024  # characters of a report's text kept as evidence
@@ -71,7 +72,7 @@ class BounceReports:
                 source,
                 kind,
                 outcome,
-                email.lower(),
+                address_key(email),
                 issue_id,
                 status[:40],
                 detail[:500],
@@ -130,14 +131,14 @@ class BounceReports:
             for row in self.db.execute(
                 "SELECT DISTINCT issue_id FROM bounce_reports WHERE email = ? AND kind = 'soft'"
                 " AND issue_id IS NOT NULL AND issue_id <= ? AND outcome != 'forged'",
-                (email.lower(), issue_id),
+                (address_key(email), issue_id),
             )
         }
         streak = 0
         for row in self.db.execute(
             "SELECT issue_id FROM deliveries WHERE email = ? AND status = 'sent' AND issue_id <= ?"
             " ORDER BY issue_id DESC",
-            (email.lower(), issue_id),
+            (address_key(email), issue_id),
         ):
             if row["issue_id"] not in bounced:
                 break
@@ -148,7 +149,7 @@ class BounceReports:
         """Whether the issue was handed to the server for this address."""
         row = self.db.execute(
             "SELECT 1 FROM deliveries WHERE issue_id = ? AND email = ? AND status != 'pending'",
-            (issue_id, email.lower()),
+            (issue_id, address_key(email)),
         ).fetchone()
         return row is not None
 
@@ -164,7 +165,7 @@ class BounceReports:
         row = self.db.execute(
             "SELECT issue_id FROM deliveries WHERE email = ? AND status = 'sent'"
             " AND updated_at >= ? ORDER BY issue_id DESC LIMIT 1",
-            (email.lower(), iso(now - timedelta(days=days))),
+            (address_key(email), iso(now - timedelta(days=days))),
         ).fetchone()
         return int(row["issue_id"]) if row else None
 
@@ -182,7 +183,7 @@ class BounceReports:
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO suppressions (email, created_at, source, reason, issue_id,"
             " report_id) VALUES (?, ?, ?, ?, ?, ?)",
-            (email.lower(), iso(now), source, reason[:300], issue_id, report_id),
+            (address_key(email), iso(now), source, reason[:300], issue_id, report_id),
         )
         return cursor.rowcount > 0
 
@@ -194,7 +195,7 @@ class BounceReports:
     def drop_pending_signup(self, email: str) -> bool:
         """Drop a sign-up still awaiting confirmation (its confirmation bounced)."""
         cursor = self.db.execute(
-            "DELETE FROM signups WHERE email = ? AND status = 'pending'", (email.lower(),)
+            "DELETE FROM signups WHERE email = ? AND status = 'pending'", (address_key(email),)
         )
         return cursor.rowcount > 0
 

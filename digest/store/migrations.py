@@ -4,14 +4,22 @@ Migration 1 is the schema release 0.1.0 created (it set no user_version, so a 0.
 as version 0 with the tables present; its statements are all IF NOT EXISTS, so applying it to
 such a file changes nothing). A fresh file runs 1..LATEST. Every pending migration runs in one
 transaction with the new user_version: an upgrade happens completely or not at all.
+
+A migration is a sequence of steps: an SQL statement, or a function of the connection for what
+SQL cannot do alone (such as putting stored addresses in the canonical form, which takes IDNA).
+A function step runs inside the same transaction and must not commit.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from digest.errors import StateError
+from digest.store.addresses import canonicalise_stored_addresses
+
+Step = str | Callable[[sqlite3.Connection], None]
 
 # The public archive's issue numbers (migration 5). A number is given to an issue when it is
 # frozen with the archive on; `withdrawn_at` takes it off the web for good.
@@ -116,7 +124,21 @@ REPLAY_MIGRATION: tuple[str, ...] = (
     WHERE decided_at IS NOT NULL AND status IN ('approved', 'held') ORDER BY decided_at""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+
+# One person, one key (migration 11): every stored address in the canonical form
+# (digest.store.addresses), rows that turn out to be one person merged. Then the preferences a
+# reader in the subscriber file saved, which earlier releases kept as a confirmed sign-up (so
+# that taking them off the file did not take them off the list), become `listed` rows, which
+# count only while the file lists them; a sign-up the reader confirmed, or the editor added,
+# stays one.
+ADDRESSES_MIGRATION: tuple[Step, ...] = (
+    canonicalise_stored_addresses,
+    """UPDATE signups SET status = 'listed' WHERE status = 'confirmed' AND source = 'file'
+    AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.email = signups.email
+        AND c.event IN ('confirmed', 'added'))""",
+)
+
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: release 0.1.0.
     (
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -271,8 +293,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     posts TEXT NOT NULL,
     at TEXT NOT NULL
 )""",
-    ),  # 10: replayed webhooks and approval decisions: see REPLAY_MIGRATION above.
+    ),
+    # 10: replayed webhooks and approval decisions: see REPLAY_MIGRATION above.
     REPLAY_MIGRATION,
+    # 11: one person, one key: see ADDRESSES_MIGRATION above.
+    ADDRESSES_MIGRATION,
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0
@@ -304,8 +329,11 @@ def migrate(connection: sqlite3.Connection, path: Path) -> None:
     try:
         version = schema_version(connection, path)  # again, now that no other writer can move it
         for number in range(version + 1, LATEST + 1):
-            for statement in MIGRATIONS[number - 1]:
-                connection.execute(statement)
+            for step in MIGRATIONS[number - 1]:
+                if isinstance(step, str):
+                    connection.execute(step)
+                else:
+                    step(connection)
         connection.execute(f"PRAGMA user_version = {LATEST}")
     except BaseException:
         connection.execute("ROLLBACK")

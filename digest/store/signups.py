@@ -1,9 +1,11 @@
 """Readers who signed themselves up, the consent on record, rate limits and forgotten people.
 
-Addresses are kept lower-cased. A sign-up is `pending` until its confirmation link is used,
-then `confirmed`. Every step that bears on consent is a row in `consents` (submitted,
-confirmed, added by the editor, listed in the subscriber file, preferences changed), so an
-organisation can show when and how each person agreed.
+Addresses are kept in the canonical form (digest.addresses). A sign-up is `pending` until its
+confirmation link is used, then `confirmed`. A reader in the editor's subscriber file who
+saves their preferences gets a `listed` row: their name and sections, which count only while
+the file lists them (it is no sign-up). Every step that bears on consent is a row in
+`consents` (submitted, confirmed, added by the editor, listed in the subscriber file,
+preferences changed), so an organisation can show when and how each person agreed.
 
 Rate limits are a sliding-window log: each confirmation email sent is a row (bucket, time),
 and a new one is allowed only while every bucket it touches has fewer than its limit of rows
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from digest.models import Subscriber
+from digest.store.addresses import address_key
 from digest.store.db import Database, iso, parse_time
 
 RATE_LOG_KEPT = timedelta(days=1)
@@ -31,7 +34,7 @@ class Signup:
 
     email: str
     name: str
-    status: str  # "pending" or "confirmed"
+    status: str  # "pending", "confirmed", or "listed" (preferences of a reader in the file)
     sections: tuple[str, ...] | None  # None: every section
     source: str
     created_at: datetime
@@ -99,12 +102,14 @@ class Signups:
         self.db.execute(
             "INSERT INTO consents (email, event, at, source, page, ip, consent_sha256)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (email.lower(), event, iso(now), source, page[:500], ip[:64], consent_sha256),
+            (address_key(email), event, iso(now), source, page[:500], ip[:64], consent_sha256),
         )
 
     def signup(self, email: str) -> Signup | None:
         """The sign-up for an address, if there is one."""
-        row = self.db.execute("SELECT * FROM signups WHERE email = ?", (email.lower(),)).fetchone()
+        row = self.db.execute(
+            "SELECT * FROM signups WHERE email = ?", (address_key(email),)
+        ).fetchone()
         return _signup(row) if row else None
 
     def request(
@@ -118,16 +123,24 @@ class Signups:
         ip: str,
         consent_sha256: str,
     ) -> str:
-        """Record a submitted form; the status before it: "new", "pending" or "confirmed".
+        """Record a submitted form; the status before it: "new", "pending", "listed" or
+        "confirmed".
 
         A confirmed subscriber's details are left alone (the form is anonymous: whoever
-        submits it may not be them); their own preferences link changes them.
+        submits it may not be them); their own preferences link changes them. So are the
+        choices a reader in the subscriber file made on their preferences page: the submission
+        is on record, and confirming it makes them a sign-up with those choices.
         """
-        email = email.lower()
+        email = address_key(email)
         with self.db.transaction():
             existing = self.signup(email)
             if existing is not None and existing.status == "confirmed":
                 return "confirmed"
+            if existing is not None and existing.status == "listed":
+                self._consent(
+                    email, "submitted", now, "form", page=page, ip=ip, consent_sha256=consent_sha256
+                )
+                return "listed"
             self.db.execute(
                 "INSERT INTO signups (email, name, status, sections, source, created_at,"
                 " updated_at) VALUES (?, ?, 'pending', ?, 'form', ?, ?)"
@@ -142,7 +155,7 @@ class Signups:
 
     def confirm(self, email: str, now: datetime, *, page: str = "", ip: str = "") -> str:
         """Confirm a pending sign-up: "confirmed", "already" (harmless) or "unknown"."""
-        email = email.lower()
+        email = address_key(email)
         with self.db.transaction():
             existing = self.signup(email)
             if existing is None:
@@ -161,7 +174,7 @@ class Signups:
         self, email: str, name: str, sections: Sequence[str] | None, source: str, now: datetime
     ) -> bool:
         """The editor adds someone, confirmed, with the stated source; False if already there."""
-        email = email.lower()
+        email = address_key(email)
         with self.db.transaction():
             cursor = self.db.execute(
                 "INSERT INTO signups (email, name, status, sections, source, created_at,"
@@ -176,20 +189,55 @@ class Signups:
         return cursor.rowcount > 0
 
     def update_preferences(
-        self, email: str, name: str, sections: Sequence[str] | None, now: datetime, *, ip: str = ""
+        self,
+        email: str,
+        name: str,
+        sections: Sequence[str] | None,
+        now: datetime,
+        *,
+        listed: bool,
+        ip: str = "",
     ) -> bool:
-        """Change a subscriber's name and sections (a file subscriber gets a sign-up row)."""
-        email = email.lower()
+        """Change a subscriber's name and sections; False, changing nothing, for anyone else.
+
+        A confirmed sign-up is updated. A reader in the subscriber file (`listed`) gets a
+        `listed` row: their choices, which apply only while the file lists them, so removing
+        them from the file still removes them. Nobody else is a subscriber: a preferences link
+        never creates a person.
+        """
+        email = address_key(email)
         with self.db.transaction():
-            self.db.execute(
-                "INSERT INTO signups (email, name, status, sections, source, created_at,"
-                " confirmed_at, updated_at) VALUES (?, ?, 'confirmed', ?, 'file', ?, ?, ?)"
-                " ON CONFLICT (email) DO UPDATE SET name = excluded.name,"
-                " sections = excluded.sections, updated_at = excluded.updated_at",
-                (email, name, _sections_text(sections), iso(now), iso(now), iso(now)),
-            )
+            existing = self.signup(email)
+            if existing is None and listed:
+                self.db.execute(
+                    "INSERT INTO signups (email, name, status, sections, source, created_at,"
+                    " updated_at) VALUES (?, ?, 'listed', ?, 'file', ?, ?)",
+                    (email, name, _sections_text(sections), iso(now), iso(now)),
+                )
+            elif existing is not None and existing.status == "confirmed":
+                self.db.execute(
+                    "UPDATE signups SET name = ?, sections = ?, updated_at = ? WHERE email = ?",
+                    (name, _sections_text(sections), iso(now), email),
+                )
+            elif existing is not None and listed:
+                # A pending sign-up of a listed reader becomes their `listed` row: the choices
+                # apply while the file lists them, and the confirmation link still works.
+                self.db.execute(
+                    "UPDATE signups SET name = ?, sections = ?, status = 'listed', updated_at = ?"
+                    " WHERE email = ?",
+                    (name, _sections_text(sections), iso(now), email),
+                )
+            else:
+                return False
             self._consent(email, "preferences", now, "preferences page", ip=ip)
         return True
+
+    def listed_preferences(self) -> list[Subscriber]:
+        """The choices readers in the subscriber file made on their preferences page."""
+        rows = self.db.execute("SELECT * FROM signups WHERE status = 'listed' ORDER BY email")
+        return [
+            Subscriber(email=s.email, name=s.name, sections=s.sections) for s in map(_signup, rows)
+        ]
 
     def confirmed(self) -> list[Subscriber]:
         """Every confirmed sign-up as a subscriber, in sign-up order."""
@@ -207,7 +255,7 @@ class Signups:
 
     def record_listed(self, emails: Iterable[str], now: datetime) -> int:
         """Put on record, once, that these addresses came from the editor's subscriber file."""
-        wanted = {email.lower() for email in emails}
+        wanted = {address_key(email) for email in emails}
         if not wanted:
             return 0
         listed = {
@@ -223,7 +271,7 @@ class Signups:
     def consents(self, email: str) -> list[ConsentEvent]:
         """Everything on record about one address's consent, oldest first."""
         rows = self.db.execute(
-            "SELECT * FROM consents WHERE email = ? ORDER BY at, id", (email.lower(),)
+            "SELECT * FROM consents WHERE email = ? ORDER BY at, id", (address_key(email),)
         )
         return [
             ConsentEvent(
@@ -272,29 +320,7 @@ class Signups:
                 )
         return True
 
-    # -- erasure ---------------------------------------------------------------
-
-    def forget(self, email: str, hashed: str, now: datetime) -> bool:
-        """Erase an address everywhere; deliveries keep only `hashed`, and `hashed` stays
-        suppressed so a later import cannot add the person back. False if nothing was held."""
-        email = email.lower()
-        self.db.execute("PRAGMA secure_delete = ON")
-        with self.db.transaction():
-            found = 0
-            for table in ("signups", "consents", "suppressions"):
-                found += self.db.execute(f"DELETE FROM {table} WHERE email = ?", (email,)).rowcount
-            found += self.db.execute(
-                "UPDATE deliveries SET email = ?, reply = '' WHERE email = ?",
-                (f"forgotten:{hashed}", email),
-            ).rowcount
-            self.db.execute("DELETE FROM rate_events WHERE bucket LIKE ?", (f"%{hashed}%",))
-            self.db.execute(
-                "INSERT OR IGNORE INTO forgotten (address_hash, at) VALUES (?, ?)",
-                (hashed, iso(now)),
-            )
-        # Deleted rows may linger in the write-ahead log until it is checkpointed.
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return found > 0
+    # -- forgotten people (the erasure itself is digest.store.erasure) -----------
 
     def forgotten(self) -> set[str]:
         """The keyed hashes of everyone forgotten."""

@@ -9,6 +9,7 @@ from digest.store.archive import Archive
 from digest.store.bounces import BounceReports
 from digest.store.db import Database, explain, open_database
 from digest.store.editor import Editorial
+from digest.store.erasure import Erasure
 from digest.store.feeds import Feeds
 from digest.store.ledger import Ledger
 from digest.store.parsed import ParsedFeeds
@@ -39,6 +40,7 @@ class State:
         self.bounces = BounceReports(self.db)
         self.editorial = Editorial(self.db)
         self.previews = Previews(self.db)
+        self.erasure = Erasure(self.db)
         self.parsed_feeds = ParsedFeeds(self.db)
         self.webhook_nonces = WebhookNonces(self.db)
         self.transaction = self.db.transaction

@@ -20,6 +20,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from digest.addresses import canonical_or_none
+from digest.audience import is_forgotten
 from digest.config import load_config
 from digest.store import State
 from digest.tokens import verify_token
@@ -56,12 +58,19 @@ class PublicSite:
             self.secret = state.signing_secret(config.secret)
 
     def address_for(self, token: str) -> str | None:
-        """The address a token names, if it was signed with this newsletter's secret."""
-        return verify_token(self.secret, token)
+        """The address a token names, if it was signed with this newsletter's secret, in the
+        canonical form (an older message's token may carry a Unicode domain)."""
+        address = verify_token(self.secret, token)
+        if address is None:
+            return None
+        return canonical_or_none(address) or address.lower()
 
     def suppress(self, address: str, source: str) -> bool:
-        """Record the address as unsubscribed; False if it already was."""
+        """Record the address as unsubscribed; False if it already was, or if its owner was
+        forgotten (their hash keeps them off the list; their address is not written again)."""
         with State(self.state_path) as state:
+            if is_forgotten(address, state.signups.forgotten(), self.secret):
+                return False
             added = state.suppress(address, self.clock(), source)
         logger.info("unsubscribed %s (%s)", address, source)
         return added

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -22,6 +23,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest import signup
+from digest.addresses import canonical_or_none
 from digest.audience import section_titles
 from digest.config import Config
 from digest.deliver import Mailer
@@ -215,7 +217,7 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                 link="",
                 link_text="",
             )
-        address = check.address
+        address = canonical_or_none(check.address) or check.address  # an older link's form
 
         def handle() -> tuple[str, OutgoingMessage | None]:
             with desk.state() as state:
@@ -255,12 +257,35 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
             fields = read
         if check.address is None or token is None:
             return bad_link(check, "preferences")
-        address = check.address
+        # An older link may name the address as then written (a Unicode domain, say).
+        address = canonical_or_none(check.address) or check.address.lower()
         action = f"preferences?token={quote(token, safe='')}"
         choice = (fields.get("action") or [""])[0]
 
+        def no_longer_valid() -> Response:
+            return desk.page(
+                "notice.html",
+                "This link is no longer valid",
+                status=410,
+                paragraphs=[
+                    "This preferences link is for an address that is no longer subscribed to"
+                    f" {config.newsletter.title}. Nothing was changed.",
+                    "To receive it again, sign up.",
+                ],
+                button="",
+                link="subscribe",
+                link_text="Sign up again",
+            )
+
         def handle() -> Response:
-            with desk.state() as state:
+            listed = {
+                s.email: s for s in load_subscribers(config.subscribers_path).subscribers
+            }.get(address)
+            # A change is decided and made in one transaction, so an erasure cannot fall between.
+            with desk.state() as state, state.transaction() if choice else nullcontext():
+                prefs = signup.preferences(config, state, desk.secret, address, listed)
+                if prefs is None:
+                    return no_longer_valid()
                 error, saved = "", False
                 if choice == "unsubscribe":
                     state.suppress(address, desk.clock(), "preferences page")
@@ -275,14 +300,18 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                 if choice == "save":
                     form = signup.parse_form(config, fields)
                     error = signup.save_preferences(
-                        config, state, address, form, ip=_client_ip(request), now=desk.clock()
+                        config,
+                        state,
+                        address,
+                        form,
+                        listed=listed is not None,
+                        ip=_client_ip(request),
+                        now=desk.clock(),
                     )
                     saved = not error
-                listed = {
-                    s.email.lower(): s.name
-                    for s in load_subscribers(config.subscribers_path).subscribers
-                }
-                prefs = signup.preferences(config, state, address, listed.get(address, ""))
+                    prefs = signup.preferences(config, state, desk.secret, address, listed)
+                    if prefs is None:
+                        return no_longer_valid()
                 return desk.page(
                     "preferences.html",
                     f"Your {config.newsletter.title} preferences",

@@ -1,0 +1,242 @@
+"""Erasure: a person's address taken out of every table, and the bytes verifiably gone.
+
+`digest subscribers forget` removes the address from everything that records a person:
+sign-ups, consents and suppressions are deleted (the keyed hash in `forgotten` keeps them off
+the list for good); deliveries and bounce reports keep their row under the hash, so each
+issue's totals in `digest history` stay right, with the server's reply and the report's text
+dropped; rate-limit buckets under the person's hash are deleted, an approval decided by them
+(any table's `decided_by`) no longer names them, and the preview cache is emptied.
+
+Deleting a row is not enough for the bytes. With SQLite's `secure_delete` the freed space is
+overwritten with zeros, but in WAL mode the pages that held the address stay in the database
+file until a checkpoint copies the new pages over them, and the log keeps whatever it holds
+until it is reset. So erasure ends with `wal_checkpoint(TRUNCATE)`, whose answer is checked: a
+process reading an older snapshot (`digest serve` answering a page, a long export) holds the
+checkpoint up. It is retried for a bounded time; if it still cannot finish, the erasure says so
+and is not reported as done. Running it again finishes the job.
+
+Then it checks: every table and column is searched for the address (in each form it may have
+been written), and the file and its log are searched for its bytes. Published content (feed
+posts, frozen issues, the editor's note) is not personal data about the reader and is left as
+it is; a mention there is reported. If the bytes turn up with no row to explain them (space
+freed before `secure_delete` was on, by an unsubscribe later undone, say), the file is rebuilt
+with VACUUM and checked again.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from digest.store.db import Database, iso
+
+logger = logging.getLogger(__name__)
+
+PATIENCE = 10.0  # seconds a checkpoint waits, all told, for readers of an older snapshot
+_RETRY_EVERY = 0.1
+_CHECKPOINT_BUSY_MS = 100  # how long one checkpoint attempt lets SQLite wait for readers
+
+# Tables of published content: what the feeds said, issues as frozen, the editor's words. An
+# address there was written by an author, not recorded about a reader, and erasure leaves it.
+CONTENT_TABLES = frozenset(
+    {
+        "feeds",
+        "posts",
+        "parsed_feeds",
+        "issues",
+        "issue_posts",
+        "issue_variants",
+        "issue_notes",
+        "editor_note",
+        "archive_issues",
+        "post_choices",
+        "seen_posts",
+        "skipped_slots",
+    }
+)
+_TABLES_WITH_EMAIL = ("signups", "consents", "suppressions")
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    """What erasing one person did, and how far the erasure is verified."""
+
+    found: bool  # something was held about the person
+    checkpointed: bool  # the log was folded into the file and emptied
+    in_content: tuple[str, ...] = ()  # content tables still mentioning the address
+    unerased: tuple[str, ...] = ()  # "table.column" of personal data still holding it
+    bytes_left: bool = False  # its bytes are in the file though no row holds them
+
+    @property
+    def complete(self) -> bool:
+        """Whether nothing of the person is left in the state's files (content aside)."""
+        return self.checkpointed and not self.unerased and not self.bytes_left
+
+
+class Erasure:
+    """Erasing one person from the open state file (see the module docstring)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def forget(
+        self,
+        forms: Sequence[str],
+        hashes: Sequence[str],
+        now: datetime,
+        *,
+        patience: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> ErasureReport:
+        """Erase the address (`forms`: its canonical form first, then any form an earlier
+        release wrote) everywhere, keeping `hashes[0]` (its keyed hash) in `forgotten`;
+        `hashes` are the keyed hashes of every form, as rate-limit buckets may name them.
+        `patience` (default PATIENCE) bounds the wait for readers of an older snapshot."""
+        patience = PATIENCE if patience is None else patience
+        forms = [form.lower() for form in forms]
+        forgotten = f"forgotten:{hashes[0]}"
+        self.db.execute("PRAGMA secure_delete = ON")
+        with self.db.transaction():
+            found = self._erase_rows(forms, hashes, forgotten)
+            self.db.execute(
+                "INSERT OR IGNORE INTO forgotten (address_hash, at) VALUES (?, ?)",
+                (hashes[0], iso(now)),
+            )
+        in_content, unerased = self._mentions(forms)
+        checkpointed = self._checkpoint(patience, sleep, clock)
+        bytes_left = False
+        if checkpointed and self._bytes_found(forms):
+            logger.info("erased bytes still in %s: rebuilding it", self.db.path)
+            self.db.execute("VACUUM")
+            checkpointed = self._checkpoint(patience, sleep, clock)
+            bytes_left = checkpointed and not in_content and self._bytes_found(forms)
+        return ErasureReport(found > 0, checkpointed, in_content, unerased, bytes_left)
+
+    def _erase_rows(self, forms: Sequence[str], hashes: Sequence[str], forgotten: str) -> int:
+        """Delete or hash every row about the person; how many there were."""
+        marks = ", ".join("?" * len(forms))
+        found = 0
+        for table in _TABLES_WITH_EMAIL:
+            found += self.db.execute(
+                f"DELETE FROM {table} WHERE email IN ({marks})", tuple(forms)
+            ).rowcount
+        # A delivery keeps its issue and status under the hash, so the totals stay right.
+        found += self.db.execute(
+            f"UPDATE OR IGNORE deliveries SET email = ?, reply = '' WHERE email IN ({marks})",
+            (forgotten, *forms),
+        ).rowcount
+        # Left only if the same issue had them under two forms: one delivery is counted.
+        self.db.execute(f"DELETE FROM deliveries WHERE email IN ({marks})", tuple(forms))
+        found += self.db.execute(
+            f"UPDATE bounce_reports SET email = ? WHERE email IN ({marks})", (forgotten, *forms)
+        ).rowcount
+        for form in forms:
+            # The report's text and detail name the person (and may name them in a report
+            # about someone else); its key may be a Message-ID carrying the address.
+            self.db.execute(
+                "UPDATE bounce_reports SET detail = '', report = '' WHERE email = ?"
+                " OR instr(lower(detail), ?) OR instr(lower(report), ?)",
+                (forgotten, form, form),
+            )
+            self.db.execute(
+                "UPDATE bounce_reports SET report_key = 'forgotten:' || id"
+                " WHERE instr(lower(report_key), ?)",
+                (form,),
+            )
+            self.db.execute(
+                "UPDATE suppressions SET reason = '' WHERE instr(lower(reason), ?)", (form,)
+            )
+            self.db.execute(
+                "UPDATE deliveries SET reply = '' WHERE instr(lower(reply), ?)", (form,)
+            )
+            for table in self._tables_with("decided_by"):
+                self.db.execute(
+                    f"UPDATE \"{table}\" SET decided_by = 'forgotten'"
+                    " WHERE instr(lower(decided_by), ?)",
+                    (form,),
+                )
+        for hashed in hashes:
+            self.db.execute("DELETE FROM rate_events WHERE instr(bucket, ?)", (hashed,))
+        self.db.execute("DELETE FROM preview_cache")
+        return found
+
+    def _tables_with(self, column: str) -> list[str]:
+        """Every table with a column of this name (an approval, or a record of decisions, names
+        who decided in `decided_by`)."""
+        rows = self.db.execute(
+            "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c"
+            " WHERE m.type = 'table' AND c.name = ? ORDER BY m.name",
+            (column,),
+        )
+        return [str(row["name"]) for row in rows]
+
+    def _mentions(self, forms: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(content tables, "table.column"s of anything else) whose rows still hold a form."""
+        tables = [
+            str(row["name"])
+            for row in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                " ORDER BY name"
+            )
+        ]
+        in_content: list[str] = []
+        unerased: list[str] = []
+        for table in tables:
+            columns = [str(row["name"]) for row in self.db.execute(f'PRAGMA table_info("{table}")')]
+            for column in columns:
+                test = " OR ".join(f'instr(lower(CAST("{column}" AS TEXT)), ?)' for _ in forms)
+                row = self.db.execute(
+                    f'SELECT 1 FROM "{table}" WHERE {test} LIMIT 1', tuple(forms)
+                ).fetchone()
+                if row is None:
+                    continue
+                if table in CONTENT_TABLES:
+                    in_content.append(table)
+                    break
+                unerased.append(f"{table}.{column}")
+        return tuple(in_content), tuple(unerased)
+
+    def _checkpoint(
+        self, patience: float, sleep: Callable[[float], None], clock: Callable[[], float]
+    ) -> bool:
+        """Fold the log into the file and empty it; False if readers held it up past
+        `patience` seconds."""
+        deadline = clock() + patience
+        timeout = int(self.db.execute("PRAGMA busy_timeout").fetchone()[0])
+        self.db.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_BUSY_MS}")
+        try:
+            while True:
+                busy = int(self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+                if not busy:
+                    return True
+                if clock() >= deadline:
+                    logger.warning("checkpoint of %s held up by a reader", self.db.path)
+                    return False
+                sleep(_RETRY_EVERY)
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {timeout}")
+
+    def _bytes_found(self, forms: Sequence[str]) -> bool:
+        """Whether the state file or its log holds any form's bytes, in any ASCII case."""
+        pattern = re.compile(
+            b"|".join(re.escape(form.encode("utf-8")) for form in forms), re.IGNORECASE
+        )
+        path: Path = self.db.path
+        for candidate in (path, path.with_name(f"{path.name}-wal")):
+            try:
+                with candidate.open("rb") as file:
+                    if not file.seek(0, 2):
+                        continue
+                    with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                        if pattern.search(data):
+                            return True
+            except FileNotFoundError:
+                continue
+        return False
