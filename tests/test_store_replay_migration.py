@@ -39,7 +39,7 @@ def test_the_0_1_0_file_upgrades_through_migration_10_and_keeps_its_rows(tmp_pat
     with State(path) as state:
         assert state.webhook_nonces.remember("mailgun", "t", NOW, timedelta(minutes=10))
         assert state.editorial.decisions("2026-11-30T08:00:00+00:00") == []
-    assert version(path) == LATEST == REPLAY
+    assert version(path) == LATEST >= REPLAY
     after = dump(path, old_tables)
     assert after["deliveries"] == before["deliveries"]
     assert after["issues"] == [(*row, "") for row in before["issues"]]  # migration 2's marker
@@ -87,7 +87,7 @@ def test_a_file_at_the_previous_schema_keeps_its_data_and_its_decisions(tmp_path
         held = state.editorial.decisions("2026-11-30T08:00:00+00:00")
         waiting = state.editorial.decisions("2026-12-07T08:00:00+00:00")
         approval = state.editorial.approval("2026-11-23T08:00:00+00:00")
-    assert version(path) == REPLAY
+    assert version(path) == LATEST
     assert dump(path, kept) == before
     assert [(d.status, d.by, d.at) for d in decisions] == [
         ("approved", "link (192.0.2.7)", datetime(2026, 11, 23, 6, 30, tzinfo=UTC))
