@@ -13,6 +13,7 @@ import pytest
 
 from digest.tokens import check_purpose_token, make_purpose_token, make_token, verify_token
 from tests.conftest import Project
+from tests.support.encodings import encodings_of
 
 SECRET = "a-secret-of-thirty-two-bytes-or-more-0123"
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -66,22 +67,6 @@ def test_purpose_tokens_already_sent_keep_working_until_they_expire(
     assert check_purpose_token(SECRET, other, token, NOW).problem == "invalid"
     assert check_purpose_token(SECRET, purpose, token, EXPIRY).problem == "expired"
     assert verify_token(SECRET, token) is None
-
-
-def encodings_of(address: str) -> list[str]:
-    """The address as it could show up in a URL: plain, percent-encoded, base64 of all kinds."""
-    import base64
-    from urllib.parse import quote, quote_plus
-
-    raw = address.encode("utf-8")
-    found = {address, quote(address, safe=""), quote_plus(address), quote(address)}
-    for encode in (base64.b64encode, base64.urlsafe_b64encode, base64.b32encode):
-        # Any three-byte-aligned stretch of the address, however the encoding is padded.
-        for start in range(3):
-            text = encode(raw[start:]).decode("ascii").rstrip("=")
-            found.add(text[:-4] if len(text) > 8 else text)
-    found.add(raw.hex())
-    return sorted(found)
 
 
 @pytest.mark.parametrize(
