@@ -57,6 +57,7 @@ bench: $(STAMP)
 		apt-get install -y -qq postfix
 	$(BIN)/python bench/send.py
 	$(BIN)/python bench/inline.py
+	$(BIN)/python bench/signup.py
 	@$(BIN)/python -m bench.goals
 
 # Screenshots of the default email for the README (Debian's chromium; pngquant keeps them small).

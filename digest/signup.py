@@ -213,7 +213,8 @@ def normalised_address(text: str) -> tuple[str, str]:
     return f"{local}@{domain.lower()}", ""
 
 
-def _limits(config: Config, secret: str, address: str, ip: str) -> list[RateLimit]:
+def rate_limits(config: Config, secret: str, address: str, ip: str) -> list[RateLimit]:
+    """The limits one more confirmation email to `address`, asked for from `ip`, must fit."""
     person = f"address:{address_hash(secret, address)}"
     limits = [
         RateLimit(person, timedelta(seconds=config.signup.per_address_every), 1),
@@ -289,7 +290,7 @@ def act(
     link = f"{config.public_url}/confirm?token={token}"
     message = _confirmation(config, secret, address, request.name, link, now, dkim_key)
     with state.transaction():
-        if not state.signups.allow(_limits(config, secret, address, request.ip), now):
+        if not state.signups.allow(rate_limits(config, secret, address, request.ip), now):
             logger.info("sign-up over the rate limit: no confirmation email sent")
             return None
         previous = state.signups.request(

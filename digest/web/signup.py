@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 import jinja2
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -197,9 +198,12 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
         )
         if outcome.error:
             return subscribe_page(outcome.form, outcome.error, status=400, asked=outcome.asked)
+        answer = desk.page("notice.html", "Check your inbox", paragraphs=check_inbox, button="")
         if outcome.request is not None:
-            desk.act_later(outcome.request)
-        return desk.page("notice.html", "Check your inbox", paragraphs=check_inbox, button="")
+            # Handed over only once the answer is sent, so no work on this address (which
+            # holds the interpreter on another thread) can delay the answer.
+            answer.background = BackgroundTask(desk.act_later, outcome.request)
+        return answer
 
     def bad_link(check: signup.LinkCheck, what: str) -> Response:
         if check.problem == "expired":
