@@ -7,16 +7,17 @@ A submission is handled in two steps, so that neither the answer nor its timing 
 who is on the list. `submit` looks at the text alone (is it an address, a likely typo, a
 section chosen, the honeypot filled) and gives the same "check your inbox" answer to every
 address that passes; `act`, run later in the background, does everything that depends on the
-address's standing (rate limits, new, pending, confirmed, suppressed) and hands back the
-confirmation email to send, if any. A filled honeypot field, or a sign-up over a rate limit,
-gets the same answer and sends nothing.
+address's standing (rate limits, new, pending, confirmed, suppressed) and sends the
+confirmation email, if any. A filled honeypot field, or a sign-up over a rate limit, gets the
+same answer and sends nothing.
 
 What a reader types is only ever data: fields are bounded, control characters are dropped as
 the form is read, a name is a display name and nothing else (digest.personalise.display_name,
 digest.message.to_header), and the address is taken in its canonical form
-(digest.addresses). `act` builds the email before it records anything, and records the rate
-limit, the pending sign-up and its consent row in one transaction: a sign-up is either on
-record with its email on its way, or not on record at all.
+(digest.addresses). `act` builds and sends the confirmation email before it records anything,
+and records the rate-limit slot, the pending sign-up and its consent row in one transaction
+once the SMTP server has taken the email: a sign-up is either on record with its email sent,
+or not on record at all.
 
 Rate limits (kept in the state file, so every process shares them): one confirmation email per
 address per `per_address_every`, `per_address_per_day` a day, and `per_ip_per_hour` sign-ups
@@ -31,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -273,6 +274,9 @@ def submit(config: Config, form: SignupForm, *, ip: str, page: str, now: datetim
     return Submitted(form=form, request=request)
 
 
+Sender = Callable[[OutgoingMessage], bool]  # sends one email: whether the server accepted it
+
+
 def act(
     config: Config,
     state: State,
@@ -280,20 +284,37 @@ def act(
     request: SignupRequest,
     *,
     dkim_key: DkimKey | None,
-) -> OutgoingMessage | None:
-    """Carry out a sign-up: the confirmation email to send, or None (rate-limited, or already
-    subscribed). The email is built before anything is recorded, and the rate limit, the
-    pending sign-up and its consent row are recorded together or not at all."""
+    send: Sender,
+) -> str:
+    """Carry out a sign-up; what came of it: "sent", "subscribed" (already, nothing to do),
+    "rate-limited" or "not sent" (the SMTP server did not take the email).
+
+    In that order: look (nothing written), build the confirmation email, send it, and only
+    once the server has taken it record the rate-limit slot, the pending sign-up and its
+    consent, in one transaction. So nothing is ever on record for an email that was not
+    sent: an email that cannot be built (DKIM) or is refused (no SMTPUTF8 for a non-ASCII
+    address, a rejected recipient) leaves the state as it was and uses up no rate limit.
+    """
     address, now = request.address, request.at
+    existing = state.signups.signup(address)
+    if existing is not None and existing.status == "confirmed":
+        # The form is anonymous: a subscriber's details change only through their own link.
+        return "subscribed"
+    limits = rate_limits(config, secret, address, request.ip)
+    if not state.signups.fits(limits, now):
+        logger.info("sign-up over the rate limit: no confirmation email sent")
+        return "rate-limited"
     expires = now + timedelta(seconds=config.signup.confirm_within)
     token = make_purpose_token(secret, "confirm", address, expires)
     link = f"{config.public_url}/confirm?token={token}"
     message = _confirmation(config, secret, address, request.name, link, now, dkim_key)
+    if not send(message):
+        logger.warning("a confirmation email was not accepted: the sign-up was not recorded")
+        return "not sent"
     with state.transaction():
-        if not state.signups.allow(rate_limits(config, secret, address, request.ip), now):
-            logger.info("sign-up over the rate limit: no confirmation email sent")
-            return None
-        previous = state.signups.request(
+        # Recorded even if another process used the last slot meanwhile: the email went.
+        state.signups.allow(limits, now)
+        state.signups.request(
             address,
             request.name,
             request.sections,
@@ -302,7 +323,7 @@ def act(
             ip=kept_ip(config, request.ip),
             consent_sha256=consent_hash(config),
         )
-    return None if previous == "confirmed" else message
+    return "sent"
 
 
 def check_link(secret: str, purpose: str, token: str | None, now: datetime) -> LinkCheck:

@@ -8,6 +8,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from urllib.parse import unquote
 
@@ -24,7 +25,7 @@ from digest.tokens import make_purpose_token
 from tests.conftest import Project
 from tests.support.encodings import readable_in, urls_in
 from tests.support.serving import Serving, serving
-from tests.support.smtpserver import Received
+from tests.support.smtpserver import Received, SmtpServer
 
 PUBLIC = "https://example.org"
 SECRET = "test-secret"
@@ -359,10 +360,34 @@ def test_a_sign_up_whose_email_cannot_be_built_leaves_nothing_on_record(project:
         "zoe@example.net", "Zoe", None, ip="127.0.0.1", page="", at=project.now
     )
     unusable = DkimKey("digest", "example.org", b"not a private key")
+    sent: list[object] = []
     with State(config.state_path) as state, pytest.raises(dkim.DKIMException):
-        signup.act(config, state, "test-secret", request, dkim_key=unusable)
+        signup.act(config, state, SECRET, request, dkim_key=unusable, send=sent.append)
+    assert sent == []
     for table in ("signups", "consents", "rate_events"):
         assert rows(project, f"SELECT COUNT(*) FROM {table}") == [(0,)], table
+
+
+def test_a_confirmation_the_server_refuses_leaves_nothing_on_record(project: Project) -> None:
+    # A mail server without SMTPUTF8 cannot take a non-ASCII address; this one also refuses
+    # one recipient outright. Neither sign-up may leave a row, a consent or a used rate slot.
+    with SmtpServer(smtputf8=False) as plain:
+        project = replace(project, smtp=plain)
+        project.write_config()
+        enable_signup(project, "  per_ip_per_hour: 1\n")
+        plain.script.reject["refused@example.net"] = "550 5.1.1 No such user"
+        with serving(project, "--no-preview") as served:
+            for address in ("zo\u00eb@example.net", "refused@example.net"):
+                answer = sign_up(served, address, name="Zo\u00eb")
+                assert answer.status_code == 200 and "Check your inbox" in answer.text
+            # Sign-ups are carried out in turn, and the IP may have one an hour: this one gets
+            # its email only if the two before used no slot.
+            assert sign_up(served, "after@example.net").status_code == 200
+            wait_for_mail(project, "after@example.net")
+        assert [message.recipients for message in plain.received] == [("after@example.net",)]
+    assert rows(project, "SELECT email FROM signups") == [("after@example.net",)]
+    assert rows(project, "SELECT DISTINCT email FROM consents") == [("after@example.net",)]
+    assert rows(project, "SELECT COUNT(*) FROM rate_events") == [(2,)]  # its address and IP
 
 
 def test_any_value_in_the_honeypot_trips_it(site: tuple[Project, Serving]) -> None:

@@ -4,12 +4,12 @@ GET only ever shows a page; only POST changes anything (mail scanners follow lin
 
 A sign-up is answered before anything about its address is looked up: the request handler
 checks the text (digest.signup.submit) and answers, and one background worker in this process
-carries the sign-up out (digest.signup.act: rate limits, the state, the confirmation email),
-so the answer takes the same time whether the address is new, pending, subscribed,
+carries the sign-up out (digest.signup.act: rate limits, the state, sending the confirmation
+email), so the answer takes the same time whether the address is new, pending, subscribed,
 unsubscribed or over a rate limit. The worker takes sign-ups in turn; at most
 `MAX_WAITING` wait for it, and past that a sign-up is dropped (logged) with the same answer,
-so a flood cannot grow memory. Emails go out on a small mail pool, also bounded. Work still
-waiting when the server stops is finished before the process exits.
+so a flood cannot grow memory. Welcome emails go out on a small mail pool, also bounded. Work
+still waiting when the server stops is finished before the process exits.
 """
 
 from __future__ import annotations
@@ -94,16 +94,33 @@ class SignupDesk:
     def _act(self, request: signup.SignupRequest) -> None:
         try:
             with self.state() as state:
-                message = signup.act(
-                    self.config, state, self.secret, request, dkim_key=self.dkim_key
+                signup.act(
+                    self.config,
+                    state,
+                    self.secret,
+                    request,
+                    dkim_key=self.dkim_key,
+                    send=self.send_now,
                 )
         except Exception:  # a sign-up that cannot be carried out must not stop the worker
-            logger.exception("a sign-up could not be carried out; nothing was recorded for it")
-            return
+            logger.exception("a sign-up could not be carried out")
         finally:
             self.waiting.release()
-        if message is not None:
-            self.send_later(message)
+
+    def send_now(self, message: OutgoingMessage) -> bool:
+        """Hand one message to the SMTP server: whether it took it (failures are logged)."""
+        outcomes: list[Any] = []
+        try:
+            with Mailer(self.config.smtp) as mailer:
+                mailer.send_all([message], outcomes.extend)
+        except Exception as error:  # a mail server problem must not reach the reader's page
+            logger.warning("could not send a sign-up email: %s", error)
+            return False
+        accepted = bool(outcomes) and all(o.status is DeliveryStatus.SENT for o in outcomes)
+        for outcome in outcomes:
+            if outcome.status is not DeliveryStatus.SENT:
+                logger.warning("a sign-up email was not accepted: %s", outcome.reply)
+        return accepted
 
     def send_later(self, message: OutgoingMessage) -> None:
         """Hand a message to the SMTP server on the mail pool; failures are logged."""
@@ -113,18 +130,10 @@ class SignupDesk:
         self.mail.submit(self._send, message)
 
     def _send(self, message: OutgoingMessage) -> None:
-        outcomes: list[Any] = []
         try:
-            with Mailer(self.config.smtp) as mailer:
-                mailer.send_all([message], outcomes.extend)
-        except Exception as error:  # a mail server problem must not reach the reader's page
-            logger.warning("could not send a sign-up email: %s", error)
-            return
+            self.send_now(message)
         finally:
             self.mail_waiting.release()
-        for outcome in outcomes:
-            if outcome.status is not DeliveryStatus.SENT:
-                logger.warning("a sign-up email was not accepted: %s", outcome.reply)
 
     def page(self, template: str, heading: str, *, status: int = 200, **context: Any) -> Response:
         """One of the sign-up pages, branded like the email."""
