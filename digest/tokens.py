@@ -16,9 +16,11 @@ The decision, and why:
   for one purpose is refused for any other; the expiry is inside the encrypted part.
 - Not a random id kept in the state: that would be a row written per subscriber per issue
   (100,000 rows a send), a lookup per click, and links that die with the state file.
-- Cost, measured on one core: making a token is about 1.5 µs (AES-SIV) against 1.7 µs for the
-  HMAC it replaces, so 0.3 s in all for the two tokens of each of 100,000 messages, the same
-  as before. The `cryptography` package loads only when the first token is made or read.
+- Cost, measured on one core of a 2-core machine: an unsubscribe token takes about 1.8 µs to
+  make and a purpose token 2.5 µs, against 1.9 µs for each HMAC-signed token they replace;
+  the two tokens of every one of 100,000 messages take 0.43 s in all, against about 0.37 s
+  before, next to a send that takes minutes. Reading one back takes about 3.4 µs. The
+  `cryptography` package loads only when the first token is made or read.
 
 The forms:
 

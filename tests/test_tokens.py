@@ -43,6 +43,34 @@ READABLE_PURPOSE = {
 }
 
 
+# Tokens this release makes with SECRET: sealed, so they say nothing readable, and deterministic,
+# so a change that would break every link already sent shows here first.
+SEALED_UNSUBSCRIBE = {
+    "u2.XbFznz3lh8OMphy1X0NoCtWgW3DUrHUl_HuZBnwvuQ": "ann@example.com",
+    "u2.MloKRvBsjiIBxr9yogPeBsvyWhBxnvDGl_XBy7CjlfM-FugcOiaHIt3t": "zo\u00eb@xn--bcher-kva.example",
+}
+SEALED_PURPOSE = {
+    ("confirm", "p2.crtaHuzfSV-TZ-mUC4qFD5W1-CuKUsk2Gp43KjgzHQMpw1b2aUqV"): "ann@example.com",
+    ("preferences", "p2.e-mYMkS1i2O1WmeRIS8-Sz0POdNwt9V8onH-1eIXvaVOUiWYPVf0"): "ann@example.com",
+}
+
+
+@pytest.mark.parametrize(("token", "address"), SEALED_UNSUBSCRIBE.items())
+def test_sealed_unsubscribe_tokens_are_made_and_read_the_same_way(token: str, address: str) -> None:
+    assert make_token(SECRET, address) == token
+    assert verify_token(SECRET, token) == address
+
+
+@pytest.mark.parametrize(("made", "address"), SEALED_PURPOSE.items())
+def test_sealed_purpose_tokens_are_made_and_read_the_same_way(
+    made: tuple[str, str], address: str
+) -> None:
+    purpose, token = made
+    assert make_purpose_token(SECRET, purpose, address, EXPIRY) == token
+    assert check_purpose_token(SECRET, purpose, token, NOW).address == address
+    assert check_purpose_token(SECRET, purpose, token, EXPIRY).problem == "expired"
+
+
 def test_a_token_names_its_address_lower_cased() -> None:
     token = make_token(SECRET, "Ann.Lee@Example.COM")
     assert verify_token(SECRET, token) == "ann.lee@example.com"
