@@ -234,13 +234,12 @@ def _canonical(text: str) -> tuple[str, str]:
     """(canonical address, "") or ("", why not), from the text alone.
 
     The uncached form of canonical_address: a cache hit would answer faster for an address
-    seen before, and the time of the answer must not say that.
+    this process has seen before, and the time of the answer must not say that.
     """
-    address, problem = normalised_address(text)
-    if problem:
-        return "", problem
+    if not text.strip():
+        return "", "Please enter your email address."
     try:
-        return canonical_address.__wrapped__(address), ""
+        return canonical_address.__wrapped__(text), ""
     except AddressError as error:
         return "", f"That does not look like an email address: {error}"
 

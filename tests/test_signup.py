@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from digest import signup
+from digest.addresses import canonical_address
 from digest.config import load_config
 from digest.message import DkimKey
 from digest.personalise import display_name
@@ -442,3 +443,17 @@ def test_no_link_in_any_email_shows_the_address(site: tuple[Project, Serving]) -
     )
     assert answer.status_code == 200
     assert rows(project, "SELECT email, source FROM suppressions") == [(readers[0], "one-click")]
+
+
+def test_the_answer_to_a_sign_up_looks_nothing_up(project: Project) -> None:
+    # Not the state, and not the address cache either: a cached address would be answered
+    # faster, telling that this process had seen it before.
+    enable_signup(project)
+    config = load_config(project.config)
+    form = signup.SignupForm(email="Seen.Before@Example.net", sections=("From the blog",))
+    canonical_address("seen.before@example.net")
+    before = canonical_address.cache_info()
+    outcome = signup.submit(config, form, ip="127.0.0.1", page="", now=project.now)
+    assert outcome.request is not None and outcome.request.address == "seen.before@example.net"
+    assert canonical_address.cache_info() == before
+    assert not (project.root / "state.sqlite3").exists()
