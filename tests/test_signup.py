@@ -45,17 +45,26 @@ def site(project: Project) -> Iterator[tuple[Project, Serving]]:
         yield project, served
 
 
-def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
+def rows(project: Project, sql: str, *parameters: object) -> list[tuple[object, ...]]:
     with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+        return list(db.execute(sql, parameters))
 
 
 def wait_for_mail(project: Project, address: str, count: int = 1) -> list[Received]:
+    """The first `count` messages to `address`, once they have arrived and every sign-up they
+    confirm is on record (a sign-up is recorded just after its email is taken)."""
     deadline = time.monotonic() + 15
     while len(project.smtp.to(address)) < count:
         assert time.monotonic() < deadline, f"no mail for {address}"
         time.sleep(0.05)
-    return project.smtp.to(address)
+    received = project.smtp.to(address)
+    for message in received[:count]:
+        if str(message.message["Subject"]).startswith("Confirm your subscription"):
+            (recipient,) = message.recipients
+            while not rows(project, "SELECT 1 FROM signups WHERE email = ?", recipient):
+                assert time.monotonic() < deadline, f"no sign-up on record for {recipient}"
+                time.sleep(0.02)
+    return received
 
 
 def link_in(message: Received, path: str, served: Serving) -> str:
