@@ -430,7 +430,7 @@ def _email(
     dkim_key: DkimKey | None,
 ) -> OutgoingMessage:
     """A sign-up email from `template`.txt and `template`.html, tagged for bounce handling."""
-    context = {"newsletter": config.newsletter, "name": recipient.name, **context}
+    context = {"newsletter": config.newsletter, "name": display_name(recipient.name), **context}
     return transactional_message(
         config,
         recipient,
