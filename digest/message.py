@@ -15,14 +15,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, getaddresses, make_msgid
+from email.utils import format_datetime, getaddresses, make_msgid
 from functools import lru_cache
 from urllib.parse import quote
 
 from digest.config import Config
 from digest.errors import ConfigError
 from digest.models import OutgoingMessage, RenderedIssue, Subscriber
-from digest.personalise import personalise
+from digest.personalise import display_name, personalise
 
 # Headers a DKIM signature covers: the ones a reader sees, plus the list headers that an
 # unsubscribe button depends on (RFC 8058 section 4 asks for List-Unsubscribe and
@@ -40,7 +40,6 @@ SIGNED_HEADERS = (
     b"mime-version",
     b"content-type",
 )
-_NAME_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -334,20 +333,57 @@ def _bodies(
     return (text_body, html_body), (dot_stuff(text_body), dot_stuff(html_body))
 
 
-def _to_header(subscriber: Subscriber, smtputf8: bool) -> bytes:
-    name = " ".join(subscriber.name.split())[:_NAME_LIMIT].strip()
-    address = f"<{subscriber.email}>"
-    if not name:
-        phrase = ""
-    elif smtputf8:
-        # RFC 6532: with SMTPUTF8 the header may carry UTF-8 as is.
-        phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    else:
-        phrase = formataddr((name, "x@x"), charset="utf-8")[: -len(" <x@x>")]
-    line = f"To: {phrase} {address}" if phrase else f"To: {subscriber.email}"
-    if len(line) > 78 and phrase:
-        line = f"To: {phrase}\r\n {address}"
-    return f"{line}\r\n".encode() if smtputf8 else f"{line}\r\n".encode("ascii")
+# An RFC 2047 encoded word may be 75 characters: "=?utf-8?b?" and "?=" leave 63 for base64,
+# which is 45 bytes of UTF-8.
+_ENCODED_WORD_BYTES = 45
+_QUOTED_NAME_LIMIT = 60
+
+
+def _encoded_words(text: str) -> list[str]:
+    """`text` as base64 encoded words, each of whole characters and at most 75 long."""
+    chunks: list[bytes] = []
+    chunk = b""
+    for character in text:
+        encoded = character.encode("utf-8")
+        if len(chunk) + len(encoded) > _ENCODED_WORD_BYTES:
+            chunks.append(chunk)
+            chunk = b""
+        chunk += encoded
+    if chunk:
+        chunks.append(chunk)
+    return [
+        "=?utf-8?b?" + binascii.b2a_base64(piece, newline=False).decode("ascii") + "?="
+        for piece in chunks
+    ]
+
+
+def _name_words(name: str) -> list[str]:
+    """A display name as header words that read back as exactly `name` and nothing more.
+
+    Printable ASCII goes in one quoted string, backslash-escaped. Anything else (non-ASCII, a
+    long name, or text containing "=?", which some readers would decode as an encoded word
+    even inside quotes) is wholly RFC 2047-encoded, so a decoder shows the literal text.
+    """
+    if name.isascii() and "=?" not in name and len(name) <= _QUOTED_NAME_LIMIT:
+        return ['"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"']
+    return _encoded_words(name)
+
+
+def to_header(name: str, address: str) -> bytes:
+    """The whole To header line for one recipient, folded, with CRLF.
+
+    The address is the only address in it: the name goes through display_name (no control
+    characters, bounded) and is then quoted or encoded as a phrase, never pasted in. A
+    non-ASCII address is written as UTF-8 (RFC 6532), for messages sent with SMTPUTF8.
+    """
+    shown = display_name(name)
+    words = [*_name_words(shown), f"<{address}>"] if shown else [address]
+    lines = ["To:"]
+    for word in words:
+        if len(lines[-1]) + 1 + len(word) > 78 and lines[-1] != "To:":
+            lines.append("")
+        lines[-1] += f" {word}"
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
 def _part_head(boundary: bytes, subtype: bytes) -> bytes:
@@ -395,7 +431,7 @@ def build_message(
     )
     smtputf8 = not subscriber.email.isascii()
     unsubscribe = f"<{https}>,\r\n <{mailto}>" if https else f"<{mailto}>"
-    personal = _to_header(subscriber, smtputf8) + (
+    personal = to_header(subscriber.name, subscriber.email) + (
         f"Message-ID: {bounce_message_id(envelope.reference, bounce_tag, envelope.domain)}\r\n"
         f"List-Unsubscribe: {unsubscribe}\r\n"
         + ("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if https else "")
@@ -455,8 +491,6 @@ def transactional_message(
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = newsletter.from_address
     smtputf8 = not recipient.email.isascii()
-    name = " ".join(recipient.name.split())[:_NAME_LIMIT]
-    message["To"] = formataddr((name, recipient.email)) if name else recipient.email
     message["Subject"] = " ".join(subject.split())
     message["Date"] = format_datetime(now)
     message["Message-ID"] = bounce_message_id(
@@ -467,8 +501,10 @@ def transactional_message(
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(text, cte="quoted-printable")
     message.add_alternative(html, subtype="html", cte="quoted-printable")
+    # The To header is ours (see to_header), not the email package's: its folding can turn a
+    # name that merely looks like an encoded word into an address of its own.
     policy = email.policy.SMTPUTF8 if smtputf8 else email.policy.SMTP
-    data = message.as_bytes(policy=policy)
+    data = to_header(recipient.name, recipient.email) + message.as_bytes(policy=policy)
     if dkim_key is not None:
         data = _dkim_header(dkim_key, data) + data
     verp = f"s-{bounce_tag}" if bounce_tag else ""

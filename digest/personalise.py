@@ -5,6 +5,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 import secrets
+import unicodedata
 from dataclasses import replace
 from functools import cache
 
@@ -19,6 +20,34 @@ UNSUBSCRIBE_PLACEHOLDER = "%%DIGEST_UNSUBSCRIBE_URL%%"
 RECIPIENT_PLACEHOLDER = "%%DIGEST_RECIPIENT%%"
 SLOT_FIELDS = ("NAME", "EMAIL", "RECIPIENT", "UNSUBSCRIBE_URL", "PREFERENCES_URL")
 MARKER_BYTES = 16
+NAME_LIMIT = 100  # characters of a reader's name that digest shows anywhere
+
+# Kept out of names: control and format characters (bidi overrides and isolates, zero-width
+# and invisible ones, the BOM), lone surrogates and unassigned code points. Whitespace of any
+# kind (CR, LF, tab, NBSP, U+2028) becomes one space first. Zero-width (non-)joiners stay:
+# several scripts and emoji need them.
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Zl", "Zp"})
+_JOINERS = frozenset({"\u200c", "\u200d"})
+
+
+def display_name(text: str, limit: int = NAME_LIMIT) -> str:
+    """A reader's name as digest shows it (To headers, the greeting): one line of visible text.
+
+    A name is what a reader typed or an editor listed, so it is only ever text: no character
+    in it can end a header, start another or hide what follows it, however it is later
+    quoted or encoded; and it is at most `limit` characters, with whitespace runs as one space.
+    """
+    if text.isascii() and text.isprintable():
+        return " ".join(text.split())[:limit].strip()
+    kept = "".join(
+        " "
+        if character.isspace()
+        else character
+        if character in _JOINERS or unicodedata.category(character) not in _DROPPED_CATEGORIES
+        else ""
+        for character in text
+    )
+    return " ".join(kept.split())[:limit].strip()
 
 
 def new_marker() -> str:
@@ -45,7 +74,7 @@ def personalise(
     preferences_url: str = "",
 ) -> tuple[str, str]:
     """(html, text) for one subscriber: the issue's own slots filled in, escaped in the HTML."""
-    name = " ".join(subscriber.name.split())
+    name = display_name(subscriber.name)
     email = subscriber.email.strip()
     marker = rendered.marker
     values = {

@@ -1,11 +1,23 @@
 """Double opt-in sign-up, confirmation and preferences: what the public pages do, without HTTP.
 
 The flow: a submitted form records a pending sign-up and yields a confirmation email with a
-signed link that expires (`signup.confirm_within`); only a POST to that link subscribes. The
-answer to a submission is the same whatever the address's standing (new, pending, subscribed,
-unsubscribed), and the email is handed back to the caller to send in the background, so neither
-the page nor its timing tells anyone who is on the list. A filled honeypot field, or a sign-up
-over a rate limit, gets the same answer and sends nothing.
+link that expires (`signup.confirm_within`); only a POST to that link subscribes.
+
+A submission is handled in two steps, so that neither the answer nor its timing tells anyone
+who is on the list. `submit` looks at the text alone (is it an address, a likely typo, a
+section chosen, the honeypot filled) and gives the same "check your inbox" answer to every
+address that passes; `act`, run later in the background, does everything that depends on the
+address's standing (rate limits, new, pending, confirmed, suppressed) and sends the
+confirmation email, if any. A filled honeypot field, or a sign-up over a rate limit, gets the
+same answer and sends nothing.
+
+What a reader types is only ever data: fields are bounded, control characters are dropped as
+the form is read, a name is a display name and nothing else (digest.personalise.display_name,
+digest.message.to_header), and the address is taken in its canonical form
+(digest.addresses). `act` builds and sends the confirmation email before it records anything,
+and records the rate-limit slot, the pending sign-up and its consent row in one transaction
+once the SMTP server has taken the email: a sign-up is either on record with its email sent,
+or not on record at all.
 
 Rate limits (kept in the state file, so every process shares them): one confirmation email per
 address per `per_address_every`, `per_address_per_day` a day, and `per_ip_per_hour` sign-ups
@@ -20,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -34,6 +46,7 @@ from digest.audience import is_forgotten, section_titles
 from digest.config import Config
 from digest.message import DkimKey, transactional_message
 from digest.models import OutgoingMessage, Subscriber
+from digest.personalise import display_name
 from digest.store import RateLimit, State
 from digest.tokens import (
     TRANSACTIONAL_REFERENCE,
@@ -76,12 +89,12 @@ COMMON_DOMAINS = (
 
 @dataclass(frozen=True)
 class SignupForm:
-    """What a reader typed into the sign-up form."""
+    """What a reader typed into the sign-up form, as one-line text without control characters."""
 
     email: str = ""
     name: str = ""
     sections: tuple[str, ...] | None = None  # None: every section
-    honeypot: str = ""
+    honeypot: bool = False  # the hidden field had something in it
     checked: str = ""  # an address the reader was asked about once and submitted again
 
 
@@ -115,13 +128,25 @@ def suggestion(address: str) -> str:
 
 
 @dataclass(frozen=True)
+class SignupRequest:
+    """A submission that passed every check on its text, for `act` to carry out later."""
+
+    address: str  # canonical
+    name: str
+    sections: tuple[str, ...] | None
+    ip: str
+    page: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Submitted:
-    """The outcome of a submission: an error to show with the form, or the same "check your
-    inbox" answer for everyone, with the email to send in the background (if any)."""
+    """The answer to a submission: an error to show with the form, or the same "check your
+    inbox" answer for everyone, with the request to carry out in the background (if any)."""
 
     error: str = ""
     form: SignupForm = SignupForm()
-    message: OutgoingMessage | None = None
+    request: SignupRequest | None = None
     asked: bool = False  # the error is a "did you mean": the same address again goes ahead
 
 
@@ -153,11 +178,13 @@ def kept_ip(config: Config, ip: str) -> str:
 
 
 def parse_form(config: Config, fields: Mapping[str, Sequence[str]]) -> SignupForm:
-    """The form's fields, trimmed and bounded; sections only those the newsletter has."""
+    """The form's fields as one-line text without control characters, bounded; sections only
+    those the newsletter has. The honeypot is filled when any of its values has anything in
+    it, even only spaces, and however often it is repeated."""
 
     def first(name: str, limit: int) -> str:
         values = fields.get(name) or [""]
-        return " ".join(values[0].split())[:limit]
+        return display_name(values[0][: 4 * limit], limit)
 
     sections: tuple[str, ...] | None = None
     if config.newsletter.choosable_sections:
@@ -168,22 +195,13 @@ def parse_form(config: Config, fields: Mapping[str, Sequence[str]]) -> SignupFor
         email=first("email", MAX_EMAIL + 10),
         name=first("name", MAX_NAME),
         sections=sections,
-        honeypot=first(HONEYPOT_FIELD, 200),
+        honeypot=any(value != "" for value in fields.get(HONEYPOT_FIELD) or []),
         checked=first("checked", MAX_EMAIL + 10),
     )
 
 
-def normalised_address(text: str) -> tuple[str, str]:
-    """(address in the canonical form, "") for a valid address; ("", why) otherwise."""
-    if not text:
-        return "", "Please enter your email address."
-    try:
-        return canonical_address(text), ""
-    except AddressError as error:
-        return "", f"That does not look like an email address: {error}"
-
-
-def _limits(config: Config, secret: str, address: str, ip: str) -> list[RateLimit]:
+def rate_limits(config: Config, secret: str, address: str, ip: str) -> list[RateLimit]:
+    """The limits one more confirmation email to `address`, asked for from `ip`, must fit."""
     person = f"address:{address_hash(secret, address)}"
     limits = [
         RateLimit(person, timedelta(seconds=config.signup.per_address_every), 1),
@@ -198,18 +216,23 @@ def _limits(config: Config, secret: str, address: str, ip: str) -> list[RateLimi
     return limits
 
 
-def submit(
-    config: Config,
-    state: State,
-    secret: str,
-    form: SignupForm,
-    *,
-    ip: str,
-    page: str,
-    now: datetime,
-    dkim_key: DkimKey | None,
-) -> Submitted:
-    """Handle a submitted form: an error to show, or the same answer for every address."""
+def normalised_address(text: str) -> tuple[str, str]:
+    """(canonical address, "") or ("", why not), from the text alone.
+
+    The uncached form of canonical_address: a cache hit would answer faster for an address
+    this process has seen before, and the time of the answer must not say that.
+    """
+    if not text.strip():
+        return "", "Please enter your email address."
+    try:
+        return canonical_address.__wrapped__(text), ""
+    except AddressError as error:
+        return "", f"That does not look like an email address: {error}"
+
+
+def submit(config: Config, form: SignupForm, *, ip: str, page: str, now: datetime) -> Submitted:
+    """Look at a submitted form's text only: an error to show, or the same answer for every
+    address, with what `act` is to do later. Nothing here reads the state."""
     if form.honeypot:
         logger.info("sign-up with the honeypot filled ignored")
         return Submitted(form=form)
@@ -225,26 +248,67 @@ def submit(
         )
     if config.newsletter.choosable_sections and not form.sections:
         return Submitted(error="Please choose at least one section.", form=form)
-    if not state.signups.allow(_limits(config, secret, address, ip), now):
-        logger.info("sign-up over the rate limit: no confirmation email sent")
-        return Submitted(form=form)
-    previous = state.signups.request(
-        address,
-        form.name,
-        form.sections,
-        now,
+    request = SignupRequest(
+        address=address,
+        name=display_name(form.name, MAX_NAME),
+        sections=form.sections,
+        ip=ip,
         page=page[:500],
-        ip=kept_ip(config, ip),
-        consent_sha256=consent_hash(config),
+        at=now,
     )
-    if previous == "confirmed":
-        return Submitted(form=form)
+    return Submitted(form=form, request=request)
+
+
+Sender = Callable[[OutgoingMessage], bool]  # sends one email: whether the server accepted it
+
+
+def act(
+    config: Config,
+    state: State,
+    secret: str,
+    request: SignupRequest,
+    *,
+    dkim_key: DkimKey | None,
+    send: Sender,
+) -> str:
+    """Carry out a sign-up; what came of it: "sent", "subscribed" (already, nothing to do),
+    "rate-limited" or "not sent" (the SMTP server did not take the email).
+
+    In that order: look (nothing written), build the confirmation email, send it, and only
+    once the server has taken it record the rate-limit slot, the pending sign-up and its
+    consent, in one transaction. So nothing is ever on record for an email that was not
+    sent: an email that cannot be built (DKIM) or is refused (no SMTPUTF8 for a non-ASCII
+    address, a rejected recipient) leaves the state as it was and uses up no rate limit.
+    """
+    address, now = request.address, request.at
+    existing = state.signups.signup(address)
+    if existing is not None and existing.status == "confirmed":
+        # The form is anonymous: a subscriber's details change only through their own link.
+        return "subscribed"
+    limits = rate_limits(config, secret, address, request.ip)
+    if not state.signups.fits(limits, now):
+        logger.info("sign-up over the rate limit: no confirmation email sent")
+        return "rate-limited"
     expires = now + timedelta(seconds=config.signup.confirm_within)
     token = make_purpose_token(secret, "confirm", address, expires)
     link = f"{config.public_url}/confirm?token={token}"
-    return Submitted(
-        form=form, message=_confirmation(config, secret, address, form.name, link, now, dkim_key)
-    )
+    message = _confirmation(config, secret, address, request.name, link, now, dkim_key)
+    if not send(message):
+        logger.warning("a confirmation email was not accepted: the sign-up was not recorded")
+        return "not sent"
+    with state.transaction():
+        # Recorded even if another process used the last slot meanwhile: the email went.
+        state.signups.allow(limits, now)
+        state.signups.request(
+            address,
+            request.name,
+            request.sections,
+            now,
+            page=request.page,
+            ip=kept_ip(config, request.ip),
+            consent_sha256=consent_hash(config),
+        )
+    return "sent"
 
 
 def check_link(secret: str, purpose: str, token: str | None, now: datetime) -> LinkCheck:
@@ -265,18 +329,23 @@ def confirm(
     now: datetime,
     dkim_key: DkimKey | None,
 ) -> tuple[str, OutgoingMessage | None]:
-    """Subscribe a pending sign-up: ("confirmed" | "already" | "unknown", a welcome email)."""
+    """Subscribe a pending sign-up: ("confirmed" | "already" | "unknown", a welcome email).
+
+    The welcome is built before the sign-up is confirmed, so a confirmation never stops half
+    way with nothing to send."""
+    signup = state.signups.signup(address)
+    welcome = (
+        _welcome(config, secret, address, signup.name, now, dkim_key)
+        if signup is not None and config.signup.welcome
+        else None
+    )
     with state.transaction():
         outcome = state.signups.confirm(address, now, ip=kept_ip(config, ip))
         if outcome == "confirmed":
             # Signing up again and confirming is the person's own, fresh consent.
             state.unsuppress(address)
             state.signups.unforget(address_hash(secret, address))
-    if outcome != "confirmed" or not config.signup.welcome:
-        return outcome, None
-    signup = state.signups.signup(address)
-    name = signup.name if signup else ""
-    return outcome, _welcome(config, secret, address, name, now, dkim_key)
+    return outcome, welcome if outcome == "confirmed" else None
 
 
 def preferences_link(config: Config, secret: str, address: str, now: datetime) -> str:
@@ -368,7 +437,7 @@ def _email(
     dkim_key: DkimKey | None,
 ) -> OutgoingMessage:
     """A sign-up email from `template`.txt and `template`.html, tagged for bounce handling."""
-    context = {"newsletter": config.newsletter, "name": recipient.name, **context}
+    context = {"newsletter": config.newsletter, "name": display_name(recipient.name), **context}
     return transactional_message(
         config,
         recipient,

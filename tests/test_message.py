@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email
+import email.header
 import email.policy
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -21,6 +23,7 @@ from digest.message import (
     build_message,
     envelope_for,
     load_dkim,
+    transactional_message,
 )
 from digest.models import RenderedIssue, Subscriber
 from digest.personalise import (
@@ -28,6 +31,7 @@ from digest.personalise import (
     NAME_PLACEHOLDER,
     RECIPIENT_PLACEHOLDER,
     UNSUBSCRIBE_PLACEHOLDER,
+    display_name,
     personalise,
 )
 from tests.support.dkimkey import make_dkim_key
@@ -252,3 +256,105 @@ def test_the_wire_form_when_personal_lines_cannot_be_told_apart(tmp_path: Path) 
     odd = RenderedIssue("Odd", f".a\n{NAME_PLACEHOLDER}\n", f".b\n{NAME_PLACEHOLDER}\n")
     built = build_message(envelope_for(make_config(tmp_path), odd, NOW), SUBSCRIBERS[0], "t")
     assert built.wire == wire_format(built.data)
+
+
+# Names a reader could type, or an editor could paste into the subscriber file: each must stay
+# a display name, whatever quoting, encoding or folding the message builder applies.
+HOSTILE_NAMES = [
+    "Eve <eve@evil.example>, x",
+    '"a@b.c"',
+    "=?utf-8?q?evil=40example.org?=",
+    "Zo\u00eb =?utf-8?b?ZXZpbEBleGFtcGxlLm9yZw==?= <x@y.example>",
+    'a\\" <victim@example.net>, "b',
+    "Ann\r\nBcc: victim@example.net",
+    "Ann\rTo: victim@example.net",
+    "Ann\x00Bcc: victim@example.net",
+    "Ann\u2028Bcc: victim@example.net\u2029",
+    "\u202eten.elpmaxe@live\u202c \u2066x\u2069",
+    "x" * 500,
+    "\u00e9" * 300 + "@evil.example",
+    "Ann\x1b[31m\x7f\x85\ufeff\u200b",
+]
+
+
+def header_lines(data: bytes) -> list[bytes]:
+    head = data.split(b"\r\n\r\n", 1)[0]
+    return head.split(b"\r\n")
+
+
+def assert_only_the_recipient(data: bytes, name: str, address: str) -> None:
+    """The message's To header names exactly `address`, with `name` only as display text, and
+    no header came from the name."""
+    lines = header_lines(data)
+    assert all(len(line) <= 998 for line in lines)
+    (first,) = [n for n, line in enumerate(lines) if line.lower().startswith(b"to:")]
+    last = first + 1
+    while last < len(lines) and lines[last][:1] in (b" ", b"\t"):
+        last += 1
+    raw_to = b"\r\n".join(lines[first:last])
+    text = raw_to.decode("utf-8")
+    assert not any(ord(c) < 32 and c not in "\r\n" for c in text), text
+    assert "\u2028" not in text and "\u202e" not in text
+    message = email.message_from_string(data.decode("utf-8"), policy=email.policy.default)
+    for other in ("Bcc", "Cc"):
+        assert message[other] is None
+    assert len(message.get_all("To") or []) == 1
+    (recipient,) = message["To"].addresses
+    assert recipient.addr_spec == address
+    shown = display_name(name)
+    # The email package puts a space between adjacent encoded words (RFC 2047 says to drop
+    # it), so compare without whitespace; the characters must be exactly the name's.
+    assert "".join(recipient.display_name.split()) == "".join(shown.split())
+    assert rfc2047_display_name(text) == shown
+
+
+def rfc2047_display_name(raw_to: str) -> str:
+    """The display name in a raw To header, read as RFC 2047 says (whitespace between encoded
+    words dropped) and quoted strings taken literally."""
+    value = " ".join(raw_to.split(":", 1)[1].split())
+    if "<" not in value:
+        return ""
+    phrase = value.rsplit("<", 1)[0].strip()
+    if phrase.startswith('"'):
+        return re.sub(r"\\(.)", r"\1", phrase[1:-1])
+    return str(email.header.make_header(email.header.decode_header(phrase)))
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+@pytest.mark.parametrize("address", ["ann@example.com", "zo\u00eb@example.com"])
+def test_a_name_never_adds_an_address_or_a_header_to_an_issue(
+    envelope: IssueEnvelope, name: str, address: str
+) -> None:
+    built = build_message(envelope, Subscriber(address, name), "t")
+    assert_only_the_recipient(built.data, name, address)
+    assert built.smtputf8 == (not address.isascii())
+    # The greeting shows the same name as the To header.
+    _, text = personalise(RENDERED, Subscriber(address, name), "u")
+    assert f"Hello {display_name(name)}," in text
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+@pytest.mark.parametrize("address", ["ann@example.com", "zo\u00eb@example.com"])
+def test_a_name_never_adds_an_address_or_a_header_to_a_sign_up_email(
+    tmp_path: Path, name: str, address: str
+) -> None:
+    built = transactional_message(
+        make_config(tmp_path),
+        Subscriber(address, name),
+        "Confirm",
+        "text",
+        "<p>html</p>",
+        NOW,
+        None,
+    )
+    assert_only_the_recipient(built.data, name, address)
+    assert built.smtputf8 == (not address.isascii())
+
+
+def test_display_names_are_one_line_of_visible_text() -> None:
+    assert display_name("  Ann \t Lee\r\n") == "Ann Lee"
+    assert display_name("Ann\x00\x1b\x7f Lee\u200b\ufeff\u202e") == "Ann Lee"
+    assert display_name("Ann\u2028Lee\u00a0Jr") == "Ann Lee Jr"
+    assert display_name("\u0628\u200c\u0647") == "\u0628\u200c\u0647"  # a joiner stays
+    assert display_name("Zo\u00eb " * 100) == ("Zo\u00eb " * 25).strip()
+    assert len(display_name("x" * 500)) == 100

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from urllib.parse import unquote
 
+import dkim
 import httpx
 import pytest
 
+from digest import signup
+from digest.addresses import canonical_address
+from digest.config import load_config
+from digest.message import DkimKey
+from digest.personalise import display_name
+from digest.store import State
 from digest.tokens import make_purpose_token
 from tests.conftest import Project
+from tests.support.encodings import readable_in, urls_in
 from tests.support.serving import Serving, serving
-from tests.support.smtpserver import Received
+from tests.support.smtpserver import Received, SmtpServer
 
 PUBLIC = "https://example.org"
 SECRET = "test-secret"
@@ -34,17 +45,26 @@ def site(project: Project) -> Iterator[tuple[Project, Serving]]:
         yield project, served
 
 
-def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
+def rows(project: Project, sql: str, *parameters: object) -> list[tuple[object, ...]]:
     with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+        return list(db.execute(sql, parameters))
 
 
 def wait_for_mail(project: Project, address: str, count: int = 1) -> list[Received]:
+    """The first `count` messages to `address`, once they have arrived and every sign-up they
+    confirm is on record (a sign-up is recorded just after its email is taken)."""
     deadline = time.monotonic() + 15
     while len(project.smtp.to(address)) < count:
         assert time.monotonic() < deadline, f"no mail for {address}"
         time.sleep(0.05)
-    return project.smtp.to(address)
+    received = project.smtp.to(address)
+    for message in received[:count]:
+        if str(message.message["Subject"]).startswith("Confirm your subscription"):
+            (recipient,) = message.recipients
+            while not rows(project, "SELECT 1 FROM signups WHERE email = ?", recipient):
+                assert time.monotonic() < deadline, f"no sign-up on record for {recipient}"
+                time.sleep(0.02)
+    return received
 
 
 def link_in(message: Received, path: str, served: Serving) -> str:
@@ -251,4 +271,198 @@ def test_did_you_mean_asks_once_then_goes_ahead(site: tuple[Project, Serving]) -
     assert rows(project, "SELECT COUNT(*) FROM signups") == [(0,)]
     again = sign_up(served, "zed@gmial.com", checked="zed@gmial.com")
     assert again.status_code == 200 and "Check your inbox" in again.text
+    wait_for_mail(project, "zed@gmial.com")
     assert rows(project, "SELECT email FROM signups") == [("zed@gmial.com",)]
+
+
+def one_recipient(received: Received, address: str) -> str:
+    """The display name of the To header's only address, which must be `address`; fails on any
+    other recipient header or a control character in any header."""
+    head = received.data.split(b"\r\n\r\n", 1)[0].decode("utf-8")
+    unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ")
+    assert not any(ord(c) < 32 for c in unfolded.replace("\r\n", "")), head
+    assert not any(c in unfolded for c in "\u2028\u2029\u202e\x85")
+    message = email.message_from_string(received.data.decode("utf-8"), policy=email.policy.default)
+    assert message["Cc"] is None and message["Bcc"] is None
+    assert len(message.get_all("To") or []) == 1
+    (only,) = message["To"].addresses
+    assert only.addr_spec == address
+    return "".join(only.display_name.split())  # see test_message: encoded words and spaces
+
+
+def squeezed(text: str) -> str:
+    return "".join(text.split())
+
+
+HOSTILE_NAMES = [
+    "Eve <eve@evil.example>, x",
+    '"a@b.c"',
+    "=?utf-8?q?evil=40example.org?=",
+    "Ann\r\nBcc: victim@example.net",
+    "Ann\x00Bcc: victim@example.net",
+    "Ann\u2028Bcc: victim@example.net",
+    "x" * 500,
+    "\u202eten.elpmaxe@live\u202c \u2066x\u2069",
+]
+
+
+def test_a_name_is_only_ever_a_display_name(project: Project) -> None:
+    enable_signup(project)
+    # An editor's file can hold any name too.
+    project.write_subscribers(
+        'ann@example.com,"Eve <eve@evil.example>, =?utf-8?q?x=40evil.example?="',
+        "bob@example.com,Bob",
+    )
+    readers = {f"reader{n}@example.net": name for n, name in enumerate(HOSTILE_NAMES)}
+    with serving(project, "--no-preview") as served:
+        for address, name in readers.items():
+            assert sign_up(served, address, name=name).status_code == 200
+            (confirmation,) = wait_for_mail(project, address)
+            assert one_recipient(confirmation, address) == squeezed(display_name(name))
+            assert httpx.post(link_in(confirmation, "confirm", served), timeout=10).is_success
+            welcome = wait_for_mail(project, address, 2)[1]
+            assert one_recipient(welcome, address) == squeezed(display_name(name))
+    # Control characters were dropped as the form was read: what is kept is the display name.
+    kept = dict(rows(project, "SELECT email, name FROM signups"))
+    assert kept == {address: display_name(name) for address, name in readers.items()}
+    assert all(len(name) <= 100 and name.isprintable() for name in kept.values())
+    assert project.run("send").exit_code == 0
+    for address, name in readers.items():
+        issue = wait_for_mail(project, address, 3)[2]
+        assert one_recipient(issue, address) == squeezed(display_name(name))
+    ann = project.smtp.to("ann@example.com")[0]
+    assert one_recipient(ann, "ann@example.com") == squeezed(
+        "Eve <eve@evil.example>, =?utf-8?q?x=40evil.example?="
+    )
+
+
+def test_non_ascii_addresses_are_confirmed_over_smtputf8(site: tuple[Project, Serving]) -> None:
+    project, served = site
+    answer = sign_up(served, "Zo\u00eb@B\u00fccher.example", name="=?utf-8?q?evil=40example.org?=")
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    zoe = "zo\u00eb@xn--bcher-kva.example"  # canonical: lower-cased, the domain's A-label
+    (confirmation,) = wait_for_mail(project, zoe)
+    assert "SMTPUTF8" in confirmation.mail_options
+    assert one_recipient(confirmation, zoe) == "=?utf-8?q?evil=40example.org?="
+    assert rows(project, "SELECT email, status FROM signups") == [(zoe, "pending")]
+    confirmed = httpx.post(link_in(confirmation, "confirm", served), timeout=10)
+    assert confirmed.status_code == 200 and "You are subscribed" in confirmed.text
+    welcome = wait_for_mail(project, zoe, 2)[1]
+    assert "SMTPUTF8" in welcome.mail_options
+    # An internationalised domain with an ASCII local part needs no SMTPUTF8.
+    assert sign_up(served, "erin@b\u00fccher.example").status_code == 200
+    (erin,) = wait_for_mail(project, "erin@xn--bcher-kva.example")
+    assert "SMTPUTF8" not in erin.mail_options
+    assert project.run("send").exit_code == 0
+    issue = wait_for_mail(project, zoe, 3)[2]
+    assert "SMTPUTF8" in issue.mail_options
+    assert one_recipient(issue, zoe) == "=?utf-8?q?evil=40example.org?="
+    assert rows(project, "SELECT email, status FROM signups ORDER BY email") == [
+        ("erin@xn--bcher-kva.example", "pending"),
+        (zoe, "confirmed"),
+    ]
+
+
+def test_a_sign_up_whose_email_cannot_be_built_leaves_nothing_on_record(project: Project) -> None:
+    enable_signup(project)
+    config = load_config(project.config)
+    request = signup.SignupRequest(
+        "zoe@example.net", "Zoe", None, ip="127.0.0.1", page="", at=project.now
+    )
+    unusable = DkimKey("digest", "example.org", b"not a private key")
+    sent: list[object] = []
+    with State(config.state_path) as state, pytest.raises(dkim.DKIMException):
+        signup.act(config, state, SECRET, request, dkim_key=unusable, send=sent.append)
+    assert sent == []
+    for table in ("signups", "consents", "rate_events"):
+        assert rows(project, f"SELECT COUNT(*) FROM {table}") == [(0,)], table
+
+
+def test_a_confirmation_the_server_refuses_leaves_nothing_on_record(project: Project) -> None:
+    # A mail server without SMTPUTF8 cannot take a non-ASCII address; this one also refuses
+    # one recipient outright. Neither sign-up may leave a row, a consent or a used rate slot.
+    with SmtpServer(smtputf8=False) as plain:
+        project = replace(project, smtp=plain)
+        project.write_config()
+        enable_signup(project, "  per_ip_per_hour: 1\n")
+        plain.script.reject["refused@example.net"] = "550 5.1.1 No such user"
+        with serving(project, "--no-preview") as served:
+            for address in ("zo\u00eb@example.net", "refused@example.net"):
+                answer = sign_up(served, address, name="Zo\u00eb")
+                assert answer.status_code == 200 and "Check your inbox" in answer.text
+            # Sign-ups are carried out in turn, and the IP may have one an hour: this one gets
+            # its email only if the two before used no slot.
+            assert sign_up(served, "after@example.net").status_code == 200
+            wait_for_mail(project, "after@example.net")
+        assert [message.recipients for message in plain.received] == [("after@example.net",)]
+    assert rows(project, "SELECT email FROM signups") == [("after@example.net",)]
+    assert rows(project, "SELECT DISTINCT email FROM consents") == [("after@example.net",)]
+    assert rows(project, "SELECT COUNT(*) FROM rate_events") == [(2,)]  # its address and IP
+
+
+def test_any_value_in_the_honeypot_trips_it(site: tuple[Project, Serving]) -> None:
+    project, served = site
+    trapped = {
+        "space@example.net": " ",
+        "tab@example.net": "\t",
+        "nbsp@example.net": "\u00a0",
+        "second@example.net": ["", "http://spam.example"],
+        "first@example.net": ["http://spam.example", ""],
+        "blank@example.net": ["", " "],
+    }
+    honest = sign_up(served, "human@example.net", website="")
+    answers = {sign_up(served, address, website=value).text for address, value in trapped.items()}
+    assert answers == {honest.text}
+    also_honest = sign_up(served, "second.human@example.net", website=["", ""])
+    assert also_honest.text == honest.text
+    # Sign-ups are carried out in turn: once the last has its email, the trapped ones are done.
+    wait_for_mail(project, "second.human@example.net")
+    assert all(project.smtp.to(address) == [] for address in trapped)
+    assert rows(project, "SELECT email FROM signups ORDER BY email") == [
+        ("human@example.net",),
+        ("second.human@example.net",),
+    ]
+
+
+def test_no_link_in_any_email_shows_the_address(site: tuple[Project, Serving]) -> None:
+    project, served = site
+    readers = ["zoe.reader@example.net", "zo\u00eb@xn--bcher-kva.example"]
+    for address in readers:
+        assert sign_up(served, address, name="Zoe").status_code == 200
+        (confirmation,) = wait_for_mail(project, address)
+        assert httpx.post(link_in(confirmation, "confirm", served), timeout=10).is_success
+        wait_for_mail(project, address, 2)
+    assert project.run("send").exit_code == 0
+    for address in [*readers, "ann@example.com"]:
+        messages = wait_for_mail(project, address, 3 if address in readers else 1)
+        for message in messages:
+            urls = urls_in(message)
+            assert urls, message.data[:300]
+            for url in urls:
+                assert not readable_in(url, address), (url, readable_in(url, address))
+    # The one-click link in the issue's List-Unsubscribe header still works (RFC 8058).
+    issue = project.smtp.to(readers[0])[2]
+    header = str(issue.message["List-Unsubscribe"])
+    (https,) = re.findall(r"<(https://[^>]+)>", header)
+    answer = httpx.post(
+        https.replace(PUBLIC, served.public),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    assert rows(project, "SELECT email, source FROM suppressions") == [(readers[0], "one-click")]
+
+
+def test_the_answer_to_a_sign_up_looks_nothing_up(project: Project) -> None:
+    # Not the state, and not the address cache either: a cached address would be answered
+    # faster, telling that this process had seen it before.
+    enable_signup(project)
+    config = load_config(project.config)
+    form = signup.SignupForm(email="Seen.Before@Example.net", sections=("From the blog",))
+    canonical_address("seen.before@example.net")
+    before = canonical_address.cache_info()
+    outcome = signup.submit(config, form, ip="127.0.0.1", page="", now=project.now)
+    assert outcome.request is not None and outcome.request.address == "seen.before@example.net"
+    assert canonical_address.cache_info() == before
+    assert not (project.root / "state.sqlite3").exists()

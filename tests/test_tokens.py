@@ -7,13 +7,68 @@ import re
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digest.tokens import make_token, verify_token
+from digest.tokens import check_purpose_token, make_purpose_token, make_token, verify_token
 from tests.conftest import Project
+from tests.support.encodings import encodings_of
 
 SECRET = "a-secret-of-thirty-two-bytes-or-more-0123"
+NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+EXPIRY = datetime(2030, 1, 1, tzinfo=UTC)  # 1893456000
+
+# Tokens that earlier releases put in mail, made with SECRET by that code: they carry the address
+# readably, and every one already sent must keep working.
+READABLE_UNSUBSCRIBE = {
+    "YW5uQGV4YW1wbGUuY29t.i9aiP0p5FgZMZlXS0s9bOQ": "ann@example.com",
+    "YW5uLmxlZUBleGFtcGxlLmNvbQ.lShnPFY6JYhU9kD9Q-7_ng": "ann.lee@example.com",
+    "em_Dq0Biw7xjaGVyLmV4YW1wbGU.1q5miAoHM-5Z1BpVll0YtQ": "zo\u00eb@b\u00fccher.example",
+    "YW5uK25ld3NAeG4tLWJjaGVyLWt2YS5leGFtcGxl.Ev-b-wPF0kQ-g4qcgXw8jg": (
+        "ann+news@xn--bcher-kva.example"
+    ),
+}
+READABLE_PURPOSE = {
+    ("confirm", "p1.YW5uQGV4YW1wbGUuY29t.1893456000.02hi1OVVkik29LVLO1K7GA"): "ann@example.com",
+    ("preferences", "p1.YW5uQGV4YW1wbGUuY29t.1893456000.xN2wcId41NFTGtlOc4pwiw"): (
+        "ann@example.com"
+    ),
+    ("preferences", "p1.em_Dq0Biw7xjaGVyLmV4YW1wbGU.1893456000.JrVijsq0cwD07Md5ctoLIA"): (
+        "zo\u00eb@b\u00fccher.example"
+    ),
+    ("approval", "p1.MjAyNi0xMi0wMXQwODowMA.1893456000.jA5u0at_Kgdg9vpZSAugYg"): (
+        "2026-12-01t08:00"
+    ),
+}
+
+
+# Tokens this release makes with SECRET: sealed, so they say nothing readable, and deterministic,
+# so a change that would break every link already sent shows here first.
+SEALED_UNSUBSCRIBE = {
+    "u2.XbFznz3lh8OMphy1X0NoCtWgW3DUrHUl_HuZBnwvuQ": "ann@example.com",
+    "u2.MloKRvBsjiIBxr9yogPeBsvyWhBxnvDGl_XBy7CjlfM-FugcOiaHIt3t": "zo\u00eb@xn--bcher-kva.example",
+}
+SEALED_PURPOSE = {
+    ("confirm", "p2.crtaHuzfSV-TZ-mUC4qFD5W1-CuKUsk2Gp43KjgzHQMpw1b2aUqV"): "ann@example.com",
+    ("preferences", "p2.e-mYMkS1i2O1WmeRIS8-Sz0POdNwt9V8onH-1eIXvaVOUiWYPVf0"): "ann@example.com",
+}
+
+
+@pytest.mark.parametrize(("token", "address"), SEALED_UNSUBSCRIBE.items())
+def test_sealed_unsubscribe_tokens_are_made_and_read_the_same_way(token: str, address: str) -> None:
+    assert make_token(SECRET, address) == token
+    assert verify_token(SECRET, token) == address
+
+
+@pytest.mark.parametrize(("made", "address"), SEALED_PURPOSE.items())
+def test_sealed_purpose_tokens_are_made_and_read_the_same_way(
+    made: tuple[str, str], address: str
+) -> None:
+    purpose, token = made
+    assert make_purpose_token(SECRET, purpose, address, EXPIRY) == token
+    assert check_purpose_token(SECRET, purpose, token, NOW).address == address
+    assert check_purpose_token(SECRET, purpose, token, EXPIRY).problem == "expired"
 
 
 def test_a_token_names_its_address_lower_cased() -> None:
@@ -23,14 +78,89 @@ def test_a_token_names_its_address_lower_cased() -> None:
     assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token)
 
 
+@pytest.mark.parametrize(("token", "address"), READABLE_UNSUBSCRIBE.items())
+def test_unsubscribe_tokens_already_sent_keep_working(token: str, address: str) -> None:
+    assert verify_token(SECRET, token) == address
+    assert verify_token("another secret", token) is None
+    assert verify_token(SECRET, token[:-2] + ("AA" if not token.endswith("AA") else "BB")) is None
+
+
+@pytest.mark.parametrize(("made", "address"), READABLE_PURPOSE.items())
+def test_purpose_tokens_already_sent_keep_working_until_they_expire(
+    made: tuple[str, str], address: str
+) -> None:
+    purpose, token = made
+    assert check_purpose_token(SECRET, purpose, token, NOW).address == address
+    other = "preferences" if purpose != "preferences" else "confirm"
+    assert check_purpose_token(SECRET, other, token, NOW).problem == "invalid"
+    assert check_purpose_token(SECRET, purpose, token, EXPIRY).problem == "expired"
+    assert verify_token(SECRET, token) is None
+
+
+@pytest.mark.parametrize(
+    "address", ["ann@example.com", "zo\u00eb@b\u00fccher.example", "ann+news@example.org"]
+)
+def test_new_tokens_carry_no_readable_address(address: str) -> None:
+    tokens = [
+        make_token(SECRET, address),
+        make_purpose_token(SECRET, "confirm", address, EXPIRY),
+        make_purpose_token(SECRET, "preferences", address, EXPIRY),
+    ]
+    for token in tokens:
+        lowered = token.lower()
+        for encoded in encodings_of(address):
+            assert encoded.lower() not in lowered, (token, encoded)
+        assert re.fullmatch(r"[up]2\.[A-Za-z0-9_-]+", token)
+    assert verify_token(SECRET, tokens[0]) == address
+    assert check_purpose_token(SECRET, "confirm", tokens[1], NOW).address == address
+    assert check_purpose_token(SECRET, "preferences", tokens[2], NOW).address == address
+    # Each is good for its own purpose only.
+    assert verify_token(SECRET, tokens[1]) is None and verify_token(SECRET, tokens[2]) is None
+    assert check_purpose_token(SECRET, "confirm", tokens[0], NOW).problem == "invalid"
+    assert check_purpose_token(SECRET, "preferences", tokens[1], NOW).problem == "invalid"
+
+
+def test_the_same_address_gets_the_same_unsubscribe_token() -> None:
+    # A List-Unsubscribe link is the same from issue to issue, and a resumed send rebuilds it.
+    assert make_token(SECRET, "ann@example.com") == make_token(SECRET, "Ann@Example.com")
+    assert make_token(SECRET, "ann@example.com") != make_token(SECRET, "bob@example.com")
+    assert make_token("another secret", "ann@example.com") != make_token(SECRET, "ann@example.com")
+
+
+@pytest.mark.parametrize("position", [3, 10, 20, -1])
+def test_a_changed_character_anywhere_is_refused(position: int) -> None:
+    def changed(token: str) -> str:
+        swapped = "B" if token[position] != "B" else "C"
+        return (
+            token[:position] + swapped + token[position + 1 :]
+            if position != -1
+            else (token[:-1] + swapped)
+        )
+
+    unsubscribe = make_token(SECRET, "ann@example.com")
+    purpose = make_purpose_token(SECRET, "confirm", "ann@example.com", EXPIRY)
+    assert verify_token(SECRET, changed(unsubscribe)) is None
+    assert check_purpose_token(SECRET, "confirm", changed(purpose), NOW).problem == "invalid"
+    assert check_purpose_token(SECRET, "confirm", purpose + "=", NOW).problem == "invalid"
+    assert check_purpose_token(SECRET, "confirm", purpose + "A", NOW).problem == "invalid"
+
+
+def test_new_purpose_tokens_expire() -> None:
+    token = make_purpose_token(SECRET, "confirm", "ann@example.com", NOW + timedelta(days=7))
+    good = check_purpose_token(SECRET, "confirm", token, NOW + timedelta(days=6))
+    assert good.address == "ann@example.com"
+    late = check_purpose_token(SECRET, "confirm", token, NOW + timedelta(days=7))
+    assert (late.address, late.problem) == (None, "expired")
+
+
 def test_a_token_from_another_secret_is_refused() -> None:
     assert verify_token("another secret", make_token(SECRET, "ann@example.com")) is None
 
 
-def test_a_tampered_token_is_refused() -> None:
-    token = make_token(SECRET, "ann@example.com")
+def test_a_tampered_readable_token_is_refused() -> None:
+    token = "YW5uQGV4YW1wbGUuY29t.i9aiP0p5FgZMZlXS0s9bOQ"  # ann@example.com, by 0.1.0
     encoded, signature = token.split(".")
-    forged = make_token(SECRET, "bob@example.com").split(".")[0]
+    forged = "Ym9iQGV4YW1wbGUuY29t"  # bob@example.com
     assert verify_token(SECRET, f"{forged}.{signature}") is None
     flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
     assert verify_token(SECRET, f"{encoded}.{flipped}") is None
@@ -38,7 +168,25 @@ def test_a_tampered_token_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "token", ["", ".", "abc", "abc.", ".abc", "!!!.???", "YW5u.%%%", "x" * 2000 + ".y", "\u00e9.e"]
+    "token",
+    [
+        "",
+        ".",
+        "abc",
+        "abc.",
+        ".abc",
+        "!!!.???",
+        "YW5u.%%%",
+        "x" * 2000 + ".y",
+        "\u00e9.e",
+        "u2.",
+        "u2.AAAA",
+        "u2." + "A" * 40,
+        "u2.%%%",
+        "u2.\u00e9\u00e9\u00e9\u00e9",
+        "u2." + "A" * 2000,
+        "p2." + "A" * 40,
+    ],
 )
 def test_a_malformed_token_is_refused_without_an_error(token: str) -> None:
     assert verify_token(SECRET, token) is None

@@ -34,6 +34,9 @@ from digest.web.workbench import (
 from tests.conftest import NOW, Project
 
 ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
+# An unsubscribe token as 0.1.0 made it for ann@example.com with "test-secret" (it names the
+# address readably; it is no longer made, but every one already sent must keep working).
+READABLE_ANN = "YW5uQGV4YW1wbGUuY29t.juqfs9iyKvCWxQBTbt--mQ"
 
 
 def suppressions(project: Project) -> list[tuple[str, str]]:
@@ -81,6 +84,21 @@ def test_one_click_post_suppresses_and_answers_200_not_a_redirect(
     assert suppressions(project) == [("ann@example.com", "one-click")]
 
 
+def test_a_token_sent_by_0_1_0_still_unsubscribes_with_one_click(
+    project: Project, client: TestClient
+) -> None:
+    shown = client.get("/unsubscribe", params={"token": READABLE_ANN})
+    assert shown.status_code == 200 and "ann@example.com" in shown.text
+    response = client.post(
+        "/unsubscribe",
+        params={"token": READABLE_ANN},
+        content=b"List-Unsubscribe=One-Click",
+        headers=ONE_CLICK,
+    )
+    assert response.status_code == 200
+    assert suppressions(project) == [("ann@example.com", "one-click")]
+
+
 def test_form_post_from_the_confirmation_page_is_recorded_as_web(
     project: Project, client: TestClient
 ) -> None:
@@ -97,7 +115,8 @@ def test_form_post_from_the_confirmation_page_is_recorded_as_web(
         "garbage",
         make_token("another-secret", "ann@example.com"),
         make_token("test-secret", "ann@example.com")[:-2] + "AA",
-        make_token("test-secret", "ann@example.com").replace("YW5u", "Ym9i", 1),
+        # 0.1.0's form (ann@example.com) with another address put in.
+        READABLE_ANN.replace("YW5u", "Ym9i", 1),
         "x" * 2000,
     ],
 )

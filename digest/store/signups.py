@@ -302,17 +302,23 @@ class Signups:
 
     # -- rate limits -----------------------------------------------------------
 
+    def fits(self, limits: Sequence[RateLimit], now: datetime) -> bool:
+        """Whether one more event fits every limit; nothing is recorded."""
+        for limit in limits:
+            since = iso(now - limit.window)
+            row = self.db.execute(
+                "SELECT COUNT(*) AS n FROM rate_events WHERE bucket = ? AND at > ?",
+                (limit.bucket, since),
+            ).fetchone()
+            if row["n"] >= limit.limit:
+                return False
+        return True
+
     def allow(self, limits: Sequence[RateLimit], now: datetime) -> bool:
         """Whether one more event fits every limit; if so it is recorded, atomically."""
         with self.db.transaction():
-            for limit in limits:
-                since = iso(now - limit.window)
-                row = self.db.execute(
-                    "SELECT COUNT(*) AS n FROM rate_events WHERE bucket = ? AND at > ?",
-                    (limit.bucket, since),
-                ).fetchone()
-                if row["n"] >= limit.limit:
-                    return False
+            if not self.fits(limits, now):
+                return False
             self.db.execute("DELETE FROM rate_events WHERE at <= ?", (iso(now - RATE_LOG_KEPT),))
             for bucket in sorted({limit.bucket for limit in limits}):
                 self.db.execute(

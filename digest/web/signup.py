@@ -1,13 +1,21 @@
 """The public sign-up pages: /subscribe, /confirm and /preferences (see digest.signup).
 
-GET only ever shows a page; only POST changes anything (mail scanners follow links). Emails are
-sent on a small background pool, so a submission is answered at once and in the same time
-whether or not an email goes out.
+GET only ever shows a page; only POST changes anything (mail scanners follow links).
+
+A sign-up is answered before anything about its address is looked up: the request handler
+checks the text (digest.signup.submit) and answers, and one background worker in this process
+carries the sign-up out (digest.signup.act: rate limits, the state, sending the confirmation
+email), so the answer takes the same time whether the address is new, pending, subscribed,
+unsubscribed or over a rate limit. The worker takes sign-ups in turn; at most
+`MAX_WAITING` wait for it, and past that a sign-up is dropped (logged) with the same answer,
+so a flood cannot grow memory. Welcome emails go out on a small mail pool, also bounded. Work
+still waiting when the server stops is finished before the process exits.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -17,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 import jinja2
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -41,6 +50,7 @@ SIGNUP_PAGE_POLICY = (
     " base-uri 'none'; frame-ancestors 'none'"
 )
 MAIL_WORKERS = 2
+MAX_WAITING = 1000  # sign-ups, and emails, waiting for the background at most
 
 
 @cache
@@ -53,7 +63,8 @@ def _pages() -> jinja2.Environment:
 
 
 class SignupDesk:
-    """What the sign-up pages work from: config, state file, secret, DKIM key and a mail pool."""
+    """What the sign-up pages work from: config, state file, secret, DKIM key, the sign-up
+    worker and a mail pool."""
 
     def __init__(
         self,
@@ -66,27 +77,65 @@ class SignupDesk:
         self.secret = secret
         self.dkim_key = dkim_key
         self.clock = clock
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="digest-signup")
         self.mail = ThreadPoolExecutor(MAIL_WORKERS, thread_name_prefix="digest-signup-mail")
+        self.waiting = threading.BoundedSemaphore(MAX_WAITING)
+        self.mail_waiting = threading.BoundedSemaphore(MAX_WAITING)
 
     def state(self) -> State:
         """The state file, opened for one request."""
         return State(self.config.state_path)
 
-    def send_later(self, message: OutgoingMessage) -> None:
-        """Hand a message to the SMTP server on the mail pool; failures are logged."""
-        self.mail.submit(self._send, message)
+    def act_later(self, request: signup.SignupRequest) -> None:
+        """Hand a sign-up to the background worker (it returns at once, whatever the address)."""
+        if not self.waiting.acquire(blocking=False):
+            logger.warning("too many sign-ups waiting: one was dropped")
+            return
+        self.worker.submit(self._act, request)
 
-    def _send(self, message: OutgoingMessage) -> None:
+    def _act(self, request: signup.SignupRequest) -> None:
+        try:
+            with self.state() as state:
+                signup.act(
+                    self.config,
+                    state,
+                    self.secret,
+                    request,
+                    dkim_key=self.dkim_key,
+                    send=self.send_now,
+                )
+        except Exception:  # a sign-up that cannot be carried out must not stop the worker
+            logger.exception("a sign-up could not be carried out")
+        finally:
+            self.waiting.release()
+
+    def send_now(self, message: OutgoingMessage) -> bool:
+        """Hand one message to the SMTP server: whether it took it (failures are logged)."""
         outcomes: list[Any] = []
         try:
             with Mailer(self.config.smtp) as mailer:
                 mailer.send_all([message], outcomes.extend)
         except Exception as error:  # a mail server problem must not reach the reader's page
             logger.warning("could not send a sign-up email: %s", error)
-            return
+            return False
+        accepted = bool(outcomes) and all(o.status is DeliveryStatus.SENT for o in outcomes)
         for outcome in outcomes:
             if outcome.status is not DeliveryStatus.SENT:
                 logger.warning("a sign-up email was not accepted: %s", outcome.reply)
+        return accepted
+
+    def send_later(self, message: OutgoingMessage) -> None:
+        """Hand a message to the SMTP server on the mail pool; failures are logged."""
+        if not self.mail_waiting.acquire(blocking=False):
+            logger.warning("too many sign-up emails waiting: one was not sent")
+            return
+        self.mail.submit(self._send, message)
+
+    def _send(self, message: OutgoingMessage) -> None:
+        try:
+            self.send_now(message)
+        finally:
+            self.mail_waiting.release()
 
     def page(self, template: str, heading: str, *, status: int = 200, **context: Any) -> Response:
         """One of the sign-up pages, branded like the email."""
@@ -149,26 +198,23 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
         if isinstance(fields, Response):
             return fields
         form = signup.parse_form(config, fields)
-
-        def handle() -> signup.Submitted:
-            with desk.state() as state:
-                return signup.submit(
-                    config,
-                    state,
-                    desk.secret,
-                    form,
-                    ip=_client_ip(request),
-                    page=request.headers.get("referer", ""),
-                    now=desk.clock(),
-                    dkim_key=desk.dkim_key,
-                )
-
-        outcome = await run_in_threadpool(handle)
+        # The text alone decides the answer; the address's standing is looked at later, in
+        # the background (see the module docstring).
+        outcome = signup.submit(
+            config,
+            form,
+            ip=_client_ip(request),
+            page=request.headers.get("referer", ""),
+            now=desk.clock(),
+        )
         if outcome.error:
             return subscribe_page(outcome.form, outcome.error, status=400, asked=outcome.asked)
-        if outcome.message is not None:
-            desk.send_later(outcome.message)
-        return desk.page("notice.html", "Check your inbox", paragraphs=check_inbox, button="")
+        answer = desk.page("notice.html", "Check your inbox", paragraphs=check_inbox, button="")
+        if outcome.request is not None:
+            # Handed over only once the answer is sent, so no work on this address (which
+            # holds the interpreter on another thread) can delay the answer.
+            answer.background = BackgroundTask(desk.act_later, outcome.request)
+        return answer
 
     def bad_link(check: signup.LinkCheck, what: str) -> Response:
         if check.problem == "expired":
