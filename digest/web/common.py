@@ -6,7 +6,7 @@ import html
 from urllib.parse import parse_qs
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,6 +31,11 @@ class BodyTooLarge(Exception):
 
 class BodyTooSlow(Exception):
     """A request body did not arrive within BODY_SECONDS."""
+
+
+class BodyCutOff(BodyTooSlow):
+    """The connection closed before the whole body arrived: the client left, or the server shed
+    it or cut it off at its request deadline. Any answer goes nowhere."""
 
 
 def page(title: str, body: str, *, status: int = 200) -> HTMLResponse:
@@ -96,13 +101,17 @@ class BodyLimit:
 async def read_body(
     request: Request, limit: int = MAX_BODY_BYTES, seconds: float = BODY_SECONDS
 ) -> bytes:
-    """The request body, refusing more than `limit` bytes (even chunked) or a slow trickle."""
+    """The request body, refusing more than `limit` bytes (even chunked) or a slow trickle;
+    BodyCutOff (a BodyTooSlow) when the connection closes first."""
     body = b""
     with anyio.move_on_after(seconds) as deadline:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise BodyTooLarge
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyTooLarge
+        except ClientDisconnect:
+            raise BodyCutOff from None
     if deadline.cancelled_caught:
         raise BodyTooSlow
     return body
