@@ -333,7 +333,9 @@ def plan(
         from digest.web import workbench as bench
 
         password = bench.password_from_environment()
-        app = bench.create_workbench_app(bench.Workbench(config_path, clock), password)
+        app = bench.create_workbench_app(
+            bench.Workbench(config_path, clock), password, listen_host=workbench[0]
+        )
         try:
             protocol = guarded_protocol(request_seconds=WORKBENCH_REQUEST_SECONDS)
             listeners.append(Listener("workbench", app, listen(*workbench), protocol=protocol))
