@@ -3,6 +3,10 @@
 The files are written to a temporary folder next to the target, which then takes the target's
 place by rename (an atomic exchange where Linux offers one), so a web server pointed at the
 folder never serves a half-written archive. A folder digest did not write is never replaced.
+
+A write that is killed leaves its temporary folder behind (`.NAME.XXXXXXXX`, or
+`.NAME.old.XXXXXXXX` between two renames); the next write removes such leftovers before it
+starts, inside the same lock, so no other write can be using them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import re
 import shutil
 import tempfile
 from datetime import datetime
@@ -49,6 +54,7 @@ def _publish(config: Config, out: Path, now: datetime) -> int:
     with State(config.state_path, read_only=True) as state:
         issues = state.archive.issues(content=True)
     site = archive.site_for(config)
+    _remove_leftovers(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -68,6 +74,37 @@ def _publish(config: Config, out: Path, now: datetime) -> int:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("wrote the archive of %d issues to %s", len(issues), out)
     return len(issues)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove the temporary folders earlier writes to `out` left when they were killed: only
+    those named as _publish names them, holding digest's marker (or nothing at all)."""
+    named = re.compile(rf"\.{re.escape(out.name)}\.(?:old\.)?[A-Za-z0-9_]{{8}}")
+    try:
+        entries = [entry for entry in out.parent.iterdir() if named.fullmatch(entry.name)]
+    except OSError:
+        return  # no folder yet, or one we cannot list: the write itself will say so
+    for entry in entries:
+        if entry.is_symlink() or not entry.is_dir() or not _only_ours(entry):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        if entry.exists():
+            logger.warning("could not remove %s, left by an archive write that was stopped", entry)
+        else:
+            logger.info("removed %s, left by an archive write that was stopped", entry)
+
+
+def _only_ours(folder: Path) -> bool:
+    """Whether a leftover holds digest's writing only: its marker, nothing (killed just after
+    it was made), or (an aside folder) the old archive as `old`."""
+    try:
+        names = {entry.name for entry in folder.iterdir()}
+    except OSError:
+        return False
+    if not names or MARKER in names:
+        return True
+    old = folder / "old"
+    return names == {"old"} and not old.is_symlink() and old.is_dir() and _only_ours(old)
 
 
 def _check_replaceable(out: Path) -> None:
