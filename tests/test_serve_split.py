@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
+from digest.store import db
 from digest.tokens import make_token
 from digest.web import launch
 from digest.web.public import PublicSite, create_public_app
@@ -398,3 +400,28 @@ def test_a_client_that_leaves_mid_body_leaves_no_error_behind(project: Project) 
         time.sleep(0.3)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         assert errors == []
+
+
+def test_a_state_file_locked_past_the_busy_timeout_is_a_503_not_a_traceback(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store waits BUSY_TIMEOUT (30 s) for a lock; half a second here, so the store gives
+    # up well within the request deadline and the app itself must answer.
+    monkeypatch.setattr(db, "BUSY_TIMEOUT", 0.5)
+    with guarded_public(project) as port, errors_logged() as errors:
+        blocker = sqlite3.connect(project.root / "state.sqlite3", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            refused = one_click(f"http://127.0.0.1:{port}", "ann@example.com")
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == "10"
+        assert refused.headers["cache-control"] == "no-store"
+        assert refused.text == "Busy: try again shortly.\n"
+        # Nothing was recorded, and once the lock is gone the same click works.
+        assert suppressed(project) == set()
+        assert one_click(f"http://127.0.0.1:{port}", "ann@example.com").status_code == 200
+    assert suppressed(project) == {("ann@example.com", "one-click")}
+    assert errors == []

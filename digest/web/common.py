@@ -11,6 +11,9 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 MAX_BODY_BYTES = 8 * 1024
+# How long a client told the server is busy (503) is asked to wait before it tries again.
+RETRY_AFTER_SECONDS = 10
+BUSY = "Busy: try again shortly.\n"
 # A request body (at most MAX_BODY_BYTES) must arrive within this many seconds of its head.
 BODY_SECONDS = 10.0
 
@@ -59,6 +62,12 @@ def plain(text: str, *, status: int, headers: dict[str, str] | None = None) -> P
     return PlainTextResponse(
         text, status_code=status, headers={**COMMON_HEADERS, **(headers or {})}
     )
+
+
+def busy() -> PlainTextResponse:
+    """503 with Retry-After: the server cannot answer now (its state file stayed locked past
+    the store's busy timeout, say), and the client should try again shortly."""
+    return plain(BUSY, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def is_one_click(content_type: str, body: bytes) -> bool:

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from digest.errors import DigestError
-from digest.web.common import COMMON_HEADERS
+from digest.web.common import BUSY, COMMON_HEADERS, RETRY_AFTER_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ MAX_CONNECTIONS = 200
 KEEP_ALIVE_SECONDS = 5
 SHUTDOWN_SECONDS = 10
 MAX_HEAD_BYTES = 16 * 1024
-RETRY_AFTER_SECONDS = 10
 
 
 class GuardedProtocol(H11Protocol):
@@ -158,9 +157,7 @@ class GuardedProtocol(H11Protocol):
                     cycle.scope.get("path", ""),
                     self.request_seconds,
                 )
-                self._refuse(
-                    503, "Busy: try again shortly.\n", {"retry-after": str(RETRY_AFTER_SECONDS)}
-                )
+                self._refuse(503, BUSY, {"retry-after": str(RETRY_AFTER_SECONDS)})
         # The app may still be working: its answer is dropped, and a handler still waiting
         # for the body hears that the client has gone.
         cycle.disconnected = True
