@@ -486,8 +486,7 @@ class WorkbenchConfig(Section):
 
     hosts: list[str] = setting(
         default_factory=list,
-        description="Host names it answers to besides localhost, 127.0.0.1 and [::1], e.g."
-        " its name behind a reverse proxy; any other Host header gets 421.",
+        description="Names it answers to besides localhost and loopback; any other Host: 421.",
         after=(_host_names,),
     )
 
