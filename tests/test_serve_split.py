@@ -3,6 +3,7 @@ idle sockets or slow clients do; the workbench's password and exposure warnings.
 
 from __future__ import annotations
 
+import errno
 import logging
 import select
 import socket
@@ -12,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from urllib.parse import urlsplit
 
 import httpx
@@ -229,13 +230,19 @@ def guarded_public(
     head_seconds: float = 1.0,
     max_connections: int = 200,
     request_seconds: float = launch.REQUEST_SECONDS,
+    linger_seconds: float = launch.LINGER_SECONDS,
+    send_buffer: int | None = None,
 ) -> Iterator[int]:
-    """The public app on a real uvicorn server in a thread, with shorter limits; yields its port."""
+    """The public app on a real uvicorn server in a thread, with shorter limits; yields its port.
+    `send_buffer` sets the kernel's send buffer of every connection (a slow network's)."""
     site = PublicSite(project.config, lambda: project.now)
-    protocol = launch.guarded_protocol(head_seconds, max_connections, request_seconds)
-    listener = launch.Listener(
-        "public", create_public_app(site), launch.listen("127.0.0.1", 0), protocol=protocol
+    protocol = launch.guarded_protocol(
+        head_seconds, max_connections, request_seconds, linger_seconds
     )
+    sock = launch.listen("127.0.0.1", 0)
+    if send_buffer is not None:  # accepted connections inherit it from the listening socket
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    listener = launch.Listener("public", create_public_app(site), sock, protocol=protocol)
     thread = threading.Thread(target=listener.run, daemon=True)
     thread.start()
     port = int(listener.sock.getsockname()[1])
@@ -425,3 +432,66 @@ def test_a_state_file_locked_past_the_busy_timeout_is_a_503_not_a_traceback(
         assert one_click(f"http://127.0.0.1:{port}", "ann@example.com").status_code == 200
     assert suppressed(project) == {("ann@example.com", "one-click")}
     assert errors == []
+
+
+@contextmanager
+def silent_reader(port: int, project: Project) -> Iterator[socket.socket]:
+    """A client that asks for 200 pages (about 300 KB) in one go and reads none of them: the
+    server's buffers fill, and a plain close() would wait for ever to hand them over."""
+    token = make_token("test-secret", "ann@example.com")
+    asks = f"GET /unsubscribe?token={token} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 200
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    with sock:
+        sock.setblocking(False)
+        with suppress(BlockingIOError):
+            sock.send(asks)
+        yield sock
+
+
+def _cut_off(sock: socket.socket) -> bool:
+    """Whether the server reset the connection, seen without reading (which would let the
+    server's buffered answers go, and so change what is tested)."""
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNRESET
+
+
+def test_a_client_that_never_reads_its_answers_is_cut_off(project: Project) -> None:
+    with (
+        guarded_public(project, head_seconds=1, request_seconds=1, send_buffer=4096) as port,
+        silent_reader(port, project) as reader,
+    ):
+        # Its deadline (1 s), then LINGER_SECONDS (2 s) to take its answer; 20 s is a generous
+        # ceiling for a loaded machine.
+        deadline = time.monotonic() + 20
+        while not _cut_off(reader):
+            assert time.monotonic() < deadline, "the silent reader kept its connection"
+            time.sleep(0.2)
+
+
+def test_a_connection_being_closed_does_not_hold_a_place_under_the_cap(project: Project) -> None:
+    # A closed connection may linger for a minute here, while the server holds only one.
+    with (
+        guarded_public(
+            project,
+            head_seconds=1,
+            request_seconds=1,
+            linger_seconds=60,
+            max_connections=1,
+            send_buffer=4096,
+        ) as port,
+        silent_reader(port, project) as reader,
+    ):
+        # Once its deadline has closed it (1 s; 20 s is a generous ceiling for a loaded
+        # machine), a new client takes its place.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the silent reader kept its connection"
+                time.sleep(0.5)
+                continue
+            break
+        assert (health.status_code, health.text) == (200, "ok\n")
+        assert not _cut_off(reader)  # still lingering: it was not in the new client's way

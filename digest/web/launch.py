@@ -9,9 +9,13 @@ uvicorn lacks, so that slow, idle or half-open sockets cannot lock real clients 
 - Once the head is in, the whole request (the rest of its body, and the time the app takes to
   answer) has REQUEST_SECONDS. Past that the client gets 408 (its body never came) or 503 (the
   server was too slow), and the connection is closed; the app's late answer goes nowhere.
-- A server holds at most MAX_CONNECTIONS. A new connection over the cap sheds the one that has
-  owed its request longest, whether it is still sending the head or the body; connections whose
-  whole request is in are not shed (their deadline bounds them).
+- A connection the server closes gets LINGER_SECONDS to take what it was sent; one that reads
+  none of it (its answers filling the buffers) is then cut off, where a plain close would wait
+  for ever.
+- A server holds at most MAX_CONNECTIONS open (those being closed go within LINGER_SECONDS and
+  do not count). A new connection over the cap sheds the one that has owed its request
+  longest, whether it is still sending the head or the body; connections whose whole request
+  is in are not shed (their deadline bounds them).
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import asyncio
 import logging
 import signal
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +51,8 @@ REQUEST_SECONDS = 15.0
 # The editor's preview may wait on slow feeds (fetch.timeout) and a render.
 WORKBENCH_REQUEST_SECONDS = 120.0
 MAX_CONNECTIONS = 200
+# How long a closed connection may take to read what it was sent before it is cut off.
+LINGER_SECONDS = 2.0
 KEEP_ALIVE_SECONDS = 5
 SHUTDOWN_SECONDS = 10
 MAX_HEAD_BYTES = 16 * 1024
@@ -56,26 +64,35 @@ class GuardedProtocol(H11Protocol):
     head_seconds = HEAD_SECONDS
     request_seconds = REQUEST_SECONDS
     max_connections = MAX_CONNECTIONS
+    linger_seconds = LINGER_SECONDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._answered: object = None  # the cycle answered before this head was awaited
         self._timed: object = None  # the cycle whose request deadline runs
         # Since when the client has owed us (the rest of) a request; None once it is all in.
         self.owing_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the head deadline; over the cap, shed the connection owing the longest."""
+        """Start the head deadline; over the cap, shed the connection owing the longest.
+
+        Connections being closed do not count: each goes within linger_seconds (whoever
+        closed it, the timer is armed here at the latest)."""
         super().connection_made(transport)
         self._await_head()
-        if len(self.connections) > self.max_connections:
+        open_ones = []
+        for other in self.connections:
+            if not isinstance(other, GuardedProtocol):
+                continue
+            if other.transport.is_closing():
+                other._linger()
+            else:
+                open_ones.append(other)
+        if len(open_ones) > self.max_connections:
             owing = [
-                other
-                for other in self.connections
-                if isinstance(other, GuardedProtocol)
-                and other is not self
-                and other.owing_since is not None
+                other for other in open_ones if other is not self and other.owing_since is not None
             ]
             if owing:
                 min(owing, key=lambda other: other.owing_since or 0.0).drop()
@@ -90,7 +107,8 @@ class GuardedProtocol(H11Protocol):
     def on_response_complete(self) -> None:
         """After a response, the rest of that request and the next head are due in time too."""
         super().on_response_complete()
-        if self.transport.is_closing():
+        if self.transport.is_closing():  # the answer said Connection: close
+            self._linger()
             return
         # Unless a pipelined request is already being answered, the client owes us either the
         # next request head or the rest of a body we answered early (a 413, say).
@@ -100,10 +118,23 @@ class GuardedProtocol(H11Protocol):
             self._follow_cycle()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Forget the deadline, then let uvicorn clean up."""
+        """Forget the deadlines, then let uvicorn clean up."""
         self._stop_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         self.owing_since = None
         super().connection_lost(exc)
+
+    def timeout_keep_alive_handler(self) -> None:
+        """uvicorn's close of an idle keep-alive connection, which may still hold answers."""
+        super().timeout_keep_alive_handler()
+        self._linger()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a malformed request, which closes the connection."""
+        super().send_400_response(msg)
+        self._linger()
 
     def drop(self) -> None:
         """Close this connection now; a request in progress hears that its client is gone."""
@@ -111,6 +142,22 @@ class GuardedProtocol(H11Protocol):
         self.owing_since = None
         if not self.transport.is_closing():
             self.transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """A closing connection is closed once what it was sent is handed over, which a client
+        that reads nothing never lets happen: cut it off after linger_seconds."""
+        if self._linger_timer is None and self.transport.is_closing():
+            self._linger_timer = self.loop.call_later(self.linger_seconds, self._cut_off)
+
+    def _cut_off(self) -> None:
+        """Close this connection at once, discarding what it was not yet sent; a reset, so the
+        kernel does not keep the unsent answers on its behalf either."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     def _follow_cycle(self) -> None:
         cycle = self.cycle
@@ -189,6 +236,7 @@ def guarded_protocol(
     head_seconds: float = HEAD_SECONDS,
     max_connections: int = MAX_CONNECTIONS,
     request_seconds: float = REQUEST_SECONDS,
+    linger_seconds: float = LINGER_SECONDS,
 ) -> type[GuardedProtocol]:
     """GuardedProtocol with other limits (the workbench's longer requests; tests' shorter ones)."""
     return type(
@@ -198,6 +246,7 @@ def guarded_protocol(
             "head_seconds": head_seconds,
             "max_connections": max_connections,
             "request_seconds": request_seconds,
+            "linger_seconds": linger_seconds,
         },
     )
 
