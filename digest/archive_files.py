@@ -3,6 +3,11 @@
 The files are written to a temporary folder next to the target, which then takes the target's
 place by rename (an atomic exchange where Linux offers one), so a web server pointed at the
 folder never serves a half-written archive. A folder digest did not write is never replaced.
+
+A write that is killed leaves its temporary folder behind (`.NAME.XXXXXXXX`, or
+`.NAME.old.XXXXXXXX` between two renames); the next write removes such leftovers before it
+starts, inside the same lock, so no other write can be using them. A folder is removed with
+its marker last, so one whose removal is itself cut short is still recognised next time.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ import ctypes
 import ctypes.util
 import logging
 import os
-import shutil
+import re
 import tempfile
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 
@@ -49,6 +55,7 @@ def _publish(config: Config, out: Path, now: datetime) -> int:
     with State(config.state_path, read_only=True) as state:
         issues = state.archive.issues(content=True)
     site = archive.site_for(config)
+    _remove_leftovers(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -65,9 +72,69 @@ def _publish(config: Config, out: Path, now: datetime) -> int:
     except OSError as error:
         raise DigestError(f"cannot write the archive to {out}: {error.strerror}") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove(staging)
     logger.info("wrote the archive of %d issues to %s", len(issues), out)
     return len(issues)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove the temporary folders earlier writes to `out` left when they were killed: only
+    those named as _publish names them, holding digest's marker (or nothing at all)."""
+    named = re.compile(rf"\.{re.escape(out.name)}\.(old\.)?[A-Za-z0-9_]{{8}}")
+    try:
+        entries = [
+            (entry, found.group(1) is not None)
+            for entry in out.parent.iterdir()
+            if (found := named.fullmatch(entry.name))
+        ]
+    except OSError:
+        return  # no folder yet, or one we cannot list: the write itself will say so
+    for entry, aside in entries:
+        if entry.is_symlink() or not entry.is_dir() or not _only_ours(entry, aside=aside):
+            continue
+        _remove(entry)
+        if entry.exists():
+            logger.warning("could not remove %s, left by an archive write that was stopped", entry)
+        else:
+            logger.info("removed %s, left by an archive write that was stopped", entry)
+
+
+def _only_ours(folder: Path, *, aside: bool = False) -> bool:
+    """Whether a leftover holds digest's writing only: its marker, nothing (killed just after
+    it was made), or the old archive as `old` (all an `aside` folder ever holds, so one holding
+    anything else is the staging folder of an archive named NAME.old beside this one)."""
+    try:
+        names = {entry.name for entry in folder.iterdir()}
+    except OSError:
+        return False
+    if not names or (MARKER in names and not aside):
+        return True
+    old = folder / "old"
+    return names == {"old"} and not old.is_symlink() and old.is_dir() and _only_ours(old)
+
+
+def _remove(folder: Path) -> None:
+    """Remove a folder digest wrote, its MARKER last: a removal cut short (the process killed
+    while deleting a large old archive) leaves a folder _only_ours still recognises, never
+    one that lost its marker but kept the rest. Errors are ignored; the caller checks."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name == MARKER:
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _remove(Path(entry.path))
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+    with suppress(OSError):
+        os.unlink(folder / MARKER)
+    with suppress(OSError):
+        os.rmdir(folder)
 
 
 def _check_replaceable(out: Path) -> None:

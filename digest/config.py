@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -120,6 +121,30 @@ def _zone(value: str) -> str:
         message = f"expected an IANA time zone such as 'Europe/London', got {value!r}"
         raise ValueError(message) from None
     return value
+
+
+def _host_names(values: list[str]) -> list[str]:
+    names = []
+    for value in values:
+        name = value.strip().lower()
+        try:
+            names.append(str(ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))))
+            continue
+        except ValueError:
+            pass
+        if ":" in name or "/" in name:
+            raise ValueError(
+                f"expected a host name such as editor.example.org, without scheme, port or"
+                f" path; got {value!r}"
+            )
+        name = name.removesuffix(".")
+        if not name.isascii():
+            try:
+                name = name.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise ValueError(f"{value!r} is not a host name") from None
+        names.append(headervalues.dns_name(name))
+    return names
 
 
 def _subscribe_url(value: str | None) -> str | None:
@@ -456,6 +481,16 @@ class ArchiveConfig(Section):
     )
 
 
+class WorkbenchConfig(Section):
+    """The editor's workbench: `digest serve`'s live preview, on its own port."""
+
+    hosts: list[str] = setting(
+        default_factory=list,
+        description="Names it answers to besides localhost and loopback; any other Host: 421.",
+        after=(_host_names,),
+    )
+
+
 class ImapConfig(Section):
     """The mailbox bounce and complaint reports arrive in, read over IMAP."""
 
@@ -558,6 +593,7 @@ class Config(Section):
     schedule: ScheduleConfig | None = setting(default=None, description="When `digest run` sends.")
     signup: SignupConfig = setting(default_factory=SignupConfig)
     archive: ArchiveConfig = setting(default_factory=ArchiveConfig)
+    workbench: WorkbenchConfig = setting(default_factory=WorkbenchConfig)
     bounces: BouncesConfig = setting(default_factory=BouncesConfig)
     base_dir: Path = setting(
         default=Path("."), internal=True, description="Folder holding config.yaml."

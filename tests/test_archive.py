@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -286,3 +291,100 @@ def test_digest_run_writes_the_static_archive_after_its_send(project: Project) -
     assert [page.name.split("-")[0] for page in pages] == ["1"]
     link = view_in_browser(project.smtp.to("annabel.quist@example.com")[0].part("html"))
     assert link == f"{ARCHIVE_URL}/issues/{pages[0].name}/"
+
+
+def kill_a_write(project: Project, out: Path) -> None:
+    """Start `digest archive --out` and SIGKILL it once its temporary folder is there."""
+    command = [sys.executable, "-m", "digest", "--config", str(project.config), "archive"]
+    environment = {**os.environ, "DIGEST_NOW": NOW.isoformat()}
+    before = set(leftovers(out))
+    for _ in range(20):
+        writer = subprocess.Popen(
+            [*command, "--out", str(out)],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        while writer.poll() is None:
+            if set(leftovers(out)) - before:
+                writer.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.001)
+        writer.wait(timeout=30)
+        if writer.returncode == -signal.SIGKILL and set(leftovers(out)) - before:
+            return
+    raise AssertionError("no write was caught with its temporary folder in place")
+
+
+def leftovers(out: Path) -> list[str]:
+    return sorted(
+        entry.name for entry in out.parent.iterdir() if entry.name.startswith(f".{out.name}.")
+    )
+
+
+def test_the_next_write_clears_what_a_killed_write_left(archived: Project) -> None:
+    site = archived.root / "site"
+    assert archived.run("archive", "--out", str(site)).exit_code == 0
+    whole = files_of(site)
+    kill_a_write(archived, site)
+    assert len(leftovers(site)) == 1
+    # Where renameat2 is missing, a write killed between its two renames leaves the old archive
+    # aside and none in `site` until the next write.
+    aside = archived.root / ".site.old.abcd1234"
+    aside.mkdir()
+    site.rename(aside / "old")
+    # Folders with similar names that digest did not write stay, and so does the staging
+    # folder of an archive written to `site.old` beside it (its own writes clear that).
+    for name in (".site.mine1234", ".site.backup"):
+        (archived.root / name).mkdir()
+        (archived.root / name / "keep.txt").write_text("mine")
+    other = archived.root / ".site.old.efgh5678"
+    other.mkdir()
+    (other / ".digest-archive").write_text("")
+    (other / "index.html").write_text("")
+
+    result = archived.run("archive", "--out", str(site))
+    assert result.exit_code == 0, result.output
+    assert leftovers(site) == [".site.backup", ".site.mine1234", ".site.old.efgh5678"]
+    assert (archived.root / ".site.mine1234" / "keep.txt").read_text() == "mine"
+    assert files_of(site) == whole
+
+
+# `digest archive`, killed (SIGKILL, from inside: an exact moment) just after it deletes the
+# marker of a folder it is removing.
+KILLED_AFTER_THE_MARKER = """
+import os, signal, sys
+real_unlink = os.unlink
+def unlink(path, *args, **kwargs):
+    real_unlink(path, *args, **kwargs)
+    if os.path.basename(os.fsdecode(path)) == ".digest-archive":
+        os.kill(os.getpid(), signal.SIGKILL)
+os.unlink = unlink
+sys.argv = ["digest", *sys.argv[1:]]
+from digest.entry import main
+main()
+"""
+
+
+def test_a_write_killed_while_removing_the_old_archive_is_cleared_too(
+    archived: Project,
+) -> None:
+    site = archived.root / "site"
+    assert archived.run("archive", "--out", str(site)).exit_code == 0
+    whole = files_of(site)
+    config = ["--config", str(archived.config), "archive", "--out", str(site)]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_THE_MARKER, *config],
+        env={**os.environ, "DIGEST_NOW": NOW.isoformat()},
+        capture_output=True,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    # The new archive is in place; the old one was being removed when the write was killed.
+    assert files_of(site) == whole
+    assert len(leftovers(site)) == 1
+
+    result = archived.run("archive", "--out", str(site))
+    assert result.exit_code == 0, result.output
+    assert leftovers(site) == []
+    assert files_of(site) == whole

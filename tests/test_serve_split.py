@@ -3,6 +3,8 @@ idle sockets or slow clients do; the workbench's password and exposure warnings.
 
 from __future__ import annotations
 
+import errno
+import logging
 import select
 import socket
 import sqlite3
@@ -11,11 +13,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
+from digest.store import db
 from digest.tokens import make_token
 from digest.web import launch
 from digest.web.public import PublicSite, create_public_app
@@ -221,14 +225,24 @@ def test_the_public_app_imports_none_of_the_preview_machinery() -> None:
 
 @contextmanager
 def guarded_public(
-    project: Project, *, head_seconds: float = 1.0, max_connections: int = 200
+    project: Project,
+    *,
+    head_seconds: float = 1.0,
+    max_connections: int = 200,
+    request_seconds: float = launch.REQUEST_SECONDS,
+    linger_seconds: float = launch.LINGER_SECONDS,
+    send_buffer: int | None = None,
 ) -> Iterator[int]:
-    """The public app on a real uvicorn server in a thread, with shorter limits; yields its port."""
+    """The public app on a real uvicorn server in a thread, with shorter limits; yields its port.
+    `send_buffer` sets the kernel's send buffer of every connection (a slow network's)."""
     site = PublicSite(project.config, lambda: project.now)
-    protocol = launch.guarded_protocol(head_seconds, max_connections)
-    listener = launch.Listener(
-        "public", create_public_app(site), launch.listen("127.0.0.1", 0), protocol=protocol
+    protocol = launch.guarded_protocol(
+        head_seconds, max_connections, request_seconds, linger_seconds
     )
+    sock = launch.listen("127.0.0.1", 0)
+    if send_buffer is not None:  # accepted connections inherit it from the listening socket
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    listener = launch.Listener("public", create_public_app(site), sock, protocol=protocol)
     thread = threading.Thread(target=listener.run, daemon=True)
     thread.start()
     port = int(listener.sock.getsockname()[1])
@@ -290,3 +304,194 @@ def test_over_the_cap_the_longest_waiting_connection_makes_room(project: Project
         finally:
             for sock in idle:
                 sock.close()
+
+
+SLOW_BODY = (
+    b"POST /unsubscribe?token=x HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 26\r\n\r\nL"
+)
+
+
+def test_over_the_cap_a_connection_trickling_its_body_makes_room_too(project: Project) -> None:
+    with guarded_public(project, head_seconds=30, max_connections=5, request_seconds=30) as port:
+        slow = []
+        try:
+            for _ in range(8):
+                sock = socket.create_connection(("127.0.0.1", port))
+                sock.sendall(SLOW_BODY)
+                slow.append(sock)
+                time.sleep(0.05)  # each head in before the next connects: a clear order
+            response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            assert (response.status_code, response.text) == (200, "ok\n")
+            time.sleep(0.3)
+            # The three over the cap and the reader each shed the oldest still sending a body.
+            assert [_closed(sock) for sock in slow] == [True] * 4 + [False] * 4
+        finally:
+            for sock in slow:
+                sock.close()
+
+
+@contextmanager
+def errors_logged() -> Iterator[list[logging.LogRecord]]:
+    """The ERROR records logged meanwhile by uvicorn (which does not propagate to the root)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.ERROR)
+    watched = [logging.getLogger("uvicorn"), logging.getLogger()]
+    for logger in watched:
+        logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        for logger in watched:
+            logger.removeHandler(handler)
+
+
+def test_a_body_that_never_comes_is_cut_off_at_the_request_deadline(project: Project) -> None:
+    with (
+        guarded_public(project, head_seconds=30, request_seconds=1.0) as port,
+        errors_logged() as errors,
+        socket.create_connection(("127.0.0.1", port)) as sock,
+    ):
+        sock.sendall(SLOW_BODY)
+        closed = _closed_within(sock, 8, drip=b"x")
+        time.sleep(0.2)  # the handler hears the client is gone
+    # The app's own body deadline is 10 s; the whole-request deadline of 1 s came first.
+    assert closed is not None and 0.6 <= closed <= 5.0, closed
+    assert errors == []
+
+
+def test_a_request_the_app_holds_past_the_deadline_is_told_to_retry(project: Project) -> None:
+    token = make_token("test-secret", "ann@example.com")
+    request = (
+        f"POST /unsubscribe?token={token} HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 26\r\n\r\n"
+        "List-Unsubscribe=One-Click"
+    ).encode()
+    with guarded_public(project, request_seconds=1.0) as port:
+        # Another process holds the state's write lock (a long send, say): the unsubscribe
+        # waits in a worker thread for up to the store's 30-second busy timeout.
+        blocker = sqlite3.connect(project.root / "state.sqlite3", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.settimeout(10)
+                sock.sendall(request)
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503"), answer
+            assert b"retry-after: 10" in head.lower()
+            assert body == b"Busy: try again shortly.\n"
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+        # The worker finishes once the lock is free: the reader is unsubscribed all the same.
+        deadline = time.monotonic() + 10
+        while not suppressed(project):
+            assert time.monotonic() < deadline, "the held unsubscribe was never recorded"
+            time.sleep(0.05)
+    assert suppressed(project) == {("ann@example.com", "one-click")}
+
+
+def test_a_client_that_leaves_mid_body_leaves_no_error_behind(project: Project) -> None:
+    with guarded_public(project) as port, errors_logged() as errors:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(SLOW_BODY)
+            time.sleep(0.2)
+        time.sleep(0.3)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        assert errors == []
+
+
+def test_a_state_file_locked_past_the_busy_timeout_is_a_503_not_a_traceback(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store waits BUSY_TIMEOUT (30 s) for a lock; half a second here, so the store gives
+    # up well within the request deadline and the app itself must answer.
+    monkeypatch.setattr(db, "BUSY_TIMEOUT", 0.5)
+    with guarded_public(project) as port, errors_logged() as errors:
+        blocker = sqlite3.connect(project.root / "state.sqlite3", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            refused = one_click(f"http://127.0.0.1:{port}", "ann@example.com")
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == "10"
+        assert refused.headers["cache-control"] == "no-store"
+        assert refused.text == "Busy: try again shortly.\n"
+        # Nothing was recorded, and once the lock is gone the same click works.
+        assert suppressed(project) == set()
+        assert one_click(f"http://127.0.0.1:{port}", "ann@example.com").status_code == 200
+    assert suppressed(project) == {("ann@example.com", "one-click")}
+    assert errors == []
+
+
+@contextmanager
+def silent_reader(port: int, project: Project) -> Iterator[socket.socket]:
+    """A client that asks for 200 pages (about 300 KB) in one go and reads none of them: the
+    server's buffers fill, and a plain close() would wait for ever to hand them over."""
+    token = make_token("test-secret", "ann@example.com")
+    asks = f"GET /unsubscribe?token={token} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 200
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    with sock:
+        sock.setblocking(False)
+        with suppress(BlockingIOError):
+            sock.send(asks)
+        yield sock
+
+
+def _cut_off(sock: socket.socket) -> bool:
+    """Whether the server reset the connection, seen without reading (which would let the
+    server's buffered answers go, and so change what is tested)."""
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNRESET
+
+
+def test_a_client_that_never_reads_its_answers_is_cut_off(project: Project) -> None:
+    with (
+        guarded_public(project, head_seconds=1, request_seconds=1, send_buffer=4096) as port,
+        silent_reader(port, project) as reader,
+    ):
+        # Its deadline (1 s), then LINGER_SECONDS (2 s) to take its answer; 20 s is a generous
+        # ceiling for a loaded machine.
+        deadline = time.monotonic() + 20
+        while not _cut_off(reader):
+            assert time.monotonic() < deadline, "the silent reader kept its connection"
+            time.sleep(0.2)
+
+
+def test_a_connection_being_closed_does_not_hold_a_place_under_the_cap(project: Project) -> None:
+    # A closed connection may linger for a minute here, while the server holds only one.
+    with (
+        guarded_public(
+            project,
+            head_seconds=1,
+            request_seconds=1,
+            linger_seconds=60,
+            max_connections=1,
+            send_buffer=4096,
+        ) as port,
+        silent_reader(port, project) as reader,
+    ):
+        # Once its deadline has closed it (1 s; 20 s is a generous ceiling for a loaded
+        # machine), a new client takes its place.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the silent reader kept its connection"
+                time.sleep(0.5)
+                continue
+            break
+        assert (health.status_code, health.text) == (200, "ok\n")
+        assert not _cut_off(reader)  # still lingering: it was not in the new client's way

@@ -37,6 +37,7 @@ ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
 # An unsubscribe token as 0.1.0 made it for ann@example.com with "test-secret" (it names the
 # address readably; it is no longer made, but every one already sent must keep working).
 READABLE_ANN = "YW5uQGV4YW1wbGUuY29t.juqfs9iyKvCWxQBTbt--mQ"
+WORKBENCH = "http://127.0.0.1:8026"  # the Host the workbench expects when reached locally
 
 
 def suppressions(project: Project) -> list[tuple[str, str]]:
@@ -187,7 +188,7 @@ def test_the_public_app_serves_no_preview_and_the_workbench_no_unsubscribe(
         assert test_client.get("/preview/version").status_code == 404
         assert test_client.get("/healthz").status_code == 200
     workbench = Workbench(project.config, lambda: NOW)
-    with TestClient(create_workbench_app(workbench)) as test_client:
+    with TestClient(create_workbench_app(workbench), base_url=WORKBENCH) as test_client:
         token = make_token("test-secret", "ann@example.com")
         assert test_client.post("/unsubscribe", params={"token": token}).status_code == 404
         assert test_client.get("/preview/version").status_code == 200
@@ -308,7 +309,8 @@ def test_feed_cache_is_bounded_by_entries_and_size_and_drops_the_oldest(tmp_path
 
 def test_workbench_password_is_http_basic_with_any_user_name(project: Project) -> None:
     workbench = Workbench(project.config, lambda: NOW)
-    with TestClient(create_workbench_app(workbench, "s3cret pass")) as test_client:
+    app = create_workbench_app(workbench, "s3cret pass")
+    with TestClient(app, base_url=WORKBENCH) as test_client:
         refused = test_client.get("/preview/version")
         assert refused.status_code == 401
         assert refused.headers["www-authenticate"].startswith("Basic ")

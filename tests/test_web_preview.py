@@ -19,6 +19,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 PREVIEW_URL = "https://example.org/unsubscribe?token=preview"
+WORKBENCH = "http://127.0.0.1:8026"  # the Host the workbench expects when reached locally
 
 
 class Clock:
@@ -39,7 +40,7 @@ def clock() -> Clock:
 @pytest.fixture
 def client(project: Project, clock: Clock) -> Iterator[TestClient]:
     workbench = Workbench(project.config, lambda: NOW, monotonic=clock)
-    with TestClient(create_workbench_app(workbench)) as test_client:
+    with TestClient(create_workbench_app(workbench), base_url=WORKBENCH) as test_client:
         yield test_client
 
 

@@ -6,11 +6,14 @@ import html
 from urllib.parse import parse_qs
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 MAX_BODY_BYTES = 8 * 1024
+# How long a client told the server is busy (503) is asked to wait before it tries again.
+RETRY_AFTER_SECONDS = 10
+BUSY = "Busy: try again shortly.\n"
 # A request body (at most MAX_BODY_BYTES) must arrive within this many seconds of its head.
 BODY_SECONDS = 10.0
 
@@ -31,6 +34,11 @@ class BodyTooLarge(Exception):
 
 class BodyTooSlow(Exception):
     """A request body did not arrive within BODY_SECONDS."""
+
+
+class BodyCutOff(BodyTooSlow):
+    """The connection closed before the whole body arrived: the client left, or the server shed
+    it or cut it off at its request deadline. Any answer goes nowhere."""
 
 
 def page(title: str, body: str, *, status: int = 200) -> HTMLResponse:
@@ -54,6 +62,12 @@ def plain(text: str, *, status: int, headers: dict[str, str] | None = None) -> P
     return PlainTextResponse(
         text, status_code=status, headers={**COMMON_HEADERS, **(headers or {})}
     )
+
+
+def busy() -> PlainTextResponse:
+    """503 with Retry-After: the server cannot answer now (its state file stayed locked past
+    the store's busy timeout, say), and the client should try again shortly."""
+    return plain(BUSY, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def is_one_click(content_type: str, body: bytes) -> bool:
@@ -96,13 +110,17 @@ class BodyLimit:
 async def read_body(
     request: Request, limit: int = MAX_BODY_BYTES, seconds: float = BODY_SECONDS
 ) -> bytes:
-    """The request body, refusing more than `limit` bytes (even chunked) or a slow trickle."""
+    """The request body, refusing more than `limit` bytes (even chunked) or a slow trickle;
+    BodyCutOff (a BodyTooSlow) when the connection closes first."""
     body = b""
     with anyio.move_on_after(seconds) as deadline:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise BodyTooLarge
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyTooLarge
+        except ClientDisconnect:
+            raise BodyCutOff from None
     if deadline.cancelled_caught:
         raise BodyTooSlow
     return body

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 from digest.addresses import canonical_or_none
 from digest.audience import is_forgotten
 from digest.config import load_config
+from digest.errors import StateError
 from digest.store import State
 from digest.tokens import verify_token
 from digest.web.approval import approval_routes
@@ -30,6 +31,7 @@ from digest.web.archive import archive_routes
 from digest.web.common import (
     BodyLimit,
     body_or_refusal,
+    busy,
     is_one_click,
     page,
     plain,
@@ -131,4 +133,13 @@ def create_public_app(site: PublicSite) -> ASGIApp:
         desk = SignupDesk(site.config, site.secret, load_dkim(site.config), site.clock)
         routes += signup_routes(desk)
     routes += webhook_routes(WebhookDesk(site.config, site.secret, site.clock))
-    return BodyLimit(Starlette(routes=routes), larger=(("/webhooks/", WEBHOOK_BODY_BYTES),))
+    app = Starlette(routes=routes, exception_handlers={StateError: state_unavailable})
+    return BodyLimit(app, larger=(("/webhooks/", WEBHOOK_BODY_BYTES),))
+
+
+async def state_unavailable(request: Request, error: Exception) -> Response:
+    """503 with Retry-After when the state file cannot be used now: locked past the store's
+    busy timeout by a long send, say. One line in the log, no traceback; the public actions
+    (unsubscribe, sign-up, confirm, webhooks) are safe for the client to repeat."""
+    logger.warning("could not answer a request to %s: %s", request.url.path, error)
+    return busy()

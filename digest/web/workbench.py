@@ -3,7 +3,11 @@ the controls that leave a post out of the next issue or pin it (POST /posts/ID/A
 
 It collects feeds and renders, so it runs as its own app on its own server (see launch.py),
 with its own small worker pool and a bounded feed cache; an optional password
-(DIGEST_WORKBENCH_PASSWORD) puts HTTP Basic auth in front of it.
+(DIGEST_WORKBENCH_PASSWORD) puts HTTP Basic auth in front of it, with a limit on wrong guesses.
+
+It answers only the Host names it expects (localhost, loopback addresses, the address a client
+connected to, and workbench.hosts): a page elsewhere that points its own name at 127.0.0.1
+(DNS rebinding) gets 421 and reads nothing.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import html
 import ipaddress
 import json
 import logging
+import math
 import os
 import secrets
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +58,11 @@ FEED_CACHE_BYTES = 16 * 1024 * 1024
 PREVIEW_WORKERS = 4
 POLL_MILLISECONDS = 1000
 MAX_WATCHED_TEMPLATES = 500
+# Wrong passwords one client may give in a window before it is refused (429) for the rest of it.
+MAX_WRONG_PASSWORDS = 10
+WRONG_PASSWORD_WINDOW = 15 * 60.0
+MAX_CLIENTS_REMEMBERED = 4096
+MAX_HOSTS_REPORTED = 32
 RELOAD_SCRIPT_ID = "digest-preview-reload"
 NOTHING_NEW = (
     "Nothing new: `digest send` would send nothing now. Sample posts are shown so you can see"
@@ -383,17 +393,187 @@ def exposure_warnings(host: str, password: str | None) -> list[str]:
     ]
 
 
+def _host_of(header: str) -> str | None:
+    """The host of a Host header, lower-cased, without its port or an IPv6 address's brackets;
+    None when the header is not a host and optional port."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        host, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return None
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return None
+        port = rest[1:]
+    else:
+        host, _, port = value.partition(":")
+    if port and not (port.isascii() and port.isdigit() and len(port) <= 5):
+        return None
+    return host or None
+
+
+def expected_host(header: str | None, names: frozenset[str], local: str | None) -> bool:
+    """Whether the workbench answers a request with this Host header: localhost, a loopback
+    address, the address the client connected to (`local`), or one of `names`, any port.
+
+    A Host that is a name nobody configured is what a DNS-rebinding page sends: the browser
+    thinks it talks to that page's own site while its name points at this machine."""
+    host = _host_of(header) if header else None
+    if host is None:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        name = host.removesuffix(".")
+        return name == "localhost" or name in names
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address.is_loopback or str(address) in names:
+        return True
+    if local is None:
+        return False
+    try:
+        connected = ipaddress.ip_address(local)
+    except ValueError:
+        return False
+    if isinstance(connected, ipaddress.IPv6Address) and connected.ipv4_mapped:
+        connected = connected.ipv4_mapped
+    return address == connected
+
+
+def allowed_names(configured: Iterable[str], listen_host: str | None = None) -> frozenset[str]:
+    """The names the workbench answers to: workbench.hosts, and the name it was told to listen
+    on when that is a name rather than an address."""
+    names = {name.lower().removesuffix(".") for name in configured}
+    if listen_host:
+        host = listen_host.strip().lower().removesuffix(".")
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            names.add(host)
+    return frozenset(names)
+
+
+class HostCheck:
+    """ASGI middleware answering 421 Misdirected Request, with no content, to any Host header
+    the workbench does not expect (see expected_host)."""
+
+    def __init__(self, app: ASGIApp, names: frozenset[str]) -> None:
+        self.app = app
+        self.names = names
+        self._reported: set[str] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"host")
+        text = header.decode("latin-1") if header is not None else None
+        server = scope.get("server")
+        if expected_host(text, self.names, server[0] if server else None):
+            await self.app(scope, receive, send)
+            return
+        self._report(text)
+        refusal = Response(status_code=421, headers={**COMMON_HEADERS, "Connection": "close"})
+        await refusal(scope, receive, send)
+
+    def _report(self, header: str | None) -> None:
+        """Tell the editor once per name, so a proxy's name can be added to workbench.hosts."""
+        shown = (header or "")[:100]
+        if shown in self._reported or len(self._reported) >= MAX_HOSTS_REPORTED:
+            logger.debug("refused a request for host %r", shown)
+            return
+        self._reported.add(shown)
+        logger.warning(
+            "the workbench refused a request for host %r (421); if that name is yours, add it"
+            " to workbench.hosts in config.yaml",
+            shown,
+        )
+
+
+def client_of(scope: Scope) -> str:
+    """Who is guessing: the client's IPv4 address, or its IPv6 /64 (one host's usual share)."""
+    client = scope.get("client")
+    if not client:
+        return ""
+    try:
+        address = ipaddress.ip_address(client[0])
+    except ValueError:
+        return str(client[0])
+    if isinstance(address, ipaddress.IPv6Address) and not address.ipv4_mapped:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
+class PasswordAttempts:
+    """Wrong passwords per client: after `limit` within `window` seconds the client is refused
+    until the oldest of them is `window` old, so the password cannot be brute-forced.
+
+    Memory is bounded: at most `max_clients` clients are remembered, the one whose last wrong
+    guess is oldest forgotten first. Used from the server's event loop only."""
+
+    def __init__(
+        self,
+        limit: int = MAX_WRONG_PASSWORDS,
+        window: float = WRONG_PASSWORD_WINDOW,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_clients: int = MAX_CLIENTS_REMEMBERED,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_clients = max_clients
+        self._monotonic = monotonic
+        self._wrong: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, client: str) -> float | None:
+        """Seconds until the client may try again, or None if it may try now."""
+        times = self._wrong.get(client)
+        if times is None:
+            return None
+        now = self._monotonic()
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        if not times:
+            del self._wrong[client]
+            return None
+        if len(times) < self.limit:
+            return None
+        return times[0] + self.window - now
+
+    def wrong(self, client: str) -> None:
+        """Note a wrong password from the client."""
+        times = self._wrong.pop(client, None) or deque(maxlen=self.limit)
+        times.append(self._monotonic())
+        self._wrong[client] = times
+        while len(self._wrong) > self.max_clients:
+            self._wrong.popitem(last=False)
+
+    def right(self, client: str) -> None:
+        """The client gave the password: forget its wrong guesses."""
+        self._wrong.pop(client, None)
+
+
 def _digest_of(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
 class BasicAuth:
-    """ASGI middleware asking for the password (HTTP Basic, any user name), in constant time."""
+    """ASGI middleware asking for the password (HTTP Basic, any user name), in constant time,
+    and refusing a client with 429 after too many wrong ones (see PasswordAttempts)."""
 
-    def __init__(self, app: ASGIApp, password: str, realm: str = "digest workbench") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        password: str,
+        realm: str = "digest workbench",
+        attempts: PasswordAttempts | None = None,
+    ) -> None:
         self.app = app
         self._expected = _digest_of(password)
         self.realm = realm
+        self.attempts = attempts or PasswordAttempts()
 
     def allows(self, authorization: bytes | None) -> bool:
         """Whether an Authorization header carries the password."""
@@ -410,17 +590,44 @@ class BasicAuth:
         return hmac.compare_digest(_digest_of(given), self._expected)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.allows(dict(scope["headers"]).get(b"authorization")):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        client = client_of(scope)
+        wait = self.attempts.retry_after(client)
+        if wait is not None:
+            # Refused before the password is even looked at: a right guess now would not show.
+            seconds = max(1, math.ceil(wait))
+            answer = plain(
+                f"Too many wrong passwords from here: try again in {seconds} seconds.\n",
+                status=429,
+                headers={"Retry-After": str(seconds)},
+            )
+            await answer(scope, receive, send)
+            return
+        authorization = dict(scope["headers"]).get(b"authorization")
+        if self.allows(authorization):
+            self.attempts.right(client)
+            await self.app(scope, receive, send)
+            return
+        if authorization:
+            self.attempts.wrong(client)
+            logger.info("a wrong workbench password from %s", client)
         challenge = {"WWW-Authenticate": f'Basic realm="{self.realm}", charset="UTF-8"'}
         answer = plain("The workbench needs its password.\n", status=401, headers=challenge)
         await answer(scope, receive, send)
 
 
-def create_workbench_app(workbench: Workbench, password: str | None = None) -> ASGIApp:
+def create_workbench_app(
+    workbench: Workbench,
+    password: str | None = None,
+    *,
+    listen_host: str | None = None,
+    attempts: PasswordAttempts | None = None,
+) -> ASGIApp:
     """The workbench ASGI app: /preview, /preview.txt, /preview/version and the post controls
-    (POST /posts/ID/ACTION), behind `password`."""
+    (POST /posts/ID/ACTION), behind `password`, answering only the Host names it expects
+    (workbench.hosts, and `listen_host` when that is a name)."""
     limiter: list[anyio.CapacityLimiter] = []
 
     async def in_pool(function: Callable[[], T]) -> T:
@@ -491,7 +698,9 @@ def create_workbench_app(workbench: Workbench, password: str | None = None) -> A
         Route("/posts/{post_id}/{action}", post_action, methods=["POST"]),
     ]
     app: ASGIApp = BodyLimit(Starlette(routes=routes))
-    return BasicAuth(app, password) if password else app
+    if password:
+        app = BasicAuth(app, password, attempts=attempts)
+    return HostCheck(app, allowed_names(workbench.config.workbench.hosts, listen_host))
 
 
 def _describe(error: BaseException) -> str:
