@@ -76,6 +76,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/send.py
 	$(BIN)/python bench/inline.py
 	$(BIN)/python bench/signup.py
+	$(BIN)/python bench/libraries.py
 	@$(BIN)/python -m bench.goals
 
 # Screenshots of the default email and the web pages for the docs (Debian's chromium; pngquant
