@@ -1065,7 +1065,7 @@ def token_kinds() -> list[TokenKind]:
         return address if found_purpose == purpose else None
 
     return [
-        TokenKind("digest.tokens (HMAC-SHA256)", digest_make, digest_check),
+        TokenKind("digest.tokens (AES-SIV)", digest_make, digest_check),
         TokenKind("itsdangerous (its default, HMAC-SHA1)", *itsdangerous("sha1")),
         TokenKind("itsdangerous (HMAC-SHA256)", *itsdangerous("sha256")),
         TokenKind("Fernet (AES-128-CBC + HMAC-SHA256)", fernet_make, fernet_check),
