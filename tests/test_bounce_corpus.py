@@ -75,7 +75,7 @@ def test_every_known_address_bounce_in_the_corpus_is_attributed(project: Project
             missed.append((name, expected, row))
         if row is not None and row[3] == "auto_reply":
             auto_replies.append(name)
-    assert missed == []
+    assert missed == [], missed
     assert auto_replies == ["qmail_08.txt"]  # the one real auto-reply among them
 
 
@@ -91,7 +91,7 @@ def test_no_message_in_the_corpus_crashes_or_is_taken_for_an_auto_reply(project:
         kinds = dict(db.execute("SELECT kind, COUNT(*) FROM bounce_reports GROUP BY kind"))
         suppressions = db.execute("SELECT COUNT(*) FROM suppressions").fetchone()
     assert kinds.get("auto_reply") == 1  # qmail_08.txt, a real "Auto reply"
-    assert kinds.get("hard", 0) > 50  # they are read as the bounces they are...
+    assert kinds.get("hard", 0) + kinds.get("soft", 0) > 100  # read as the bounces they are...
     assert suppressions == (0,)  # ...but none names an address digest mailed: nothing changes
 
 

@@ -21,9 +21,19 @@ def test_a_dsn_names_the_recipient_status_and_the_delivery() -> None:
 
 
 def test_full_mailboxes_delays_and_policy_refusals_are_soft() -> None:
-    full = reports.dsn("ann@example.com", RETURNED, status="5.2.2")
-    delayed = reports.dsn("ann@example.com", RETURNED, status="4.4.7", action="delayed")
-    policy = reports.dsn("ann@example.com", RETURNED, status="5.7.1")
+    full = reports.dsn(
+        "ann@example.com", RETURNED, status="5.2.2", diagnostic="smtp; 552 5.2.2 Mailbox full"
+    )
+    delayed = reports.dsn(
+        "ann@example.com",
+        RETURNED,
+        status="4.4.7",
+        action="delayed",
+        diagnostic="smtp; 421 4.4.7 Delivery time expired",
+    )
+    policy = reports.dsn(
+        "ann@example.com", RETURNED, status="5.7.1", diagnostic="smtp; 554 5.7.1 Rejected by policy"
+    )
     for message in (full, delayed, policy):
         assert read_report(message).kind is Kind.SOFT
 
