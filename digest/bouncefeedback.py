@@ -32,7 +32,7 @@ from digest.bouncereason import Failure, find_reply, find_status, is_hard, reaso
 
 MAX_JSON_CHARS = 256 * 1024
 NOT_COMPLAINTS = frozenset({"not-spam", "auth-failure", "dmarc"})
-_ARF_LINE = re.compile(r"^feedback-type:\s*[\w-]+\s*$", re.IGNORECASE | re.MULTILINE)
+_ARF_LINE = re.compile(r"^feedback-type:[ \t]*[\w-]+[ \t]*$", re.IGNORECASE | re.MULTILINE)
 _ARF_COMPANION = re.compile(r"^(?:user-agent|version|original-rcpt-to):", re.I | re.M)
 
 

@@ -37,7 +37,8 @@ _DOMAIN = r"(?:[A-Za-z0-9\u00a0-\uffff-]{1,63}\.){1,8}[A-Za-z\u00a0-\uffff]{2,63
 ADDRESS = re.compile(rf"(?<![\w.+-])({_LOCAL}@{_DOMAIN})(?![\w-])")
 _ALONE = re.compile(
     rf"^[\s>*\-]{{0,12}}[\"'<(]?\s?(?:rcpt to:\s*<?)?({_LOCAL}@{_DOMAIN})[>\"')]?"
-    r"\s*(?::(?:\s+(.{0,400}))?|\s+on\s+\d.{0,60}|\s+\(.{0,120}\)|\s+(\S.{0,300}))?$"
+    r"(?:[ \t]*:(?:[ \t]+(.{0,400}))?|[ \t]+on[ \t]+\d.{0,60}|[ \t]+\(.{0,120}\)|"
+    r"[ \t]+(\S.{0,300}))?[ \t]*$"
 )
 _LABELLED = re.compile(
     r"(?:recipient address|original recipient|final recipient|failed recipients?|"
@@ -58,14 +59,14 @@ _SENTENCE = re.compile(
 )
 # Lines where the returned message (or its headers) starts: the notice ends before them.
 _RETURNED = re.compile(
-    r"^\s*(?:-{2,}|={2,}|\*{2,}|_{2,})?\s*(?:"
+    r"^[ \t]*(?:-{2,}|={2,}|\*{2,}|_{2,})?[ \t]*(?:"
     r"this is a copy of the message|below this line is a copy of the message|"
     r"original message follows|original message|unsent message follows|"
     r"returned message|the header of the original message|below is a copy of the original|"
     r"message headers follow|message header follows|original message headers|"
     r"included is a copy of the message header|attachment is a copy of the message|"
     r"a copy of the original message|copy of the message|unsent message below|"
-    r"the original message was|headers of the original|original message header|"
+    r"the original message was(?! received)|headers of the original|original message header|"
     r"received message|forwarded message|original mail|"
     r"content-type: message/rfc822|content-type: text/rfc822-headers)",
     re.IGNORECASE | re.MULTILINE,

@@ -49,7 +49,7 @@ def _any(*phrases: str) -> re.Pattern[str]:
     """One pattern for phrases separated by "|"; a phrase may hold "~", a gap of up to 60
     characters."""
     split = [phrase for text in phrases for phrase in text.split("|") if phrase]
-    parts = [re.escape(phrase).replace("~", ".{0,60}?") for phrase in split]
+    parts = [".{0,60}?".join(map(re.escape, phrase.split("~"))) for phrase in split]
     return re.compile("|".join(parts))
 
 
@@ -165,7 +165,7 @@ _SENDER = _any(
     "returned mail not accepted here|empty envelope senders not allowed|"
     "null sender is not allowed|bogus mail from|sender address has been blacklisted|"
     "your email address has been blacklisted|administrative prohibition|"
-    "you are not allowed to post to this mailing list|"
+    "you are not allowed to post to this mailing list|not allowed to post to this group|"
     "may not exist, or you may not have permission to post|address rejected|"
     "mail from not owned by user"
 )

@@ -43,7 +43,15 @@ from digest.bouncemessage import (
     returned_headers,
     text_blocks,
 )
-from digest.bouncereason import Failure, find_command, find_reply, find_status, is_hard, reason_of
+from digest.bouncereason import (
+    Failure,
+    find_command,
+    find_reply,
+    find_status,
+    is_hard,
+    is_user_unknown_text,
+    reason_of,
+)
 from digest.tokens import TAG_LENGTH
 
 __all__ = [
@@ -62,6 +70,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_REPORT_BYTES = 2 * 1024 * 1024
+FLUFL_BYTES = 64 * 1024  # of a message flufl.bounce's detectors are given
 _MAX_RECIPIENTS = 50
 _REFERENCE = r"(\d{1,12}|s)"
 # bounces+12-abcdefghijklmnop@example.org: the VERP token in an envelope address.
@@ -191,7 +200,7 @@ def read_report(data: bytes) -> Report:
     text = data.decode("utf-8", "replace")
     try:
         tokens, message_ids = _identifiers(message, text)
-        found = classify(message)
+        found = classify(message, data)
     except Exception as error:  # a reader tripping over a strange message is not a crash
         logger.info("report could not be classified: %r", error)
         return Report(Kind.UNREADABLE, key, detail=repr(error)[:200], text=text)
@@ -237,8 +246,9 @@ def _identifiers(
     return tuple(tokens)[:_MAX_RECIPIENTS], tuple(ids)[:_MAX_RECIPIENTS]
 
 
-def classify(message: Message) -> Finding:
-    """What the parsed message is, by the readers in the module's order."""
+def classify(message: Message, data: bytes = b"") -> Finding:
+    """What the parsed message is (`data`, if given, is the message as received), by the
+    readers in the module's order."""
     from digest.bouncefeedback import complaint, ses_notification
 
     subject = " ".join(header(message, "subject").split())
@@ -257,7 +267,7 @@ def classify(message: Message) -> Finding:
     if _is_success_notice(message, subject, notice):
         return Finding(Kind.NOT_BOUNCE, (), "", f"a success or read notice: {subject}"[:200])
     if _looks_like_failure(message, subject, notice):
-        found = _prose(message, notice)
+        found = _prose(message, notice, data)
         if found is not None:
             return found
     if _looks_like_auto_reply(message, subject):
@@ -418,10 +428,16 @@ def _looks_like_failure(message: Message, subject: str, notice: str) -> bool:
         return True
     if _FAILURE_SUBJECT.search(subject) or _failed_header(message):
         return True
+    if _REPLY_SUBJECT.match(subject):
+        return False  # a person answering or passing on mail, whatever it says of delivery
     return bool(_NOTICE_MARKS.search(notice[:8000]))
 
 
-def _prose(message: Message, notice_whole: str) -> Finding | None:
+# "Re: ...", "Fwd: ...": a person's reply or forward, never a mail system's notice.
+_REPLY_SUBJECT = re.compile(r"^\s*(?:re|fwd?|aw|wg|sv|vs|antw|rif|tr)\s?:", re.IGNORECASE)
+
+
+def _prose(message: Message, notice_whole: str, data: bytes) -> Finding | None:
     """A notice in prose: its failed addresses and the reason it gives for each."""
     from digest.bounceprose import failures, notice_of
 
@@ -435,7 +451,7 @@ def _prose(message: Message, notice_whole: str) -> Finding | None:
     )
     found = failures(notice, own, tuple(fallback))
     if not found:
-        addresses = _flufl_addresses(message)
+        addresses = _flufl_addresses(_bounded(message, data))
         if addresses:
             failure = Failure(text=notice[:2000], command=find_command(notice[:2000]))
             return _kind_of([(address, failure) for address in addresses])
@@ -449,7 +465,7 @@ def _prose(message: Message, notice_whole: str) -> Finding | None:
             Failure(
                 status=find_status(said.text) or find_status(notice[:4000]),
                 reply=find_reply(said.text),
-                command=find_command(said.text),
+                command=find_command(said.text) or _implied_command(said.text),
                 text=said.text,
                 action=delayed,
                 preset=said.preset,
@@ -458,6 +474,13 @@ def _prose(message: Message, notice_whole: str) -> Finding | None:
         for said in found
     ]
     return _kind_of(rows)
+
+
+def _implied_command(text: str) -> str:
+    """The command a prose notice's failure answered when it does not say: a mailbox that
+    does not exist is refused at RCPT, where every mail system checks it; a content filter
+    that words its refusal the same way says it came after DATA."""
+    return "RCPT" if is_user_unknown_text(text) else ""
 
 
 _DELAYED = re.compile(
@@ -473,7 +496,7 @@ def _delayed(subject: str, notice: str) -> bool:
     return bool(_DELAYED.search(subject) or _DELAYED.search(notice[:4000]))
 
 
-_RETURNED_TO = re.compile(r"^\s*to:\s*(.{3,300})$", re.IGNORECASE | re.MULTILINE)
+_RETURNED_TO = re.compile(r"^[ \t]*to:[ \t]*(.{3,300})$", re.IGNORECASE | re.MULTILINE)
 
 
 def _returned_to_in_text(text: str) -> list[str]:
@@ -526,6 +549,15 @@ def _detectors() -> list[Callable[[], object]]:
     except ImportError:  # a release without the list: its own scan, first finding wins
         return []
     return list(_find_detectors())
+
+
+def _bounded(message: Message, data: bytes) -> Message:
+    """The message, or when it is longer than FLUFL_BYTES its first FLUFL_BYTES parsed again:
+    flufl.bounce's detectors scan line by line, slowly, and a notice says what it has to say
+    first."""
+    if not data or len(data) <= FLUFL_BYTES:
+        return message
+    return email.message_from_bytes(data[:FLUFL_BYTES])
 
 
 def _flufl_addresses(message: Message) -> list[str]:

@@ -52,7 +52,7 @@ OUTCOME_MEANINGS = {
     SUPPRESSED: "the address is suppressed: no issue is sent to it again",
     COUNTED: "a soft bounce, counted: bounces.soft_limit of them in a row suppress the address",
     DROPPED_SIGNUP: "the sign-up's confirmation bounced: the pending sign-up is dropped",
-    IGNORED: "an auto-reply or a delivery notice: nothing to do",
+    IGNORED: "an auto-reply: nothing to do",
     FORGED: "not tied to a delivery: its VERP token or Message-ID is not one digest made for"
     " the address it names, or it names an address digest did not mail in the last 14 days",
     UNTIED: "not tied to a delivery: it carries no VERP token or Message-ID of digest's, and"
