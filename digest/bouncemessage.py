@@ -143,9 +143,28 @@ def field_blocks(part: Message) -> list[Message]:
     """The header blocks of a message/delivery-status or message/feedback-report part."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return [block for block in payload if isinstance(block, Message)][:MAX_PARTS]
+        # message/delivery-status parses as a list of blocks; any other message/* type (RFC
+        # 6533's message/global-delivery-status) as one message whose body holds the rest.
+        blocks: list[Message] = []
+        for block in payload[:MAX_PARTS]:
+            if isinstance(block, Message):
+                blocks.append(block)
+                rest = block.get_payload(decode=True)  # bytes, so UTF-8 stays UTF-8
+                if isinstance(rest, bytes) and rest.strip():
+                    text = rest[: MAX_NOTICE_CHARS * 2].decode("utf-8", "replace")
+                    blocks.extend(text_blocks(text))
+        return blocks[:MAX_PARTS]
     text = decoded(part, MAX_NOTICE_CHARS) if isinstance(payload, str) else ""
     return text_blocks(text)
+
+
+def unescaped(text: str) -> str:
+    """Text the parser kept as escaped bytes (UTF-8 in a header or an RFC 6533 part) as the
+    characters they are."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeError:
+        return text
 
 
 def text_blocks(text: str) -> list[Message]:

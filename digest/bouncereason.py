@@ -94,6 +94,7 @@ _NO_RELAY = _any(
 )
 _AUTH = _any(
     "spf check failed|spf validation|spf fail|failed spf|spf) record|dkim signature|"
+    "sender policy framework|domain authentication fail|"
     "dkim check failed|dkim validation|dmarc policy|dmarc check failed|dmarc validation|"
     "failed dmarc|unauthenticated email|sender authentication failed|"
     "does not pass~authentication|authentication checks|is not authorized to send|"
@@ -118,6 +119,7 @@ _USER = _any(
     "no mailbox here by that name|no mailbox by that name|no mail box available|"
     "no account by that name|address does not exist|address unknown|"
     "address not present in directory|addressee unknown|email address does not exist|"
+    "the address is unknown|requested action not taken: mailbox unavailable|"
     "email address could not be found|"
     "email account that you tried to reach does not exist|e-mail account does not exist|"
     "account does not exist|does not exist at the organization|"
@@ -555,6 +557,15 @@ _FALLBACK = (
     (_SUPPRESSED, "suppressed"),
     (_MAILER, "mailererror"),
 )
+
+
+def implied_command(text: str, status: str = "") -> str:
+    """The command a failure answered when its notice does not say: a mailbox that does not
+    exist is refused at RCPT, where mail systems check it, unless the status code names
+    another cause (a 5.2.1 filter wording its refusal the same way) or the text says DATA."""
+    if find_command(text) or _BY_STATUS.get(status):
+        return ""
+    return "RCPT" if is_user_unknown_text(text) else ""
 
 
 def is_hard(reason: str, code: str = "") -> bool:

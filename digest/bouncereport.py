@@ -42,14 +42,15 @@ from digest.bouncemessage import (
     parts,
     returned_headers,
     text_blocks,
+    unescaped,
 )
 from digest.bouncereason import (
     Failure,
     find_command,
     find_reply,
     find_status,
+    implied_command,
     is_hard,
-    is_user_unknown_text,
     reason_of,
 )
 from digest.tokens import TAG_LENGTH
@@ -341,7 +342,9 @@ def _dsn(message: Message, notice: str) -> Finding | None:
         failure = Failure(
             status=status,
             reply=find_reply(text),
-            command=find_command(text) or find_command(said.text if said else ""),
+            command=find_command(text)
+            or find_command(said.text if said else "")
+            or implied_command(text, status),
             text=text,
             action=action,
             preset=said.preset if said else "",
@@ -375,7 +378,7 @@ def _chosen(
 def _dsn_address(value: object) -> str:
     """The address in a DSN recipient field such as 'rfc822; ann@example.com'; '' for a
     program or file ('X-Unix; |/usr/bin/procmail')."""
-    text = str(value or "").strip()
+    text = unescaped(str(value or "")).strip()
     if ";" in text:
         address_type, _, text = text.partition(";")
         if address_type.strip().lower() not in ("rfc822", "utf-8", "utf8", "x-unix", ""):
@@ -459,28 +462,19 @@ def _prose(message: Message, notice_whole: str, data: bytes) -> Finding | None:
     if not found:
         return None
     delayed = "delay" if _delayed(header(message, "subject"), notice) else ""
-    rows = [
-        (
-            said.address,
-            Failure(
-                status=find_status(said.text) or find_status(notice[:4000]),
-                reply=find_reply(said.text),
-                command=find_command(said.text) or _implied_command(said.text),
-                text=said.text,
-                action=delayed,
-                preset=said.preset,
-            ),
+    rows = []
+    for said in found:
+        status = find_status(said.text) or find_status(notice[:4000])
+        failure = Failure(
+            status=status,
+            reply=find_reply(said.text),
+            command=find_command(said.text) or implied_command(said.text, status),
+            text=said.text,
+            action=delayed,
+            preset=said.preset,
         )
-        for said in found
-    ]
+        rows.append((said.address, failure))
     return _kind_of(rows)
-
-
-def _implied_command(text: str) -> str:
-    """The command a prose notice's failure answered when it does not say: a mailbox that
-    does not exist is refused at RCPT, where every mail system checks it; a content filter
-    that words its refusal the same way says it came after DATA."""
-    return "RCPT" if is_user_unknown_text(text) else ""
 
 
 _DELAYED = re.compile(
