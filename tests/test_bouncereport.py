@@ -117,3 +117,16 @@ def test_a_2_mib_hostile_body_is_read_in_bounded_time(shape: str) -> None:
         pytest.fail(f"reading a 2 MiB body of {shape!r} did not finish")
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.strip() in (b"hard", b"soft", b"not_bounce")
+
+
+def test_every_feedback_type_but_not_spam_is_a_complaint() -> None:
+    """RFC 5965's types and the opt-out and unsubscribe reports some loops send."""
+    for feedback in ("abuse", "fraud", "virus", "other", "opt-out", "unsubscribe"):
+        message = reports.arf("ann@example.com", RETURNED).replace(
+            b"Feedback-Type: abuse", f"Feedback-Type: {feedback}".encode()
+        )
+        report = read_report(message)
+        assert report.kind is Kind.COMPLAINT, feedback
+        assert report.recipients == ("ann@example.com",)
+    not_spam = reports.arf("ann@example.com", RETURNED).replace(b"abuse\r", b"not-spam\r")
+    assert read_report(not_spam).kind is Kind.NOT_BOUNCE
