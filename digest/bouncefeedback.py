@@ -22,7 +22,6 @@ from digest.bouncemessage import (
     Kind,
     decoded,
     field_blocks,
-    header,
     header_addresses,
     parts,
     returned_headers,
@@ -175,9 +174,3 @@ def _ses_complaint(complaint: object) -> Finding | None:
     agent = " ".join(str(complaint.get("userAgent") or "").split())[:100]
     detail = f"{feedback_type} report {agent}".strip()
     return Finding(Kind.COMPLAINT, tuple(recipients), feedback_type, detail, "feedback")
-
-
-def jmrp_or_arf_subject(message: Message) -> bool:
-    """Whether the subject is a feedback loop's, for messages whose parts are mislabelled."""
-    subject = header(message, "subject").lower()
-    return subject.startswith(("complaint about message from", "abuse report", "email feedback"))

@@ -581,8 +581,3 @@ def is_hard(reason: str, code: str = "") -> bool:
 def is_user_unknown_text(text: str) -> bool:
     """Whether the words say the mailbox does not exist."""
     return bool(_USER.search(squeeze(text)))
-
-
-def is_host_unknown_text(text: str) -> bool:
-    """Whether the words say the domain does not exist."""
-    return bool(_HOST.search(squeeze(text)))
