@@ -1,10 +1,22 @@
 """Read one bounce or complaint report: what kind it is, whom it names, and which delivery.
 
-Untrusted input: the message is cut at MAX_REPORT_BYTES, every failure inside the parsers is
-caught, and the result is always a Report (kind "unreadable" at worst). DSNs (RFC 3464) are
-read from their message/delivery-status part; complaints from ARF (RFC 5965) feedback
-reports; anything else goes through flufl.bounce, Mailman's detectors for the many
-non-standard formats. Auto-replies are recognised before the heuristic detectors run.
+Untrusted input: the message is cut at MAX_REPORT_BYTES, every failure inside the readers is
+caught, and the result is always a Report (kind "unreadable" at worst). In order:
+
+1. an auto-reply by its subject (RFC 3834's "Auto:", "Automatic reply", out-of-office);
+2. Amazon SES notifications (JSON, plain or in an SNS envelope) and complaints (ARF, RFC 5965,
+   and Microsoft's older feedback loop): digest.bouncefeedback;
+3. DSNs (RFC 3464, and RFC 6533's message/global-delivery-status): each recipient's action,
+   status and diagnostic; a DSN reporting only deliveries or relays is not a bounce;
+4. read receipts (MDNs) and other success notices, which are not bounces;
+5. notices in prose from a mail system (digest.bounceprose), else flufl.bounce's detectors for
+   the address;
+6. auto-replies by their headers; anything else is not a report.
+
+Whether a failure is hard or soft follows Sisimai's rule (digest.bouncereason): only an address
+or domain that does not exist, a mailbox that has moved, or a host that accepts no mail is
+hard. Every recipient is put in digest's canonical form (digest.addresses): a "recipient" that
+is not an address, such as a pipe command or a fragment of JSON, is never recorded.
 """
 
 from __future__ import annotations
@@ -13,22 +25,54 @@ import email
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
-from email.parser import HeaderParser
-from email.utils import getaddresses, parseaddr
-from enum import StrEnum
+from email.utils import parseaddr
 
+from digest.addresses import canonical_or_none
+from digest.bouncemessage import (
+    Finding,
+    Kind,
+    decoded,
+    field_blocks,
+    header,
+    header_addresses,
+    notice_text,
+    parts,
+    returned_headers,
+    text_blocks,
+    unescaped,
+)
+from digest.bouncereason import (
+    Failure,
+    find_command,
+    find_reply,
+    find_status,
+    implied_command,
+    is_hard,
+    reason_of,
+)
 from digest.tokens import TAG_LENGTH
+
+__all__ = [
+    "MAX_REPORT_BYTES",
+    "MESSAGE_ID_PATTERN",
+    "VERP_PATTERN",
+    "Kind",
+    "Report",
+    "classify",
+    "permanent_refusal",
+    "read_report",
+    "report_key",
+    "status_kind",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_REPORT_BYTES = 2 * 1024 * 1024
-_MAX_PARTS = 200
+FLUFL_BYTES = 64 * 1024  # of a message flufl.bounce's detectors are given
 _MAX_RECIPIENTS = 50
-_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_FAILURE_STATUS = re.compile(r"\b([45])\.(\d{1,3})\.(\d{1,3})\b")
 _REFERENCE = r"(\d{1,12}|s)"
 # bounces+12-abcdefghijklmnop@example.org: the VERP token in an envelope address.
 VERP_PATTERN = re.compile(rf"\+{_REFERENCE}-([a-z2-7]{{{TAG_LENGTH}}})@", re.IGNORECASE)
@@ -36,30 +80,62 @@ VERP_PATTERN = re.compile(rf"\+{_REFERENCE}-([a-z2-7]{{{TAG_LENGTH}}})@", re.IGN
 MESSAGE_ID_PATTERN = re.compile(
     rf"<d{_REFERENCE}\.([a-z2-7]{{{TAG_LENGTH}}})\.[0-9a-f]{{12}}@", re.IGNORECASE
 )
+_NO_SUCH_USER = re.compile(r"\b5\.1\.1\b|\b5\.1\.10\b|\b5\.2\.1\b")
 _AUTO_SUBJECT = re.compile(
-    r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|auto:|out of (the )?office|"
-    r"abwesenheit|absence|vacation|away from|r[ée]ponse automatique|on leave)",
+    r"^\s*(?:auto(?:matic)?[ _-]?(?:reply|response|antwort|svar|risposta|respuesta)|auto:|"
+    r"automatische antwort|r[ée]ponse automatique|risposta automatica|respuesta autom[áa]tica|"
+    r"out of (?:the )?office|abwesenheit|absence|vacation|away from|on leave|"
+    r"fuera de la oficina|afwezig|autosvar|不在|自動応答|自动回复)",
     re.IGNORECASE,
 )
 _FAILURE_SUBJECT = re.compile(
-    r"undeliver|deliver(y|ed)? (status|failure|failed|has failed|notification)|"
+    r"undeliver|deliver(?:y|ed)? (?:status|failure|failed|has failed|notification|problem)|"
     r"returned mail|mail delivery|failure notice|non[- ]?delivery|could not be delivered|"
-    r"delivery problem|unable to deliver|message not delivered|bounce|reject",
+    r"unable to deliver|message not delivered|not delivered|bounce|reject|mail system error|"
+    r"delivery fail|failed delivery|mail failure|message frozen|^warning: message|"
+    r"non remis|non recapitabile|unzustellbar|nicht zustellbar|no entregado|"
+    r"onbestelbaar|error sending|delivery report|returned to sender|undelivered",
     re.IGNORECASE,
 )
-_DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", re.IGNORECASE)
-_NO_SUCH_USER = re.compile(r"\b5\.1\.1\b|\b5\.1\.10\b|\b5\.2\.1\b")
-
-
-class Kind(StrEnum):
-    """What a report turned out to be."""
-
-    HARD = "hard"
-    SOFT = "soft"
-    COMPLAINT = "complaint"
-    AUTO_REPLY = "auto_reply"
-    NOT_BOUNCE = "not_bounce"
-    UNREADABLE = "unreadable"
+_DAEMON = re.compile(
+    r"^(?:mailer-daemon|postmaster|mail-daemon|mailerdaemon|mailer_daemon|mdaemon|"
+    r"mail-delivery|maildelivery|noreply-dmarc|bounce[s]?|nobody|root)@",
+    re.IGNORECASE,
+)
+_DAEMON_NAME = re.compile(
+    r"mail delivery (?:system|subsystem|service)|mailer.daemon|postmaster|mail administrator|"
+    r"mail system|delivery status",
+    re.IGNORECASE,
+)
+_NOTICE_MARKS = re.compile(
+    r"this is the (?:qmail-send|mail system|mailer-daemon|postfix|deliver program|"
+    r"dragonfly mail agent|mail delivery)|could not be delivered|"
+    r"was not delivered|were not delivered|delivery has failed|delivery failed|"
+    r"delivery to the following recipients? (?:failed|has been delayed|was)|"
+    r"undeliverable|permanent (?:fatal )?error|temporary error|unable to deliver|"
+    r"did not reach|couldn't be delivered|wasn't able to deliver|message you sent|"
+    r"following address(?:es)?(?: had)? (?:failed|permanent|delivery problems)|"
+    r"not delivered to|failed to deliver|delivery problem|non-delivery|returned mail|"
+    r"has been delayed|delivery attempts will continue|mail delivery software",
+    re.IGNORECASE,
+)
+_SUCCESS_SUBJECT = re.compile(
+    r"^\s*(?:delivered:|relayed:|read:|read receipt|return receipt|gelesen:|lu\s?:|"
+    r"delivery status notification \((?:success|relay)\)|successful mail delivery|"
+    r"delivery receipt|delivery notification: delivery has succeeded|"
+    r"zugestellt:|remis\s?:|consegnato:|entregado:)",
+    re.IGNORECASE,
+)
+_SUCCESS_TEXT = re.compile(
+    r"your message has been delivered to the following recipients|"
+    r"delivery to (?:the following|these) recipients (?:or groups )?(?:is complete|succeeded)|"
+    r"was successfully delivered|has been successfully delivered|successfully relayed|"
+    r"this is a delivery receipt|message was delivered|your message was read|"
+    r"was read on|delivery was successful",
+    re.IGNORECASE,
+)
+_FAILED_ACTIONS = ("fail", "error", "undeliver", "bounce", "reject", "abort")
+_SUCCESS_ACTIONS = ("deliver", "relay", "expand")
 
 
 @dataclass(frozen=True)
@@ -74,6 +150,7 @@ class Report:
     tokens: tuple[tuple[str, str], ...] = ()  # (reference, tag) from VERP addresses
     message_ids: tuple[tuple[str, str], ...] = ()  # (reference, tag) from our Message-IDs
     text: str = ""  # the report as kept for the record
+    reason: str = ""  # why it failed, in Sisimai's words: userunknown, mailboxfull...
 
     @property
     def is_bounce(self) -> bool:
@@ -89,12 +166,12 @@ def permanent_refusal(reply: str) -> str:
     return "mailbox disabled (5.2.1)" if match.group(0) == "5.2.1" else "no such user"
 
 
-def status_kind(status: str) -> Kind:
-    """A DSN status code as a bounce kind: 5.x.x is hard, except a full mailbox (5.2.2) and a
-    policy refusal (5.7.x), which say nothing lasting about the address; 4.x.x is soft."""
-    if status.startswith("5.") and not status.startswith(("5.2.2", "5.7.")):
-        return Kind.HARD
-    return Kind.SOFT
+def status_kind(status: str, text: str = "") -> Kind:
+    """A status code (and the error text, if any) as a bounce kind, by Sisimai's rule: hard
+    only when it says the address or domain does not exist, the mailbox has moved, or the
+    host accepts no mail; a full mailbox, a policy refusal and 4.x.x are soft."""
+    reason = reason_of(Failure(status=status, reply=find_reply(text), text=text))
+    return Kind.HARD if is_hard(reason, status) else Kind.SOFT
 
 
 def report_key(data: bytes, message: Message | None) -> str:
@@ -124,37 +201,31 @@ def read_report(data: bytes) -> Report:
     text = data.decode("utf-8", "replace")
     try:
         tokens, message_ids = _identifiers(message, text)
-        found = _classify(message, text)
-    except Exception as error:  # a detector tripping over a strange message is not a crash
+        found = classify(message, data)
+    except Exception as error:  # a reader tripping over a strange message is not a crash
         logger.info("report could not be classified: %r", error)
         return Report(Kind.UNREADABLE, key, detail=repr(error)[:200], text=text)
-    kind, recipients, status, detail = found
     return Report(
-        kind,
+        found.kind,
         key,
-        tuple(dict.fromkeys(r.lower() for r in recipients if "@" in r))[:_MAX_RECIPIENTS],
-        status,
-        " ".join(detail.split())[:500],
+        _canonical(found.recipients) if found.kind is not Kind.NOT_BOUNCE else (),
+        found.status[:40],
+        " ".join(found.detail.split())[:500],
         tokens,
         message_ids,
         text,
+        found.reason,
     )
 
 
-def _parts(message: Message) -> list[Message]:
-    return [part for _, part in zip(range(_MAX_PARTS), message.walk(), strict=False)]
-
-
-def _part_texts(message: Message) -> list[str]:
-    """Every text-ish part decoded (quoted-printable, base64), for identifiers and codes."""
-    texts = []
-    for part in _parts(message):
-        if part.is_multipart() or part.get_content_maintype() not in ("text", "message"):
-            continue
-        payload = part.get_payload(decode=True)
-        if isinstance(payload, bytes):
-            texts.append(payload[:MAX_REPORT_BYTES].decode("utf-8", "replace"))
-    return texts
+def _canonical(addresses: Iterable[str]) -> tuple[str, ...]:
+    """The addresses in canonical form, in order, once each; anything else dropped."""
+    found: dict[str, None] = {}
+    for address in addresses:
+        canonical = canonical_or_none(str(address).strip().strip("<>\"'").strip())
+        if canonical is not None:
+            found[canonical] = None
+    return tuple(found)[:_MAX_RECIPIENTS]
 
 
 def _identifiers(
@@ -162,7 +233,10 @@ def _identifiers(
 ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
     """VERP tokens and digest Message-IDs anywhere in the report: its own headers, the
     delivery-status part, the returned message or its headers, in raw or decoded form."""
-    haystacks = [text, *_part_texts(message)]
+    haystacks = [text]
+    for part in parts(message):
+        if not part.is_multipart() and part.get_content_maintype() in ("text", "message"):
+            haystacks.append(decoded(part))
     tokens: dict[tuple[str, str], None] = {}
     ids: dict[tuple[str, str], None] = {}
     for haystack in haystacks:
@@ -173,115 +247,292 @@ def _identifiers(
     return tuple(tokens)[:_MAX_RECIPIENTS], tuple(ids)[:_MAX_RECIPIENTS]
 
 
-def _header_blocks(part: Message) -> list[Message]:
-    """The header blocks of a message/delivery-status or message/feedback-report part."""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        return [block for block in payload if isinstance(block, Message)]
-    if isinstance(payload, str):
-        return [HeaderParser().parsestr(block) for block in re.split(r"\r?\n\r?\n", payload)]
-    return []
+def classify(message: Message, data: bytes = b"") -> Finding:
+    """What the parsed message is (`data`, if given, is the message as received), by the
+    readers in the module's order."""
+    from digest.bouncefeedback import complaint, ses_notification
 
-
-def _address(value: object) -> str:
-    """The address in a DSN recipient field such as 'rfc822; ann@example.com'."""
-    text = str(value or "")
-    if ";" in text:
-        text = text.split(";", 1)[1]
-    return parseaddr(text.strip())[1].strip().lower()
-
-
-def _classify(message: Message, text: str) -> tuple[Kind, list[str], str, str]:
-    """(kind, recipients, status, detail) for the parsed message."""
-    parts = _parts(message)
-    feedback = [p for p in parts if p.get_content_type() == "message/feedback-report"]
-    if feedback:
-        return _complaint(message, feedback[0])
-    statuses = [p for p in parts if p.get_content_type() == "message/delivery-status"]
-    if statuses:
-        found = _dsn(statuses)
+    subject = " ".join(header(message, "subject").split())
+    if _AUTO_SUBJECT.search(subject) and not _FAILURE_SUBJECT.search(subject):
+        return Finding(Kind.AUTO_REPLY, (), "", subject[:200], "vacation")
+    notice = notice_text(message)
+    ses = ses_notification(notice) if notice.lstrip().startswith("{") else None
+    if ses is not None:
+        return ses
+    found = complaint(message)
+    if found is not None:
+        return found
+    found = _dsn(message, notice)
+    if found is not None:
+        return found
+    if _is_success_notice(message, subject, notice):
+        return Finding(Kind.NOT_BOUNCE, (), "", f"a success or read notice: {subject}"[:200])
+    if _looks_like_failure(message, subject, notice):
+        found = _prose(message, notice, data)
         if found is not None:
             return found
-    if _looks_like_auto_reply(message):
-        return Kind.AUTO_REPLY, [], "", str(message.get("subject", ""))[:200]
-    return _heuristic(message, text)
+    if _looks_like_auto_reply(message, subject):
+        return Finding(Kind.AUTO_REPLY, (), "", subject[:200], "vacation")
+    return Finding(Kind.NOT_BOUNCE, (), "", subject[:200])
 
 
-def _complaint(message: Message, part: Message) -> tuple[Kind, list[str], str, str]:
-    """An ARF report (RFC 5965): the complained-about recipient and the feedback type."""
-    fields: dict[str, str] = {}
-    for block in _header_blocks(part):
-        for name, value in block.items():
-            fields.setdefault(name.lower(), str(value))
-    feedback_type = fields.get("feedback-type", "abuse").strip().lower()
-    if feedback_type == "not-spam":
-        return Kind.NOT_BOUNCE, [], feedback_type, "not-spam feedback"
-    recipients = [_address(fields["original-rcpt-to"])] if "original-rcpt-to" in fields else []
-    if not recipients:
-        returned = _returned_headers(message)
-        if returned is not None:
-            recipients = [a for _, a in getaddresses([str(returned.get("to", ""))])]
-    agent = fields.get("user-agent", "")
-    return Kind.COMPLAINT, recipients, feedback_type, f"{feedback_type} report {agent}".strip()
+def _own_addresses(message: Message, returned: Message | None) -> frozenset[str]:
+    """Addresses in a report that are never its failed recipient: its own sender and
+    addressee, and the returned message's sender."""
+    mine = header_addresses(message, "from", "to", "cc", "reply-to", "return-path", "sender")
+    theirs = header_addresses(returned, "from", "sender", "reply-to", "return-path", "errors-to")
+    return frozenset(address.lower() for address in (*mine, *theirs))
 
 
-def _returned_headers(message: Message) -> Message | None:
-    """The headers of the returned message: message/rfc822 or text/rfc822-headers."""
-    for part in _parts(message):
+def _failed_header(message: Message) -> list[str]:
+    return header_addresses(message, "x-failed-recipients")
+
+
+def _dsn(message: Message, notice: str) -> Finding | None:
+    """A DSN's failed or delayed recipients; NOT_BOUNCE when it reports only successes; None
+    when it holds no delivery-status fields."""
+    blocks: list[Message] = []
+    for part in parts(message):
         kind = part.get_content_type()
-        if kind == "message/rfc822":
-            payload = part.get_payload()
-            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-                return payload[0]
-        elif kind == "text/rfc822-headers":
-            body = part.get_payload(decode=True)
-            if isinstance(body, bytes):
-                return HeaderParser().parsestr(body.decode("utf-8", "replace"))
+        if kind in ("message/delivery-status", "message/global-delivery-status"):
+            blocks.extend(field_blocks(part))
+    if not blocks and header(message, "content-type").lower().find("delivery-status") >= 0:
+        for part in parts(message)[1:]:
+            if part.get_content_type() == "text/plain":
+                text = decoded(part, 64 * 1024)
+                if re.search(r"^(?:final|original)-recipient:", text, re.I | re.M):
+                    blocks.extend(text_blocks(text))
+    rows = [block for block in blocks if block.get("final-recipient") or block.get("action")]
+    if not rows:
+        return None
+    from digest.bounceprose import failures
+
+    returned = returned_headers(message)
+    prose = {
+        f.address: f
+        for f in failures(notice, _own_addresses(message, returned), tuple(_failed_header(message)))
+    }
+    hard: list[tuple[str, str, str, str]] = []
+    soft: list[tuple[str, str, str, str]] = []
+    successes = 0
+    for block in rows:
+        addresses = [
+            _dsn_address(block.get("final-recipient")),
+            _dsn_address(block.get("original-recipient")),
+            _dsn_address(block.get("x-actual-recipient")),
+        ]
+        addresses = [a for a in addresses if a]
+        action = " ".join(str(block.get("action", "")).lower().split())
+        status_field = find_status(str(block.get("status", "")))
+        diagnostic = " ".join(str(block.get("diagnostic-code", "")).split())
+        kind_of_code, _, diagnostic_text = diagnostic.partition(";")
+        if not _:
+            diagnostic_text, kind_of_code = diagnostic, ""
+        status = _preferred_status(status_field, diagnostic_text)
+        if action.startswith(_SUCCESS_ACTIONS) or (not action and status.startswith("2.")):
+            successes += 1
+            continue
+        if not addresses:
+            continue
+        failing = action.startswith(_FAILED_ACTIONS) or action.startswith("delay")
+        if not failing and not status.startswith(("4.", "5.")):
+            continue
+        said = prose.get(addresses[0].lower())
+        text = diagnostic_text.strip() or (said.text if said else notice[:2000])
+        failure = Failure(
+            status=status,
+            reply=find_reply(text),
+            command=find_command(text)
+            or find_command(said.text if said else "")
+            or implied_command(text, status),
+            text=text,
+            action=action,
+            preset=said.preset if said else "",
+            unix=kind_of_code.strip().lower().startswith("x-unix"),
+        )
+        reason = reason_of(failure)
+        if reason == "delivered":
+            successes += 1
+            continue
+        status = status or ("4.0.0" if action.startswith("delay") else "5.0.0")
+        hard_one = not action.startswith("delay") and is_hard(reason, status or failure.reply)
+        for address in addresses:
+            (hard if hard_one else soft).append((address, status, reason, text))
+    if not hard and not soft:
+        if successes:
+            return Finding(Kind.NOT_BOUNCE, (), "2.0.0", "a delivery success notice", "delivered")
+        return None
+    return _chosen(hard, soft)
+
+
+def _chosen(
+    hard: list[tuple[str, str, str, str]], soft: list[tuple[str, str, str, str]]
+) -> Finding:
+    """One finding for several recipients: hard if any is (those first), else soft."""
+    kind, chosen = (Kind.HARD, hard) if hard else (Kind.SOFT, soft)
+    ordered = [row[0] for row in chosen] + [row[0] for row in (soft if hard else [])]
+    _, status, reason, text = chosen[0]
+    return Finding(kind, tuple(ordered), status, f"{reason}: {' '.join(text.split())}", reason)
+
+
+def _dsn_address(value: object) -> str:
+    """The address in a DSN recipient field such as 'rfc822; ann@example.com'; '' for a
+    program or file ('X-Unix; |/usr/bin/procmail')."""
+    text = unescaped(str(value or "")).strip()
+    if ";" in text:
+        address_type, _, text = text.partition(";")
+        if address_type.strip().lower() not in ("rfc822", "utf-8", "utf8", "x-unix", ""):
+            return ""
+    text = text.strip()
+    if text.startswith(("|", "/")):
+        return ""
+    return parseaddr(text)[1].strip() or text.strip("<> ")
+
+
+def _preferred_status(status: str, diagnostic: str) -> str:
+    """The Status field, unless it is missing or only a class (x.0.0) and the diagnostic
+    gives a more telling code of the same class."""
+    said = find_status(diagnostic)
+    if not status:
+        return said
+    if status.endswith(".0.0") and said and said[0] == status[0] and not said.endswith(".0.0"):
+        return said
+    return status
+
+
+def _disposition(message: Message) -> str | None:
+    """An MDN's Disposition field (RFC 8098), lower-case; None for a message that is no MDN."""
+    for part in parts(message):
+        if part.get_content_type() == "message/disposition-notification":
+            for block in field_blocks(part):
+                if block.get("disposition"):
+                    return " ".join(str(block.get("disposition")).lower().split())[:200]
+            return ""
+    if "disposition-notification" in header(message, "content-type").lower():
+        return ""
     return None
 
 
-def _dsn(statuses: list[Message]) -> tuple[Kind, list[str], str, str] | None:
-    """A DSN's failed or delayed recipients; None when it reports only successes."""
-    hard: list[tuple[str, str, str]] = []
-    soft: list[tuple[str, str, str]] = []
-    for part in statuses:
-        for block in _header_blocks(part):
-            action = str(block.get("action", "")).strip().lower()
-            recipient = _address(block.get("original-recipient")) or _address(
-                block.get("final-recipient")
-            )
-            diagnostic = str(block.get("diagnostic-code", ""))
-            match = _STATUS.search(str(block.get("status", ""))) or _STATUS.search(diagnostic)
-            status = match.group(0) if match else ""
-            if not recipient or action.startswith(("delivered", "relayed", "expanded")):
-                continue
-            if action.startswith("delayed"):
-                soft.append((recipient, status or "4.0.0", diagnostic))
-            elif action.startswith(("fail", "error")):
-                status = status or "5.0.0"
-                chosen = hard if status_kind(status) is Kind.HARD else soft
-                chosen.append((recipient, status, diagnostic))
-    if not hard and not soft:
+def _is_success_notice(message: Message, subject: str, notice: str) -> bool:
+    """A read receipt (MDN) or a 'delivered'/'relayed' notice: not a bounce. An MDN saying
+    the message was deleted or refused unread (a Sieve reject) is a failure notice."""
+    disposition = _disposition(message)
+    if disposition is not None:
+        return not re.search(r"deleted|denied|failed|error|reject", disposition)
+    if _SUCCESS_SUBJECT.search(subject):
+        return not _FAILURE_SUBJECT.search(subject)
+    return bool(_SUCCESS_TEXT.search(notice[:4000])) and not _NOTICE_MARKS.search(notice[:4000])
+
+
+def _looks_like_failure(message: Message, subject: str, notice: str) -> bool:
+    """Whether the message is a mail system's failure notice rather than anyone's mail."""
+    sender = parseaddr(header(message, "from"))
+    if _DAEMON.match(sender[1]) or _DAEMON_NAME.search(sender[0]):
+        return True
+    if _FAILURE_SUBJECT.search(subject) or _failed_header(message):
+        return True
+    if _REPLY_SUBJECT.match(subject):
+        return False  # a person answering or passing on mail, whatever it says of delivery
+    return bool(_NOTICE_MARKS.search(notice[:8000]))
+
+
+# "Re: ...", "Fwd: ...": a person's reply or forward, never a mail system's notice.
+_REPLY_SUBJECT = re.compile(r"^\s*(?:re|fwd?|aw|wg|sv|vs|antw|rif|tr)\s?:", re.IGNORECASE)
+
+
+def _prose(message: Message, notice_whole: str, data: bytes) -> Finding | None:
+    """A notice in prose: its failed addresses and the reason it gives for each."""
+    from digest.bounceprose import failures, notice_of
+
+    returned = returned_headers(message)
+    own = _own_addresses(message, returned)
+    notice = notice_of(notice_whole)
+    fallback = (
+        *_failed_header(message),
+        *header_addresses(returned, "to", "x-original-to", "delivered-to"),
+        *_returned_to_in_text(notice_whole),
+    )
+    found = failures(notice, own, tuple(fallback))
+    if not found:
+        addresses = _flufl_addresses(_bounded(message, data))
+        if addresses:
+            failure = Failure(text=notice[:2000], command=find_command(notice[:2000]))
+            return _kind_of([(address, failure) for address in addresses])
+        found = failures(notice, own, loose=True)
+    if not found:
         return None
-    kind, rows = (Kind.HARD, hard) if hard else (Kind.SOFT, soft)
-    return kind, [r[0] for r in rows], rows[0][1], rows[0][2]
+    delayed = "delay" if _delayed(header(message, "subject"), notice) else ""
+    rows = []
+    for said in found:
+        status = find_status(said.text) or find_status(notice[:4000])
+        failure = Failure(
+            status=status,
+            reply=find_reply(said.text),
+            command=find_command(said.text) or implied_command(said.text, status),
+            text=said.text,
+            action=delayed,
+            preset=said.preset,
+        )
+        rows.append((said.address, failure))
+    return _kind_of(rows)
 
 
-def _looks_like_auto_reply(message: Message) -> bool:
+_DELAYED = re.compile(
+    r"delivery (?:status notification \(delay\)|delayed)|has been delayed|^warning: message|"
+    r"delivery attempts will continue|will (?:continue to )?retry|still trying|"
+    r"not yet been delivered|message delayed|delayed mail|temporary (?:error|failure)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _delayed(subject: str, notice: str) -> bool:
+    """Whether the notice says delivery is still being tried (a warning, not a failure)."""
+    return bool(_DELAYED.search(subject) or _DELAYED.search(notice[:4000]))
+
+
+_RETURNED_TO = re.compile(r"^[ \t]*to:[ \t]*(.{3,300})$", re.IGNORECASE | re.MULTILINE)
+
+
+def _returned_to_in_text(text: str) -> list[str]:
+    """The To: of a returned message quoted as text after the notice, if any."""
+    from email.utils import getaddresses
+
+    found: list[str] = []
+    for match in _RETURNED_TO.finditer(text[:MAX_REPORT_BYTES]):
+        found.extend(address for _, address in getaddresses([match.group(1)]) if "@" in address)
+        if len(found) >= 5:
+            break
+    return found
+
+
+def _kind_of(rows: list[tuple[str, Failure]]) -> Finding:
+    hard: list[tuple[str, str, str, str]] = []
+    soft: list[tuple[str, str, str, str]] = []
+    for address, failure in rows:
+        reason = reason_of(failure)
+        status = failure.status or ("4.0.0" if failure.action else "5.0.0")
+        hard_one = not failure.action and is_hard(reason, failure.status or failure.reply)
+        (hard if hard_one else soft).append((address, status, reason, failure.text[:300]))
+    return _chosen(hard, soft)
+
+
+def _looks_like_auto_reply(message: Message, subject: str) -> bool:
     """RFC 3834's Auto-Submitted and the headers and subjects vacation responders use, on a
     message that is not from a mail system announcing a failure."""
-    sender = parseaddr(str(message.get("from", "")))[1]
-    subject = str(message.get("subject", ""))
+    sender = parseaddr(header(message, "from"))[1]
     if message.get_content_type() == "multipart/report":
         return False  # a report (a DSN, an MDN, a Sieve rejection) is never a vacation reply
     if _DAEMON.match(sender) or _FAILURE_SUBJECT.search(subject):
         return False
-    auto = str(message.get("auto-submitted", "")).strip().lower()
+    auto = header(message, "auto-submitted").strip().lower()
     if auto and auto != "no":
         return True
-    if any(message.get(name) for name in ("x-autoreply", "x-autorespond", "x-autoresponse")):
+    names = ("x-autoreply", "x-autorespond", "x-autoresponse", "x-autoresponder")
+    if any(header(message, name) for name in names):
         return True
-    precedence = str(message.get("precedence", "")).strip().lower()
+    if header(message, "x-apple-action").lower() == "vacation":
+        return True
+    precedence = header(message, "precedence").strip().lower()
     return precedence == "auto_reply" or bool(_AUTO_SUBJECT.search(subject))
 
 
@@ -294,33 +545,34 @@ def _detectors() -> list[Callable[[], object]]:
     return list(_find_detectors())
 
 
-def _heuristic(message: Message, text: str) -> tuple[Kind, list[str], str, str]:
-    """flufl.bounce's detectors for the formats that are not DSNs: the first to find an
-    address wins (one that finds only garbage, such as an X.400 fragment, does not)."""
+def _bounded(message: Message, data: bytes) -> Message:
+    """The message, or when it is longer than FLUFL_BYTES its first FLUFL_BYTES parsed again:
+    flufl.bounce's detectors scan line by line, slowly, and a notice says what it has to say
+    first."""
+    if not data or len(data) <= FLUFL_BYTES:
+        return message
+    return email.message_from_bytes(data[:FLUFL_BYTES])
+
+
+def _flufl_addresses(message: Message) -> list[str]:
+    """flufl.bounce's detectors, for a notice no reader here understood: the first that
+    finds an address wins (garbage such as an X.400 fragment is dropped later)."""
     from flufl.bounce import all_failures
 
-    temporary: list[str] = []
-    permanent: list[str] = []
     found = [detector().process for detector in _detectors()] or [all_failures]  # type: ignore[attr-defined]
     for process in found:
-        soft, hard = process(message)
-        permanent = [a for a in map(_decoded, hard) if "@" in a]
-        temporary = [a for a in map(_decoded, soft) if "@" in a]
-        if permanent or temporary:
-            break
-    addresses = permanent or temporary
-    if not addresses:
-        return Kind.NOT_BOUNCE, [], "", str(message.get("subject", ""))[:200]
-    match = _FAILURE_STATUS.search(text)
-    status = match.group(0) if match else ("5.0.0" if permanent else "4.0.0")
-    if permanent:
-        kind = status_kind(status) if status.startswith("5.") else Kind.HARD
-    else:
-        kind = Kind.SOFT
-    return kind, addresses, status, str(message.get("subject", ""))[:200]
+        try:
+            temporary, permanent = process(message)
+        except Exception:  # one detector's trouble is not the report's
+            continue
+        addresses = [_text(a) for a in (*permanent, *temporary)]
+        addresses = [a for a in addresses if canonical_or_none(a)]
+        if addresses:
+            return addresses
+    return []
 
 
-def _decoded(address: object) -> str:
+def _text(address: object) -> str:
     if isinstance(address, bytes):
-        return address.decode("utf-8", "replace").strip().lower()
-    return str(address).strip().lower()
+        return address.decode("utf-8", "replace").strip()
+    return str(address).strip()

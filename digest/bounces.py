@@ -1,10 +1,18 @@
 """Act on bounce and complaint reports: tie each to a delivery digest made, then suppress.
 
 A report only acts when it is tied to a delivery digest recorded: by the VERP token in the
-envelope address, else by digest's own Message-ID, else by an address delivered to in the
-last 14 days. Anyone can write to the bounce address, so a report naming an address digest
-never mailed, or carrying a token that does not verify, changes nothing and is counted as
-forged. Each report is recorded under its key once: processing it again counts nothing.
+envelope address, else by digest's own Message-ID, else (the fallback) by an address delivered
+to in the last 14 days. Anyone can write to the bounce address, so:
+
+- a token or Message-ID that does not verify ties nothing, whatever else the report names,
+  and neither does an address digest did not mail lately ("forged");
+- a mailed report carrying neither is tied by its address only when smtp.return_path carries no
+  {token} and bounces.match_recent_deliveries is on: with VERP every real bounce carries the
+  token, so one without it is not believed ("untied");
+- a provider's webhook event is signed by the provider, so the fallback serves it whatever the
+  return path, but its recipient must be the address the tag in its Message-ID names.
+
+Each report is recorded under its key once: processing it again counts nothing.
 """
 
 from __future__ import annotations
@@ -31,10 +39,29 @@ SUPPRESSED = "suppressed"
 COUNTED = "counted"
 DROPPED_SIGNUP = "dropped_signup"
 IGNORED = "ignored"  # an auto-reply
-FORGED = "forged"  # not tied to any delivery digest made
+FORGED = "forged"  # names no delivery digest made (a token that does not verify, say)
+UNTIED = "untied"  # nothing of digest's in it, and the address alone is not trusted
+NOT_TIED = frozenset({FORGED, UNTIED})
 LEFT = "left"  # not a bounce: left in the mailbox, untouched
 DUPLICATE = "duplicate"
 ALREADY = "already_suppressed"
+# Where reports arrive by mail; anything else is a provider's signed webhook event.
+MAIL_SOURCES = frozenset({"stdin", "maildir", "imap"})
+
+# What each outcome means, for `digest bounces --show`.
+OUTCOME_MEANINGS = {
+    SUPPRESSED: "the address is suppressed: no issue is sent to it again",
+    COUNTED: "a soft bounce, counted: bounces.soft_limit of them in a row suppress the address",
+    DROPPED_SIGNUP: "the sign-up's confirmation bounced: the pending sign-up is dropped",
+    IGNORED: "an auto-reply: nothing to do",
+    FORGED: "not tied to a delivery: its VERP token or Message-ID is not one digest made for"
+    " the address it names, or it names an address digest did not mail in the last 14 days",
+    UNTIED: "not tied to a delivery: it carries no VERP token or Message-ID of digest's, and"
+    " the address it names is not enough (smtp.return_path carries {token}, so every real"
+    " bounce would carry it; or bounces.match_recent_deliveries is false)",
+    ALREADY: "the address was suppressed already",
+    DUPLICATE: "the same report was processed before",
+}
 
 
 @dataclass(frozen=True)
@@ -63,13 +90,27 @@ class Tally:
         """Reports read."""
         return sum(self.outcomes.values())
 
+    @property
+    def not_tied(self) -> int:
+        """Reports tied to no delivery, whichever the reason."""
+        return sum(self.outcomes[outcome] for outcome in NOT_TIED)
+
 
 def _resolve(
-    state: State, secret: str, reference: str, tag: str, candidates: tuple[str, ...]
+    state: State,
+    secret: str,
+    reference: str,
+    tag: str,
+    candidates: tuple[str, ...],
+    *,
+    named_only: bool,
 ) -> Attribution | None:
-    """The delivery a (reference, tag) pair names, if digest made it."""
+    """The delivery a (reference, tag) pair names, if digest made it. With `named_only`, only
+    a delivery to one of the `candidates` counts (a provider's event names its recipient);
+    otherwise the tag may name another address (a mailed report from a forwarding address)."""
     if reference == TRANSACTIONAL_REFERENCE:
-        for address in (*candidates, *state.bounces.signup_addresses()):
+        others = () if named_only else tuple(state.bounces.signup_addresses())
+        for address in (*candidates, *others):
             if tag_matches(secret, reference, address, tag):
                 return Attribution(canonical_or_none(address) or address.lower(), None)
         return None
@@ -79,21 +120,45 @@ def _resolve(
             issue_id, address
         ):
             return Attribution(canonical_or_none(address) or address.lower(), issue_id)
+    if named_only:
+        return None
     for address in state.bounces.recipients(issue_id):
         if tag_matches(secret, reference, address, tag):
             return Attribution(address, issue_id)
     return None
 
 
-def attribute(state: State, secret: str, report: Report, now: datetime) -> Attribution | None:
-    """Tie a report to a delivery: VERP token, else Message-ID, else a recent delivery."""
+def verp_on(config: Config) -> bool:
+    """Whether each message's envelope sender carries its delivery's token (VERP)."""
+    return "{token}" in (config.smtp.return_path or "")
+
+
+def by_address_allowed(config: Config, source: str) -> bool:
+    """Whether a report with no token or Message-ID of digest's may be tied by its address: a
+    provider's signed event when bounces.match_recent_deliveries is on; a mailed report only
+    when, besides, the return path carries no {token}."""
+    if not config.bounces.match_recent_deliveries:
+        return False
+    return source not in MAIL_SOURCES or not verp_on(config)
+
+
+def attribute(
+    state: State, secret: str, report: Report, now: datetime, *, by_address: bool, signed: bool
+) -> Attribution | str:
+    """Tie a report to a delivery (VERP token, else Message-ID, else with `by_address` a recent
+    delivery to an address it names), or say why not: FORGED or UNTIED.
+    A `signed` report is a provider's event: its Message-ID must name its own recipient."""
     for identifiers in (report.tokens, report.message_ids):
         if identifiers:
             for reference, tag in identifiers:
-                found = _resolve(state, secret, reference, tag, report.recipients)
+                found = _resolve(
+                    state, secret, reference, tag, report.recipients, named_only=signed
+                )
                 if found is not None:
                     return found
-            return None  # identifiers that do not verify: forged, whatever else it names
+            return FORGED  # identifiers that do not verify: forged, whatever else it names
+    if not by_address:
+        return UNTIED
     for address in report.recipients:
         issue_id = state.bounces.recent_delivery(address, now, RECENT_DAYS)
         if issue_id is not None:
@@ -102,7 +167,7 @@ def attribute(state: State, secret: str, report: Report, now: datetime) -> Attri
     for address in report.recipients:
         if address in pending:
             return Attribution(address, None)
-    return None
+    return FORGED
 
 
 def _reason(report: Report) -> str:
@@ -121,13 +186,13 @@ def apply_report(
     if state.bounces.seen(report.key):
         return DUPLICATE, ""
     with state.transaction():
-        found = attribute(state, secret, report, now) if report.is_bounce else None
-        if report.kind is Kind.AUTO_REPLY:
-            outcome = IGNORED
-        elif found is None:
-            outcome = FORGED
-        else:
-            outcome = COUNTED
+        tied: Attribution | str = IGNORED
+        if report.is_bounce:
+            allowed = by_address_allowed(config, source)
+            signed = source not in MAIL_SOURCES
+            tied = attribute(state, secret, report, now, by_address=allowed, signed=signed)
+        found = tied if isinstance(tied, Attribution) else None
+        outcome = COUNTED if found is not None else str(tied)
         email = found.email if found else (report.recipients[0] if report.recipients else "")
         issue_id = found.issue_id if found else None
         report_id = state.bounces.record(

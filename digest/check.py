@@ -5,7 +5,8 @@ only prints it. A config, subscriber file or template that cannot be read at all
 ConfigError as usual (one line, exit 2); problems found once those are read are collected as
 errors (exit 2: a local feed file missing, an unusable DKIM key, a bad smtp.return_path) or
 warnings (exit 0: feeds that moved, went or keep failing, no one-click unsubscribe, a weak
-signing secret, invalid or duplicate subscriber rows, an issue too big for some clients).
+signing secret, bounces tied by address alone, invalid or duplicate subscriber rows, an issue
+too big for some clients).
 """
 
 from __future__ import annotations
@@ -118,6 +119,23 @@ def bounce_mailbox_warnings(config: Config) -> list[str]:
     return []
 
 
+def bounce_attribution_warnings(config: Config) -> list[str]:
+    """What the address fallback allows, when bounces are read and it is on: without {token} in
+    smtp.return_path, a report with no Message-ID of digest's is tied by the address it names."""
+    return_path = config.smtp.return_path or ""
+    if "{token}" in return_path or not config.bounces.match_recent_deliveries:
+        return []
+    if not (config.bounces.mailbox_configured or return_path):
+        return []  # no sign that bounces are read at all
+    return [
+        "smtp.return_path carries no {token}: a bounce report without a Message-ID of"
+        " digest's is tied to a delivery by the address it names alone, so anyone who can"
+        " send mail to the bounce mailbox can suppress a reader digest mailed in the last 14"
+        " days; put {token} in smtp.return_path (e.g. bounces+{token}@example.org), or set"
+        " bounces.match_recent_deliveries: false to tie reports by token and Message-ID only"
+    ]
+
+
 def dkim_errors(config: Config) -> list[str]:
     """A DKIM key that cannot sign, said without quoting any of the key file."""
     from digest.message import load_dkim
@@ -172,6 +190,7 @@ def check_project(config: Config, environ: Mapping[str, str]) -> CheckReport:
             )
             warnings.extend(f"feed {feed.name!r}: {phrase}" for phrase in advice)
     warnings.extend(unsubscribe_warnings(config))
+    warnings.extend(bounce_attribution_warnings(config))
     secret = signing_secret_in_use(config, environ)
     if secret is not None:
         warnings.extend(secret_warnings(secret))

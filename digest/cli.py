@@ -701,6 +701,10 @@ def bounces(config: Config, from_stdin: bool, maildir: Path | None, show: bool, 
         for row in rows:
             if row.email:
                 out.print(f"{row.kind} {row.email}: {row.outcome} ({row.detail})", markup=False)
+        out.print("What the outcomes mean:")
+        for outcome in dict.fromkeys(row.outcome for row in rows):
+            meaning = bounce_reports.OUTCOME_MEANINGS.get(outcome, "")
+            out.print(f"  {outcome}: {meaning}".rstrip(), markup=False)
         return
     data = sys.stdin.buffer.read(MAX_REPORT_BYTES + 1)[:MAX_REPORT_BYTES] if from_stdin else None
     tally = bounce_reports.collect_reports(config, current_time(), stdin=data, maildir=maildir)
@@ -708,7 +712,7 @@ def bounces(config: Config, from_stdin: bool, maildir: Path | None, show: bool, 
     out.print(
         f"Read {_count(tally.total, 'message')}: {counts['suppressed']} suppressed,"
         f" {counts['counted']} soft bounces counted, {counts['dropped_signup']} pending sign-ups"
-        f" dropped, {counts['ignored']} auto-replies ignored, {counts['forged']} not tied to"
+        f" dropped, {counts['ignored']} auto-replies ignored, {tally.not_tied} not tied to"
         f" a delivery (ignored), {counts['duplicate'] + counts['already_suppressed']} already"
         f" processed, {counts['left']} not bounces (left in the mailbox)."
     )

@@ -556,6 +556,13 @@ class BouncesConfig(Section):
         ge=1,
         description="Soft bounces on distinct issues, none delivered between, to suppress.",
     )
+    match_recent_deliveries: bool = setting(
+        default=True,
+        description="Tie a report carrying no token or Message-ID of digest's to a delivery"
+        " made to the address it names in the last 14 days. Mailed reports never are when"
+        " smtp.return_path carries {token}; false: never. Anyone who can mail the bounce"
+        " mailbox can then suppress a reader digest mailed lately.",
+    )
     webhooks: WebhookConfig = setting(
         default_factory=WebhookConfig, description="ESP webhooks on the public app."
     )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from digest.bouncereport import Kind, permanent_refusal, read_report
+import subprocess
+import sys
+
+import pytest
+
+from digest.bouncereport import MAX_REPORT_BYTES, Kind, permanent_refusal, read_report
 from tests.support import reports
 
 RETURNED = (
@@ -21,9 +26,19 @@ def test_a_dsn_names_the_recipient_status_and_the_delivery() -> None:
 
 
 def test_full_mailboxes_delays_and_policy_refusals_are_soft() -> None:
-    full = reports.dsn("ann@example.com", RETURNED, status="5.2.2")
-    delayed = reports.dsn("ann@example.com", RETURNED, status="4.4.7", action="delayed")
-    policy = reports.dsn("ann@example.com", RETURNED, status="5.7.1")
+    full = reports.dsn(
+        "ann@example.com", RETURNED, status="5.2.2", diagnostic="smtp; 552 5.2.2 Mailbox full"
+    )
+    delayed = reports.dsn(
+        "ann@example.com",
+        RETURNED,
+        status="4.4.7",
+        action="delayed",
+        diagnostic="smtp; 421 4.4.7 Delivery time expired",
+    )
+    policy = reports.dsn(
+        "ann@example.com", RETURNED, status="5.7.1", diagnostic="smtp; 554 5.7.1 Rejected by policy"
+    )
     for message in (full, delayed, policy):
         assert read_report(message).kind is Kind.SOFT
 
@@ -54,3 +69,64 @@ def test_smtp_replies_that_mean_the_address_is_gone_for_good() -> None:
     assert permanent_refusal("550 5.2.1 mailbox disabled").startswith("mailbox disabled")
     assert permanent_refusal("554 5.7.1 rejected by policy") == ""
     assert permanent_refusal("452 4.2.2 mailbox full") == ""
+
+
+HOSTILE_HEAD = (
+    b"From: MAILER-DAEMON@mx.example.com\r\nTo: bounces@example.org\r\n"
+    b"Subject: Undelivered Mail Returned to Sender\r\nContent-Type: text/plain\r\n\r\n"
+)
+HOSTILE_BODIES = {
+    "blank lines": b"\n",
+    "at signs": b"@",
+    "local parts": b"a" * 63 + b".",
+    "half addresses": b"a" * 60 + b"@" + b"b" * 60 + b".",
+    "one address a line": b"<ann@example.com>:\n",
+    "spaced lines": b" " * 900 + b"\n",
+    "address then spaces": b"ann@example.com" + b" " * 900 + b"x\n",
+    "gapped phrases": b"quota " + b"x" * 50 + b" ",
+    "separators": b"-" * 70 + b"\n",
+    "header lines": b"Received: x\n",
+    "status codes": b"5.1.1 550 ",
+    "json": b'{"a":',
+}
+
+
+READ_ONE = """
+import sys
+from digest.addresses import canonical_or_none
+from digest.bouncereport import read_report
+report = read_report(sys.stdin.buffer.read())
+assert all(canonical_or_none(address) == address for address in report.recipients)
+print(report.kind.value)
+"""
+
+
+@pytest.mark.parametrize("shape", HOSTILE_BODIES)
+def test_a_2_mib_hostile_body_is_read_in_bounded_time(shape: str) -> None:
+    """Each shape once made a pattern or a detector take time that grew with the square of
+    the message. The reader runs in its own process (a pattern holds the interpreter while it
+    runs, so only a process can be given up on); the bound is generous: a slow, shared
+    machine reads each in a second or two, a quadratic scan takes many minutes."""
+    unit = HOSTILE_BODIES[shape]
+    data = HOSTILE_HEAD + unit * (MAX_REPORT_BYTES // len(unit))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", READ_ONE], input=data, capture_output=True, timeout=90
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"reading a 2 MiB body of {shape!r} did not finish")
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.strip() in (b"hard", b"soft", b"not_bounce")
+
+
+def test_every_feedback_type_but_not_spam_is_a_complaint() -> None:
+    """RFC 5965's types and the opt-out and unsubscribe reports some loops send."""
+    for feedback in ("abuse", "fraud", "virus", "other", "opt-out", "unsubscribe"):
+        message = reports.arf("ann@example.com", RETURNED).replace(
+            b"Feedback-Type: abuse", f"Feedback-Type: {feedback}".encode()
+        )
+        report = read_report(message)
+        assert report.kind is Kind.COMPLAINT, feedback
+        assert report.recipients == ("ann@example.com",)
+    not_spam = reports.arf("ann@example.com", RETURNED).replace(b"abuse\r", b"not-spam\r")
+    assert read_report(not_spam).kind is Kind.NOT_BOUNCE

@@ -68,6 +68,10 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.message",
                 "digest.deliver",
                 "digest.bouncereport",
+                "digest.bouncemessage",
+                "digest.bouncereason",
+                "digest.bounceprose",
+                "digest.bouncefeedback",
                 "digest.bouncebox",
             }
         ),
