@@ -54,7 +54,7 @@ def test_check_project_returns_the_report_the_command_prints(project: Project) -
     assert report.ok and report.errors == ()
     assert (report.feeds, report.subscribers) == (2, 1)
     assert report.warnings[-2].startswith("invalid subscriber skipped: subscribers.csv:3:")
-    assert report.warnings[-1] == "duplicate subscriber ignored: subscribers.csv:4: ANN@example.com"
+    assert report.warnings[-1] == "duplicate subscriber ignored: subscribers.csv:4: ann@example.com"
     assert not project.feeds.requests
 
 

@@ -14,6 +14,7 @@ import email.policy
 import ipaddress
 import itertools
 import os
+import random
 import socket
 import ssl
 import threading
@@ -194,7 +195,8 @@ class Authenticator:
 # server before the first one binds it.
 _PORT_BLOCK = 1500
 _FIRST_PORT = 17000
-_next_port = itertools.count()
+# Each run starts at a random place in its block, so two runs on one machine rarely meet.
+_next_port = itertools.count(random.randrange(_PORT_BLOCK))
 
 
 def _worker_number() -> int:
