@@ -558,10 +558,7 @@ class BouncesConfig(Section):
     )
     match_recent_deliveries: bool = setting(
         default=True,
-        description="Tie a report carrying no token or Message-ID of digest's to a delivery"
-        " made to the address it names in the last 14 days. Mailed reports never are when"
-        " smtp.return_path carries {token}; false: never. Anyone who can mail the bounce"
-        " mailbox can then suppress a reader digest mailed lately.",
+        description="Match a report without digest's token or Message-ID to a recent delivery.",
     )
     webhooks: WebhookConfig = setting(
         default_factory=WebhookConfig, description="ESP webhooks on the public app."
