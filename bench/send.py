@@ -277,7 +277,7 @@ def main() -> None:
                 digest_time, rss, summary = run_digest(big)
                 digest_rss = max(digest_rss, rss)
                 with open_state(config) as state:
-                    sent = state.history(1)[0].sent
+                    sent = state.ledger.history(1)[0].sent
                 if sent != SUBSCRIBERS:
                     sys.exit(f"digest delivered {sent} of {SUBSCRIBERS}: {summary}")
                 rounds.append(

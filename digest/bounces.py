@@ -205,7 +205,7 @@ def collect_reports(
 
     tally = Tally()
     with State(config.state_path) as state:
-        secret = state.signing_secret(config.secret)
+        secret = state.secrets.signing_secret(config.secret)
 
         def handle(data: bytes, source: str) -> bool:
             outcome, email = process_message(config, state, secret, data, source, now)

@@ -160,7 +160,7 @@ def check_project(config: Config, environ: Mapping[str, str]) -> CheckReport:
     errors.extend(dkim_errors(config))
     with open_state(config, read_only=True) as state:
         for feed in config.feeds:
-            record = state.feed(feed.url)
+            record = state.feeds.feed(feed.url)
             if record is None:
                 continue
             advice = feed_advice(
@@ -192,5 +192,5 @@ def feed_health(config: Config, now: datetime) -> list[FeedHealth]:
     from digest.pipeline import open_state
 
     with open_state(config, read_only=True) as state:
-        records = {feed.url: state.feed(feed.url) for feed in config.feeds}
+        records = {feed.url: state.feeds.feed(feed.url) for feed in config.feeds}
     return check_feeds(config.feeds, config.fetch, config.base_dir, records, now)

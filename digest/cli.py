@@ -335,9 +335,9 @@ def history(config: Config, limit: int) -> None:
     from digest.store.bounces import IssueBounces
 
     with pipeline.open_state(config, read_only=True) as state:
-        rows = state.history(limit)
-        skipped = state.skipped_slots(limit)
-        suppressed = len(state.suppressed())
+        rows = state.ledger.history(limit)
+        skipped = state.ledger.skipped_slots(limit)
+        suppressed = len(state.suppressions.suppressed())
         bounced = state.bounces.by_issue()
     if not rows:
         out.print("No issues sent yet.")
@@ -723,7 +723,7 @@ def unsubscribe(config: Config, address: str) -> None:
     """Stop all mail to ADDRESS, whatever the subscriber list says."""
     email = _address(address)
     with pipeline.open_state(config) as state:
-        added = state.suppress(email, current_time(), "manual")
+        added = state.suppressions.suppress(email, current_time(), "manual")
     if added:
         out.print(f"{email} is unsubscribed: no issue will be sent to it again.", markup=False)
     else:
@@ -739,7 +739,7 @@ def resubscribe(config: Config, address: str) -> None:
 
     email = _address(address)
     with pipeline.open_state(config) as state:
-        removed = state.unsuppress(email)
+        removed = state.suppressions.unsuppress(email)
     if not removed:
         out.print(f"{email} was not unsubscribed; nothing changed.", markup=False)
         return
@@ -790,7 +790,7 @@ def _subscriber_counts(config: Config) -> None:
 
     subscriber_list = load_subscribers(config.subscribers_path)
     with pipeline.open_state(config, read_only=True) as state:
-        suppressions = state.suppressions()
+        suppressions = state.suppressions.all()
         secret = audience.forgetting_secret(state, config.secret)
         counted = audience.counts(state, subscriber_list, secret, audience.section_titles(config))
         reasons = state.bounces.reasons()
@@ -941,7 +941,7 @@ def subscribers_add(
             param_hint="--section",
         )
     with pipeline.open_state(config) as state:
-        if email in state.suppressed():
+        if email in state.suppressions.suppressed():
             raise DigestError(
                 f"{email} unsubscribed; only they can undo that (digest resubscribe on request)"
             )

@@ -133,7 +133,7 @@ def signing_secret(config: Config) -> str:
     if configured:
         return configured
     with open_state(config) as state:
-        return state.secret()
+        return state.secrets.secret()
 
 
 def render_issue(issue: Issue, config: Config) -> RenderedIssue:
@@ -168,7 +168,7 @@ def gather(
     """
     known = {}
     for feed in config.feeds:
-        remembered = state.feed(feed.url)
+        remembered = state.feeds.feed(feed.url)
         parsed = state.parsed_feeds.parsed(feed.url)
         if remembered or parsed:
             known[feed.url] = KnownFeed(
@@ -188,15 +188,15 @@ def gather(
         if result.status is FetchStatus.OK:
             posts: Sequence[Post] = result.posts
         elif result.status is FetchStatus.NOT_MODIFIED:
-            posts = state.stored_posts(feed.url)
+            posts = state.feeds.stored_posts(feed.url)
         else:
             logger.info("feed %r skipped: %s", feed.name, result.error)
             posts = []
-        posts_by_feed[feed.url] = _resolve_dates(posts, state.first_seen(feed.url), now)
+        posts_by_feed[feed.url] = _resolve_dates(posts, state.feeds.first_seen(feed.url), now)
         if record:
-            state.record_fetch(result, now)
+            state.feeds.record_fetch(result, now)
     state.parsed_feeds.remember(results, now)
-    keys, links = state.carried()
+    keys, links = state.ledger.carried()
     return posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), tuple(results)
 
 
@@ -545,7 +545,7 @@ def _freeze(
                 choice: stamp_issue_url(variant, url) if variant else None
                 for choice, variant in variants.items()
             }
-        issue_id = state.create_issue(
+        issue_id = state.ledger.create_issue(
             subject=rendered.subject,
             html=rendered.html,
             text=rendered.text,
@@ -612,23 +612,23 @@ def send(
         open_state(config) as state,
         Mailer(config.smtp) as mailer,
     ):
-        secret = state.signing_secret(config.secret)
+        secret = state.secrets.signing_secret(config.secret)
         merged = audience(state, subscriber_list, secret)
         record_file_consent(state, subscriber_list, now)
-        stored = state.unfinished_issue()
+        stored = state.ledger.unfinished_issue()
         problems: tuple[str, ...] = ()
         variants: dict[str, RenderedIssue | None]
         if stored is not None:
             logger.info("resuming issue %d from %s", stored.id, stored.created_at.isoformat())
             if slot_key:
-                state.claim_slot(slot_key, stored.id)
+                state.ledger.claim_slot(slot_key, stored.id)
             issue_id, post_count, resumed = stored.id, stored.post_count, True
             rendered = RenderedIssue(stored.subject, stored.html, stored.text, marker=stored.marker)
             variants = {
                 choice: RenderedIssue(v.subject, v.html, v.text, marker=v.marker)
                 if v.post_count
                 else None
-                for choice, v in state.variants(stored.id).items()
+                for choice, v in state.ledger.variants(stored.id).items()
             }
             issue_date = stored.created_at
         else:
@@ -637,7 +637,7 @@ def send(
             reason = skip_reason(config, prepared.issue.post_count)
             if reason:
                 if slot_key:
-                    state.record_skipped_slot(slot_key, now, reason)
+                    state.ledger.record_skipped_slot(slot_key, now, reason)
                 logger.info("nothing sent: %s", reason)
                 return SendReport(
                     None, prepared.issue.post_count, skipped_reason=reason, feed_problems=problems
@@ -661,7 +661,7 @@ def send(
             post_count, resumed, issue_date = prepared.issue.post_count, False, now
         done = {
             address
-            for address, delivery in state.deliveries(issue_id).items()
+            for address, delivery in state.ledger.deliveries(issue_id).items()
             if delivery.status is not DeliveryStatus.PENDING
         }
         remaining = [s for s in merged.subscribers if s.email.lower() not in done]
@@ -677,7 +677,7 @@ def send(
             when = clock() if clock else now
             with state.transaction():
                 for delivery in deliveries:
-                    state.record_delivery(issue_id, delivery, when)
+                    state.ledger.record_delivery(issue_id, delivery, when)
                     if delivery.status is DeliveryStatus.FAILED:
                         refused_for_good(state, issue_id, delivery, when)
             for delivery in deliveries:
@@ -691,7 +691,7 @@ def send(
         mailer.send_all(messages, record, stop)
         handled = sum(counts.values())
         if not counts[DeliveryStatus.PENDING] and handled == len(recipients):
-            state.finish_issue(issue_id, clock() if clock else now)
+            state.ledger.finish_issue(issue_id, clock() if clock else now)
     _write_archive(config, clock() if clock else now)
     return SendReport(
         issue_id,

@@ -81,16 +81,16 @@ def fire(
     with hold_lock(config.state_path, "send", wait=wait, stop=stop, command="run"):
         now = clock.now()
         with State(config.state_path) as state:
-            latest = state.latest_slot_key()
+            latest = state.ledger.latest_slot_key()
             plan = plan_due(schedule, now, datetime.fromisoformat(latest) if latest else None)
             _record_skips(state, plan.skip, now, schedule)
             slot = plan.send
-            if fallback_to_next and (slot is None or state.slot_handled(slot_key(slot))):
+            if fallback_to_next and (slot is None or state.ledger.slot_handled(slot_key(slot))):
                 upcoming = next_slots(schedule, now, 1)
                 slot = upcoming[0] if upcoming else None
             key = slot_key(slot) if slot else None
-            handled = key is not None and state.slot_handled(key)
-            unfinished = state.unfinished_issue()
+            handled = key is not None and state.ledger.slot_handled(key)
+            unfinished = state.ledger.unfinished_issue()
         if unfinished is None and (slot is None or handled):
             if slot is not None:
                 logger.info("slot %s already handled; nothing to do", slot.isoformat())
@@ -115,7 +115,7 @@ def fire(
 def _give_up(config: Config, issue_id: int, now: datetime) -> None:
     """A new slot has come: stop retrying the old issue's deferred addresses, so it goes."""
     with State(config.state_path) as state:
-        given_up = state.give_up_pending(issue_id, now)
+        given_up = state.ledger.give_up_pending(issue_id, now)
     for delivery in given_up:
         logger.warning(
             "issue %d: %s still deferred at the next slot; marked failed (%s)",
@@ -131,9 +131,11 @@ def _record_skips(
     grace = timedelta(seconds=schedule.grace)
     for slot in slots:
         key = slot_key(slot)
-        if state.slot_handled(key):
+        if state.ledger.slot_handled(key):
             continue
-        state.record_skipped_slot(key, now, f"missed by more than the grace period ({grace})")
+        state.ledger.record_skipped_slot(
+            key, now, f"missed by more than the grace period ({grace})"
+        )
         logger.warning(
             "slot %s missed (the scheduler was not running, %s ago, grace %s): skipped;"
             " its posts roll into the next issue",

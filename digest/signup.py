@@ -270,7 +270,7 @@ def confirm(
         outcome = state.signups.confirm(address, now, ip=kept_ip(config, ip))
         if outcome == "confirmed":
             # Signing up again and confirming is the person's own, fresh consent.
-            state.unsuppress(address)
+            state.suppressions.unsuppress(address)
             state.signups.unforget(address_hash(secret, address))
     if outcome != "confirmed" or not config.signup.welcome:
         return outcome, None
@@ -316,7 +316,7 @@ def preferences(
         address=address,
         name=signup.name if signup and signup.name else (listed.name if listed else ""),
         sections=tuple(title for title in titles if title in chosen),
-        unsubscribed=address in state.suppressed(),
+        unsubscribed=address in state.suppressions.suppressed(),
     )
 
 

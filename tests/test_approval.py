@@ -232,7 +232,7 @@ def test_a_link_that_names_no_approver_still_decides_once(project: Project) -> N
     config = load_config(project.config)
     assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
     with State(config.state_path) as state:
-        secret = state.signing_secret(config.secret)
+        secret = state.secrets.signing_secret(config.secret)
     token = make_purpose_token(secret, APPROVAL_PURPOSE, slot_key(SLOT), SLOT + timedelta(hours=6))
     project.now = SLOT - timedelta(hours=1)
     with serving(project) as served:

@@ -90,7 +90,9 @@ def test_numbers_follow_each_other_and_withdrawal_is_recorded_once(tmp_path: Pat
         for number in (1, 2):
             assert state.archive.next_number() == number
             with state.transaction():
-                issue_id = state.create_issue(subject="S", html="", text="", posts=[], now=NOW)
+                issue_id = state.ledger.create_issue(
+                    subject="S", html="", text="", posts=[], now=NOW
+                )
                 state.archive.publish(issue_id, state.archive.next_number(), "s", "")
         assert [entry.number for entry in state.archive.issues()] == [2, 1]
         assert state.archive.withdraw(1, NOW) is True

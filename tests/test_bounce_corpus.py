@@ -56,9 +56,11 @@ def test_every_known_address_bounce_in_the_corpus_is_attributed(project: Project
     now = datetime.now(UTC)
     addresses = sorted({address for _, expected, _ in known for address in expected})
     with State(project.root / "state.sqlite3") as state:
-        issue = state.create_issue(subject="s", html="h", text="t", posts=[], now=now)
+        issue = state.ledger.create_issue(subject="s", html="h", text="t", posts=[], now=now)
         for address in addresses:
-            state.record_delivery(issue, Delivery(address, DeliveryStatus.SENT, "250 OK"), now)
+            state.ledger.record_delivery(
+                issue, Delivery(address, DeliveryStatus.SENT, "250 OK"), now
+            )
     missed, auto_replies = [], []
     last = 0
     for name, expected, _temporary in known:
@@ -98,9 +100,11 @@ def test_no_message_in_the_corpus_crashes_or_is_taken_for_an_auto_reply(project:
 def test_auto_replies_are_never_taken_for_bounces(project: Project) -> None:
     now = datetime.now(UTC)
     with State(project.root / "state.sqlite3") as state:
-        issue = state.create_issue(subject="s", html="h", text="t", posts=[], now=now)
+        issue = state.ledger.create_issue(subject="s", html="h", text="t", posts=[], now=now)
         for address in ("ann@example.com", "bob@example.com"):
-            state.record_delivery(issue, Delivery(address, DeliveryStatus.SENT, "250 OK"), now)
+            state.ledger.record_delivery(
+                issue, Delivery(address, DeliveryStatus.SENT, "250 OK"), now
+            )
     for message in (reports.out_of_office(), reports.vacation()):
         result = project.run("bounces", "--stdin", input=message, now=now)
         assert "1 auto-replies ignored" in result.output

@@ -268,7 +268,7 @@ def test_a_bounced_confirmation_drops_the_pending_sign_up(project: Project) -> N
         state.signups.request(
             "dan@example.com", "Dan", None, NOW, page="", ip="", consent_sha256=""
         )
-        secret = state.signing_secret(config.secret)
+        secret = state.secrets.signing_secret(config.secret)
     tag = delivery_tag(secret, TRANSACTIONAL_REFERENCE, "dan@example.com")
     sent = transactional_message(
         config, Subscriber("dan@example.com"), "Confirm", "text", "<p>html</p>", NOW, None, tag

@@ -290,14 +290,14 @@ def test_fire_within_grace_sends_once_and_records_the_slot(project: Project) -> 
     assert again is not None and again.report is None
     assert len(project.smtp.received) == 2
     with State(config.state_path) as state:
-        assert state.issue_for_slot(slot_key(SLOT)) is not None
+        assert state.ledger.issue_for_slot(slot_key(SLOT)) is not None
 
 
 def test_fire_beyond_grace_sends_nothing_and_records_the_skip(project: Project) -> None:
     weekly(project, grace="1h")
     config = load_config(project.config)
     with State(config.state_path) as state:
-        state.record_skipped_slot(slot_key(SLOT - timedelta(days=7)), SLOT, "nothing new")
+        state.ledger.record_skipped_slot(slot_key(SLOT - timedelta(days=7)), SLOT, "nothing new")
     later = Clock.starting_at(SLOT + timedelta(hours=2))
     assert schedule.fire(config, later, threading.Event()) is None
     assert project.smtp.received == []
@@ -317,7 +317,7 @@ def test_nothing_new_records_the_slot_as_skipped(project: Project) -> None:
     assert result is not None and result.report is not None
     assert result.report.skipped_reason == "nothing new"
     with State(config.state_path) as state:
-        assert state.slot_handled(slot_key(SLOT))
+        assert state.ledger.slot_handled(slot_key(SLOT))
 
 
 def test_run_once_sends_the_next_slot_and_not_twice(project: Project) -> None:
@@ -359,9 +359,9 @@ def test_an_address_still_deferred_at_the_next_slot_is_given_up_and_the_new_issu
     assert second.report.post_count == 1
 
     with State(config.state_path) as state:
-        old = state.deliveries(1)
-        new = state.deliveries(2)
-        unfinished = state.unfinished_issue()
+        old = state.ledger.deliveries(1)
+        new = state.ledger.deliveries(2)
+        unfinished = state.ledger.unfinished_issue()
     assert unfinished is not None and unfinished.id == 2  # bob is still deferred
     assert old["ann@example.com"].status is DeliveryStatus.SENT
     assert old["bob@example.com"].status is DeliveryStatus.FAILED

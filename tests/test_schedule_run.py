@@ -128,7 +128,7 @@ def test_catch_up_within_grace_sends_once_and_a_restart_sends_nothing(project: P
 def test_slot_missed_beyond_grace_is_skipped_with_a_log_line(project: Project) -> None:
     weekly(project, grace="1h")
     with State(project.root / "state.sqlite3") as state:
-        state.record_skipped_slot("2026-11-23T08:00:00+00:00", SLOT, "nothing new")
+        state.ledger.record_skipped_slot("2026-11-23T08:00:00+00:00", SLOT, "nothing new")
     with Daemon(project, SLOT + timedelta(hours=3)) as late:
         line = late.wait_for(f"{SLOT_LOG} missed")
         assert "3:00:00 ago, grace 1:00:00" in line and "skipped" in line

@@ -70,7 +70,7 @@ def test_upgrading_0_1_0_rewrites_its_addresses_and_keeps_every_delivery(tmp_pat
     )
     kept = rows(old, untouched)
     with State(old) as state:
-        history = {summary.issue.id: summary for summary in state.history()}
+        history = {summary.issue.id: summary for summary in state.ledger.history()}
     assert user_version(old) == LATEST
     assert rows(old, untouched) == kept
     assert rows(old, f"SELECT * FROM deliveries WHERE email = '{ZOE}'") == [
@@ -147,7 +147,7 @@ def test_upgrading_todays_schema_merges_one_persons_rows(tmp_path: Path) -> None
             "submitted",
             "confirmed",
         ]
-        [summary] = state.history()
+        [summary] = state.ledger.history()
     assert (summary.sent, summary.pending) == (2, 0)
     assert rows(path, "SELECT email FROM deliveries ORDER BY email") == [
         (ERIN,),
@@ -226,11 +226,11 @@ def test_the_store_looks_an_address_up_under_its_canonical_form(tmp_path: Path) 
     with State(tmp_path / "state.sqlite3") as state:
         state.signups.request(ERIN_UNICODE, "Erin", None, at, page="", ip="", consent_sha256="")
         assert state.signups.confirm("Erin@B\u00dcCHER.example", at) == "confirmed"
-        assert state.suppress(ERIN_UNICODE, at, "manual")
-        assert not state.suppress(ERIN, at, "manual")
+        assert state.suppressions.suppress(ERIN_UNICODE, at, "manual")
+        assert not state.suppressions.suppress(ERIN, at, "manual")
         assert [signup.email for signup in state.signups.signups()] == [ERIN]
-        assert state.suppressed() == {ERIN}
-        assert state.unsuppress("ERIN@xn--bcher-kva.example")
+        assert state.suppressions.suppressed() == {ERIN}
+        assert state.suppressions.unsuppress("ERIN@xn--bcher-kva.example")
         assert [event.event for event in state.signups.consents(ERIN_UNICODE)] == [
             "submitted",
             "confirmed",

@@ -123,11 +123,13 @@ def test_a_state_file_in_a_folder_nobody_may_write_is_still_readable(shared_fold
 
     def history() -> str:
         with State(path, read_only=True) as state:
-            return ",".join(str(summary.issue.id) for summary in state.history())
+            return ",".join(str(summary.issue.id) for summary in state.ledger.history())
 
     def write() -> str:
         with State(path) as state:
-            state.suppress("zoe@example.com", state.history()[0].issue.created_at, "manual")
+            state.suppressions.suppress(
+                "zoe@example.com", state.ledger.history()[0].issue.created_at, "manual"
+            )
         return "written"
 
     assert as_user_who_cannot_write(history) == "3,2,1"
@@ -143,9 +145,9 @@ def test_reading_an_old_file_upgrades_a_private_copy_only(tmp_path: Path) -> Non
         pytest.raises(StateError, match="cannot use state file"),
         State(path, read_only=True) as state,
     ):
-        assert [summary.issue.marker for summary in state.history()] == ["", "", ""]
-        assert state.suppressed() == {"carol@example.com", "erin@example.com"}
-        state.unsuppress("carol@example.com")  # the upgraded copy refuses writes too
+        assert [summary.issue.marker for summary in state.ledger.history()] == ["", "", ""]
+        assert state.suppressions.suppressed() == {"carol@example.com", "erin@example.com"}
+        state.suppressions.unsuppress("carol@example.com")  # the upgraded copy refuses writes too
     assert path.read_bytes() == FIXTURE.read_bytes()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 0
@@ -157,9 +159,9 @@ def test_reading_an_old_file_upgrades_a_private_copy_only(tmp_path: Path) -> Non
 
 def test_a_read_only_state_has_no_secret_to_invent(tmp_path: Path) -> None:
     with State(tmp_path / "absent.sqlite3", read_only=True) as state:
-        assert state.history() == []
+        assert state.ledger.history() == []
         with pytest.raises(StateError, match="run a writing command"):
-            state.secret()
+            state.secrets.secret()
     assert not (tmp_path / "absent.sqlite3").exists()
 
 

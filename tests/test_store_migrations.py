@@ -71,9 +71,9 @@ def test_the_fixture_is_a_0_1_0_file(old: Path) -> None:
 def test_upgrading_0_1_0_keeps_every_row_and_repairs_moved_feeds(old: Path) -> None:
     before = {table: set(rows(old, f"SELECT * FROM {table}")) for table in TABLES}
     with State(old) as state:
-        history = state.history()
-        secret = state.secret()
-        unfinished = state.unfinished_issue()
+        history = state.ledger.history()
+        secret = state.secrets.secret()
+        unfinished = state.ledger.unfinished_issue()
     assert user_version(old) == LATEST
     after = {table: set(rows(old, f"SELECT * FROM {table}")) for table in TABLES}
     for table in ("meta", "feeds", "deliveries", "skipped_slots"):

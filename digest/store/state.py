@@ -1,8 +1,9 @@
-"""The open state file: its repositories, and the method names the pipeline has always used."""
+"""The open state: one attribute per repository, and the transaction they share."""
 
 from __future__ import annotations
 
 import sqlite3
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from digest.store.archive import Archive
@@ -33,7 +34,7 @@ class State:
         self.db: Database = open_database(path, read_only=read_only)
         self.feeds = Feeds(self.db)
         self.ledger = Ledger(self.db)
-        self.suppression_list = Suppressions(self.db)
+        self.suppressions = Suppressions(self.db)
         self.secrets = Secrets(self.db)
         self.signups = Signups(self.db)
         self.archive = Archive(self.db)
@@ -43,35 +44,6 @@ class State:
         self.erasure = Erasure(self.db)
         self.parsed_feeds = ParsedFeeds(self.db)
         self.webhook_nonces = WebhookNonces(self.db)
-        self.transaction = self.db.transaction
-        # Feeds and posts.
-        self.feed = self.feeds.feed
-        self.record_fetch = self.feeds.record_fetch
-        self.stored_posts = self.feeds.stored_posts
-        self.first_seen = self.feeds.first_seen
-        # The ledger.
-        self.create_issue = self.ledger.create_issue
-        self.carried = self.ledger.carried
-        self.unfinished_issue = self.ledger.unfinished_issue
-        self.variants = self.ledger.variants
-        self.finish_issue = self.ledger.finish_issue
-        self.give_up_pending = self.ledger.give_up_pending
-        self.history = self.ledger.history
-        self.deliveries = self.ledger.deliveries
-        self.record_delivery = self.ledger.record_delivery
-        self.issue_for_slot = self.ledger.issue_for_slot
-        self.claim_slot = self.ledger.claim_slot
-        self.record_skipped_slot = self.ledger.record_skipped_slot
-        self.slot_handled = self.ledger.slot_handled
-        self.skipped_slots = self.ledger.skipped_slots
-        self.latest_slot_key = self.ledger.latest_slot_key
-        # Suppressions and the secret.
-        self.suppress = self.suppression_list.suppress
-        self.unsuppress = self.suppression_list.unsuppress
-        self.suppressed = self.suppression_list.suppressed
-        self.suppressions = self.suppression_list.suppressions
-        self.secret = self.secrets.secret
-        self.signing_secret = self.secrets.signing_secret
 
     def __enter__(self) -> State:
         return self
@@ -82,6 +54,11 @@ class State:
             error, sqlite3.IntegrityError
         ):
             raise explain(self.path, error) from None
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One transaction across repositories: every write inside it happens, or none does
+        (an inner block joins the outer one)."""
+        return self.db.transaction()
 
     def close(self) -> None:
         """Close the connection."""

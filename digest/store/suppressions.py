@@ -31,7 +31,7 @@ class Suppressions:
         """Every suppressed address, in the canonical form."""
         return {row["email"] for row in self.db.execute("SELECT email FROM suppressions")}
 
-    def suppressions(self) -> list[tuple[str, datetime, str]]:
+    def all(self) -> list[tuple[str, datetime, str]]:
         """(address, when, source) for every suppressed address, oldest first."""
         rows = self.db.execute(
             "SELECT email, created_at, source FROM suppressions ORDER BY created_at, email"

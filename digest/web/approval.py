@@ -104,7 +104,7 @@ def approval_routes(state_path: Path, secret: str, clock: Callable[[], datetime]
             found = state.editorial.approval(key)
             if found is None:
                 return Outcome("unknown")
-            if state.slot_handled(key):
+            if state.ledger.slot_handled(key):
                 return Outcome("done", found)
             return Outcome("open", found, tuple(state.editorial.decisions(key)))
 
@@ -114,7 +114,7 @@ def approval_routes(state_path: Path, secret: str, clock: Callable[[], datetime]
             found = state.editorial.approval(link.slot_key)
             if found is None:
                 return Outcome("unknown")
-            if state.slot_handled(link.slot_key):
+            if state.ledger.slot_handled(link.slot_key):
                 return Outcome("done", found)
             decided = state.editorial.decide_once(link.slot_key, status, by, clock(), ip=ip)
             return Outcome(

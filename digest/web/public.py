@@ -55,7 +55,7 @@ class PublicSite:
         self.state_path = config.state_path
         self.clock = clock
         with State(self.state_path) as state:
-            self.secret = state.signing_secret(config.secret)
+            self.secret = state.secrets.signing_secret(config.secret)
 
     def address_for(self, token: str) -> str | None:
         """The address a token names, if it was signed with this newsletter's secret, in the
@@ -71,7 +71,7 @@ class PublicSite:
         with State(self.state_path) as state:
             if is_forgotten(address, state.signups.forgotten(), self.secret):
                 return False
-            added = state.suppress(address, self.clock(), source)
+            added = state.suppressions.suppress(address, self.clock(), source)
         logger.info("unsubscribed %s (%s)", address, source)
         return added
 

@@ -288,7 +288,7 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                     return no_longer_valid()
                 error, saved = "", False
                 if choice == "unsubscribe":
-                    state.suppress(address, desk.clock(), "preferences page")
+                    state.suppressions.suppress(address, desk.clock(), "preferences page")
                     return desk.page(
                         "notice.html",
                         "You are unsubscribed",
