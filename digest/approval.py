@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
+from digest import store
 from digest.config import Config
 from digest.deliver import Mailer
 from digest.errors import DigestError
@@ -24,7 +25,6 @@ from digest.pipeline import (
     GateAnswer,
     Prepared,
     narrowed,
-    open_state,
     prepare,
     preview_unsubscribe,
 )
@@ -200,7 +200,7 @@ def gate_for(config: Config, slot: datetime, now: datetime) -> Gate:
 def request_ahead(config: Config, slot: datetime, now: datetime) -> bool:
     """At slot minus `before`: build the issue as it stands and send the draft to the
     approvers, once per slot. False when there is nothing to approve."""
-    with open_state(config) as state:
+    with store.open(config) as state:
         key = slot_key(slot)
         if state.editorial.approval(key) is not None or state.ledger.slot_handled(key):
             return False
@@ -219,7 +219,7 @@ def decide(config: Config, decision: str, now: datetime, *, by: str, key: str | 
     stay on record (who and when)."""
     if decision not in DECISIONS:
         raise ValueError(decision)
-    with open_state(config) as state, state.transaction():
+    with store.open(config) as state, state.transaction():
         found = state.editorial.approval(key)
         if found is None:
             raise DigestError("no issue is waiting for approval")

@@ -16,11 +16,10 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from digest import archive
+from digest import archive, store
 from digest.config import Config
 from digest.errors import DigestError
 from digest.lock import hold_lock
-from digest.store import State
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def publish(config: Config, out: Path, now: datetime) -> int:
 
 
 def _publish(config: Config, out: Path, now: datetime) -> int:
-    with State(config.state_path, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         issues = state.archive.issues(content=True)
     site = archive.site_for(config)
     try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from digest import store
 from digest.addresses import canonical_or_none
 from digest.bouncereport import Kind, Report, read_report
 from digest.config import Config
@@ -204,7 +205,7 @@ def collect_reports(
     from digest.bouncebox import read_imap, read_maildir
 
     tally = Tally()
-    with State(config.state_path) as state:
+    with store.open(config) as state:
         secret = state.secrets.signing_secret(config.secret)
 
         def handle(data: bytes, source: str) -> bool:
@@ -231,5 +232,5 @@ def collect_reports(
 
 def recent_reports(config: Config, limit: int) -> list[StoredReport]:
     """The newest reports with how each was classified and what it did."""
-    with State(config.state_path, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         return state.bounces.recent(limit)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from digest import headervalues
+from digest import headervalues, store
 from digest.errors import ConfigError
 from digest.feedadvice import feed_advice
 from digest.redact import redact_url
@@ -145,7 +145,6 @@ def signing_secret_in_use(config: Config, environ: Mapping[str, str]) -> str | N
 
 def check_project(config: Config, environ: Mapping[str, str]) -> CheckReport:
     """Everything `digest check` says about a config, without touching the network."""
-    from digest.pipeline import open_state
     from digest.samples import check_templates
     from digest.subscribers import load_subscribers
 
@@ -158,7 +157,7 @@ def check_project(config: Config, environ: Mapping[str, str]) -> CheckReport:
     ]
     errors.extend(header_errors(config))
     errors.extend(dkim_errors(config))
-    with open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         for feed in config.feeds:
             record = state.feeds.feed(feed.url)
             if record is None:
@@ -189,8 +188,7 @@ def check_project(config: Config, environ: Mapping[str, str]) -> CheckReport:
 def feed_health(config: Config, now: datetime) -> list[FeedHealth]:
     """Fetch every feed now and say what to do about each (`digest check --feeds`)."""
     from digest.collect import check_feeds
-    from digest.pipeline import open_state
 
-    with open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         records = {feed.url: state.feeds.feed(feed.url) for feed in config.feeds}
     return check_feeds(config.feeds, config.fetch, config.base_dir, records, now)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from rich.console import Console
 
-from digest import pipeline
+from digest import pipeline, store
 from digest.config import Config, load_config
 from digest.errors import DigestError
 from digest.models import Delivery, DeliveryStatus, SendReport
@@ -334,7 +334,7 @@ def history(config: Config, limit: int) -> None:
     """Issues sent so far: date, posts, delivered / failed / pending, failed addresses."""
     from digest.store.bounces import IssueBounces
 
-    with pipeline.open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         rows = state.ledger.history(limit)
         skipped = state.ledger.skipped_slots(limit)
         suppressed = len(state.suppressions.suppressed())
@@ -510,7 +510,7 @@ def withdraw(config: Config, number: int) -> None:
     """Take issue NUMBER off the web for good: 410 Gone, gone from the index and feed."""
     from digest.archive_files import publish
 
-    with pipeline.open_state(config) as state:
+    with store.open(config) as state:
         withdrawn = state.archive.withdraw(number, current_time())
     if withdrawn is None:
         raise DigestError(f"there is no archived issue {number}; the archive index lists them")
@@ -722,7 +722,7 @@ def bounces(config: Config, from_stdin: bool, maildir: Path | None, show: bool, 
 def unsubscribe(config: Config, address: str) -> None:
     """Stop all mail to ADDRESS, whatever the subscriber list says."""
     email = _address(address)
-    with pipeline.open_state(config) as state:
+    with store.open(config) as state:
         added = state.suppressions.suppress(email, current_time(), "manual")
     if added:
         out.print(f"{email} is unsubscribed: no issue will be sent to it again.", markup=False)
@@ -738,7 +738,7 @@ def resubscribe(config: Config, address: str) -> None:
     from digest.subscribers import load_subscribers
 
     email = _address(address)
-    with pipeline.open_state(config) as state:
+    with store.open(config) as state:
         removed = state.suppressions.unsuppress(email)
     if not removed:
         out.print(f"{email} was not unsubscribed; nothing changed.", markup=False)
@@ -789,7 +789,7 @@ def _subscriber_counts(config: Config) -> None:
     from digest.subscribers import load_subscribers
 
     subscriber_list = load_subscribers(config.subscribers_path)
-    with pipeline.open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         suppressions = state.suppressions.all()
         secret = audience.forgetting_secret(state, config.secret)
         counted = audience.counts(state, subscriber_list, secret, audience.section_titles(config))
@@ -860,7 +860,7 @@ def subscribers_export(config: Config, output_format: str, out_path: Path | None
     from digest.subscribers import load_subscribers
 
     subscriber_list = load_subscribers(config.subscribers_path)
-    with pipeline.open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         people = audience.export(state, subscriber_list)
     text = audience.export_text(people, output_format)
     if out_path is None:
@@ -883,7 +883,7 @@ def subscribers_forget(config: Config, address: str) -> None:
     # No send may record a delivery to the address while it is being erased.
     with (
         hold_lock(config.state_path, "send", command="subscribers forget"),
-        pipeline.open_state(config) as state,
+        store.open(config) as state,
     ):
         erased = audience.forget(state, email, secret, current_time())
     again = f"run `digest subscribers forget {email}` again to finish"
@@ -940,7 +940,7 @@ def subscribers_add(
             f"no section {unknown[0]!r}; the sections are: {', '.join(known)}",
             param_hint="--section",
         )
-    with pipeline.open_state(config) as state:
+    with store.open(config) as state:
         if email in state.suppressions.suppressed():
             raise DigestError(
                 f"{email} unsubscribed; only they can undo that (digest resubscribe on request)"

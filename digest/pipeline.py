@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from digest import __version__, archive
+from digest import __version__, archive, store
 from digest.audience import audience, record_file_consent, section_choice
 from digest.collect import KnownFeed, collect
 from digest.config import Config, FeedConfig
@@ -121,18 +121,13 @@ def feed_problems(feeds: Sequence[FeedConfig], results: Sequence[FeedResult]) ->
     return tuple(lines)
 
 
-def open_state(config: Config, *, read_only: bool = False) -> State:
-    """The state file; `read_only` changes nothing on disk (an absent file reads as empty)."""
-    return State(config.state_path, read_only=read_only)
-
-
 def signing_secret(config: Config) -> str:
     """The token secret; without one configured, a first test send or dry run creates the
     state file to keep it in, so its unsubscribe links work like a real send's."""
     configured = configured_secret(config.secret)
     if configured:
         return configured
-    with open_state(config) as state:
+    with store.open(config) as state:
         return state.secrets.secret()
 
 
@@ -303,7 +298,7 @@ def preview(
     An issue whose inputs are unchanged since an earlier preview is served from the cache in
     the state file (see digest.store.previews), without rendering or inlining again.
     """
-    with open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         issue, sources, results = _next_issue(config, state, now, record=False, collector=collector)
         # With nothing new (so nothing would be sent), sample posts stand in, flagged `sample`,
         # so an editor working on the templates still sees them filled.
@@ -434,7 +429,7 @@ def test_send(config: Config, now: datetime, recipients: Sequence[str]) -> SendR
     """Send the next issue to the given addresses only; records nothing, uses no posts up."""
     from digest.deliver import Mailer  # loaded by the commands that send: not by a preview
 
-    with open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         prepared = prepare(config, state, now, record=False)
     if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
         return SendReport(None, 0, skipped_reason="nothing new", feed_problems=prepared.problems)
@@ -451,7 +446,7 @@ def dry_run(config: Config, now: datetime) -> SendReport:
     """Build every subscriber's message and write them as .eml files; no SMTP, records nothing."""
     subscriber_list = load_subscribers(config.subscribers_path)
     secret = signing_secret(config)
-    with open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         prepared = prepare(config, state, now, record=False)
         recipients = audience(state, subscriber_list, secret).subscribers
     reason = skip_reason(config, prepared.issue.post_count)
@@ -609,7 +604,7 @@ def send(
     dkim_key = load_dkim(config)
     with (
         hold_lock(config.state_path, "send", command="send"),
-        open_state(config) as state,
+        store.open(config) as state,
         Mailer(config.smtp) as mailer,
     ):
         secret = state.secrets.signing_secret(config.secret)

@@ -15,7 +15,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import approval, pipeline
+from digest import approval, pipeline, store
 from digest.config import Config, ScheduleConfig, load_config
 from digest.errors import ConfigError, DigestError, Stopped
 from digest.lock import hold_lock
@@ -80,7 +80,7 @@ def fire(
     wait = max(schedule.grace, ON_TIME.total_seconds())
     with hold_lock(config.state_path, "send", wait=wait, stop=stop, command="run"):
         now = clock.now()
-        with State(config.state_path) as state:
+        with store.open(config) as state:
             latest = state.ledger.latest_slot_key()
             plan = plan_due(schedule, now, datetime.fromisoformat(latest) if latest else None)
             _record_skips(state, plan.skip, now, schedule)
@@ -114,7 +114,7 @@ def fire(
 
 def _give_up(config: Config, issue_id: int, now: datetime) -> None:
     """A new slot has come: stop retrying the old issue's deferred addresses, so it goes."""
-    with State(config.state_path) as state:
+    with store.open(config) as state:
         given_up = state.ledger.give_up_pending(issue_id, now)
     for delivery in given_up:
         logger.warning(

@@ -10,11 +10,39 @@ on them, posts marked seen) and `webhooks` (the signed webhook requests already 
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Protocol
+
 from digest.store.feeds import FeedRecord
 from digest.store.ledger import IssueSummary, IssueVariant, StoredIssue
 from digest.store.secrets import SECRET_ENVIRONMENT_VARIABLE, configured_secret
 from digest.store.signups import ConsentEvent, RateLimit, Signup
 from digest.store.state import State
+
+
+class Location(Protocol):
+    """What the store needs to know of the configuration: where the state is."""
+
+    @property
+    def state_path(self) -> Path:
+        """The SQLite state file (config.yaml's `state:`)."""
+        ...
+
+
+def open(config: Location, *, read_only: bool = False) -> State:
+    """The project's state, at the latest schema; use it as a context manager.
+
+    `read_only` changes nothing on disk: a missing state reads as empty, an older one is read
+    as upgraded without being written. StateError when it cannot be used.
+    """
+    return open_path(config.state_path, read_only=read_only)
+
+
+def open_path(path: Path, *, read_only: bool = False) -> State:
+    """The SQLite state file at `path`, for tools and tests that have a file but no
+    config.yaml; digest itself opens its state with `open`."""
+    return State(path, read_only=read_only)
+
 
 __all__ = [
     "SECRET_ENVIRONMENT_VARIABLE",
@@ -22,9 +50,12 @@ __all__ = [
     "FeedRecord",
     "IssueSummary",
     "IssueVariant",
+    "Location",
     "RateLimit",
     "Signup",
     "State",
     "StoredIssue",
     "configured_secret",
+    "open",
+    "open_path",
 ]

@@ -20,10 +20,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from digest import store
 from digest.addresses import canonical_or_none
 from digest.audience import is_forgotten
 from digest.config import load_config
-from digest.store import State
 from digest.tokens import verify_token
 from digest.web.approval import approval_routes
 from digest.web.archive import archive_routes
@@ -54,7 +54,7 @@ class PublicSite:
         self.title = config.newsletter.title
         self.state_path = config.state_path
         self.clock = clock
-        with State(self.state_path) as state:
+        with store.open(self) as state:
             self.secret = state.secrets.signing_secret(config.secret)
 
     def address_for(self, token: str) -> str | None:
@@ -68,7 +68,7 @@ class PublicSite:
     def suppress(self, address: str, source: str) -> bool:
         """Record the address as unsubscribed; False if it already was, or if its owner was
         forgotten (their hash keeps them off the list; their address is not written again)."""
-        with State(self.state_path) as state:
+        with store.open(self) as state:
             if is_forgotten(address, state.signups.forgotten(), self.secret):
                 return False
             added = state.suppressions.suppress(address, self.clock(), source)
@@ -123,7 +123,7 @@ def create_public_app(site: PublicSite) -> ASGIApp:
         Route("/healthz", healthz, methods=["GET"]),
     ]
     routes += archive_routes(lambda: site.config, site.clock)
-    routes += approval_routes(site.state_path, site.secret, site.clock)
+    routes += approval_routes(site, site.secret, site.clock)
     if site.config.signup.enabled:
         from digest.message import load_dkim
         from digest.web.signup import SignupDesk, signup_routes

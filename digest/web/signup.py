@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from digest import signup
+from digest import signup, store
 from digest.addresses import canonical_or_none
 from digest.audience import section_titles
 from digest.config import Config
@@ -70,7 +70,7 @@ class SignupDesk:
 
     def state(self) -> State:
         """The state file, opened for one request."""
-        return State(self.config.state_path)
+        return store.open(self.config)
 
     def send_later(self, message: OutgoingMessage) -> None:
         """Hand a message to the SMTP server on the mail pool; failures are logged."""
