@@ -19,7 +19,6 @@ from pathlib import Path
 from digest import archive, store
 from digest.config import Config
 from digest.errors import DigestError
-from digest.lock import hold_lock
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def publish(config: Config, out: Path, now: datetime) -> int:
     _check_replaceable(out)
     # One writer at a time, reading the state inside the lock: the last archive swapped in is
     # always built from the latest state (a withdrawal racing a send's rewrite cannot be undone).
-    with hold_lock(config.state_path, "archive", wait=LOCK_WAIT, command="archive"):
+    with store.lock(config, "archive", wait=LOCK_WAIT, command="archive"):
         return _publish(config, out, now)
 
 

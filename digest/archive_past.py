@@ -24,7 +24,6 @@ from pathlib import Path
 from digest import archive, store
 from digest.config import Config
 from digest.errors import DigestError
-from digest.lock import hold_lock
 from digest.store import State
 
 
@@ -60,7 +59,7 @@ def add_past_issues(config: Config, now: datetime, *, dry_run: bool = False) -> 
     # Under the send lock, in one transaction: a send freezing an issue meanwhile cannot take
     # one of these numbers, and a failure publishes none of them.
     with (
-        hold_lock(config.state_path, "send", command="archive add-past"),
+        store.lock(config, "send", command="archive add-past"),
         store.open(config) as state,
         state.transaction(),
     ):

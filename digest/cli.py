@@ -876,13 +876,12 @@ def subscribers_export(config: Config, output_format: str, out_path: Path | None
 def subscribers_forget(config: Config, address: str) -> None:
     """Erase ADDRESS everywhere (a right-to-erasure request); it stays off the list for good."""
     from digest import audience
-    from digest.lock import hold_lock
 
     email = _address(address)
     secret = pipeline.signing_secret(config)
     # No send may record a delivery to the address while it is being erased.
     with (
-        hold_lock(config.state_path, "send", command="subscribers forget"),
+        store.lock(config, "send", command="subscribers forget"),
         store.open(config) as state,
     ):
         erased = audience.forget(state, email, secret, current_time())

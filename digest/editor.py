@@ -15,7 +15,6 @@ from digest.config import Config
 from digest.errors import ConfigError, DigestError
 from digest.feedadvice import feed_label
 from digest.group import SHORT_ID_LENGTH, Candidate, candidates
-from digest.lock import hold_lock
 from digest.models import Choice, FetchStatus
 from digest.pipeline import Collector, feed_problems, gather
 
@@ -114,7 +113,7 @@ class MarkedSeen:
 def mark_seen(config: Config, now: datetime, *, collector: Collector = collect) -> MarkedSeen:
     """Record every post the feeds carry now as already sent, so the next issue brings only
     posts published after this (for an organisation starting digest on an old blog)."""
-    with hold_lock(config.state_path, "send", command="mark-seen"), store.open(config) as state:
+    with store.lock(config, "send", command="mark-seen"), store.open(config) as state:
         posts_by_feed, _, results = gather(config, state, now, record=True, collector=collector)
         posts = [post for feed_posts in posts_by_feed.values() for post in feed_posts]
         marked = state.editorial.mark_seen(posts, now)

@@ -22,7 +22,6 @@ from digest.dates import format_date
 from digest.errors import DigestError, Stopped
 from digest.feedadvice import feed_advice, feed_label
 from digest.group import AlreadySent, Choices, build_issue, only_sections, skip_reason
-from digest.lock import hold_lock
 from digest.message import (
     DkimKey,
     IssueEnvelope,
@@ -603,7 +602,7 @@ def send(
     subscriber_list = load_subscribers(config.subscribers_path)
     dkim_key = load_dkim(config)
     with (
-        hold_lock(config.state_path, "send", command="send"),
+        store.lock(config, "send", command="send"),
         store.open(config) as state,
         Mailer(config.smtp) as mailer,
     ):

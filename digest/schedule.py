@@ -18,7 +18,6 @@ from apscheduler.triggers.interval import IntervalTrigger
 from digest import approval, pipeline, store
 from digest.config import Config, ScheduleConfig, load_config
 from digest.errors import ConfigError, DigestError, Stopped
-from digest.lock import hold_lock
 from digest.models import SendReport
 from digest.settings import SettingsError
 from digest.slots import (
@@ -78,7 +77,7 @@ def fire(
     if stop.is_set():
         return None
     wait = max(schedule.grace, ON_TIME.total_seconds())
-    with hold_lock(config.state_path, "send", wait=wait, stop=stop, command="run"):
+    with store.lock(config, "send", wait=wait, stop=stop, command="run"):
         now = clock.now()
         with store.open(config) as state:
             latest = state.ledger.latest_slot_key()
@@ -309,7 +308,7 @@ def poll_bounces(config: Config, clock: Clock) -> None:
 def run_once(config: Config, clock: Clock) -> SlotResult | None:
     """Fire the due slot (missed within grace) or else the next one now; stop on SIGTERM."""
     require_schedule(config)
-    with hold_lock(config.state_path, "run"), GracefulStop() as stop:
+    with store.lock(config, "run"), GracefulStop() as stop:
         return fire(config, clock, stop, fallback_to_next=True)
 
 
@@ -318,7 +317,7 @@ def run_forever(config: Config, clock: Clock) -> None:
     read the bounce mailbox every bounces.poll_every, on the same single worker thread."""
     schedule = require_schedule(config)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    with hold_lock(config.state_path, "run") as lock, GracefulStop() as stop:
+    with store.lock(config, "run") as lock, GracefulStop() as stop:
         scheduler = BackgroundScheduler(
             timezone=ZoneInfo(schedule.timezone),
             executors={"default": ThreadPoolExecutor(1)},

@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from digest.lock import hold_lock
 from digest.stopping import GracefulStop
+from digest.store.locks import hold_lock
 from tests.conftest import Project
 from tests.support.feedserver import Route
 from tests.test_schedule_run import SLOT, Daemon, weekly
