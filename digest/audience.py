@@ -134,7 +134,7 @@ def export(state: State, listed: SubscriberList) -> list[dict[str, Any]]:
     """Everything held about each person: details, status, sections, consent, deliveries."""
     signups = {signup.email: signup for signup in state.signups.signups()}
     in_file = {s.email.lower(): s for s in listed.subscribers}
-    suppressions = {email: (when, source) for email, when, source in state.suppressions.all()}
+    suppressions = {s.email: (s.at, s.source) for s in state.suppressions.all()}
     deliveries = state.signups.delivery_counts()
     addresses = sorted(
         set(signups) | set(in_file) | set(suppressions) | state.signups.known_addresses()

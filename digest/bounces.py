@@ -20,7 +20,7 @@ from digest.addresses import canonical_or_none
 from digest.bouncereport import Kind, Report, read_report
 from digest.config import Config
 from digest.errors import DigestError
-from digest.store import State
+from digest.store import State, SuppressionKind
 from digest.store.bounces import StoredReport
 from digest.tokens import TRANSACTIONAL_REFERENCE, tag_matches
 
@@ -106,6 +106,14 @@ def attribute(state: State, secret: str, report: Report, now: datetime) -> Attri
     return None
 
 
+# What a report that suppresses makes of the address (a soft bounce only past the limit).
+SUPPRESSION_KINDS = {
+    Kind.HARD: SuppressionKind.HARD_BOUNCE,
+    Kind.SOFT: SuppressionKind.SOFT_BOUNCES,
+    Kind.COMPLAINT: SuppressionKind.COMPLAINT,
+}
+
+
 def _reason(report: Report) -> str:
     words = {Kind.HARD: "hard bounce", Kind.SOFT: "soft bounce", Kind.COMPLAINT: "complaint"}
     status = f" {report.status}" if report.status else ""
@@ -166,7 +174,7 @@ def _act(
     if found.issue_id is None and signup is not None and signup.status == "pending":
         if report.kind is Kind.SOFT:
             return COUNTED
-        state.bounces.drop_pending_signup(found.email)
+        state.signups.drop_pending(found.email)
         return DROPPED_SIGNUP
     reason = _reason(report)
     if report.kind is Kind.SOFT:
@@ -176,10 +184,11 @@ def _act(
         if streak < config.bounces.soft_limit:
             return COUNTED
         reason = f"{streak} soft bounces in a row; last: {reason}"
-    added = state.bounces.suppress(
+    added = state.suppressions.suppress(
         found.email,
         now,
         source="complaint" if report.kind is Kind.COMPLAINT else "bounce",
+        kind=SUPPRESSION_KINDS[report.kind],
         reason=reason,
         issue_id=found.issue_id,
         report_id=report_id,

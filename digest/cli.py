@@ -723,7 +723,9 @@ def unsubscribe(config: Config, address: str) -> None:
     """Stop all mail to ADDRESS, whatever the subscriber list says."""
     email = _address(address)
     with store.open(config) as state:
-        added = state.suppressions.suppress(email, current_time(), "manual")
+        added = state.suppressions.suppress(
+            email, current_time(), "manual", kind=store.SuppressionKind.MANUAL
+        )
     if added:
         out.print(f"{email} is unsubscribed: no issue will be sent to it again.", markup=False)
     else:
@@ -760,22 +762,23 @@ def subscribers(ctx: click.Context) -> None:
         ctx.invoke(_subscriber_counts)
 
 
-def _by_reason(
-    rows: list[tuple[str, datetime, str]], reasons: dict[str, str]
-) -> dict[str, list[str]]:
-    """Bounce and complaint suppressions grouped by kind of reason, each with its detail."""
+# How `digest subscribers` names each kind of bounce or complaint suppression.
+_BOUNCE_GROUPS = {
+    store.SuppressionKind.COMPLAINT: "complaint",
+    store.SuppressionKind.SOFT_BOUNCES: "soft bounces",
+    store.SuppressionKind.REFUSED: "refused during the send",
+    store.SuppressionKind.HARD_BOUNCE: "hard bounce",
+}
+
+
+def _by_reason(rows: list[store.Suppression]) -> dict[str, list[str]]:
+    """Bounce and complaint suppressions grouped by their kind, each with its reason."""
     groups: dict[str, list[str]] = {}
-    for email, when, source in rows:
-        reason = reasons.get(email) or source
-        if source == "complaint":
-            kind = "complaint"
-        elif "soft bounce" in reason:
-            kind = "soft bounces"
-        elif "at SMTP time" in reason:
-            kind = "refused during the send"
-        else:
-            kind = "hard bounce"
-        groups.setdefault(kind, []).append(f"{email} ({when:%Y-%m-%d}: {reason})")
+    for row in rows:
+        reason = row.reason or row.source
+        groups.setdefault(_BOUNCE_GROUPS[row.kind], []).append(
+            f"{row.email} ({row.at:%Y-%m-%d}: {reason})"
+        )
     return groups
 
 
@@ -793,10 +796,9 @@ def _subscriber_counts(config: Config) -> None:
         suppressions = state.suppressions.all()
         secret = audience.forgetting_secret(state, config.secret)
         counted = audience.counts(state, subscriber_list, secret, audience.section_titles(config))
-        reasons = state.bounces.reasons()
-    bounce_rows = [row for row in suppressions if row[2] in ("bounce", "complaint")]
+    bounce_rows = [row for row in suppressions if row.kind.is_bounce]
     listed = {s.email for s in subscriber_list.subscribers}
-    suppressed = [row for row in suppressions if row[0] in listed]
+    suppressed = [row for row in suppressions if row.email in listed]
     elsewhere = len(suppressions) - len(suppressed)
     table = Table("", "Count", "Which")
     rows = [
@@ -804,11 +806,11 @@ def _subscriber_counts(config: Config) -> None:
         (
             "Unsubscribed",
             len(suppressed),
-            [f"{e} ({src}, {when:%Y-%m-%d})" for e, when, src in suppressed],
+            [f"{row.email} ({row.source}, {row.at:%Y-%m-%d})" for row in suppressed],
         ),
         *(
             (f"Suppressed: {reason}", len(which), which)
-            for reason, which in _by_reason(bounce_rows, reasons).items()
+            for reason, which in _by_reason(bounce_rows).items()
         ),
         ("Signed up and confirmed", counted.confirmed, []),
         ("Signed up, awaiting confirmation", counted.pending, []),

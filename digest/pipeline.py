@@ -43,8 +43,7 @@ from digest.models import (
 )
 from digest.personalise import personalise, stamp_issue_url
 from digest.samples import sample_issue
-from digest.store import IssueVariant, State, configured_secret
-from digest.store.previews import remember_preview
+from digest.store import IssueVariant, State, SuppressionKind, configured_secret
 from digest.subscribers import load_subscribers
 from digest.tokens import delivery_tag, make_purpose_token, make_token
 
@@ -309,7 +308,8 @@ def preview(
     if rendered is None:
         rendered = stamp_issue_url(render_issue(issue, config), archive.preview_url(config))
         if cache:
-            remember_preview(config.state_path, key, rendered, now.isoformat())
+            with store.open(config, read_only=True) as state:
+                state.previews.remember(key, rendered, now.isoformat())
     prepared = Prepared(
         issue, rendered, results, sources, feed_problems(config.feeds, results), sample=sample
     )
@@ -479,10 +479,11 @@ def refused_for_good(state: State, issue_id: int, delivery: Delivery, now: datet
 
     reason = permanent_refusal(delivery.reply)
     if reason:
-        state.bounces.suppress(
+        state.suppressions.suppress(
             delivery.email,
             now,
             source="bounce",
+            kind=SuppressionKind.REFUSED,
             reason=f"{reason} at SMTP time: {delivery.reply[:200]}",
             issue_id=issue_id,
             report_id=None,
@@ -553,7 +554,7 @@ def _freeze(
             ],
         )
         # The note and the pins were for this issue only; left-out posts stay left out.
-        state.editorial.keep_note(issue_id, prepared.issue.note)
+        state.editorial.clear_note()
         state.editorial.unpin([(post.feed_url, post.key) for post in prepared.issue.posts])
         if config.archive.enabled:
             state.archive.publish(issue_id, number, slug, archive.summary_of(prepared.issue))

@@ -10,13 +10,12 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from digest import pipeline
+from digest import pipeline, store
 from digest.approval import gate_for, request_ahead
 from digest.config import load_config
 from digest.editor import choose, next_posts, set_note
 from digest.models import Choice
 from digest.slots import slot_key
-from digest.store import State
 from digest.tokens import APPROVAL_PURPOSE, make_purpose_token
 from tests.conftest import Project, post
 from tests.support.serving import serving
@@ -231,7 +230,7 @@ def test_a_link_that_names_no_approver_still_decides_once(project: Project) -> N
     with_approval(project, "2h")
     config = load_config(project.config)
     assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
-    with State(config.state_path) as state:
+    with store.open_path(config.state_path) as state:
         secret = state.secrets.signing_secret(config.secret)
     token = make_purpose_token(secret, APPROVAL_PURPOSE, slot_key(SLOT), SLOT + timedelta(hours=6))
     project.now = SLOT - timedelta(hours=1)

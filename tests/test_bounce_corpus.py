@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from digest import store
 from digest.models import Delivery, DeliveryStatus
-from digest.store import State
 from tests.conftest import Project
 from tests.support import reports
 
@@ -55,7 +55,7 @@ def test_every_known_address_bounce_in_the_corpus_is_attributed(project: Project
     data, known = FOUND
     now = datetime.now(UTC)
     addresses = sorted({address for _, expected, _ in known for address in expected})
-    with State(project.root / "state.sqlite3") as state:
+    with store.open_path(project.root / "state.sqlite3") as state:
         issue = state.ledger.create_issue(subject="s", html="h", text="t", posts=[], now=now)
         for address in addresses:
             state.ledger.record_delivery(
@@ -99,7 +99,7 @@ def test_no_message_in_the_corpus_crashes_or_is_taken_for_an_auto_reply(project:
 
 def test_auto_replies_are_never_taken_for_bounces(project: Project) -> None:
     now = datetime.now(UTC)
-    with State(project.root / "state.sqlite3") as state:
+    with store.open_path(project.root / "state.sqlite3") as state:
         issue = state.ledger.create_issue(subject="s", html="h", text="t", posts=[], now=now)
         for address in ("ann@example.com", "bob@example.com"):
             state.ledger.record_delivery(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from digest import store
 from tests.conftest import NOW, Project, post
 from tests.support import reports
 from tests.support.imapserver import PASSWORD, USER, WITHOUT_MOVE, ImapServer, dovecot_missing
@@ -259,12 +260,11 @@ def test_a_bounced_confirmation_drops_the_pending_sign_up(project: Project) -> N
     from digest.config import load_config
     from digest.message import transactional_message
     from digest.models import Subscriber
-    from digest.store import State
     from digest.tokens import TRANSACTIONAL_REFERENCE, delivery_tag
 
     verp_project(project)
     config = load_config(project.config)
-    with State(project.root / "state.sqlite3") as state:
+    with store.open_path(project.root / "state.sqlite3") as state:
         state.signups.request(
             "dan@example.com", "Dan", None, NOW, page="", ip="", consent_sha256=""
         )

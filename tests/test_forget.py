@@ -21,12 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from digest import store
 from digest.bouncereport import Kind, Report
 from digest.bounces import apply_report
 from digest.config import load_config
 from digest.models import RenderedIssue
-from digest.store import RateLimit, State
-from digest.store.previews import remember_preview
+from digest.store import RateLimit
 from digest.tokens import address_hash, make_token
 from tests.conftest import Project, post
 from tests.support import reports
@@ -79,7 +79,7 @@ def erin_everywhere(project: Project) -> None:
     bounced = project.run("bounces", "--stdin", input=dsn)
     assert bounced.exit_code == 0 and f"Suppressed {ERIN}" in bounced.output, bounced.output
     config = load_config(project.config)
-    with State(state_path(project)) as state:
+    with store.open_path(state_path(project)) as state:
         webhook = Report(
             Kind.COMPLAINT,
             "mailgun:event-1",
@@ -93,9 +93,8 @@ def erin_everywhere(project: Project) -> None:
         assert state.signups.allow([RateLimit(bucket, timedelta(days=1), 5)], project.now)
         state.editorial.request_approval("2026-12-07T09:00:00+00:00", frozenset(), project.now)
         state.editorial.decide("2026-12-07T09:00:00+00:00", "approved", ERIN, project.now)
-    remember_preview(
-        state_path(project), "k", RenderedIssue("s", f"<p>Hello {ERIN}</p>", "t"), "now"
-    )
+    with store.open_path(state_path(project), read_only=True) as state:
+        state.previews.remember("k", RenderedIssue("s", f"<p>Hello {ERIN}</p>", "t"), "now")
 
 
 def test_forget_leaves_no_trace_in_any_table_or_in_the_files(project: Project) -> None:

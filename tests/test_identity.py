@@ -13,10 +13,10 @@ from datetime import timedelta
 
 import httpx
 
+from digest import store
 from digest.bouncereport import Kind, Report
 from digest.bounces import DROPPED_SIGNUP, SUPPRESSED, apply_report
 from digest.config import load_config
-from digest.store import State
 from digest.store.migrations import MIGRATIONS
 from digest.subscribers import load_subscribers
 from digest.tokens import delivery_tag, make_purpose_token, make_token
@@ -126,7 +126,7 @@ def test_a_bounce_naming_the_unicode_form_is_tied_to_the_canonical_sign_up(
     project: Project,
 ) -> None:
     config = load_config(project.config)
-    with State(config.state_path) as state:
+    with store.open_path(config.state_path) as state:
         state.signups.request(ERIN, "", None, project.now, page="", ip="", consent_sha256="")
         # The confirmation went out before the upgrade, tagged over the Unicode form.
         tag = delivery_tag(SECRET, "s", ERIN_UNICODE)
@@ -197,7 +197,7 @@ def test_a_bounce_of_an_issue_sent_before_the_upgrade_suppresses_the_canonical_a
         )
     tag = delivery_tag(SECRET, "1", ERIN_UNICODE)
     report = Report(Kind.HARD, "dsn-2", (ERIN_UNICODE,), "5.1.1", "no such user", (("1", tag),))
-    with State(config.state_path) as state:
+    with store.open_path(config.state_path) as state:
         outcome, address = apply_report(config, state, SECRET, report, "stdin", project.now)
     assert (outcome, address) == (SUPPRESSED, ERIN)
     assert suppressions(project) == [(ERIN, "bounce")]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from digest.store import State
+from digest import store
 from tests.conftest import Project
 from tests.support import reports
 from tests.support.imapserver import ImapServer, dovecot_missing
@@ -127,7 +127,7 @@ def test_catch_up_within_grace_sends_once_and_a_restart_sends_nothing(project: P
 
 def test_slot_missed_beyond_grace_is_skipped_with_a_log_line(project: Project) -> None:
     weekly(project, grace="1h")
-    with State(project.root / "state.sqlite3") as state:
+    with store.open_path(project.root / "state.sqlite3") as state:
         state.ledger.record_skipped_slot("2026-11-23T08:00:00+00:00", SLOT, "nothing new")
     with Daemon(project, SLOT + timedelta(hours=3)) as late:
         line = late.wait_for(f"{SLOT_LOG} missed")

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from digest import store
 from digest.models import Delivery, DeliveryStatus, FeedResult, FetchStatus, Post
-from digest.store import State
+from digest.store import State, Suppression, SuppressionKind
 
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 FEED = "https://example.org/feed.xml"
@@ -31,7 +32,7 @@ def a_post(number: int, *, feed_url: str = FEED, dated: bool = True) -> Post:
 
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[State]:
-    with State(tmp_path / "state.sqlite3") as opened:
+    with store.open_path(tmp_path / "state.sqlite3") as opened:
         yield opened
 
 
@@ -163,13 +164,18 @@ def test_a_failed_transaction_leaves_nothing_behind(state: State) -> None:
 
 
 def test_suppressions_ignore_case_and_can_be_lifted(state: State) -> None:
-    assert state.suppressions.suppress("Zoe@Example.com", NOW, "manual")
-    assert not state.suppressions.suppress("zoe@example.com", NOW + timedelta(days=1), "one-click")
-    assert state.suppressions.suppress("amy@example.com", NOW + timedelta(days=2), "one-click")
+    manual, unsubscribe = SuppressionKind.MANUAL, SuppressionKind.UNSUBSCRIBE
+    assert state.suppressions.suppress("Zoe@Example.com", NOW, "manual", kind=manual)
+    assert not state.suppressions.suppress(
+        "zoe@example.com", NOW + timedelta(days=1), "one-click", kind=unsubscribe
+    )
+    assert state.suppressions.suppress(
+        "amy@example.com", NOW + timedelta(days=2), "one-click", kind=unsubscribe
+    )
     assert state.suppressions.suppressed() == {"zoe@example.com", "amy@example.com"}
     assert state.suppressions.all() == [
-        ("zoe@example.com", NOW, "manual"),
-        ("amy@example.com", NOW + timedelta(days=2), "one-click"),
+        Suppression("zoe@example.com", NOW, manual, "manual"),
+        Suppression("amy@example.com", NOW + timedelta(days=2), unsubscribe, "one-click"),
     ]
     assert state.suppressions.unsuppress("ZOE@example.com")
     assert not state.suppressions.unsuppress("zoe@example.com")
@@ -181,14 +187,14 @@ def test_the_secret_is_generated_once_and_kept(
 ) -> None:
     monkeypatch.delenv("DIGEST_SECRET", raising=False)
     path = tmp_path / "state.sqlite3"
-    with State(path) as state:
+    with store.open_path(path) as state:
         secret = state.secrets.secret()
         assert state.secrets.signing_secret(None) == secret
         assert state.secrets.signing_secret("from-config") == "from-config"
         monkeypatch.setenv("DIGEST_SECRET", "from-environment")
         assert state.secrets.signing_secret("from-config") == "from-environment"
     assert len(secret) >= 43
-    with State(path) as state, State(path, read_only=True) as reader:
+    with store.open_path(path) as state, store.open_path(path, read_only=True) as reader:
         assert state.secrets.secret() == reader.secrets.secret() == secret
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT key, value FROM meta").fetchall() == [("secret", secret)]

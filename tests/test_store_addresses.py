@@ -13,7 +13,8 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest.store import State
+from digest import store
+from digest.store import SuppressionKind
 from digest.store.migrations import LATEST, MIGRATIONS
 from digest.tokens import address_hash
 from tests.conftest import Project
@@ -69,7 +70,7 @@ def test_upgrading_0_1_0_rewrites_its_addresses_and_keeps_every_delivery(tmp_pat
         " ORDER BY issue_id, email"
     )
     kept = rows(old, untouched)
-    with State(old) as state:
+    with store.open_path(old) as state:
         history = {summary.issue.id: summary for summary in state.ledger.history()}
     assert user_version(old) == LATEST
     assert rows(old, untouched) == kept
@@ -130,10 +131,10 @@ def test_upgrading_todays_schema_merges_one_persons_rows(tmp_path: Path) -> None
             " ?, 1)",
             (ERIN_UNICODE,),
         )
-    with State(path, read_only=True) as state:  # an upgrade in memory: the file waits
+    with store.open_path(path, read_only=True) as state:  # an upgrade in memory: the file waits
         assert [signup.email for signup in state.signups.signups()] == [ERIN, "max@example.org"]
     assert user_version(path) == BEFORE_CANONICAL
-    with State(path) as state:
+    with store.open_path(path) as state:
         [erin, _] = state.signups.signups()
         assert (erin.email, erin.name, erin.status, erin.sections) == (
             ERIN,
@@ -223,11 +224,11 @@ def test_preferences_saved_by_a_listed_reader_no_longer_keep_them_on_after_the_u
 def test_the_store_looks_an_address_up_under_its_canonical_form(tmp_path: Path) -> None:
     """Callers pass canonical addresses; one read back from an older link may not be."""
     at = datetime(2026, 12, 1, 8, tzinfo=UTC)
-    with State(tmp_path / "state.sqlite3") as state:
+    with store.open_path(tmp_path / "state.sqlite3") as state:
         state.signups.request(ERIN_UNICODE, "Erin", None, at, page="", ip="", consent_sha256="")
         assert state.signups.confirm("Erin@B\u00dcCHER.example", at) == "confirmed"
-        assert state.suppressions.suppress(ERIN_UNICODE, at, "manual")
-        assert not state.suppressions.suppress(ERIN, at, "manual")
+        assert state.suppressions.suppress(ERIN_UNICODE, at, "manual", kind=SuppressionKind.MANUAL)
+        assert not state.suppressions.suppress(ERIN, at, "manual", kind=SuppressionKind.MANUAL)
         assert [signup.email for signup in state.signups.signups()] == [ERIN]
         assert state.suppressions.suppressed() == {ERIN}
         assert state.suppressions.unsuppress("ERIN@xn--bcher-kva.example")

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from digest import store
 from digest.errors import StateError
-from digest.store import State
+from digest.store import SuppressionKind
 from digest.store.migrations import LATEST
 from tests.conftest import Project
 
@@ -115,20 +116,23 @@ def shared_folder() -> Iterator[Path]:
 def test_a_state_file_in_a_folder_nobody_may_write_is_still_readable(shared_folder: Path) -> None:
     path = shared_folder / "state.sqlite3"
     shutil.copyfile(FIXTURE, path)
-    with State(path):  # upgraded, and in WAL mode as every writing command leaves it
+    with store.open_path(path):  # upgraded, and in WAL mode as every writing command leaves it
         pass
     path.chmod(0o444)
     shared_folder.chmod(0o555)
     before = snapshot(shared_folder)
 
     def history() -> str:
-        with State(path, read_only=True) as state:
+        with store.open_path(path, read_only=True) as state:
             return ",".join(str(summary.issue.id) for summary in state.ledger.history())
 
     def write() -> str:
-        with State(path) as state:
+        with store.open_path(path) as state:
             state.suppressions.suppress(
-                "zoe@example.com", state.ledger.history()[0].issue.created_at, "manual"
+                "zoe@example.com",
+                state.ledger.history()[0].issue.created_at,
+                "manual",
+                kind=SuppressionKind.MANUAL,
             )
         return "written"
 
@@ -143,7 +147,7 @@ def test_reading_an_old_file_upgrades_a_private_copy_only(tmp_path: Path) -> Non
     shutil.copyfile(FIXTURE, path)
     with (
         pytest.raises(StateError, match="cannot use state file"),
-        State(path, read_only=True) as state,
+        store.open_path(path, read_only=True) as state,
     ):
         assert [summary.issue.marker for summary in state.ledger.history()] == ["", "", ""]
         assert state.suppressions.suppressed() == {"carol@example.com", "erin@example.com"}
@@ -151,14 +155,14 @@ def test_reading_an_old_file_upgrades_a_private_copy_only(tmp_path: Path) -> Non
     assert path.read_bytes() == FIXTURE.read_bytes()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 0
-    with State(path) as state:
+    with store.open_path(path) as state:
         pass
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == LATEST
 
 
 def test_a_read_only_state_has_no_secret_to_invent(tmp_path: Path) -> None:
-    with State(tmp_path / "absent.sqlite3", read_only=True) as state:
+    with store.open_path(tmp_path / "absent.sqlite3", read_only=True) as state:
         assert state.ledger.history() == []
         with pytest.raises(StateError, match="run a writing command"):
             state.secrets.secret()

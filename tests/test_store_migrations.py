@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from digest import store
 from digest.errors import StateError
-from digest.store import State
 from digest.store.migrations import LATEST, MIGRATIONS
 from tests.conftest import Project
 
@@ -70,7 +70,7 @@ def test_the_fixture_is_a_0_1_0_file(old: Path) -> None:
 
 def test_upgrading_0_1_0_keeps_every_row_and_repairs_moved_feeds(old: Path) -> None:
     before = {table: set(rows(old, f"SELECT * FROM {table}")) for table in TABLES}
-    with State(old) as state:
+    with store.open_path(old) as state:
         history = state.ledger.history()
         secret = state.secrets.secret()
         unfinished = state.ledger.unfinished_issue()
@@ -78,8 +78,12 @@ def test_upgrading_0_1_0_keeps_every_row_and_repairs_moved_feeds(old: Path) -> N
     after = {table: set(rows(old, f"SELECT * FROM {table}")) for table in TABLES}
     for table in ("meta", "feeds", "deliveries", "skipped_slots"):
         assert after[table] == before[table], table
-    # Suppressions gained migration 6's empty reason, issue and report, and nothing else.
-    assert after["suppressions"] == {(*row, "", None, None) for row in before["suppressions"]}
+    # Suppressions gained migration 6's empty reason, issue and report, migration 12's kind,
+    # and nothing else.
+    kinds = {"carol@example.com": "manual", "erin@example.com": "unsubscribe"}
+    assert after["suppressions"] == {
+        (*row, "", None, None, kinds[str(row[0])]) for row in before["suppressions"]
+    }
     # Issues gained an empty marker and nothing else.
     assert after["issues"] == {(*row, "") for row in before["issues"]}
     # Migration 3 copied the moved news feed's rows under its configured URL; none went away.
@@ -121,11 +125,11 @@ def test_upgrading_0_1_0_keeps_every_row_and_repairs_moved_feeds(old: Path) -> N
 
 
 def test_a_second_open_changes_nothing(old: Path) -> None:
-    with State(old):
+    with store.open_path(old):
         pass
     dump = "\n".join(sqlite3.connect(old).iterdump())
     modified = old.stat().st_mtime_ns
-    with State(old):
+    with store.open_path(old):
         pass
     assert "\n".join(sqlite3.connect(old).iterdump()) == dump
     assert old.stat().st_mtime_ns == modified
@@ -135,7 +139,7 @@ def test_a_second_open_changes_nothing(old: Path) -> None:
 def test_a_fresh_file_runs_every_migration(tmp_path: Path) -> None:
     fresh, upgraded = tmp_path / "fresh.sqlite3", tmp_path / "old.sqlite3"
     shutil.copyfile(FIXTURE, upgraded)
-    with State(fresh), State(upgraded):
+    with store.open_path(fresh), store.open_path(upgraded):
         pass
     assert user_version(fresh) == LATEST == len(MIGRATIONS) >= 3
     schema = (
@@ -151,7 +155,7 @@ def test_an_upgrade_that_fails_changes_nothing(old: Path) -> None:
         db.execute("ALTER TABLE issues ADD COLUMN marker TEXT")
     before = "\n".join(sqlite3.connect(old).iterdump())
     with pytest.raises(StateError, match="duplicate column name: marker"):
-        State(old)
+        store.open_path(old)
     assert "\n".join(sqlite3.connect(old).iterdump()) == before
     assert "INDEX posts_link" not in before
     assert user_version(old) == 0
@@ -159,7 +163,7 @@ def test_an_upgrade_that_fails_changes_nothing(old: Path) -> None:
 
 def test_a_file_from_a_newer_digest_is_refused_by_every_command(project: Project) -> None:
     state = project.root / "state.sqlite3"
-    with State(state):
+    with store.open_path(state):
         pass
     with sqlite3.connect(state) as db:
         db.execute(f"PRAGMA user_version = {LATEST + 1}")

@@ -7,7 +7,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from digest.store import State
+from digest import store
 from digest.store.migrations import LATEST, MIGRATIONS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "state-0.1.0.sqlite3"
@@ -36,7 +36,7 @@ def test_the_0_1_0_file_upgrades_through_migration_10_and_keeps_its_rows(tmp_pat
     shutil.copyfile(FIXTURE, path)
     old_tables = tables(path)
     before = dump(path, old_tables)
-    with State(path) as state:
+    with store.open_path(path) as state:
         assert state.webhook_nonces.remember("mailgun", "t", NOW, timedelta(minutes=10))
         assert state.editorial.decisions("2026-11-30T08:00:00+00:00") == []
     assert version(path) == LATEST >= REPLAY
@@ -82,7 +82,7 @@ def test_a_file_at_the_previous_schema_keeps_its_data_and_its_decisions(tmp_path
         )
     kept = ["approvals", "bounce_reports", "issues", "suppressions"]
     before = dump(path, kept)
-    with State(path) as state:
+    with store.open_path(path) as state:
         decisions = state.editorial.decisions("2026-11-23T08:00:00+00:00")
         held = state.editorial.decisions("2026-11-30T08:00:00+00:00")
         waiting = state.editorial.decisions("2026-12-07T08:00:00+00:00")

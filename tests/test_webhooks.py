@@ -23,8 +23,8 @@ with warnings.catch_warnings():
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from digest.store import State
-from digest.store import db as store_db
+from digest import store
+from digest.store import sqlite as store_sqlite
 from digest.web.public import PublicSite, create_public_app
 from digest.web.webhooks import NotJson, read_json
 from tests.conftest import Project
@@ -415,7 +415,7 @@ def test_a_request_that_fails_half_way_does_not_use_up_its_signature(
     """The nonce is written in the same transaction as the events: when the state file is busy
     the provider is told to try again (503), and its retry of the same request is accepted."""
     configure(project, monkeypatch)
-    monkeypatch.setattr(store_db, "BUSY_TIMEOUT", 0.2)
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT", 0.2)
     site = PublicSite(project.config, lambda: project.now)
     body = mailgun_body(project, "ann@example.com")
     with TestClient(create_public_app(site)) as client:
@@ -439,7 +439,7 @@ def test_nonces_are_kept_for_the_window_then_pruned(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     keep = timedelta(minutes=10)
     start = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
-    with State(path) as state:
+    with store.open_path(path) as state:
         nonces = state.webhook_nonces
         assert nonces.remember("mailgun", "a", start, keep)
         assert not nonces.remember("mailgun", "a", start + timedelta(minutes=9), keep)

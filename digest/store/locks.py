@@ -1,6 +1,8 @@
 """The SQLite state's locks: exclusive file locks beside the state file, so two processes never
-send at once. Callers take them through `digest.store.lock`, which a backend on a database
-server implements its own way.
+send at once.
+
+Callers take them through `digest.store.lock`, which a backend on a database server implements
+its own way.
 
 Each named lock is an `fcntl.flock` on a small file next to the state file:
 

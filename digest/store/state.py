@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import AbstractContextManager
-from pathlib import Path
 
 from digest.store.archive import Archive
+from digest.store.backend import Backend
 from digest.store.bounces import BounceReports
-from digest.store.db import Database, explain, open_database
 from digest.store.editor import Editorial
 from digest.store.erasure import Erasure
 from digest.store.feeds import Feeds
@@ -22,16 +20,15 @@ from digest.store.webhooks import WebhookNonces
 
 
 class State:
-    """One open state file; use as a context manager.
+    """One open state (digest.store.open makes it); use as a context manager.
 
-    `read_only` opens it without writing anything (see digest.store.db). Any SQLite failure
-    inside the `with` block, such as a page found damaged half-way, leaves it as a one-line
-    StateError naming the file.
+    Every repository works through the same backend, so a transaction spans them all. A
+    failure of the database inside the `with` block, such as a page found damaged half-way,
+    leaves it as the backend's one-line StateError.
     """
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        self.path = path
-        self.db: Database = open_database(path, read_only=read_only)
+    def __init__(self, backend: Backend) -> None:
+        self.db = backend
         self.feeds = Feeds(self.db)
         self.ledger = Ledger(self.db)
         self.suppressions = Suppressions(self.db)
@@ -50,10 +47,9 @@ class State:
 
     def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
         self.close()
-        if isinstance(error, sqlite3.DatabaseError) and not isinstance(
-            error, sqlite3.IntegrityError
-        ):
-            raise explain(self.path, error) from None
+        explained = self.db.explain(error) if error is not None else None
+        if explained is not None:
+            raise explained from None
 
     def transaction(self) -> AbstractContextManager[None]:
         """One transaction across repositories: every write inside it happens, or none does

@@ -71,7 +71,9 @@ class PublicSite:
         with store.open(self) as state:
             if is_forgotten(address, state.signups.forgotten(), self.secret):
                 return False
-            added = state.suppressions.suppress(address, self.clock(), source)
+            added = state.suppressions.suppress(
+                address, self.clock(), source, kind=store.SuppressionKind.UNSUBSCRIBE
+            )
         logger.info("unsubscribed %s (%s)", address, source)
         return added
 

@@ -29,7 +29,7 @@ from digest.config import Config
 from digest.deliver import Mailer
 from digest.message import DkimKey
 from digest.models import DeliveryStatus, OutgoingMessage
-from digest.store import State
+from digest.store import State, SuppressionKind
 from digest.subscribers import load_subscribers
 from digest.theme import theme_view
 from digest.web.common import COMMON_HEADERS, body_or_refusal
@@ -288,7 +288,9 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                     return no_longer_valid()
                 error, saved = "", False
                 if choice == "unsubscribe":
-                    state.suppressions.suppress(address, desk.clock(), "preferences page")
+                    state.suppressions.suppress(
+                        address, desk.clock(), "preferences page", kind=SuppressionKind.UNSUBSCRIBE
+                    )
                     return desk.page(
                         "notice.html",
                         "You are unsubscribed",
