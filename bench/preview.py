@@ -10,7 +10,6 @@ the others' and the median shown.
 from __future__ import annotations
 
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from digest.personalise import new_marker
 from digest.pipeline import prepare
 from digest.render import HTML_TEMPLATE, render_issue, template_context
 from digest.templating import template_environment
+from tests.support import statefile
 from tests.support.feedserver import FeedServer
 
 RUNS = 7
@@ -77,8 +77,7 @@ def main() -> None:
         state_file = load_config(root / "config.yaml").state_path
 
         def cold() -> None:
-            with sqlite3.connect(state_file) as connection:
-                connection.execute("DELETE FROM preview_cache")
+            statefile.execute(state_file, "DELETE FROM preview_cache")
 
         # As on a user's machine, compiled bytecode is kept between runs.
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}

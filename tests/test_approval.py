@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from digest.models import Choice
 from digest.slots import slot_key
 from digest.tokens import APPROVAL_PURPOSE, make_purpose_token
 from tests.conftest import Project, post
+from tests.support import statefile
 from tests.support.serving import serving
 from tests.test_schedule_run import SLOT, SLOT_LOG, Daemon, rows, wait_until, weekly
 
@@ -195,7 +195,7 @@ def test_the_command_line_overrides_a_link_and_both_stay_on_record(project: Proj
         ("2026-11-30T08:00:00+00:00", "approved", APPROVER, "127.0.0.1"),
         ("2026-11-30T08:00:00+00:00", "held", "command line", ""),
     ]
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         by, at = db.execute("SELECT decided_by, decided_at FROM approvals").fetchone()
     assert (by, at) == ("command line", "2026-11-30T07:30:00+00:00")
 
@@ -296,7 +296,7 @@ def test_on_timeout_send_sends_an_unanswered_draft_but_never_a_held_one(project:
     gate = gate_for(config, SLOT, SLOT)
     held = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert held.held and held.skipped_reason.startswith("held by an approver")
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         db.execute("UPDATE approvals SET status = 'requested'")
     report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert report.issue_id == 1 and report.sent == 2

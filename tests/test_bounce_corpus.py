@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from digest import store
 from digest.models import Delivery, DeliveryStatus
 from tests.conftest import Project
-from tests.support import reports
+from tests.support import reports, statefile
 
 
 def corpus() -> tuple[Path, list[tuple[str, set[str], bool]]] | None:
@@ -67,7 +66,7 @@ def test_every_known_address_bounce_in_the_corpus_is_attributed(project: Project
         message = (data / name).read_bytes()
         result = project.run("bounces", "--stdin", input=message, now=now)
         assert result.exit_code == 0, f"{name}: {result.output}"
-        with sqlite3.connect(project.root / "state.sqlite3") as db:
+        with statefile.connect(project.root / "state.sqlite3") as db:
             row = db.execute(
                 "SELECT id, email, outcome, kind FROM bounce_reports WHERE id > ?", (last,)
             ).fetchone()
@@ -89,7 +88,7 @@ def test_no_message_in_the_corpus_crashes_or_is_taken_for_an_auto_reply(project:
         result = project.run("bounces", "--stdin", input=path.read_bytes())
         assert result.exit_code == 0, f"{path.name}: {result.output}"
         assert "Traceback" not in result.output
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         kinds = dict(db.execute("SELECT kind, COUNT(*) FROM bounce_reports GROUP BY kind"))
         suppressions = db.execute("SELECT COUNT(*) FROM suppressions").fetchone()
     assert kinds.get("auto_reply") == 1  # qmail_08.txt, a real "Auto reply"
@@ -108,5 +107,5 @@ def test_auto_replies_are_never_taken_for_bounces(project: Project) -> None:
     for message in (reports.out_of_office(), reports.vacation()):
         result = project.run("bounces", "--stdin", input=message, now=now)
         assert "1 auto-replies ignored" in result.output
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM suppressions").fetchone() == (0,)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import socket
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,15 +11,14 @@ import pytest
 
 from digest import store
 from tests.conftest import NOW, Project, post
-from tests.support import reports
+from tests.support import reports, statefile
 from tests.support.imapserver import PASSWORD, USER, WITHOUT_MOVE, ImapServer, dovecot_missing
 
 VERP = "  return_path: bounces+{token}@example.org\n"
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def suppressed(project: Project) -> dict[str, str]:

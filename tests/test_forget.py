@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from digest.models import RenderedIssue
 from digest.store import RateLimit
 from digest.tokens import address_hash, make_token
 from tests.conftest import Project, post
-from tests.support import reports
+from tests.support import reports, statefile
 from tests.support.serving import digest_serve
 
 ERIN = "erin@xn--bcher-kva.example"
@@ -48,7 +47,7 @@ def state_path(project: Project) -> Path:
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(state_path(project)) as db:
+    with statefile.connect(state_path(project)) as db:
         return list(db.execute(sql))
 
 
@@ -128,17 +127,8 @@ def test_forget_leaves_no_trace_in_any_table_or_in_the_files(project: Project) -
 @contextmanager
 def reader_holding_a_snapshot(project: Project) -> Iterator[subprocess.Popen[str]]:
     """Another process in the middle of reading the state (as `digest serve` may be)."""
-    script = (
-        "import sqlite3, sys\n"
-        f"db = sqlite3.connect({str(state_path(project))!r}, isolation_level=None)\n"
-        "db.execute('BEGIN')\n"
-        "db.execute('SELECT COUNT(*) FROM deliveries').fetchall()\n"
-        "print('reading', flush=True)\n"
-        "sys.stdin.readline()\n"
-        "db.execute('COMMIT')\n"
-    )
     reader = subprocess.Popen(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", statefile.snapshot_reader(state_path(project))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -197,7 +187,7 @@ def test_forget_stops_short_of_done_when_a_table_it_does_not_know_holds_the_addr
     project: Project,
 ) -> None:
     erin_everywhere(project)
-    with sqlite3.connect(state_path(project)) as db:
+    with statefile.connect(state_path(project)) as db:
         db.execute("CREATE TABLE newer_events (payload TEXT)")
         db.execute("INSERT INTO newer_events VALUES (?)", (f"to: {ERIN}",))
     forgot = project.run_process("subscribers", "forget", ERIN)

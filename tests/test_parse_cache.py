@@ -3,7 +3,6 @@ the state file, stands in, until the bytes change or a post dated ahead comes du
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -14,11 +13,12 @@ from digest.config import FeedConfig, load_config
 from digest.models import FetchStatus
 from digest.pipeline import gather
 from tests.conftest import Project, post
+from tests.support import statefile
 
 
 def parsed_rows(state_file: Path) -> dict[str, tuple[str, int]]:
     """Per feed URL: the key of the bytes parsed, and how many posts the parse gave."""
-    with sqlite3.connect(state_file) as connection:
+    with statefile.connect(state_file) as connection:
         rows = connection.execute(
             "SELECT url, parsed_key, json_array_length(posts) FROM parsed_feeds"
         ).fetchall()

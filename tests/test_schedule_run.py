@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import pytest
 
 from digest import store
 from tests.conftest import Project
-from tests.support import reports
+from tests.support import reports, statefile
 from tests.support.imapserver import ImapServer, dovecot_missing
 from tests.support.smtpserver import free_port
 
@@ -93,8 +92,7 @@ def weekly(project: Project, grace: str = "6h") -> None:
 
 
 def rows(project: Project, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def recipients(project: Project) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import select
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from digest.tokens import make_token
 from digest.web import launch
 from digest.web.public import PublicSite, create_public_app
 from tests.conftest import Project, post, rss
+from tests.support import statefile
 from tests.support.serving import serving
 
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -27,7 +27,7 @@ PASSWORD = "correct horse battery staple"
 
 
 def suppressed(project: Project) -> set[tuple[str, str]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         return set(db.execute("SELECT email, source FROM suppressions"))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,6 +13,7 @@ import pytest
 
 from digest.tokens import make_purpose_token
 from tests.conftest import Project
+from tests.support import statefile
 from tests.support.serving import Serving, serving
 from tests.support.smtpserver import Received
 
@@ -35,8 +35,7 @@ def site(project: Project) -> Iterator[tuple[Project, Serving]]:
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def wait_for_mail(project: Project, address: str, count: int = 1) -> list[Received]:

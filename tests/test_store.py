@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from digest import store
 from digest.models import Delivery, DeliveryStatus, FeedResult, FetchStatus, Post
 from digest.store import State, Suppression, SuppressionKind
+from tests.support import statefile
 
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 FEED = "https://example.org/feed.xml"
@@ -196,5 +196,5 @@ def test_the_secret_is_generated_once_and_kept(
     assert len(secret) >= 43
     with store.open_path(path) as state, store.open_path(path, read_only=True) as reader:
         assert state.secrets.secret() == reader.secrets.secret() == secret
-    with sqlite3.connect(path) as db:
+    with statefile.connect(path) as db:
         assert db.execute("SELECT key, value FROM meta").fetchall() == [("secret", secret)]

@@ -9,15 +9,15 @@ rewritten, are matched in both forms.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 from digest import store
 from digest.store import SuppressionKind
-from digest.store.migrations import LATEST, MIGRATIONS
+from digest.store.migrations import LATEST
 from digest.tokens import address_hash
 from tests.conftest import Project
+from tests.support import statefile
 from tests.test_store_migrations import FIXTURE, user_version
 
 ZOE_UNICODE = "zo\u00eb@b\u00fccher.example"
@@ -28,24 +28,16 @@ BEFORE_CANONICAL = 9  # the schema of the last release before migration 11
 
 
 def rows(path: Path, sql: str, parameters: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return list(db.execute(sql, parameters))
+    return statefile.rows(path, sql, *parameters)
 
 
-def state_at(path: Path, version: int) -> None:
-    """A state file at schema `version`, made by that version's own migrations."""
-    with sqlite3.connect(path, isolation_level=None) as db:
-        for migration in MIGRATIONS[:version]:
-            for step in migration:
-                assert isinstance(step, str)
-                db.execute(step)
-        db.execute(f"PRAGMA user_version = {version}")
+state_at = statefile.state_at
 
 
 def test_upgrading_0_1_0_rewrites_its_addresses_and_keeps_every_delivery(tmp_path: Path) -> None:
     old = tmp_path / "state.sqlite3"
     shutil.copyfile(FIXTURE, old)
-    with sqlite3.connect(old) as db:
+    with statefile.connect(old) as db:
         # As 0.1.0 wrote them: a Unicode domain from the command line and the file, and the
         # same mailbox twice in one issue (the file listed both forms).
         db.executemany(
@@ -93,7 +85,7 @@ def test_upgrading_0_1_0_rewrites_its_addresses_and_keeps_every_delivery(tmp_pat
 def test_upgrading_todays_schema_merges_one_persons_rows(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     state_at(path, BEFORE_CANONICAL)
-    with sqlite3.connect(path) as db:
+    with statefile.connect(path) as db:
         db.executemany(
             "INSERT INTO signups (email, name, status, sections, source, created_at,"
             " confirmed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -163,7 +155,7 @@ def test_an_old_unicode_suppression_and_an_old_erasure_still_hold(project: Proje
     on an earlier release; the file now lists both in the ASCII form."""
     state = project.root / "state.sqlite3"
     state_at(state, BEFORE_CANONICAL)
-    with sqlite3.connect(state) as db:
+    with statefile.connect(state) as db:
         db.execute(
             "INSERT INTO suppressions (email, created_at, source) VALUES (?, ?, 'manual')",
             (ZOE_UNICODE, "2026-11-01T08:00:00+00:00"),
@@ -187,7 +179,7 @@ def test_preferences_saved_by_a_listed_reader_no_longer_keep_them_on_after_the_u
     state = project.root / "state.sqlite3"
     state_at(state, BEFORE_CANONICAL)
     at = "2026-11-01T08:00:00+00:00"
-    with sqlite3.connect(state) as db:
+    with statefile.connect(state) as db:
         db.executemany(
             "INSERT INTO signups (email, name, status, sections, source, created_at,"
             " confirmed_at, updated_at) VALUES (?, ?, 'confirmed', NULL, ?, ?, ?, ?)",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from digest.errors import StateError
 from digest.store import SuppressionKind
 from digest.store.migrations import LATEST
 from tests.conftest import Project
+from tests.support import statefile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "state-0.1.0.sqlite3"
 NOBODY = 65534
@@ -153,11 +153,11 @@ def test_reading_an_old_file_upgrades_a_private_copy_only(tmp_path: Path) -> Non
         assert state.suppressions.suppressed() == {"carol@example.com", "erin@example.com"}
         state.suppressions.unsuppress("carol@example.com")  # the upgraded copy refuses writes too
     assert path.read_bytes() == FIXTURE.read_bytes()
-    with sqlite3.connect(path) as db:
+    with statefile.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 0
     with store.open_path(path) as state:
         pass
-    with sqlite3.connect(path) as db:
+    with statefile.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == LATEST
 
 

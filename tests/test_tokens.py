@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import pytest
 
 from digest.tokens import make_token, verify_token
 from tests.conftest import Project
+from tests.support import statefile
 
 SECRET = "a-secret-of-thirty-two-bytes-or-more-0123"
 
@@ -63,7 +63,7 @@ def run_without_secret_variable(project: Project, *args: str) -> subprocess.Comp
 
 
 def kept_secret(project: Project) -> str:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         return str(db.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()[0])
 
 
@@ -80,7 +80,7 @@ def test_a_first_test_send_signs_with_the_secret_real_sends_will_use(project: Pr
     secret = kept_secret(project)
     assert verify_token(secret, token_in(project.smtp.received[0].data)) == "zoe@example.com"
     assert (project.root / "state.sqlite3").stat().st_mode & 0o077 == 0
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM issues").fetchone() == (0,)  # nothing recorded
 
     assert run_without_secret_variable(project, "send").returncode == 0

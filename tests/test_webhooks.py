@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from digest.store import sqlite as store_sqlite
 from digest.web.public import PublicSite, create_public_app
 from digest.web.webhooks import NotJson, read_json
 from tests.conftest import Project
+from tests.support import statefile
 from tests.support.serving import Serving, serving
 
 MAILGUN_KEY = "mailgun-signing-key-for-tests"
@@ -41,8 +41,7 @@ SENDGRID_PUBLIC = base64.b64encode(
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def suppressed(project: Project) -> dict[str, str]:
@@ -419,13 +418,12 @@ def test_a_request_that_fails_half_way_does_not_use_up_its_signature(
     site = PublicSite(project.config, lambda: project.now)
     body = mailgun_body(project, "ann@example.com")
     with TestClient(create_public_app(site)) as client:
-        holder = sqlite3.connect(project.root / "state.sqlite3", isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")  # another process is writing
-        try:
-            busy = client.post("/webhooks/mailgun", json=body)
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
+        with statefile.connect(project.root / "state.sqlite3", autocommit=True) as holder:
+            holder.execute("BEGIN IMMEDIATE")  # another process is writing
+            try:
+                busy = client.post("/webhooks/mailgun", json=body)
+            finally:
+                holder.execute("ROLLBACK")
         assert busy.status_code == 503, busy.text
         assert busy.headers["retry-after"] == "60" and "nothing was recorded" in busy.text
         assert report_count(project) == 0

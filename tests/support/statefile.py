@@ -85,3 +85,18 @@ def state_at(path: Path, version: int) -> None:
                 if isinstance(step, str):
                     db.execute(step)
         db.execute(f"PRAGMA user_version = {version}")
+
+
+def snapshot_reader(path: Path) -> str:
+    """A Python script for another process that opens a read transaction on the file (as
+    `digest serve` answering a page does), says "reading", and holds it until a line arrives
+    on its standard input."""
+    return (
+        "import sqlite3, sys\n"
+        f"db = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+        "db.execute('BEGIN')\n"
+        "db.execute('SELECT COUNT(*) FROM deliveries').fetchall()\n"
+        "print('reading', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "db.execute('COMMIT')\n"
+    )
