@@ -7,6 +7,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from digest import store
 from digest.errors import StateError
 from digest.store import SuppressionKind
+from digest.store import sqlite as store_sqlite
 from digest.store.migrations import LATEST
 from tests.conftest import Project
 from tests.support import statefile
@@ -190,3 +192,26 @@ def test_history_reads_a_0_1_0_file_without_upgrading_it(project: Project) -> No
     assert "2 unsubscribed addresses are skipped on every send." in result.stdout
     assert state.read_bytes() == FIXTURE.read_bytes()
     assert sorted(path.name for path in project.root.glob("state.sqlite3*")) == ["state.sqlite3"]
+
+
+def test_a_busy_state_is_a_one_line_error_even_outside_a_with_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No sqlite3 exception leaves the store: a repository's statement on a file another
+    process keeps locked raises StateError, whether or not the state is used in `with`."""
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "state.sqlite3"
+    state = store.open_path(path)
+    try:
+        with statefile.connect(path, autocommit=True) as holder:
+            holder.execute("BEGIN IMMEDIATE")  # another process is writing
+            try:
+                with pytest.raises(StateError, match=r"state file .* is busy"):
+                    state.ledger.record_skipped_slot(
+                        "2026-11-30T08:00:00+00:00", datetime(2026, 11, 30, tzinfo=UTC), "quiet"
+                    )
+            finally:
+                holder.execute("ROLLBACK")
+        assert state.ledger.skipped_slots() == []
+    finally:
+        state.close()
