@@ -25,10 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.goals import record
+from digest import store
 from digest.collect import collect
 from digest.config import FeedConfig, FetchConfig, load_config
 from digest.models import FetchStatus
-from digest.pipeline import open_state
 from tests.support.feedserver import FeedServer
 
 FEEDS = 50
@@ -64,7 +64,7 @@ def preview_seconds(
     for suffix in ("", "-wal", "-shm"):
         Path(f"{loaded.state_path}{suffix}").unlink(missing_ok=True)
     if state_file:
-        open_state(loaded).close()
+        store.open(loaded).close()
     command = [sys.executable, "-m", "digest", "--config", str(config), "preview", "--out"]
     command.append(str(root / "preview.html"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}

@@ -10,7 +10,6 @@ the others' and the median shown.
 from __future__ import annotations
 
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -23,12 +22,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.goals import record
+from digest import store
 from digest.config import load_config
 from digest.inline import inline_css
 from digest.personalise import new_marker
-from digest.pipeline import open_state, prepare
+from digest.pipeline import prepare
 from digest.render import HTML_TEMPLATE, render_issue, template_context
 from digest.templating import template_environment
+from tests.support import statefile
 from tests.support.feedserver import FeedServer
 
 RUNS = 7
@@ -72,12 +73,11 @@ def main() -> None:
             "--out",
             str(root / "preview.html"),
         ]
-        open_state(load_config(root / "config.yaml")).close()  # as after a first send
+        store.open(load_config(root / "config.yaml")).close()  # as after a first send
         state_file = load_config(root / "config.yaml").state_path
 
         def cold() -> None:
-            with sqlite3.connect(state_file) as connection:
-                connection.execute("DELETE FROM preview_cache")
+            statefile.execute(state_file, "DELETE FROM preview_cache")
 
         # As on a user's machine, compiled bytecode is kept between runs.
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -105,7 +105,7 @@ def main() -> None:
             startup.append(timed([sys.executable, "-c", "import digest.cli"]))
 
         config = load_config(root / "config.yaml")
-        with open_state(config, read_only=True) as state:
+        with store.open(config, read_only=True) as state:
             issue = prepare(config, state, datetime.now(UTC), record=False).issue
         raw = (
             template_environment(config.templates_dir)

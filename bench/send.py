@@ -44,12 +44,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.goals import record
+from digest import store
 from digest.config import load_config
 from digest.models import Subscriber
 from digest.personalise import personalise
-from digest.pipeline import open_state, prepare
+from digest.pipeline import prepare
 from digest.render import render_issue
-from digest.store import State
 
 SUBSCRIBERS = 10_000
 SMALL_LIST = 1_000
@@ -134,7 +134,7 @@ def make_sections_project(root: Path, port: int, subscribers: int, *, choose: bo
         "secret: bench-secret\n",
         encoding="utf-8",
     )
-    with open_state(load_config(config)) as state, state.transaction():
+    with store.open(load_config(config)) as state, state.transaction():
         for n in range(subscribers):
             sections = SECTION_CHOICES[n % len(SECTION_CHOICES)] if choose else None
             state.signups.add(f"reader{n}@example.com", f"Reader {n}", sections, "bench", NOW)
@@ -201,7 +201,10 @@ def run_smtp_source(port: int, size: int, count: int, *, keep_open: bool = True)
 
 def run_naive(config_path: Path, port: int, count: int) -> float:
     config = load_config(config_path)
-    with tempfile.TemporaryDirectory() as folder, State(Path(folder) / "naive.sqlite3") as state:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        store.open_path(Path(folder) / "naive.sqlite3") as state,
+    ):
         prepared = prepare(config, state, NOW, record=False)
     started = time.perf_counter()
     for n in range(count):
@@ -276,8 +279,8 @@ def main() -> None:
                     Path(f"{config.state_path}{suffix}").unlink(missing_ok=True)
                 digest_time, rss, summary = run_digest(big)
                 digest_rss = max(digest_rss, rss)
-                with open_state(config) as state:
-                    sent = state.history(1)[0].sent
+                with store.open(config) as state:
+                    sent = state.ledger.history(1)[0].sent
                 if sent != SUBSCRIBERS:
                     sys.exit(f"digest delivered {sent} of {SUBSCRIBERS}: {summary}")
                 rounds.append(

@@ -45,9 +45,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.goals import record
+from digest import store
 from digest.config import load_config
 from digest.signup import rate_limits
-from digest.store import State
+from digest.store.suppressions import SuppressionKind
 
 STANDINGS = ("new", "pending", "confirmed", "suppressed", "rate-limited")
 DEFAULT_COUNT = 200
@@ -104,7 +105,7 @@ def prepare_state(config_path: Path, count: int) -> None:
     """Give the state file `count` addresses of each standing but "new"."""
     config = load_config(config_path)
     now = datetime.now(UTC)
-    with State(config.state_path) as state, state.transaction():
+    with store.open(config) as state, state.transaction():
         for address in addresses("pending", count):
             state.signups.request(
                 address, "", None, now - timedelta(days=1), page="", ip="", consent_sha256=""
@@ -112,7 +113,9 @@ def prepare_state(config_path: Path, count: int) -> None:
         for address in addresses("confirmed", count):
             state.signups.add(address, "", None, "bench", now - timedelta(days=1))
         for address in addresses("suppressed", count):
-            state.suppress(address, now - timedelta(days=1), "bench")
+            state.suppressions.suppress(
+                address, now - timedelta(days=1), "bench", kind=SuppressionKind.MANUAL
+            )
         for address in addresses("rate-limited", count):
             state.signups.allow(rate_limits(config, SECRET, address, ""), now)
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
+from digest import store
 from digest.config import Config
 from digest.deliver import Mailer
 from digest.errors import DigestError
@@ -24,7 +25,6 @@ from digest.pipeline import (
     GateAnswer,
     Prepared,
     narrowed,
-    open_state,
     prepare,
     preview_unsubscribe,
 )
@@ -112,7 +112,7 @@ def request(
     link to Approve or Hold it."""
     approval = require_schedule(config).approval
     state.editorial.request_approval(slot_key(slot), draft_keys(prepared.issue), now)
-    secret = state.signing_secret(config.secret)
+    secret = state.secrets.signing_secret(config.secret)
     envelope = envelope_for(config, prepared.rendered, now)
     page, text = personalise(prepared.rendered, PREVIEW_SUBSCRIBER, preview_unsubscribe(envelope))
     subject = f"Approve? {prepared.rendered.subject}"
@@ -191,7 +191,7 @@ def gate_for(config: Config, slot: datetime, now: datetime) -> Gate:
             why = "not approved in time"
         _tell_held(config, state, slot, why, now)
         if now >= slot + timedelta(seconds=schedule.grace):
-            state.record_skipped_slot(key, now, why)
+            state.ledger.record_skipped_slot(key, now, why)
         return GateAnswer(prepared, f"{why}; approve within grace to send it")
 
     return gate
@@ -200,9 +200,9 @@ def gate_for(config: Config, slot: datetime, now: datetime) -> Gate:
 def request_ahead(config: Config, slot: datetime, now: datetime) -> bool:
     """At slot minus `before`: build the issue as it stands and send the draft to the
     approvers, once per slot. False when there is nothing to approve."""
-    with open_state(config) as state:
+    with store.open(config) as state:
         key = slot_key(slot)
-        if state.editorial.approval(key) is not None or state.slot_handled(key):
+        if state.editorial.approval(key) is not None or state.ledger.slot_handled(key):
             return False
         prepared = prepare(config, state, now, record=False)
         reason = skip_reason(config, prepared.issue.post_count)
@@ -219,11 +219,11 @@ def decide(config: Config, decision: str, now: datetime, *, by: str, key: str | 
     stay on record (who and when)."""
     if decision not in DECISIONS:
         raise ValueError(decision)
-    with open_state(config) as state, state.transaction():
+    with store.open(config) as state, state.transaction():
         found = state.editorial.approval(key)
         if found is None:
             raise DigestError("no issue is waiting for approval")
-        if state.slot_handled(found.slot_key):
+        if state.ledger.slot_handled(found.slot_key):
             raise DigestError(f"the issue for slot {found.slot_key} is already sent or skipped")
         state.editorial.decide(found.slot_key, decision, by, now)
     if found.status in DECISIONS and found.decided_at is not None:

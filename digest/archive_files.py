@@ -22,11 +22,9 @@ from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 
-from digest import archive
+from digest import archive, store
 from digest.config import Config
 from digest.errors import DigestError
-from digest.lock import hold_lock
-from digest.store import State
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +45,12 @@ def publish(config: Config, out: Path, now: datetime) -> int:
     _check_replaceable(out)
     # One writer at a time, reading the state inside the lock: the last archive swapped in is
     # always built from the latest state (a withdrawal racing a send's rewrite cannot be undone).
-    with hold_lock(config.state_path, "archive", wait=LOCK_WAIT, command="archive"):
+    with store.lock(config, "archive", wait=LOCK_WAIT, command="archive"):
         return _publish(config, out, now)
 
 
 def _publish(config: Config, out: Path, now: datetime) -> int:
-    with State(config.state_path, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         issues = state.archive.issues(content=True)
     site = archive.site_for(config)
     _remove_leftovers(out)

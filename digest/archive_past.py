@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from digest import archive
+from digest import archive, store
 from digest.config import Config
 from digest.errors import DigestError
-from digest.lock import hold_lock
 from digest.store import State
 
 
@@ -55,13 +54,13 @@ def add_past_issues(config: Config, now: datetime, *, dry_run: bool = False) -> 
             " newsletter.archive_url) before adding past issues to it"
         )
     if dry_run:
-        with State(config.state_path, read_only=True) as state:
+        with store.open(config, read_only=True) as state:
             return PastIssues(tuple(_number(config, state)))
     # Under the send lock, in one transaction: a send freezing an issue meanwhile cannot take
     # one of these numbers, and a failure publishes none of them.
     with (
-        hold_lock(config.state_path, "send", command="archive add-past"),
-        State(config.state_path) as state,
+        store.lock(config, "send", command="archive add-past"),
+        store.open(config) as state,
         state.transaction(),
     ):
         added = tuple(_number(config, state, publish=True))

@@ -110,7 +110,7 @@ def forgetting_secret(state: State, configured: str | None) -> str:
     read-only command need not create a secret to count the list."""
     if not state.signups.forgotten():
         return ""
-    return state.signing_secret(configured)
+    return state.secrets.signing_secret(configured)
 
 
 def audience(state: State, listed: SubscriberList, secret: str) -> Audience:
@@ -118,7 +118,7 @@ def audience(state: State, listed: SubscriberList, secret: str) -> Audience:
     return merge(
         listed.subscribers,
         state.signups.confirmed(),
-        state.suppressed(),
+        state.suppressions.suppressed(),
         state.signups.forgotten(),
         secret,
         state.signups.listed_preferences(),
@@ -134,7 +134,7 @@ def export(state: State, listed: SubscriberList) -> list[dict[str, Any]]:
     """Everything held about each person: details, status, sections, consent, deliveries."""
     signups = {signup.email: signup for signup in state.signups.signups()}
     in_file = {s.email.lower(): s for s in listed.subscribers}
-    suppressions = {email: (when, source) for email, when, source in state.suppressions()}
+    suppressions = {s.email: (s.at, s.source) for s in state.suppressions.all()}
     deliveries = state.signups.delivery_counts()
     addresses = sorted(
         set(signups) | set(in_file) | set(suppressions) | state.signups.known_addresses()
@@ -211,7 +211,7 @@ def counts(state: State, listed: SubscriberList, secret: str, sections: Sequence
         in_file=len(listed.subscribers),
         pending=sum(1 for s in signups if s.status == "pending"),
         confirmed=sum(1 for s in signups if s.status == "confirmed"),
-        suppressed=len(state.suppressed()),
+        suppressed=len(state.suppressions.suppressed()),
         forgotten=len(state.signups.forgotten()),
         receiving=len(merged.subscribers),
         by_section=by_section,

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from digest import store
 from digest.addresses import canonical_or_none
 from digest.bouncereport import Kind, Report, read_report
 from digest.config import Config
 from digest.errors import DigestError
-from digest.store import State
+from digest.store import State, SuppressionKind
 from digest.store.bounces import StoredReport
 from digest.tokens import TRANSACTIONAL_REFERENCE, tag_matches
 
@@ -170,6 +171,14 @@ def attribute(
     return FORGED
 
 
+# What a report that suppresses makes of the address (a soft bounce only past the limit).
+SUPPRESSION_KINDS = {
+    Kind.HARD: SuppressionKind.HARD_BOUNCE,
+    Kind.SOFT: SuppressionKind.SOFT_BOUNCES,
+    Kind.COMPLAINT: SuppressionKind.COMPLAINT,
+}
+
+
 def _reason(report: Report) -> str:
     words = {Kind.HARD: "hard bounce", Kind.SOFT: "soft bounce", Kind.COMPLAINT: "complaint"}
     status = f" {report.status}" if report.status else ""
@@ -230,7 +239,7 @@ def _act(
     if found.issue_id is None and signup is not None and signup.status == "pending":
         if report.kind is Kind.SOFT:
             return COUNTED
-        state.bounces.drop_pending_signup(found.email)
+        state.signups.drop_pending(found.email)
         return DROPPED_SIGNUP
     reason = _reason(report)
     if report.kind is Kind.SOFT:
@@ -240,10 +249,11 @@ def _act(
         if streak < config.bounces.soft_limit:
             return COUNTED
         reason = f"{streak} soft bounces in a row; last: {reason}"
-    added = state.bounces.suppress(
+    added = state.suppressions.suppress(
         found.email,
         now,
         source="complaint" if report.kind is Kind.COMPLAINT else "bounce",
+        kind=SUPPRESSION_KINDS[report.kind],
         reason=reason,
         issue_id=found.issue_id,
         report_id=report_id,
@@ -269,8 +279,8 @@ def collect_reports(
     from digest.bouncebox import read_imap, read_maildir
 
     tally = Tally()
-    with State(config.state_path) as state:
-        secret = state.signing_secret(config.secret)
+    with store.open(config) as state:
+        secret = state.secrets.signing_secret(config.secret)
 
         def handle(data: bytes, source: str) -> bool:
             outcome, email = process_message(config, state, secret, data, source, now)
@@ -296,5 +306,5 @@ def collect_reports(
 
 def recent_reports(config: Config, limit: int) -> list[StoredReport]:
     """The newest reports with how each was classified and what it did."""
-    with State(config.state_path, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         return state.bounces.recent(limit)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from digest import headervalues
+from digest import headervalues, store
 from digest.errors import ConfigError
 from digest.feedadvice import feed_advice
 from digest.redact import redact_url
@@ -163,7 +163,6 @@ def signing_secret_in_use(config: Config, environ: Mapping[str, str]) -> str | N
 
 def check_project(config: Config, environ: Mapping[str, str]) -> CheckReport:
     """Everything `digest check` says about a config, without touching the network."""
-    from digest.pipeline import open_state
     from digest.samples import check_templates
     from digest.subscribers import load_subscribers
 
@@ -176,9 +175,9 @@ def check_project(config: Config, environ: Mapping[str, str]) -> CheckReport:
     ]
     errors.extend(header_errors(config))
     errors.extend(dkim_errors(config))
-    with open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         for feed in config.feeds:
-            record = state.feed(feed.url)
+            record = state.feeds.feed(feed.url)
             if record is None:
                 continue
             advice = feed_advice(
@@ -208,8 +207,7 @@ def check_project(config: Config, environ: Mapping[str, str]) -> CheckReport:
 def feed_health(config: Config, now: datetime) -> list[FeedHealth]:
     """Fetch every feed now and say what to do about each (`digest check --feeds`)."""
     from digest.collect import check_feeds
-    from digest.pipeline import open_state
 
-    with open_state(config, read_only=True) as state:
-        records = {feed.url: state.feed(feed.url) for feed in config.feeds}
+    with store.open(config, read_only=True) as state:
+        records = {feed.url: state.feeds.feed(feed.url) for feed in config.feeds}
     return check_feeds(config.feeds, config.fetch, config.base_dir, records, now)

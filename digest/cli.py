@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from rich.console import Console
 
-from digest import pipeline
+from digest import pipeline, store
 from digest.config import Config, load_config
 from digest.errors import DigestError
 from digest.models import Delivery, DeliveryStatus, SendReport
@@ -334,10 +334,10 @@ def history(config: Config, limit: int) -> None:
     """Issues sent so far: date, posts, delivered / failed / pending, failed addresses."""
     from digest.store.bounces import IssueBounces
 
-    with pipeline.open_state(config, read_only=True) as state:
-        rows = state.history(limit)
-        skipped = state.skipped_slots(limit)
-        suppressed = len(state.suppressed())
+    with store.open(config, read_only=True) as state:
+        rows = state.ledger.history(limit)
+        skipped = state.ledger.skipped_slots(limit)
+        suppressed = len(state.suppressions.suppressed())
         bounced = state.bounces.by_issue()
     if not rows:
         out.print("No issues sent yet.")
@@ -510,7 +510,7 @@ def withdraw(config: Config, number: int) -> None:
     """Take issue NUMBER off the web for good: 410 Gone, gone from the index and feed."""
     from digest.archive_files import publish
 
-    with pipeline.open_state(config) as state:
+    with store.open(config) as state:
         withdrawn = state.archive.withdraw(number, current_time())
     if withdrawn is None:
         raise DigestError(f"there is no archived issue {number}; the archive index lists them")
@@ -726,8 +726,10 @@ def bounces(config: Config, from_stdin: bool, maildir: Path | None, show: bool, 
 def unsubscribe(config: Config, address: str) -> None:
     """Stop all mail to ADDRESS, whatever the subscriber list says."""
     email = _address(address)
-    with pipeline.open_state(config) as state:
-        added = state.suppress(email, current_time(), "manual")
+    with store.open(config) as state:
+        added = state.suppressions.suppress(
+            email, current_time(), "manual", kind=store.SuppressionKind.MANUAL
+        )
     if added:
         out.print(f"{email} is unsubscribed: no issue will be sent to it again.", markup=False)
     else:
@@ -742,8 +744,8 @@ def resubscribe(config: Config, address: str) -> None:
     from digest.subscribers import load_subscribers
 
     email = _address(address)
-    with pipeline.open_state(config) as state:
-        removed = state.unsuppress(email)
+    with store.open(config) as state:
+        removed = state.suppressions.unsuppress(email)
     if not removed:
         out.print(f"{email} was not unsubscribed; nothing changed.", markup=False)
         return
@@ -764,22 +766,23 @@ def subscribers(ctx: click.Context) -> None:
         ctx.invoke(_subscriber_counts)
 
 
-def _by_reason(
-    rows: list[tuple[str, datetime, str]], reasons: dict[str, str]
-) -> dict[str, list[str]]:
-    """Bounce and complaint suppressions grouped by kind of reason, each with its detail."""
+# How `digest subscribers` names each kind of bounce or complaint suppression.
+_BOUNCE_GROUPS = {
+    store.SuppressionKind.COMPLAINT: "complaint",
+    store.SuppressionKind.SOFT_BOUNCES: "soft bounces",
+    store.SuppressionKind.REFUSED: "refused during the send",
+    store.SuppressionKind.HARD_BOUNCE: "hard bounce",
+}
+
+
+def _by_reason(rows: list[store.Suppression]) -> dict[str, list[str]]:
+    """Bounce and complaint suppressions grouped by their kind, each with its reason."""
     groups: dict[str, list[str]] = {}
-    for email, when, source in rows:
-        reason = reasons.get(email) or source
-        if source == "complaint":
-            kind = "complaint"
-        elif "soft bounce" in reason:
-            kind = "soft bounces"
-        elif "at SMTP time" in reason:
-            kind = "refused during the send"
-        else:
-            kind = "hard bounce"
-        groups.setdefault(kind, []).append(f"{email} ({when:%Y-%m-%d}: {reason})")
+    for row in rows:
+        reason = row.reason or row.source
+        groups.setdefault(_BOUNCE_GROUPS[row.kind], []).append(
+            f"{row.email} ({row.at:%Y-%m-%d}: {reason})"
+        )
     return groups
 
 
@@ -793,14 +796,13 @@ def _subscriber_counts(config: Config) -> None:
     from digest.subscribers import load_subscribers
 
     subscriber_list = load_subscribers(config.subscribers_path)
-    with pipeline.open_state(config, read_only=True) as state:
-        suppressions = state.suppressions()
+    with store.open(config, read_only=True) as state:
+        suppressions = state.suppressions.all()
         secret = audience.forgetting_secret(state, config.secret)
         counted = audience.counts(state, subscriber_list, secret, audience.section_titles(config))
-        reasons = state.bounces.reasons()
-    bounce_rows = [row for row in suppressions if row[2] in ("bounce", "complaint")]
+    bounce_rows = [row for row in suppressions if row.kind.is_bounce]
     listed = {s.email for s in subscriber_list.subscribers}
-    suppressed = [row for row in suppressions if row[0] in listed]
+    suppressed = [row for row in suppressions if row.email in listed]
     elsewhere = len(suppressions) - len(suppressed)
     table = Table("", "Count", "Which")
     rows = [
@@ -808,11 +810,11 @@ def _subscriber_counts(config: Config) -> None:
         (
             "Unsubscribed",
             len(suppressed),
-            [f"{e} ({src}, {when:%Y-%m-%d})" for e, when, src in suppressed],
+            [f"{row.email} ({row.source}, {row.at:%Y-%m-%d})" for row in suppressed],
         ),
         *(
             (f"Suppressed: {reason}", len(which), which)
-            for reason, which in _by_reason(bounce_rows, reasons).items()
+            for reason, which in _by_reason(bounce_rows).items()
         ),
         ("Signed up and confirmed", counted.confirmed, []),
         ("Signed up, awaiting confirmation", counted.pending, []),
@@ -864,7 +866,7 @@ def subscribers_export(config: Config, output_format: str, out_path: Path | None
     from digest.subscribers import load_subscribers
 
     subscriber_list = load_subscribers(config.subscribers_path)
-    with pipeline.open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         people = audience.export(state, subscriber_list)
     text = audience.export_text(people, output_format)
     if out_path is None:
@@ -880,14 +882,13 @@ def subscribers_export(config: Config, output_format: str, out_path: Path | None
 def subscribers_forget(config: Config, address: str) -> None:
     """Erase ADDRESS everywhere (a right-to-erasure request); it stays off the list for good."""
     from digest import audience
-    from digest.lock import hold_lock
 
     email = _address(address)
     secret = pipeline.signing_secret(config)
     # No send may record a delivery to the address while it is being erased.
     with (
-        hold_lock(config.state_path, "send", command="subscribers forget"),
-        pipeline.open_state(config) as state,
+        store.lock(config, "send", command="subscribers forget"),
+        store.open(config) as state,
     ):
         erased = audience.forget(state, email, secret, current_time())
     again = f"run `digest subscribers forget {email}` again to finish"
@@ -944,8 +945,8 @@ def subscribers_add(
             f"no section {unknown[0]!r}; the sections are: {', '.join(known)}",
             param_hint="--section",
         )
-    with pipeline.open_state(config) as state:
-        if email in state.suppressed():
+    with store.open(config) as state:
+        if email in state.suppressions.suppressed():
             raise DigestError(
                 f"{email} unsubscribed; only they can undo that (digest resubscribe on request)"
             )

@@ -17,6 +17,7 @@ from digest.cron import parse_cron
 from digest.errors import ConfigError
 from digest.redact import redact_text, redact_url
 from digest.settings import Section, SettingsError, dotted, setting, validate
+from digest.store import DEFAULT_STATE
 from digest.yamlfile import load_yaml
 
 DEFAULT_USER_AGENT = f"digest/{__version__} (+https://github.com/digest-newsletter/digest)"
@@ -581,7 +582,7 @@ class Config(Section):
         default="subscribers.csv", description="CSV (email,name) or YAML list."
     )
     smtp: SmtpConfig = setting(default_factory=SmtpConfig)
-    state: str = setting(default="digest.sqlite3", description="SQLite state file.")
+    state: str = setting(default=DEFAULT_STATE, description="SQLite state file.")
     outbox: str = setting(
         default="outbox", description="Folder for `digest send --dry-run` .eml files."
     )

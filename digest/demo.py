@@ -17,7 +17,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from digest import pipeline
+from digest import pipeline, store
 from digest.config import load_config
 from digest.models import SendReport
 
@@ -120,7 +120,7 @@ smtp:
   host: 127.0.0.1
   port: {smtp_port}
   security: none
-state: digest.sqlite3
+state: {store.DEFAULT_STATE}
 archive:
   enabled: true
   out_dir: web
@@ -139,8 +139,7 @@ def run_demo(directory: Path, now: datetime) -> DemoResult:
     received_dir = directory / "received"
     shutil.rmtree(received_dir, ignore_errors=True)
     received_dir.mkdir()
-    for leftover in ("digest.sqlite3", "digest.sqlite3-wal", "digest.sqlite3-shm"):
-        (directory / leftover).unlink(missing_ok=True)
+    store.remove_path(directory / store.DEFAULT_STATE)
     shutil.rmtree(directory / "web", ignore_errors=True)
     (directory / "subscribers.csv").write_text(SUBSCRIBERS, encoding="utf-8")
     with _feed_server() as feeds_base, _mail_server(received_dir) as (smtp_port, handler):

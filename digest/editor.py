@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from digest import store
 from digest.collect import collect
 from digest.config import Config
 from digest.errors import ConfigError, DigestError
 from digest.feedadvice import feed_label
 from digest.group import SHORT_ID_LENGTH, Candidate, candidates
-from digest.lock import hold_lock
 from digest.models import Choice, FetchStatus
-from digest.pipeline import Collector, feed_problems, gather, open_state
+from digest.pipeline import Collector, feed_problems, gather
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ MAX_NOTE = 20_000  # characters: a note is a paragraph or two, not an article
 
 def note(config: Config) -> str:
     """The note waiting for the next issue ("" when none)."""
-    with open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         return state.editorial.note()
 
 
@@ -34,7 +34,7 @@ def set_note(config: Config, text: str, now: datetime) -> str:
     text = text.strip()
     if len(text) > MAX_NOTE:
         raise ConfigError(f"the note is {len(text)} characters; keep it under {MAX_NOTE}")
-    with open_state(config) as state:
+    with store.open(config) as state:
         state.editorial.set_note(text, now)
     logger.info("note for the next issue %s", "set" if text else "cleared")
     return text
@@ -50,7 +50,7 @@ def read_note_file(path: Path) -> str:
 
 def next_posts(config: Config, now: datetime, *, collector: Collector = collect) -> list[Candidate]:
     """The next issue's candidate posts (the feeds fetched now), with short ids and status."""
-    with open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         posts_by_feed, already_sent, _ = gather(
             config, state, now, record=False, collector=collector
         )
@@ -83,7 +83,7 @@ def choose(
 ) -> Candidate:
     """Leave out or pin the post `post_id` names (`undo`: take that choice back; any other
     stays); returns it with its status in the next issue afterwards."""
-    with open_state(config) as state:
+    with store.open(config) as state:
         posts_by_feed, already_sent, _ = gather(
             config, state, now, record=False, collector=collector
         )
@@ -113,7 +113,7 @@ class MarkedSeen:
 def mark_seen(config: Config, now: datetime, *, collector: Collector = collect) -> MarkedSeen:
     """Record every post the feeds carry now as already sent, so the next issue brings only
     posts published after this (for an organisation starting digest on an old blog)."""
-    with hold_lock(config.state_path, "send", command="mark-seen"), open_state(config) as state:
+    with store.lock(config, "send", command="mark-seen"), store.open(config) as state:
         posts_by_feed, _, results = gather(config, state, now, record=True, collector=collector)
         posts = [post for feed_posts in posts_by_feed.values() for post in feed_posts]
         marked = state.editorial.mark_seen(posts, now)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from digest import __version__, archive
+from digest import __version__, archive, store
 from digest.audience import audience, record_file_consent, section_choice
 from digest.collect import KnownFeed, collect
 from digest.config import Config, FeedConfig
@@ -22,7 +22,6 @@ from digest.dates import format_date
 from digest.errors import DigestError, Stopped
 from digest.feedadvice import feed_advice, feed_label
 from digest.group import AlreadySent, Choices, build_issue, only_sections, skip_reason
-from digest.lock import hold_lock
 from digest.message import (
     DkimKey,
     IssueEnvelope,
@@ -44,8 +43,7 @@ from digest.models import (
 )
 from digest.personalise import personalise, stamp_issue_url
 from digest.samples import sample_issue
-from digest.store import IssueVariant, State, configured_secret
-from digest.store.previews import remember_preview
+from digest.store import IssueVariant, State, SuppressionKind, configured_secret
 from digest.subscribers import load_subscribers
 from digest.tokens import delivery_tag, make_purpose_token, make_token
 
@@ -121,19 +119,14 @@ def feed_problems(feeds: Sequence[FeedConfig], results: Sequence[FeedResult]) ->
     return tuple(lines)
 
 
-def open_state(config: Config, *, read_only: bool = False) -> State:
-    """The state file; `read_only` changes nothing on disk (an absent file reads as empty)."""
-    return State(config.state_path, read_only=read_only)
-
-
 def signing_secret(config: Config) -> str:
     """The token secret; without one configured, a first test send or dry run creates the
     state file to keep it in, so its unsubscribe links work like a real send's."""
     configured = configured_secret(config.secret)
     if configured:
         return configured
-    with open_state(config) as state:
-        return state.secret()
+    with store.open(config) as state:
+        return state.secrets.secret()
 
 
 def render_issue(issue: Issue, config: Config) -> RenderedIssue:
@@ -168,7 +161,7 @@ def gather(
     """
     known = {}
     for feed in config.feeds:
-        remembered = state.feed(feed.url)
+        remembered = state.feeds.feed(feed.url)
         parsed = state.parsed_feeds.parsed(feed.url)
         if remembered or parsed:
             known[feed.url] = KnownFeed(
@@ -188,15 +181,15 @@ def gather(
         if result.status is FetchStatus.OK:
             posts: Sequence[Post] = result.posts
         elif result.status is FetchStatus.NOT_MODIFIED:
-            posts = state.stored_posts(feed.url)
+            posts = state.feeds.stored_posts(feed.url)
         else:
             logger.info("feed %r skipped: %s", feed.name, result.error)
             posts = []
-        posts_by_feed[feed.url] = _resolve_dates(posts, state.first_seen(feed.url), now)
+        posts_by_feed[feed.url] = _resolve_dates(posts, state.feeds.first_seen(feed.url), now)
         if record:
-            state.record_fetch(result, now)
+            state.feeds.record_fetch(result, now)
     state.parsed_feeds.remember(results, now)
-    keys, links = state.carried()
+    keys, links = state.ledger.carried()
     return posts_by_feed, AlreadySent(frozenset(keys), frozenset(links)), tuple(results)
 
 
@@ -303,7 +296,7 @@ def preview(
     An issue whose inputs are unchanged since an earlier preview is served from the cache in
     the state file (see digest.store.previews), without rendering or inlining again.
     """
-    with open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         issue, sources, results = _next_issue(config, state, now, record=False, collector=collector)
         # With nothing new (so nothing would be sent), sample posts stand in, flagged `sample`,
         # so an editor working on the templates still sees them filled.
@@ -315,7 +308,8 @@ def preview(
     if rendered is None:
         rendered = stamp_issue_url(render_issue(issue, config), archive.preview_url(config))
         if cache:
-            remember_preview(config.state_path, key, rendered, now.isoformat())
+            with store.open(config, read_only=True) as state:
+                state.previews.remember(key, rendered, now.isoformat())
     prepared = Prepared(
         issue, rendered, results, sources, feed_problems(config.feeds, results), sample=sample
     )
@@ -434,7 +428,7 @@ def test_send(config: Config, now: datetime, recipients: Sequence[str]) -> SendR
     """Send the next issue to the given addresses only; records nothing, uses no posts up."""
     from digest.deliver import Mailer  # loaded by the commands that send: not by a preview
 
-    with open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         prepared = prepare(config, state, now, record=False)
     if prepared.issue.post_count == 0 and config.digest.skip_if_empty:
         return SendReport(None, 0, skipped_reason="nothing new", feed_problems=prepared.problems)
@@ -451,7 +445,7 @@ def dry_run(config: Config, now: datetime) -> SendReport:
     """Build every subscriber's message and write them as .eml files; no SMTP, records nothing."""
     subscriber_list = load_subscribers(config.subscribers_path)
     secret = signing_secret(config)
-    with open_state(config, read_only=True) as state:
+    with store.open(config, read_only=True) as state:
         prepared = prepare(config, state, now, record=False)
         recipients = audience(state, subscriber_list, secret).subscribers
     reason = skip_reason(config, prepared.issue.post_count)
@@ -485,10 +479,11 @@ def refused_for_good(state: State, issue_id: int, delivery: Delivery, now: datet
 
     reason = permanent_refusal(delivery.reply)
     if reason:
-        state.bounces.suppress(
+        state.suppressions.suppress(
             delivery.email,
             now,
             source="bounce",
+            kind=SuppressionKind.REFUSED,
             reason=f"{reason} at SMTP time: {delivery.reply[:200]}",
             issue_id=issue_id,
             report_id=None,
@@ -545,7 +540,7 @@ def _freeze(
                 choice: stamp_issue_url(variant, url) if variant else None
                 for choice, variant in variants.items()
             }
-        issue_id = state.create_issue(
+        issue_id = state.ledger.create_issue(
             subject=rendered.subject,
             html=rendered.html,
             text=rendered.text,
@@ -559,7 +554,7 @@ def _freeze(
             ],
         )
         # The note and the pins were for this issue only; left-out posts stay left out.
-        state.editorial.keep_note(issue_id, prepared.issue.note)
+        state.editorial.clear_note()
         state.editorial.unpin([(post.feed_url, post.key) for post in prepared.issue.posts])
         if config.archive.enabled:
             state.archive.publish(issue_id, number, slug, archive.summary_of(prepared.issue))
@@ -608,27 +603,27 @@ def send(
     subscriber_list = load_subscribers(config.subscribers_path)
     dkim_key = load_dkim(config)
     with (
-        hold_lock(config.state_path, "send", command="send"),
-        open_state(config) as state,
+        store.lock(config, "send", command="send"),
+        store.open(config) as state,
         Mailer(config.smtp) as mailer,
     ):
-        secret = state.signing_secret(config.secret)
+        secret = state.secrets.signing_secret(config.secret)
         merged = audience(state, subscriber_list, secret)
         record_file_consent(state, subscriber_list, now)
-        stored = state.unfinished_issue()
+        stored = state.ledger.unfinished_issue()
         problems: tuple[str, ...] = ()
         variants: dict[str, RenderedIssue | None]
         if stored is not None:
             logger.info("resuming issue %d from %s", stored.id, stored.created_at.isoformat())
             if slot_key:
-                state.claim_slot(slot_key, stored.id)
+                state.ledger.claim_slot(slot_key, stored.id)
             issue_id, post_count, resumed = stored.id, stored.post_count, True
             rendered = RenderedIssue(stored.subject, stored.html, stored.text, marker=stored.marker)
             variants = {
                 choice: RenderedIssue(v.subject, v.html, v.text, marker=v.marker)
                 if v.post_count
                 else None
-                for choice, v in state.variants(stored.id).items()
+                for choice, v in state.ledger.variants(stored.id).items()
             }
             issue_date = stored.created_at
         else:
@@ -637,7 +632,7 @@ def send(
             reason = skip_reason(config, prepared.issue.post_count)
             if reason:
                 if slot_key:
-                    state.record_skipped_slot(slot_key, now, reason)
+                    state.ledger.record_skipped_slot(slot_key, now, reason)
                 logger.info("nothing sent: %s", reason)
                 return SendReport(
                     None, prepared.issue.post_count, skipped_reason=reason, feed_problems=problems
@@ -661,7 +656,7 @@ def send(
             post_count, resumed, issue_date = prepared.issue.post_count, False, now
         done = {
             address
-            for address, delivery in state.deliveries(issue_id).items()
+            for address, delivery in state.ledger.deliveries(issue_id).items()
             if delivery.status is not DeliveryStatus.PENDING
         }
         remaining = [s for s in merged.subscribers if s.email.lower() not in done]
@@ -677,7 +672,7 @@ def send(
             when = clock() if clock else now
             with state.transaction():
                 for delivery in deliveries:
-                    state.record_delivery(issue_id, delivery, when)
+                    state.ledger.record_delivery(issue_id, delivery, when)
                     if delivery.status is DeliveryStatus.FAILED:
                         refused_for_good(state, issue_id, delivery, when)
             for delivery in deliveries:
@@ -691,7 +686,7 @@ def send(
         mailer.send_all(messages, record, stop)
         handled = sum(counts.values())
         if not counts[DeliveryStatus.PENDING] and handled == len(recipients):
-            state.finish_issue(issue_id, clock() if clock else now)
+            state.ledger.finish_issue(issue_id, clock() if clock else now)
     _write_archive(config, clock() if clock else now)
     return SendReport(
         issue_id,

@@ -15,10 +15,9 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import approval, pipeline
+from digest import approval, pipeline, store
 from digest.config import Config, ScheduleConfig, load_config
 from digest.errors import ConfigError, DigestError, Stopped
-from digest.lock import hold_lock
 from digest.models import SendReport
 from digest.settings import SettingsError
 from digest.slots import (
@@ -78,19 +77,19 @@ def fire(
     if stop.is_set():
         return None
     wait = max(schedule.grace, ON_TIME.total_seconds())
-    with hold_lock(config.state_path, "send", wait=wait, stop=stop, command="run"):
+    with store.lock(config, "send", wait=wait, stop=stop, command="run"):
         now = clock.now()
-        with State(config.state_path) as state:
-            latest = state.latest_slot_key()
+        with store.open(config) as state:
+            latest = state.ledger.latest_slot_key()
             plan = plan_due(schedule, now, datetime.fromisoformat(latest) if latest else None)
             _record_skips(state, plan.skip, now, schedule)
             slot = plan.send
-            if fallback_to_next and (slot is None or state.slot_handled(slot_key(slot))):
+            if fallback_to_next and (slot is None or state.ledger.slot_handled(slot_key(slot))):
                 upcoming = next_slots(schedule, now, 1)
                 slot = upcoming[0] if upcoming else None
             key = slot_key(slot) if slot else None
-            handled = key is not None and state.slot_handled(key)
-            unfinished = state.unfinished_issue()
+            handled = key is not None and state.ledger.slot_handled(key)
+            unfinished = state.ledger.unfinished_issue()
         if unfinished is None and (slot is None or handled):
             if slot is not None:
                 logger.info("slot %s already handled; nothing to do", slot.isoformat())
@@ -114,8 +113,8 @@ def fire(
 
 def _give_up(config: Config, issue_id: int, now: datetime) -> None:
     """A new slot has come: stop retrying the old issue's deferred addresses, so it goes."""
-    with State(config.state_path) as state:
-        given_up = state.give_up_pending(issue_id, now)
+    with store.open(config) as state:
+        given_up = state.ledger.give_up_pending(issue_id, now)
     for delivery in given_up:
         logger.warning(
             "issue %d: %s still deferred at the next slot; marked failed (%s)",
@@ -131,9 +130,11 @@ def _record_skips(
     grace = timedelta(seconds=schedule.grace)
     for slot in slots:
         key = slot_key(slot)
-        if state.slot_handled(key):
+        if state.ledger.slot_handled(key):
             continue
-        state.record_skipped_slot(key, now, f"missed by more than the grace period ({grace})")
+        state.ledger.record_skipped_slot(
+            key, now, f"missed by more than the grace period ({grace})"
+        )
         logger.warning(
             "slot %s missed (the scheduler was not running, %s ago, grace %s): skipped;"
             " its posts roll into the next issue",
@@ -307,7 +308,7 @@ def poll_bounces(config: Config, clock: Clock) -> None:
 def run_once(config: Config, clock: Clock) -> SlotResult | None:
     """Fire the due slot (missed within grace) or else the next one now; stop on SIGTERM."""
     require_schedule(config)
-    with hold_lock(config.state_path, "run"), GracefulStop() as stop:
+    with store.lock(config, "run"), GracefulStop() as stop:
         return fire(config, clock, stop, fallback_to_next=True)
 
 
@@ -316,7 +317,7 @@ def run_forever(config: Config, clock: Clock) -> None:
     read the bounce mailbox every bounces.poll_every, on the same single worker thread."""
     schedule = require_schedule(config)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    with hold_lock(config.state_path, "run") as lock, GracefulStop() as stop:
+    with store.lock(config, "run") as lock, GracefulStop() as stop:
         scheduler = BackgroundScheduler(
             timezone=ZoneInfo(schedule.timezone),
             executors={"default": ThreadPoolExecutor(1)},

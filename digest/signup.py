@@ -343,7 +343,7 @@ def confirm(
         outcome = state.signups.confirm(address, now, ip=kept_ip(config, ip))
         if outcome == "confirmed":
             # Signing up again and confirming is the person's own, fresh consent.
-            state.unsuppress(address)
+            state.suppressions.unsuppress(address)
             state.signups.unforget(address_hash(secret, address))
     return outcome, welcome if outcome == "confirmed" else None
 
@@ -385,7 +385,7 @@ def preferences(
         address=address,
         name=signup.name if signup and signup.name else (listed.name if listed else ""),
         sections=tuple(title for title in titles if title in chosen),
-        unsubscribed=address in state.suppressed(),
+        unsubscribed=address in state.suppressions.suppressed(),
     )
 
 

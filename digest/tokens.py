@@ -235,11 +235,6 @@ def delivery_tag(secret: str, reference: str, address: str) -> str:
     return base64.b32encode(digest).decode("ascii").lower()[:TAG_LENGTH]
 
 
-def bounce_token(secret: str, reference: str, address: str) -> str:
-    """The VERP token for a delivery: the reference and its tag, e.g. '12-abcdefghijklmnop'."""
-    return f"{reference}-{delivery_tag(secret, reference, address)}"
-
-
 def tag_matches(secret: str, reference: str, address: str, tag: str) -> bool:
     """Whether `tag` is the one made for this delivery."""
     return hmac.compare_digest(delivery_tag(secret, reference, address), tag.lower())

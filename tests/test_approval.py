@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import httpx
 
-from digest import pipeline
+from digest import pipeline, store
 from digest.approval import gate_for, request_ahead
 from digest.config import load_config
 from digest.editor import choose, next_posts, set_note
 from digest.models import Choice
 from digest.slots import slot_key
-from digest.store import State
 from digest.tokens import APPROVAL_PURPOSE, make_purpose_token
 from tests.conftest import Project, post
+from tests.support import statefile
 from tests.support.serving import serving
 from tests.test_schedule_run import SLOT, SLOT_LOG, Daemon, rows, wait_until, weekly
 
@@ -196,7 +195,7 @@ def test_the_command_line_overrides_a_link_and_both_stay_on_record(project: Proj
         ("2026-11-30T08:00:00+00:00", "approved", APPROVER, "127.0.0.1"),
         ("2026-11-30T08:00:00+00:00", "held", "command line", ""),
     ]
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         by, at = db.execute("SELECT decided_by, decided_at FROM approvals").fetchone()
     assert (by, at) == ("command line", "2026-11-30T07:30:00+00:00")
 
@@ -231,8 +230,8 @@ def test_a_link_that_names_no_approver_still_decides_once(project: Project) -> N
     with_approval(project, "2h")
     config = load_config(project.config)
     assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
-    with State(config.state_path) as state:
-        secret = state.signing_secret(config.secret)
+    with store.open_path(config.state_path) as state:
+        secret = state.secrets.signing_secret(config.secret)
     token = make_purpose_token(secret, APPROVAL_PURPOSE, slot_key(SLOT), SLOT + timedelta(hours=6))
     project.now = SLOT - timedelta(hours=1)
     with serving(project) as served:
@@ -297,7 +296,7 @@ def test_on_timeout_send_sends_an_unanswered_draft_but_never_a_held_one(project:
     gate = gate_for(config, SLOT, SLOT)
     held = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert held.held and held.skipped_reason.startswith("held by an approver")
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         db.execute("UPDATE approvals SET status = 'requested'")
     report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert report.issue_id == 1 and report.sent == 2

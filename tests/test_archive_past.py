@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 
 import feedparser
 import pytest
 
 from digest.tokens import make_token
 from tests.conftest import NOW, Project, post
+from tests.support import statefile
 from tests.test_archive import (
     ARCHIVE_URL,
     SUBSCRIBERS,
@@ -32,8 +32,7 @@ def set_archive(project: Project, *, enabled: bool) -> None:
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def send_week(project: Project, week: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from digest import store
 from digest.archive import issue_slug, summary_of_frozen
 from digest.config import parse_config
 from digest.errors import ConfigError
@@ -15,7 +16,6 @@ from digest.personalise import (
     slot,
     stamp_issue_url,
 )
-from digest.store import State
 from tests.conftest import NOW
 
 FOOTER = (
@@ -85,12 +85,14 @@ def test_the_archive_needs_an_address(tmp_path: Path) -> None:
 
 
 def test_numbers_follow_each_other_and_withdrawal_is_recorded_once(tmp_path: Path) -> None:
-    with State(tmp_path / "state.sqlite3") as state:
+    with store.open_path(tmp_path / "state.sqlite3") as state:
         assert state.archive.next_number() == 1
         for number in (1, 2):
             assert state.archive.next_number() == number
             with state.transaction():
-                issue_id = state.create_issue(subject="S", html="", text="", posts=[], now=NOW)
+                issue_id = state.ledger.create_issue(
+                    subject="S", html="", text="", posts=[], now=NOW
+                )
                 state.archive.publish(issue_id, state.archive.next_number(), "s", "")
         assert [entry.number for entry in state.archive.issues()] == [2, 1]
         assert state.archive.withdraw(1, NOW) is True

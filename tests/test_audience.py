@@ -7,7 +7,6 @@ import io
 import itertools
 import json
 import re
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
@@ -17,14 +16,14 @@ from digest.audience import merge
 from digest.models import Subscriber
 from digest.tokens import address_hash, check_purpose_token, make_purpose_token, verify_token
 from tests.conftest import Project, post
+from tests.support import statefile
 
 ANN, BOB, CAROL = "ann@example.com", "bob@example.com", "carol@example.net"
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def sections_of(project: Project, address: str) -> list[str]:

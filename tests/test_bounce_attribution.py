@@ -7,7 +7,6 @@ Every test sends a real issue over SMTP, then feeds real report messages to `dig
 from __future__ import annotations
 
 import mailbox
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from digest.check import check_project
 from digest.config import load_config
 from tests.conftest import Project
-from tests.support import reports
+from tests.support import reports, statefile
 from tests.support.serving import Serving, serving
 from tests.test_webhooks import MAILGUN_KEY, POSTMARK, mailgun_body, message_id
 
@@ -27,8 +26,7 @@ BARE = b"From: digest@example.org\r\nTo: ann@example.com\r\nSubject: Collaborate
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def suppressed(project: Project) -> dict[str, str]:

@@ -7,18 +7,17 @@ read them from there and none are copied into this repository.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from digest import store
 from digest.addresses import canonical_or_none
 from digest.bouncereport import Kind, read_report
 from digest.models import Delivery, DeliveryStatus
-from digest.store import State
 from tests.conftest import Project
-from tests.support import reports
+from tests.support import reports, statefile
 from tests.support.bounce_samples import flufl_samples
 
 
@@ -43,17 +42,19 @@ def test_every_known_address_bounce_in_the_corpus_is_attributed(project: Project
     data, known = FOUND
     now = datetime.now(UTC)
     addresses = sorted({address for _, expected, _ in known for address in expected})
-    with State(project.root / "state.sqlite3") as state:
-        issue = state.create_issue(subject="s", html="h", text="t", posts=[], now=now)
+    with store.open_path(project.root / "state.sqlite3") as state:
+        issue = state.ledger.create_issue(subject="s", html="h", text="t", posts=[], now=now)
         for address in addresses:
-            state.record_delivery(issue, Delivery(address, DeliveryStatus.SENT, "250 OK"), now)
+            state.ledger.record_delivery(
+                issue, Delivery(address, DeliveryStatus.SENT, "250 OK"), now
+            )
     missed, auto_replies = [], []
     last = 0
     for name, expected, _temporary in known:
         message = (data / name).read_bytes()
         result = project.run("bounces", "--stdin", input=message, now=now)
         assert result.exit_code == 0, f"{name}: {result.output}"
-        with sqlite3.connect(project.root / "state.sqlite3") as db:
+        with statefile.connect(project.root / "state.sqlite3") as db:
             row = db.execute(
                 "SELECT id, email, outcome, kind FROM bounce_reports WHERE id > ?", (last,)
             ).fetchone()
@@ -95,7 +96,7 @@ def test_no_message_in_the_corpus_crashes_or_is_taken_for_an_auto_reply(project:
         result = project.run("bounces", "--stdin", input=path.read_bytes())
         assert result.exit_code == 0, f"{path.name}: {result.output}"
         assert "Traceback" not in result.output
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         kinds = dict(db.execute("SELECT kind, COUNT(*) FROM bounce_reports GROUP BY kind"))
         suppressions = db.execute("SELECT COUNT(*) FROM suppressions").fetchone()
     assert kinds.get("auto_reply") == 1  # qmail_08.txt, a real "Auto reply"
@@ -105,12 +106,14 @@ def test_no_message_in_the_corpus_crashes_or_is_taken_for_an_auto_reply(project:
 
 def test_auto_replies_are_never_taken_for_bounces(project: Project) -> None:
     now = datetime.now(UTC)
-    with State(project.root / "state.sqlite3") as state:
-        issue = state.create_issue(subject="s", html="h", text="t", posts=[], now=now)
+    with store.open_path(project.root / "state.sqlite3") as state:
+        issue = state.ledger.create_issue(subject="s", html="h", text="t", posts=[], now=now)
         for address in ("ann@example.com", "bob@example.com"):
-            state.record_delivery(issue, Delivery(address, DeliveryStatus.SENT, "250 OK"), now)
+            state.ledger.record_delivery(
+                issue, Delivery(address, DeliveryStatus.SENT, "250 OK"), now
+            )
     for message in (reports.out_of_office(), reports.vacation()):
         result = project.run("bounces", "--stdin", input=message, now=now)
         assert "1 auto-replies ignored" in result.output
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM suppressions").fetchone() == (0,)

@@ -8,16 +8,16 @@ each one does to its reader is checked.
 from __future__ import annotations
 
 import mailbox
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from digest import store
 from digest.addresses import canonical_or_none
 from digest.bouncereport import read_report
 from digest.models import Delivery, DeliveryStatus
-from digest.store import State
 from tests.conftest import Project
+from tests.support import statefile
 from tests.support.bounce_samples import Sample, own_samples
 
 SAMPLES = own_samples()
@@ -39,12 +39,14 @@ def test_each_message_is_read_as_its_mail_system_meant_it(sample: Sample) -> Non
 def test_the_whole_set_through_digest_bounces_acts_on_each_reader_as_it_should(
     project: Project, tmp_path: Path
 ) -> None:
-    with State(project.root / "state.sqlite3") as state:
-        issue = state.create_issue(subject="s", html="h", text="t", posts=[], now=project.now)
+    with store.open_path(project.root / "state.sqlite3") as state:
+        issue = state.ledger.create_issue(
+            subject="s", html="h", text="t", posts=[], now=project.now
+        )
         for sample in SAMPLES:
             for address in sample.recipients:
                 delivery = Delivery(address, DeliveryStatus.SENT, "250 OK")
-                state.record_delivery(issue, delivery, project.now)
+                state.ledger.record_delivery(issue, delivery, project.now)
     box = mailbox.Maildir(tmp_path / "Maildir", create=True)
     for sample in SAMPLES:
         box.add(sample.path.read_bytes())
@@ -55,7 +57,7 @@ def test_the_whole_set_through_digest_bounces_acts_on_each_reader_as_it_should(
     assert f"{len(quiet)} not bounces (left in the mailbox)" in result.output
     assert len(box) == len(quiet)  # the rest were read and taken out of the mailbox
 
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         outcomes = dict(db.execute("SELECT email, outcome FROM bounce_reports WHERE email != ''"))
         kinds = dict(db.execute("SELECT kind, COUNT(*) FROM bounce_reports GROUP BY kind"))
         suppressed = dict(db.execute("SELECT email, source FROM suppressions"))

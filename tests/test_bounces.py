@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import re
 import socket
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from digest import store
 from tests.conftest import NOW, Project, post
-from tests.support import reports
+from tests.support import reports, statefile
 from tests.support.imapserver import PASSWORD, USER, WITHOUT_MOVE, ImapServer, dovecot_missing
 
 VERP = "  return_path: bounces+{token}@example.org\n"
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def suppressed(project: Project) -> dict[str, str]:
@@ -259,16 +258,15 @@ def test_a_bounced_confirmation_drops_the_pending_sign_up(project: Project) -> N
     from digest.config import load_config
     from digest.message import transactional_message
     from digest.models import Subscriber
-    from digest.store import State
     from digest.tokens import TRANSACTIONAL_REFERENCE, delivery_tag
 
     verp_project(project)
     config = load_config(project.config)
-    with State(project.root / "state.sqlite3") as state:
+    with store.open_path(project.root / "state.sqlite3") as state:
         state.signups.request(
             "dan@example.com", "Dan", None, NOW, page="", ip="", consent_sha256=""
         )
-        secret = state.signing_secret(config.secret)
+        secret = state.secrets.signing_secret(config.secret)
     tag = delivery_tag(secret, TRANSACTIONAL_REFERENCE, "dan@example.com")
     sent = transactional_message(
         config, Subscriber("dan@example.com"), "Confirm", "text", "<p>html</p>", NOW, None, tag

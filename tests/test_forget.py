@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,15 +20,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from digest import store
 from digest.bouncereport import Kind, Report
 from digest.bounces import apply_report
 from digest.config import load_config
 from digest.models import RenderedIssue
-from digest.store import RateLimit, State
-from digest.store.previews import remember_preview
+from digest.store import RateLimit
 from digest.tokens import address_hash, make_token
 from tests.conftest import Project, post
-from tests.support import reports
+from tests.support import reports, statefile
 from tests.support.serving import digest_serve
 
 ERIN = "erin@xn--bcher-kva.example"
@@ -48,7 +47,7 @@ def state_path(project: Project) -> Path:
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(state_path(project)) as db:
+    with statefile.connect(state_path(project)) as db:
         return list(db.execute(sql))
 
 
@@ -79,7 +78,7 @@ def erin_everywhere(project: Project) -> None:
     bounced = project.run("bounces", "--stdin", input=dsn)
     assert bounced.exit_code == 0 and f"Suppressed {ERIN}" in bounced.output, bounced.output
     config = load_config(project.config)
-    with State(state_path(project)) as state:
+    with store.open_path(state_path(project)) as state:
         webhook = Report(
             Kind.COMPLAINT,
             "mailgun:event-1",
@@ -93,9 +92,8 @@ def erin_everywhere(project: Project) -> None:
         assert state.signups.allow([RateLimit(bucket, timedelta(days=1), 5)], project.now)
         state.editorial.request_approval("2026-12-07T09:00:00+00:00", frozenset(), project.now)
         state.editorial.decide("2026-12-07T09:00:00+00:00", "approved", ERIN, project.now)
-    remember_preview(
-        state_path(project), "k", RenderedIssue("s", f"<p>Hello {ERIN}</p>", "t"), "now"
-    )
+    with store.open_path(state_path(project), read_only=True) as state:
+        state.previews.remember("k", RenderedIssue("s", f"<p>Hello {ERIN}</p>", "t"), "now")
 
 
 def test_forget_leaves_no_trace_in_any_table_or_in_the_files(project: Project) -> None:
@@ -129,17 +127,8 @@ def test_forget_leaves_no_trace_in_any_table_or_in_the_files(project: Project) -
 @contextmanager
 def reader_holding_a_snapshot(project: Project) -> Iterator[subprocess.Popen[str]]:
     """Another process in the middle of reading the state (as `digest serve` may be)."""
-    script = (
-        "import sqlite3, sys\n"
-        f"db = sqlite3.connect({str(state_path(project))!r}, isolation_level=None)\n"
-        "db.execute('BEGIN')\n"
-        "db.execute('SELECT COUNT(*) FROM deliveries').fetchall()\n"
-        "print('reading', flush=True)\n"
-        "sys.stdin.readline()\n"
-        "db.execute('COMMIT')\n"
-    )
     reader = subprocess.Popen(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", statefile.snapshot_reader(state_path(project))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -198,7 +187,7 @@ def test_forget_stops_short_of_done_when_a_table_it_does_not_know_holds_the_addr
     project: Project,
 ) -> None:
     erin_everywhere(project)
-    with sqlite3.connect(state_path(project)) as db:
+    with statefile.connect(state_path(project)) as db:
         db.execute("CREATE TABLE newer_events (payload TEXT)")
         db.execute("INSERT INTO newer_events VALUES (?)", (f"to: {ERIN}",))
     forgot = project.run_process("subscribers", "forget", ERIN)

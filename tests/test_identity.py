@@ -8,19 +8,19 @@ unsubscribe, resubscribe, erasure and de-duplication matches the address as list
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 
 import httpx
 
+from digest import store
 from digest.bouncereport import Kind, Report
 from digest.bounces import DROPPED_SIGNUP, SUPPRESSED, apply_report
 from digest.config import load_config
-from digest.store import State
 from digest.store.migrations import MIGRATIONS
 from digest.subscribers import load_subscribers
 from digest.tokens import delivery_tag, make_purpose_token, make_token
 from tests.conftest import Project, post
+from tests.support import statefile
 from tests.support.serving import digest_serve, serving
 from tests.test_signup import enable_signup
 
@@ -47,7 +47,7 @@ def send(project: Project, days: int = 0) -> list[str]:
 
 
 def suppressions(project: Project) -> list[tuple[str, str]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         return list(db.execute("SELECT email, source FROM suppressions ORDER BY email"))
 
 
@@ -126,7 +126,7 @@ def test_a_bounce_naming_the_unicode_form_is_tied_to_the_canonical_sign_up(
     project: Project,
 ) -> None:
     config = load_config(project.config)
-    with State(config.state_path) as state:
+    with store.open_path(config.state_path) as state:
         state.signups.request(ERIN, "", None, project.now, page="", ip="", consent_sha256="")
         # The confirmation went out before the upgrade, tagged over the Unicode form.
         tag = delivery_tag(SECRET, "s", ERIN_UNICODE)
@@ -151,7 +151,7 @@ def test_a_confirmation_link_sent_before_the_upgrade_confirms_the_canonical_sign
     """Erin signed up with the Unicode form on an earlier release, which kept it so and put it
     in her confirmation link; the upgrade rewrote her sign-up to the canonical form."""
     state = project.root / "state.sqlite3"
-    with sqlite3.connect(state, isolation_level=None) as db:
+    with statefile.connect(state, autocommit=True) as db:
         for migration in MIGRATIONS[:9]:  # the schema of the last release before the upgrade
             for step in migration:
                 assert isinstance(step, str)
@@ -169,7 +169,7 @@ def test_a_confirmation_link_sent_before_the_upgrade_confirms_the_canonical_sign
         answer = httpx.post(f"{served.public}/confirm", params={"token": token}, timeout=10)
     assert answer.status_code == 200, answer.text
     assert "You are subscribed" in answer.text
-    with sqlite3.connect(state) as db:
+    with statefile.connect(state) as db:
         assert list(db.execute("SELECT email, status FROM signups")) == [(ERIN, "confirmed")]
     assert send(project) == [ANN, ERIN]
 
@@ -180,7 +180,7 @@ def test_a_bounce_of_an_issue_sent_before_the_upgrade_suppresses_the_canonical_a
     """An earlier release mailed issue 1 to the Unicode form (and tagged the delivery over it);
     the bounce names that form, and the upgrade has rewritten the delivery."""
     config = load_config(project.config)
-    with sqlite3.connect(config.state_path, isolation_level=None) as db:
+    with statefile.connect(config.state_path, autocommit=True) as db:
         for migration in MIGRATIONS[:9]:  # the schema of the last release before the upgrade
             for step in migration:
                 assert isinstance(step, str)
@@ -197,7 +197,7 @@ def test_a_bounce_of_an_issue_sent_before_the_upgrade_suppresses_the_canonical_a
         )
     tag = delivery_tag(SECRET, "1", ERIN_UNICODE)
     report = Report(Kind.HARD, "dsn-2", (ERIN_UNICODE,), "5.1.1", "no such user", (("1", tag),))
-    with State(config.state_path) as state:
+    with store.open_path(config.state_path) as state:
         outcome, address = apply_report(config, state, SECRET, report, "stdin", project.now)
     assert (outcome, address) == (SUPPRESSED, ERIN)
     assert suppressions(project) == [(ERIN, "bounce")]

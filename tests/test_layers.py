@@ -46,7 +46,6 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "digest.theme",
                 "digest.personalise",
                 "digest.feedadvice",
-                "digest.lock",
                 "digest.slots",
                 "digest.store.",
             }

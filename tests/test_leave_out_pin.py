@@ -4,7 +4,6 @@ POST controls change the next issue; a left-out post never comes back by itself.
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import timedelta
 
 import httpx
@@ -12,6 +11,7 @@ import httpx
 from digest.group import AlreadySent, build_issue, candidates, short_id
 from digest.models import Choice
 from tests.conftest import Project, post
+from tests.support import statefile
 from tests.support.serving import serving
 from tests.test_group import NOW, TWO_FEEDS, make_config, make_post
 
@@ -123,7 +123,7 @@ def test_leave_out_and_pin_from_the_command_line(project: Project) -> None:
     assert "Sent issue with 2 posts" in sent.output
     for message in project.smtp.received:
         assert "Post number 2" not in message.part("plain")
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         # The pin was for that issue; the leave-out stays.
         assert list(db.execute("SELECT choice FROM post_choices")) == [("leave_out",)]
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 from tests.conftest import Project, post
+from tests.support import statefile
 
 
 def test_mark_seen_then_only_new_posts_go_out(project: Project) -> None:
@@ -15,7 +15,7 @@ def test_mark_seen_then_only_new_posts_go_out(project: Project) -> None:
     result = project.run("mark-seen")
     assert result.exit_code == 0, result.output
     assert "Marked 4 posts as already sent (4 in 2 feeds)" in result.output
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM seen_posts").fetchone() == (4,)
         assert db.execute("SELECT COUNT(*) FROM issues").fetchone() == (0,)
     again = project.run("mark-seen")

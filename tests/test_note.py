@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import stat
 import sys
 from datetime import timedelta
 from pathlib import Path
 
+from digest import store
 from tests.conftest import Project, post
 from tests.test_schedule_run import SLOT, SLOT_LOG, Daemon, rows, weekly
 
@@ -34,7 +34,7 @@ def test_note_goes_out_once_in_both_parts_then_is_cleared(project: Project) -> N
         assert "AGM is on 5 December: book a place (https://example.org/agm)" in text
         assert text.index("AGM") < text.index("From the blog")
     assert project.run("note", "--show").output.strip() == "No note for the next issue."
-    assert rows(project, "SELECT issue_id, text FROM issue_notes") == [(1, NOTE)]
+    assert rows(project, "SELECT text FROM editor_note") == []
 
     project.serve("/blog.xml", [post(1), post(2, 2), post(3, -3)])
     with Daemon(project, SLOT + timedelta(days=7, hours=1)) as daemon:
@@ -90,7 +90,8 @@ def test_a_sent_issue_keeps_its_note_while_the_next_note_waits(project: Project)
     project.run("note", "First note.")
     assert project.run("send").exit_code == 0
     project.run("note", "Second note.")
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        kept = list(db.execute("SELECT text FROM issue_notes"))
-        waiting = list(db.execute("SELECT text FROM editor_note"))
-    assert kept == [("First note.",)] and waiting == [("Second note.",)]
+    with store.open_path(project.root / "state.sqlite3", read_only=True) as state:
+        (sent,) = [summary.issue for summary in state.ledger.history()]
+        waiting = state.editorial.note()
+    assert "First note." in sent.text and "Second note." not in sent.text
+    assert waiting == "Second note."

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,11 +11,12 @@ import pytest
 
 from digest.tokens import verify_token
 from tests.conftest import Project, post, rss
+from tests.support import statefile
 from tests.support.dkimkey import make_dkim_key
 
 
 def state_rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         return list(db.execute(sql))
 
 

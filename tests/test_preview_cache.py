@@ -9,9 +9,10 @@ from datetime import timedelta
 import pytest
 
 import digest.pipeline
+from digest import store
 from digest.config import load_config
 from digest.models import Issue, RenderedIssue
-from digest.pipeline import open_state, preview
+from digest.pipeline import preview
 from tests.conftest import Project, post
 
 CHECK_IMPORTS = """
@@ -42,7 +43,7 @@ def test_an_unchanged_preview_is_served_from_the_cache_and_equals_a_fresh_one(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = load_config(project.config)
-    open_state(config).close()  # a project that has sent before has its state file
+    store.open(config).close()  # a project that has sent before has its state file
     counted = renders(monkeypatch)
     _, first_html, first_text = preview(config, project.now)
     prepared, html, text = preview(config, project.now + timedelta(minutes=5))
@@ -56,7 +57,7 @@ def test_a_changed_feed_template_or_config_renders_anew(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = load_config(project.config)
-    open_state(config).close()
+    store.open(config).close()
     counted = renders(monkeypatch)
     preview(config, project.now)
     project.serve("/news.xml", [post(10, 1, site="https://example.org/news"), post(11)])
@@ -78,7 +79,7 @@ def test_a_changed_feed_template_or_config_renders_anew(
 
 
 def test_a_cached_preview_command_does_not_load_the_inliner_or_jinja(project: Project) -> None:
-    open_state(load_config(project.config)).close()
+    store.open(load_config(project.config)).close()
     out = project.root / "preview.html"
     command = [sys.executable, "-c", CHECK_IMPORTS, "--config", str(project.config)]
     command += ["preview", "--out", str(out)]

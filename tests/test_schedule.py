@@ -8,13 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from digest import schedule
+from digest import schedule, store
 from digest.config import ScheduleConfig, load_config
 from digest.cron import parse_cron
 from digest.models import DeliveryStatus
 from digest.schedule import Clock
 from digest.slots import Plan, next_slots, plan_due, previous_slot, slot_key
-from digest.store import State
 from tests.conftest import Project, post
 
 LONDON = ZoneInfo("Europe/London")
@@ -289,19 +288,19 @@ def test_fire_within_grace_sends_once_and_records_the_slot(project: Project) -> 
     again = schedule.fire(config, Clock.starting_at(SLOT + timedelta(hours=5)), threading.Event())
     assert again is not None and again.report is None
     assert len(project.smtp.received) == 2
-    with State(config.state_path) as state:
-        assert state.issue_for_slot(slot_key(SLOT)) is not None
+    with store.open_path(config.state_path) as state:
+        assert state.ledger.issue_for_slot(slot_key(SLOT)) is not None
 
 
 def test_fire_beyond_grace_sends_nothing_and_records_the_skip(project: Project) -> None:
     weekly(project, grace="1h")
     config = load_config(project.config)
-    with State(config.state_path) as state:
-        state.record_skipped_slot(slot_key(SLOT - timedelta(days=7)), SLOT, "nothing new")
+    with store.open_path(config.state_path) as state:
+        state.ledger.record_skipped_slot(slot_key(SLOT - timedelta(days=7)), SLOT, "nothing new")
     later = Clock.starting_at(SLOT + timedelta(hours=2))
     assert schedule.fire(config, later, threading.Event()) is None
     assert project.smtp.received == []
-    with State(config.state_path) as state:
+    with store.open_path(config.state_path) as state:
         row = state.db.execute(
             "SELECT reason FROM skipped_slots WHERE slot_key = ?", (slot_key(SLOT),)
         ).fetchone()
@@ -316,8 +315,8 @@ def test_nothing_new_records_the_slot_as_skipped(project: Project) -> None:
     result = schedule.fire(config, Clock.starting_at(SLOT), threading.Event())
     assert result is not None and result.report is not None
     assert result.report.skipped_reason == "nothing new"
-    with State(config.state_path) as state:
-        assert state.slot_handled(slot_key(SLOT))
+    with store.open_path(config.state_path) as state:
+        assert state.ledger.slot_handled(slot_key(SLOT))
 
 
 def test_run_once_sends_the_next_slot_and_not_twice(project: Project) -> None:
@@ -358,10 +357,10 @@ def test_an_address_still_deferred_at_the_next_slot_is_given_up_and_the_new_issu
     assert second.slot == next_week and second.report.issue_id == 2
     assert second.report.post_count == 1
 
-    with State(config.state_path) as state:
-        old = state.deliveries(1)
-        new = state.deliveries(2)
-        unfinished = state.unfinished_issue()
+    with store.open_path(config.state_path) as state:
+        old = state.ledger.deliveries(1)
+        new = state.ledger.deliveries(2)
+        unfinished = state.ledger.unfinished_issue()
     assert unfinished is not None and unfinished.id == 2  # bob is still deferred
     assert old["ann@example.com"].status is DeliveryStatus.SENT
     assert old["bob@example.com"].status is DeliveryStatus.FAILED

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from digest.lock import LockHeld, hold_lock, lock_path
+from digest.store.locks import LockHeld, hold_lock, lock_path
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from digest.lock import hold_lock
+from digest.store.locks import hold_lock
 with hold_lock(Path(sys.argv[1]), "send"):
     print("held", flush=True)
     time.sleep(60)

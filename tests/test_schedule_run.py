@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from digest.store import State
+from digest import store
 from tests.conftest import Project
-from tests.support import reports
+from tests.support import reports, statefile
 from tests.support.imapserver import ImapServer, dovecot_missing
 from tests.support.smtpserver import free_port
 
@@ -93,8 +92,7 @@ def weekly(project: Project, grace: str = "6h") -> None:
 
 
 def rows(project: Project, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def recipients(project: Project) -> list[str]:
@@ -127,8 +125,8 @@ def test_catch_up_within_grace_sends_once_and_a_restart_sends_nothing(project: P
 
 def test_slot_missed_beyond_grace_is_skipped_with_a_log_line(project: Project) -> None:
     weekly(project, grace="1h")
-    with State(project.root / "state.sqlite3") as state:
-        state.record_skipped_slot("2026-11-23T08:00:00+00:00", SLOT, "nothing new")
+    with store.open_path(project.root / "state.sqlite3") as state:
+        state.ledger.record_skipped_slot("2026-11-23T08:00:00+00:00", SLOT, "nothing new")
     with Daemon(project, SLOT + timedelta(hours=3)) as late:
         line = late.wait_for(f"{SLOT_LOG} missed")
         assert "3:00:00 ago, grace 1:00:00" in line and "skipped" in line

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from digest.errors import TemplateError
 from digest.models import OutgoingMessage
 from tests.conftest import Project
+from tests.support import statefile
 from tests.support.dkimkey import make_dkim_key
 
 ALL_POSTS = ("Post number 1", "Post number 2", "Post number 10")
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def assert_nothing_frozen(project: Project) -> None:

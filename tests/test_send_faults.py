@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from datetime import timedelta
 
 from tests.conftest import Project
+from tests.support import statefile
 
 ANN, BOB = "ann@example.com", "bob@example.com"
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def deliveries(project: Project) -> dict[str, tuple[object, ...]]:

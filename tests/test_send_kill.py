@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from datetime import timedelta
 
 from digest.config import load_config
 from tests.conftest import Project, post
+from tests.support import statefile
 
 PEOPLE = [f"reader{n:02d}@example.com" for n in range(50)]
 
@@ -90,7 +90,7 @@ def test_ctrl_c_mid_issue_finishes_the_messages_in_flight_and_the_rerun_repeats_
     assert "Error: stopped: " in stderr and "run `digest send` again to finish the issue" in stderr
     reached = [r.recipients[0] for r in project.smtp.received]
     assert len(reached) < len(PEOPLE)
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         recorded = [e for (e,) in db.execute("SELECT email FROM deliveries WHERE status = 'sent'")]
     assert sorted(recorded) == sorted(reached)  # every accepted message was recorded
 

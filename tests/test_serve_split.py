@@ -7,7 +7,6 @@ import errno
 import logging
 import select
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,11 +18,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from digest.store import db
+from digest.store import sqlite as sqlite_backend
 from digest.tokens import make_token
 from digest.web import launch
 from digest.web.public import PublicSite, create_public_app
 from tests.conftest import Project, post, rss
+from tests.support import statefile
 from tests.support.serving import serving
 
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -31,7 +31,7 @@ PASSWORD = "correct horse battery staple"
 
 
 def suppressed(project: Project) -> set[tuple[str, str]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         return set(db.execute("SELECT email, source FROM suppressions"))
 
 
@@ -375,22 +375,21 @@ def test_a_request_the_app_holds_past_the_deadline_is_told_to_retry(project: Pro
     with guarded_public(project, request_seconds=1.0) as port:
         # Another process holds the state's write lock (a long send, say): the unsubscribe
         # waits in a worker thread for up to the store's 30-second busy timeout.
-        blocker = sqlite3.connect(project.root / "state.sqlite3", isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
-            with socket.create_connection(("127.0.0.1", port)) as sock:
-                sock.settimeout(10)
-                sock.sendall(request)
-                answer = b""
-                while chunk := sock.recv(65536):
-                    answer += chunk
-            head, _, body = answer.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 503"), answer
-            assert b"retry-after: 10" in head.lower()
-            assert body == b"Busy: try again shortly.\n"
-        finally:
-            blocker.execute("COMMIT")
-            blocker.close()
+        with statefile.connect(project.root / "state.sqlite3", autocommit=True) as blocker:
+            blocker.execute("BEGIN IMMEDIATE")
+            try:
+                with socket.create_connection(("127.0.0.1", port)) as sock:
+                    sock.settimeout(10)
+                    sock.sendall(request)
+                    answer = b""
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+                head, _, body = answer.partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 503"), answer
+                assert b"retry-after: 10" in head.lower()
+                assert body == b"Busy: try again shortly.\n"
+            finally:
+                blocker.execute("COMMIT")
         # The worker finishes once the lock is free: the reader is unsubscribed all the same.
         deadline = time.monotonic() + 10
         while not suppressed(project):
@@ -414,15 +413,14 @@ def test_a_state_file_locked_past_the_busy_timeout_is_a_503_not_a_traceback(
 ) -> None:
     # The store waits BUSY_TIMEOUT (30 s) for a lock; half a second here, so the store gives
     # up well within the request deadline and the app itself must answer.
-    monkeypatch.setattr(db, "BUSY_TIMEOUT", 0.5)
+    monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT", 0.5)
     with guarded_public(project) as port, errors_logged() as errors:
-        blocker = sqlite3.connect(project.root / "state.sqlite3", isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
-            refused = one_click(f"http://127.0.0.1:{port}", "ann@example.com")
-        finally:
-            blocker.execute("COMMIT")
-            blocker.close()
+        with statefile.connect(project.root / "state.sqlite3", autocommit=True) as blocker:
+            blocker.execute("BEGIN IMMEDIATE")
+            try:
+                refused = one_click(f"http://127.0.0.1:{port}", "ann@example.com")
+            finally:
+                blocker.execute("COMMIT")
         assert refused.status_code == 503, refused.text
         assert refused.headers["retry-after"] == "10"
         assert refused.headers["cache-control"] == "no-store"

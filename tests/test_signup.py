@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -24,6 +23,7 @@ from digest.personalise import display_name
 from digest.store import State
 from digest.tokens import make_purpose_token
 from tests.conftest import Project
+from tests.support import statefile
 from tests.support.encodings import readable_in, urls_in
 from tests.support.serving import Serving, serving
 from tests.support.smtpserver import Received, SmtpServer
@@ -46,8 +46,7 @@ def site(project: Project) -> Iterator[tuple[Project, Serving]]:
 
 
 def rows(project: Project, sql: str, *parameters: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql, parameters))
+    return statefile.rows(project.root / "state.sqlite3", sql, *parameters)
 
 
 def wait_for_mail(project: Project, address: str, count: int = 1) -> list[Received]:

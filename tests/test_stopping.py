@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,9 +15,10 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from digest.lock import hold_lock
 from digest.stopping import GracefulStop
+from digest.store.locks import hold_lock
 from tests.conftest import Project
+from tests.support import statefile
 from tests.support.feedserver import Route
 from tests.test_schedule_run import SLOT, Daemon, weekly
 
@@ -46,8 +46,7 @@ def wait_until(condition: Callable[[], bool], process: subprocess.Popen[str]) ->
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def lock_is_free(project: Project) -> bool:

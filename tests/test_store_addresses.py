@@ -9,14 +9,15 @@ rewritten, are matched in both forms.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest.store import State
-from digest.store.migrations import LATEST, MIGRATIONS
+from digest import store
+from digest.store import SuppressionKind
+from digest.store.migrations import LATEST
 from digest.tokens import address_hash
 from tests.conftest import Project
+from tests.support import statefile
 from tests.test_store_migrations import FIXTURE, user_version
 
 ZOE_UNICODE = "zo\u00eb@b\u00fccher.example"
@@ -27,24 +28,16 @@ BEFORE_CANONICAL = 9  # the schema of the last release before migration 11
 
 
 def rows(path: Path, sql: str, parameters: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return list(db.execute(sql, parameters))
+    return statefile.rows(path, sql, *parameters)
 
 
-def state_at(path: Path, version: int) -> None:
-    """A state file at schema `version`, made by that version's own migrations."""
-    with sqlite3.connect(path, isolation_level=None) as db:
-        for migration in MIGRATIONS[:version]:
-            for step in migration:
-                assert isinstance(step, str)
-                db.execute(step)
-        db.execute(f"PRAGMA user_version = {version}")
+state_at = statefile.state_at
 
 
 def test_upgrading_0_1_0_rewrites_its_addresses_and_keeps_every_delivery(tmp_path: Path) -> None:
     old = tmp_path / "state.sqlite3"
     shutil.copyfile(FIXTURE, old)
-    with sqlite3.connect(old) as db:
+    with statefile.connect(old) as db:
         # As 0.1.0 wrote them: a Unicode domain from the command line and the file, and the
         # same mailbox twice in one issue (the file listed both forms).
         db.executemany(
@@ -69,8 +62,8 @@ def test_upgrading_0_1_0_rewrites_its_addresses_and_keeps_every_delivery(tmp_pat
         " ORDER BY issue_id, email"
     )
     kept = rows(old, untouched)
-    with State(old) as state:
-        history = {summary.issue.id: summary for summary in state.history()}
+    with store.open_path(old) as state:
+        history = {summary.issue.id: summary for summary in state.ledger.history()}
     assert user_version(old) == LATEST
     assert rows(old, untouched) == kept
     assert rows(old, f"SELECT * FROM deliveries WHERE email = '{ZOE}'") == [
@@ -92,7 +85,7 @@ def test_upgrading_0_1_0_rewrites_its_addresses_and_keeps_every_delivery(tmp_pat
 def test_upgrading_todays_schema_merges_one_persons_rows(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     state_at(path, BEFORE_CANONICAL)
-    with sqlite3.connect(path) as db:
+    with statefile.connect(path) as db:
         db.executemany(
             "INSERT INTO signups (email, name, status, sections, source, created_at,"
             " confirmed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -130,10 +123,10 @@ def test_upgrading_todays_schema_merges_one_persons_rows(tmp_path: Path) -> None
             " ?, 1)",
             (ERIN_UNICODE,),
         )
-    with State(path, read_only=True) as state:  # an upgrade in memory: the file waits
+    with store.open_path(path, read_only=True) as state:  # an upgrade in memory: the file waits
         assert [signup.email for signup in state.signups.signups()] == [ERIN, "max@example.org"]
     assert user_version(path) == BEFORE_CANONICAL
-    with State(path) as state:
+    with store.open_path(path) as state:
         [erin, _] = state.signups.signups()
         assert (erin.email, erin.name, erin.status, erin.sections) == (
             ERIN,
@@ -147,7 +140,7 @@ def test_upgrading_todays_schema_merges_one_persons_rows(tmp_path: Path) -> None
             "submitted",
             "confirmed",
         ]
-        [summary] = state.history()
+        [summary] = state.ledger.history()
     assert (summary.sent, summary.pending) == (2, 0)
     assert rows(path, "SELECT email FROM deliveries ORDER BY email") == [
         (ERIN,),
@@ -162,7 +155,7 @@ def test_an_old_unicode_suppression_and_an_old_erasure_still_hold(project: Proje
     on an earlier release; the file now lists both in the ASCII form."""
     state = project.root / "state.sqlite3"
     state_at(state, BEFORE_CANONICAL)
-    with sqlite3.connect(state) as db:
+    with statefile.connect(state) as db:
         db.execute(
             "INSERT INTO suppressions (email, created_at, source) VALUES (?, ?, 'manual')",
             (ZOE_UNICODE, "2026-11-01T08:00:00+00:00"),
@@ -186,7 +179,7 @@ def test_preferences_saved_by_a_listed_reader_no_longer_keep_them_on_after_the_u
     state = project.root / "state.sqlite3"
     state_at(state, BEFORE_CANONICAL)
     at = "2026-11-01T08:00:00+00:00"
-    with sqlite3.connect(state) as db:
+    with statefile.connect(state) as db:
         db.executemany(
             "INSERT INTO signups (email, name, status, sections, source, created_at,"
             " confirmed_at, updated_at) VALUES (?, ?, 'confirmed', NULL, ?, ?, ?, ?)",
@@ -223,14 +216,14 @@ def test_preferences_saved_by_a_listed_reader_no_longer_keep_them_on_after_the_u
 def test_the_store_looks_an_address_up_under_its_canonical_form(tmp_path: Path) -> None:
     """Callers pass canonical addresses; one read back from an older link may not be."""
     at = datetime(2026, 12, 1, 8, tzinfo=UTC)
-    with State(tmp_path / "state.sqlite3") as state:
+    with store.open_path(tmp_path / "state.sqlite3") as state:
         state.signups.request(ERIN_UNICODE, "Erin", None, at, page="", ip="", consent_sha256="")
         assert state.signups.confirm("Erin@B\u00dcCHER.example", at) == "confirmed"
-        assert state.suppress(ERIN_UNICODE, at, "manual")
-        assert not state.suppress(ERIN, at, "manual")
+        assert state.suppressions.suppress(ERIN_UNICODE, at, "manual", kind=SuppressionKind.MANUAL)
+        assert not state.suppressions.suppress(ERIN, at, "manual", kind=SuppressionKind.MANUAL)
         assert [signup.email for signup in state.signups.signups()] == [ERIN]
-        assert state.suppressed() == {ERIN}
-        assert state.unsuppress("ERIN@xn--bcher-kva.example")
+        assert state.suppressions.suppressed() == {ERIN}
+        assert state.suppressions.unsuppress("ERIN@xn--bcher-kva.example")
         assert [event.event for event in state.signups.consents(ERIN_UNICODE)] == [
             "submitted",
             "confirmed",

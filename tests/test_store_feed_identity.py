@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 
 from tests.conftest import Project, post, rss
+from tests.support import statefile
 
 DAY = timedelta(days=1)
 
@@ -27,7 +27,7 @@ def titles_sent(project: Project, since: int) -> list[str]:
 
 
 def state_rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         return list(db.execute(sql))
 
 

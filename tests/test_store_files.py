@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from digest import store
 from digest.errors import StateError
-from digest.store import State
+from digest.store import SuppressionKind
+from digest.store import sqlite as store_sqlite
 from digest.store.migrations import LATEST
 from tests.conftest import Project
+from tests.support import statefile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "state-0.1.0.sqlite3"
 NOBODY = 65534
@@ -115,19 +118,24 @@ def shared_folder() -> Iterator[Path]:
 def test_a_state_file_in_a_folder_nobody_may_write_is_still_readable(shared_folder: Path) -> None:
     path = shared_folder / "state.sqlite3"
     shutil.copyfile(FIXTURE, path)
-    with State(path):  # upgraded, and in WAL mode as every writing command leaves it
+    with store.open_path(path):  # upgraded, and in WAL mode as every writing command leaves it
         pass
     path.chmod(0o444)
     shared_folder.chmod(0o555)
     before = snapshot(shared_folder)
 
     def history() -> str:
-        with State(path, read_only=True) as state:
-            return ",".join(str(summary.issue.id) for summary in state.history())
+        with store.open_path(path, read_only=True) as state:
+            return ",".join(str(summary.issue.id) for summary in state.ledger.history())
 
     def write() -> str:
-        with State(path) as state:
-            state.suppress("zoe@example.com", state.history()[0].issue.created_at, "manual")
+        with store.open_path(path) as state:
+            state.suppressions.suppress(
+                "zoe@example.com",
+                state.ledger.history()[0].issue.created_at,
+                "manual",
+                kind=SuppressionKind.MANUAL,
+            )
         return "written"
 
     assert as_user_who_cannot_write(history) == "3,2,1"
@@ -141,25 +149,25 @@ def test_reading_an_old_file_upgrades_a_private_copy_only(tmp_path: Path) -> Non
     shutil.copyfile(FIXTURE, path)
     with (
         pytest.raises(StateError, match="cannot use state file"),
-        State(path, read_only=True) as state,
+        store.open_path(path, read_only=True) as state,
     ):
-        assert [summary.issue.marker for summary in state.history()] == ["", "", ""]
-        assert state.suppressed() == {"carol@example.com", "erin@example.com"}
-        state.unsuppress("carol@example.com")  # the upgraded copy refuses writes too
+        assert [summary.issue.marker for summary in state.ledger.history()] == ["", "", ""]
+        assert state.suppressions.suppressed() == {"carol@example.com", "erin@example.com"}
+        state.suppressions.unsuppress("carol@example.com")  # the upgraded copy refuses writes too
     assert path.read_bytes() == FIXTURE.read_bytes()
-    with sqlite3.connect(path) as db:
+    with statefile.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 0
-    with State(path) as state:
+    with store.open_path(path) as state:
         pass
-    with sqlite3.connect(path) as db:
+    with statefile.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == LATEST
 
 
 def test_a_read_only_state_has_no_secret_to_invent(tmp_path: Path) -> None:
-    with State(tmp_path / "absent.sqlite3", read_only=True) as state:
-        assert state.history() == []
+    with store.open_path(tmp_path / "absent.sqlite3", read_only=True) as state:
+        assert state.ledger.history() == []
         with pytest.raises(StateError, match="run a writing command"):
-            state.secret()
+            state.secrets.secret()
     assert not (tmp_path / "absent.sqlite3").exists()
 
 
@@ -184,3 +192,26 @@ def test_history_reads_a_0_1_0_file_without_upgrading_it(project: Project) -> No
     assert "2 unsubscribed addresses are skipped on every send." in result.stdout
     assert state.read_bytes() == FIXTURE.read_bytes()
     assert sorted(path.name for path in project.root.glob("state.sqlite3*")) == ["state.sqlite3"]
+
+
+def test_a_busy_state_is_a_one_line_error_even_outside_a_with_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No sqlite3 exception leaves the store: a repository's statement on a file another
+    process keeps locked raises StateError, whether or not the state is used in `with`."""
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "state.sqlite3"
+    state = store.open_path(path)
+    try:
+        with statefile.connect(path, autocommit=True) as holder:
+            holder.execute("BEGIN IMMEDIATE")  # another process is writing
+            try:
+                with pytest.raises(StateError, match=r"state file .* is busy"):
+                    state.ledger.record_skipped_slot(
+                        "2026-11-30T08:00:00+00:00", datetime(2026, 11, 30, tzinfo=UTC), "quiet"
+                    )
+            finally:
+                holder.execute("ROLLBACK")
+        assert state.ledger.skipped_slots() == []
+    finally:
+        state.close()

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from digest import store
 from digest.errors import StateError
-from digest.store import State
 from digest.store.migrations import LATEST, MIGRATIONS
 from tests.conftest import Project
+from tests.support import statefile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "state-0.1.0.sqlite3"
 TABLES = (
@@ -28,8 +28,7 @@ TABLES = (
 
 
 def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return list(db.execute(sql))
+    return statefile.rows(path, sql)
 
 
 def counts(path: Path) -> dict[str, int]:
@@ -70,16 +69,20 @@ def test_the_fixture_is_a_0_1_0_file(old: Path) -> None:
 
 def test_upgrading_0_1_0_keeps_every_row_and_repairs_moved_feeds(old: Path) -> None:
     before = {table: set(rows(old, f"SELECT * FROM {table}")) for table in TABLES}
-    with State(old) as state:
-        history = state.history()
-        secret = state.secret()
-        unfinished = state.unfinished_issue()
+    with store.open_path(old) as state:
+        history = state.ledger.history()
+        secret = state.secrets.secret()
+        unfinished = state.ledger.unfinished_issue()
     assert user_version(old) == LATEST
     after = {table: set(rows(old, f"SELECT * FROM {table}")) for table in TABLES}
     for table in ("meta", "feeds", "deliveries", "skipped_slots"):
         assert after[table] == before[table], table
-    # Suppressions gained migration 6's empty reason, issue and report, and nothing else.
-    assert after["suppressions"] == {(*row, "", None, None) for row in before["suppressions"]}
+    # Suppressions gained migration 6's empty reason, issue and report, migration 12's kind,
+    # and nothing else.
+    kinds = {"carol@example.com": "manual", "erin@example.com": "unsubscribe"}
+    assert after["suppressions"] == {
+        (*row, "", None, None, kinds[str(row[0])]) for row in before["suppressions"]
+    }
     # Issues gained an empty marker and nothing else.
     assert after["issues"] == {(*row, "") for row in before["issues"]}
     # Migration 3 copied the moved news feed's rows under its configured URL; none went away.
@@ -121,13 +124,13 @@ def test_upgrading_0_1_0_keeps_every_row_and_repairs_moved_feeds(old: Path) -> N
 
 
 def test_a_second_open_changes_nothing(old: Path) -> None:
-    with State(old):
+    with store.open_path(old):
         pass
-    dump = "\n".join(sqlite3.connect(old).iterdump())
+    dump = statefile.sql_dump(old)
     modified = old.stat().st_mtime_ns
-    with State(old):
+    with store.open_path(old):
         pass
-    assert "\n".join(sqlite3.connect(old).iterdump()) == dump
+    assert statefile.sql_dump(old) == dump
     assert old.stat().st_mtime_ns == modified
     assert user_version(old) == LATEST
 
@@ -135,7 +138,7 @@ def test_a_second_open_changes_nothing(old: Path) -> None:
 def test_a_fresh_file_runs_every_migration(tmp_path: Path) -> None:
     fresh, upgraded = tmp_path / "fresh.sqlite3", tmp_path / "old.sqlite3"
     shutil.copyfile(FIXTURE, upgraded)
-    with State(fresh), State(upgraded):
+    with store.open_path(fresh), store.open_path(upgraded):
         pass
     assert user_version(fresh) == LATEST == len(MIGRATIONS) >= 3
     schema = (
@@ -146,22 +149,22 @@ def test_a_fresh_file_runs_every_migration(tmp_path: Path) -> None:
 
 
 def test_an_upgrade_that_fails_changes_nothing(old: Path) -> None:
-    with sqlite3.connect(old) as db:
+    with statefile.connect(old) as db:
         db.execute("DROP INDEX posts_link")  # migration 1 puts it back, then 2 fails
         db.execute("ALTER TABLE issues ADD COLUMN marker TEXT")
-    before = "\n".join(sqlite3.connect(old).iterdump())
+    before = statefile.sql_dump(old)
     with pytest.raises(StateError, match="duplicate column name: marker"):
-        State(old)
-    assert "\n".join(sqlite3.connect(old).iterdump()) == before
+        store.open_path(old)
+    assert statefile.sql_dump(old) == before
     assert "INDEX posts_link" not in before
     assert user_version(old) == 0
 
 
 def test_a_file_from_a_newer_digest_is_refused_by_every_command(project: Project) -> None:
     state = project.root / "state.sqlite3"
-    with State(state):
+    with store.open_path(state):
         pass
-    with sqlite3.connect(state) as db:
+    with statefile.connect(state) as db:
         db.execute(f"PRAGMA user_version = {LATEST + 1}")
     expected = (
         f"Error: state file {state} was written by a newer digest (schema {LATEST + 1}, this"
@@ -207,7 +210,7 @@ def test_a_damaged_file_is_one_line_naming_it_and_what_to_do(
 
 def test_another_sqlite_database_is_not_taken_for_state(project: Project) -> None:
     state = project.root / "state.sqlite3"
-    with sqlite3.connect(state) as db:
+    with statefile.connect(state) as db:
         db.execute("CREATE TABLE photos (name TEXT)")
     result = project.run_process("send")
     assert result.returncode == 1

@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from digest.store import State
+from digest import store
 from digest.store.migrations import LATEST, MIGRATIONS
+from tests.support import statefile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "state-0.1.0.sqlite3"
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 REPLAY = 10
 
 
-def dump(path: Path, tables: list[str]) -> dict[str, list[tuple[object, ...]]]:
-    with sqlite3.connect(path) as db:
-        return {table: sorted(db.execute(f"SELECT * FROM {table}")) for table in tables}
-
-
-def tables(path: Path) -> list[str]:
-    with sqlite3.connect(path) as db:
-        found = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        return sorted(str(name) for (name,) in found if not str(name).startswith("sqlite_"))
-
-
-def version(path: Path) -> int:
-    with sqlite3.connect(path) as db:
-        return int(db.execute("PRAGMA user_version").fetchone()[0])
+dump = statefile.dump
+tables = statefile.tables
+version = statefile.user_version
 
 
 def test_the_0_1_0_file_upgrades_through_migration_10_and_keeps_its_rows(tmp_path: Path) -> None:
@@ -36,7 +25,7 @@ def test_the_0_1_0_file_upgrades_through_migration_10_and_keeps_its_rows(tmp_pat
     shutil.copyfile(FIXTURE, path)
     old_tables = tables(path)
     before = dump(path, old_tables)
-    with State(path) as state:
+    with store.open_path(path) as state:
         assert state.webhook_nonces.remember("mailgun", "t", NOW, timedelta(minutes=10))
         assert state.editorial.decisions("2026-11-30T08:00:00+00:00") == []
     assert version(path) == LATEST >= REPLAY
@@ -49,7 +38,7 @@ def test_the_0_1_0_file_upgrades_through_migration_10_and_keeps_its_rows(tmp_pat
 
 def test_a_file_at_the_previous_schema_keeps_its_data_and_its_decisions(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
-    with sqlite3.connect(path, isolation_level=None) as db:
+    with statefile.connect(path, autocommit=True) as db:
         for statements in MIGRATIONS[: REPLAY - 1]:
             for statement in statements:
                 db.execute(statement)
@@ -82,7 +71,7 @@ def test_a_file_at_the_previous_schema_keeps_its_data_and_its_decisions(tmp_path
         )
     kept = ["approvals", "bounce_reports", "issues", "suppressions"]
     before = dump(path, kept)
-    with State(path) as state:
+    with store.open_path(path) as state:
         decisions = state.editorial.decisions("2026-11-23T08:00:00+00:00")
         held = state.editorial.decisions("2026-11-30T08:00:00+00:00")
         waiting = state.editorial.decisions("2026-12-07T08:00:00+00:00")

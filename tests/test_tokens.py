@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -13,6 +12,7 @@ import pytest
 
 from digest.tokens import check_purpose_token, make_purpose_token, make_token, verify_token
 from tests.conftest import Project
+from tests.support import statefile
 from tests.support.encodings import encodings_of
 
 SECRET = "a-secret-of-thirty-two-bytes-or-more-0123"
@@ -211,7 +211,7 @@ def run_without_secret_variable(project: Project, *args: str) -> subprocess.Comp
 
 
 def kept_secret(project: Project) -> str:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         return str(db.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()[0])
 
 
@@ -228,7 +228,7 @@ def test_a_first_test_send_signs_with_the_secret_real_sends_will_use(project: Pr
     secret = kept_secret(project)
     assert verify_token(secret, token_in(project.smtp.received[0].data)) == "zoe@example.com"
     assert (project.root / "state.sqlite3").stat().st_mode & 0o077 == 0
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM issues").fetchone() == (0,)  # nothing recorded
 
     assert run_without_secret_variable(project, "send").returncode == 0

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 
 from tests.conftest import Project, post
+from tests.support import statefile
 
 
 def suppressions(project: Project) -> list[tuple[str, str]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         return list(db.execute("SELECT email, source FROM suppressions ORDER BY email"))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -11,13 +10,14 @@ import httpx
 
 from digest.tokens import make_token
 from tests.conftest import Project, post
+from tests.support import statefile
 from tests.support.serving import digest_serve
 
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def suppressions(project: Project) -> list[tuple[str, str]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         return list(db.execute("SELECT email, source FROM suppressions ORDER BY email"))
 
 
@@ -87,7 +87,7 @@ def test_tokens_survive_restarts_with_the_secret_kept_in_the_state(project: Proj
     project.config.write_text(project.config.read_text().replace("secret: test-secret\n", ""))
     with digest_serve(project):
         pass  # the first start creates the secret in the state database
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
+    with statefile.connect(project.root / "state.sqlite3") as db:
         (secret,) = db.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
     assert project.run("send").exit_code == 0
     with digest_serve(project) as base:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -32,6 +31,7 @@ from digest.web.workbench import (
     strip_reload,
 )
 from tests.conftest import NOW, Project
+from tests.support import statefile
 
 ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
 # An unsubscribe token as 0.1.0 made it for ann@example.com with "test-secret" (it names the
@@ -44,7 +44,7 @@ def suppressions(project: Project) -> list[tuple[str, str]]:
     path = project.root / "state.sqlite3"
     if not path.exists():
         return []
-    with sqlite3.connect(path) as db:
+    with statefile.connect(path) as db:
         return list(db.execute("SELECT email, source FROM suppressions ORDER BY email"))
 
 

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,11 +22,12 @@ with warnings.catch_warnings():
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from digest.store import State
-from digest.store import db as store_db
+from digest import store
+from digest.store import sqlite as store_sqlite
 from digest.web.public import PublicSite, create_public_app
 from digest.web.webhooks import NotJson, read_json
 from tests.conftest import Project
+from tests.support import statefile
 from tests.support.serving import Serving, serving
 
 MAILGUN_KEY = "mailgun-signing-key-for-tests"
@@ -41,8 +41,7 @@ SENDGRID_PUBLIC = base64.b64encode(
 
 
 def rows(project: Project, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(project.root / "state.sqlite3") as db:
-        return list(db.execute(sql))
+    return statefile.rows(project.root / "state.sqlite3", sql)
 
 
 def suppressed(project: Project) -> dict[str, str]:
@@ -415,17 +414,16 @@ def test_a_request_that_fails_half_way_does_not_use_up_its_signature(
     """The nonce is written in the same transaction as the events: when the state file is busy
     the provider is told to try again (503), and its retry of the same request is accepted."""
     configure(project, monkeypatch)
-    monkeypatch.setattr(store_db, "BUSY_TIMEOUT", 0.2)
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT", 0.2)
     site = PublicSite(project.config, lambda: project.now)
     body = mailgun_body(project, "ann@example.com")
     with TestClient(create_public_app(site)) as client:
-        holder = sqlite3.connect(project.root / "state.sqlite3", isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")  # another process is writing
-        try:
-            busy = client.post("/webhooks/mailgun", json=body)
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
+        with statefile.connect(project.root / "state.sqlite3", autocommit=True) as holder:
+            holder.execute("BEGIN IMMEDIATE")  # another process is writing
+            try:
+                busy = client.post("/webhooks/mailgun", json=body)
+            finally:
+                holder.execute("ROLLBACK")
         assert busy.status_code == 503, busy.text
         assert busy.headers["retry-after"] == "60" and "nothing was recorded" in busy.text
         assert report_count(project) == 0
@@ -439,7 +437,7 @@ def test_nonces_are_kept_for_the_window_then_pruned(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     keep = timedelta(minutes=10)
     start = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
-    with State(path) as state:
+    with store.open_path(path) as state:
         nonces = state.webhook_nonces
         assert nonces.remember("mailgun", "a", start, keep)
         assert not nonces.remember("mailgun", "a", start + timedelta(minutes=9), keep)

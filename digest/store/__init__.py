@@ -1,30 +1,118 @@
-"""The SQLite state behind one data-access layer: all of digest's SQL lives in this package.
+"""The state behind one seam: all of digest's SQL, and everything about the database, lives here.
 
-`db` opens the file (owner-only, read-only when asked) and `migrations` upgrades its schema;
-the repositories are `feeds` (feeds and posts), `ledger` (issues, deliveries, schedule slots),
-`suppressions`, `secrets`, `bounces`, `signups` (sign-ups, consent, rate limits, forgotten
-people), `editor` (the next issue's note, posts left out or pinned, approvals and the decisions
-on them, posts marked seen) and `webhooks` (the signed webhook requests already accepted).
-`State` opens a file and exposes them.
+Outside this package, code opens the state with `store.open(config)` (read-only with
+`read_only=True`) and gets a `State`: one attribute per repository, each the one writer of its
+tables, and a `transaction()` spanning them. Locks are taken with `store.lock(config, name)`.
+Nothing outside sees a database module or its errors: a failure is a one-line StateError.
+
+The repositories are `feeds` (feeds and posts), `ledger` (issues, deliveries, schedule slots),
+`suppressions` (with the kind of each), `secrets`, `bounces` (bounce reports),
+`signups` (sign-ups, consent, rate limits, forgotten people), `editorial` (the next issue's
+note, posts left out or pinned, approvals and the decisions on them, posts marked seen),
+`archive`, `previews` and `parsed_feeds` (caches) and `webhook_nonces`. `erasure` is the one
+module that writes across tables: erasing a person is one act.
+
+Repositories are written against `backend.Backend`, a protocol of what they need from a
+database: parameterised statements, a re-entrant transaction, named locks, errors explained as
+StateError, a best-effort cache write, closing, where the state is for messages, and the parts
+of an erasure that depend on how the database keeps deleted bytes. `sqlite.SQLiteBackend` is
+the first implementation (with `migrations` and `locks`); a PostgreSQL backend is meant to be
+the second, added here and chosen by `open` from the configuration, with no change outside
+this package. The SQL the repositories share is written with `?` placeholders and in the
+dialect both read where one exists; what such a backend still has to translate or replace:
+`INSERT OR IGNORE` / `OR REPLACE` and `UPDATE OR IGNORE` (ON CONFLICT clauses),
+`json_extract` (the archive's post titles), `instr` (erasure), rowids from `lastrowid`
+(RETURNING), its own numbered migrations, advisory locks for `lock`, and erasure's VACUUM in
+place of a checkpoint.
 """
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
 
 from digest.store.feeds import FeedRecord
 from digest.store.ledger import IssueSummary, IssueVariant, StoredIssue
 from digest.store.secrets import SECRET_ENVIRONMENT_VARIABLE, configured_secret
 from digest.store.signups import ConsentEvent, RateLimit, Signup
+from digest.store.sqlite import DEFAULT_FILE, lock_beside, open_database, remove_files
 from digest.store.state import State
+from digest.store.suppressions import Suppression, SuppressionKind
+
+DEFAULT_STATE = DEFAULT_FILE  # where the state is kept when config.yaml does not say
+
+
+class Location(Protocol):
+    """What the store needs to know of the configuration: where the state is."""
+
+    @property
+    def state_path(self) -> Path:
+        """The SQLite state file (config.yaml's `state:`)."""
+        ...
+
+
+def open(config: Location, *, read_only: bool = False) -> State:
+    """The project's state, at the latest schema; use it as a context manager.
+
+    `read_only` changes nothing on disk: a missing state reads as empty, an older one is read
+    as upgraded without being written. StateError when it cannot be used.
+    """
+    return open_path(config.state_path, read_only=read_only)
+
+
+def remove_path(path: Path) -> None:
+    """Delete the SQLite state file at `path` and its companion files: a fresh start."""
+    remove_files(path)
+
+
+@contextmanager
+def lock(
+    config: Location,
+    name: str,
+    *,
+    wait: float = 0.0,
+    stop: threading.Event | None = None,
+    command: str | None = None,
+) -> Iterator[str]:
+    """Hold the state's lock `name` for the block, naming what holds it in messages.
+
+    "send" is held by whatever sends (or must not overlap a send), "run" by `digest run` for
+    its whole life, "archive" while the archive's files are written. LockHeld when another
+    process keeps it past `wait` seconds (or until `stop` is set); `command` (default: the
+    lock's name) is the digest command recorded as the holder. The SQLite state locks a file
+    beside the state file (digest.store.locks), so taking a lock never opens the database; a
+    backend on a server locks its own way. Yields where the lock is, for log lines.
+    """
+    with lock_beside(config.state_path, name, wait=wait, stop=stop, command=command) as where:
+        yield where
+
+
+def open_path(path: Path, *, read_only: bool = False) -> State:
+    """The SQLite state file at `path`, for tools and tests that have a file but no
+    config.yaml; digest itself opens its state with `open`."""
+    return State(open_database(path, read_only=read_only))
+
 
 __all__ = [
+    "DEFAULT_STATE",
     "SECRET_ENVIRONMENT_VARIABLE",
     "ConsentEvent",
     "FeedRecord",
     "IssueSummary",
     "IssueVariant",
+    "Location",
     "RateLimit",
     "Signup",
     "State",
     "StoredIssue",
+    "Suppression",
+    "SuppressionKind",
     "configured_secret",
+    "lock",
+    "open",
+    "open_path",
+    "remove_path",
 ]

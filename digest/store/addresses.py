@@ -2,7 +2,7 @@
 
 Releases before the canonical form kept an address as it came: the subscriber file's local part
 as written and, for non-ASCII input, a Unicode domain; the command line a Unicode domain; the
-sign-up form an ASCII address as typed. Migration 12 (`canonicalise_stored_addresses`) rewrites
+sign-up form an ASCII address as typed. Migration 11 (`canonicalise_stored_addresses`) rewrites
 every address column of such a state to the canonical form, so that plain SQL equality matches
 a person however they were first written down. Where two rows turn out to be one person, they
 become one row, keeping what matters (see each table below).
@@ -83,7 +83,7 @@ def _changes(connection: sqlite3.Connection) -> dict[str, str]:
 
 
 def canonicalise_stored_addresses(connection: sqlite3.Connection) -> None:
-    """Migration 12: every stored address in the canonical form, one row per person.
+    """Migration 11: every stored address in the canonical form, one row per person.
 
     Run inside the migration's transaction. Values that are not addresses (a forgotten
     person's `forgotten:` hash) are left as they are.

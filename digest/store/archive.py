@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from digest.store.db import Database, iso, parse_time
+from digest.store.backend import Backend, iso, parse_time
 from digest.store.ledger import StoredIssue, issue_from_row
 
 
@@ -35,7 +35,7 @@ class ArchivedIssue:
 class Archive:
     """The archive_issues table."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self.db = db
 
     def next_number(self) -> int:

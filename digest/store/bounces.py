@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from digest.store.addresses import address_key
-from digest.store.db import Database, iso
+from digest.store.backend import Backend, iso
 
 REPORT_KEPT = 64 * 1024  # characters of a report's text kept as evidence
 
@@ -36,9 +36,11 @@ class IssueBounces:
 
 
 class BounceReports:
-    """The bounce_reports table and the suppression columns migration 6 added."""
+    """The bounce_reports table, and the deliveries a report can be tied to (read only: a
+    report's suppression is written by digest.store.suppressions, a dropped sign-up by
+    digest.store.signups)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self.db = db
 
     def seen(self, report_key: str) -> bool:
@@ -168,36 +170,6 @@ class BounceReports:
             (address_key(email), iso(now - timedelta(days=days))),
         ).fetchone()
         return int(row["issue_id"]) if row else None
-
-    def suppress(
-        self,
-        email: str,
-        now: datetime,
-        *,
-        source: str,
-        reason: str,
-        issue_id: int | None,
-        report_id: int | None,
-    ) -> bool:
-        """Suppress an address with the reason, issue and report behind it; False if it was."""
-        cursor = self.db.execute(
-            "INSERT OR IGNORE INTO suppressions (email, created_at, source, reason, issue_id,"
-            " report_id) VALUES (?, ?, ?, ?, ?, ?)",
-            (address_key(email), iso(now), source, reason[:300], issue_id, report_id),
-        )
-        return cursor.rowcount > 0
-
-    def reasons(self) -> dict[str, str]:
-        """Each suppressed address's recorded reason (empty for older suppressions)."""
-        rows = self.db.execute("SELECT email, reason FROM suppressions")
-        return {row["email"]: row["reason"] for row in rows}
-
-    def drop_pending_signup(self, email: str) -> bool:
-        """Drop a sign-up still awaiting confirmation (its confirmation bounced)."""
-        cursor = self.db.execute(
-            "DELETE FROM signups WHERE email = ? AND status = 'pending'", (address_key(email),)
-        )
-        return cursor.rowcount > 0
 
     def signup_addresses(self) -> list[str]:
         """Every signed-up address, pending or confirmed (transactional mail went to them)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from digest.models import Choice, Post
-from digest.store.db import Database, iso, parse_time
+from digest.store.backend import Backend, iso, parse_time
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,9 @@ class Decision:
 
 
 class Editorial:
-    """The editor_note and post_choices tables."""
+    """The editor_note, post_choices, seen_posts, approvals and approval_decisions tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self.db = db
 
     def note(self) -> str:
@@ -57,21 +57,6 @@ class Editorial:
             " updated_at = excluded.updated_at",
             (text, iso(now)),
         )
-
-    def keep_note(self, issue_id: int, text: str) -> None:
-        """Keep the note with the issue just frozen, and clear it for the issues after."""
-        if text.strip():
-            self.db.execute(
-                "INSERT INTO issue_notes (issue_id, text) VALUES (?, ?)", (issue_id, text)
-            )
-        self.clear_note()
-
-    def issue_note(self, issue_id: int) -> str:
-        """The note a frozen issue carried ("" when none)."""
-        row = self.db.execute(
-            "SELECT text FROM issue_notes WHERE issue_id = ?", (issue_id,)
-        ).fetchone()
-        return str(row["text"]) if row else ""
 
     def clear_note(self) -> None:
         """Forget the note (it went out with an issue, or the editor withdrew it)."""

@@ -1,5 +1,9 @@
 """Erasure: a person's address taken out of every table, and the bytes verifiably gone.
 
+This is the one module that writes to tables other repositories own: erasing a person is one
+act across all of them, done in one transaction, and kept in one place so that a new table
+holding personal data has one place to be added to (the check below finds it if it is not).
+
 `digest subscribers forget` removes the address from everything that records a person:
 sign-ups, consents and suppressions are deleted (the keyed hash in `forgotten` keeps them off
 the list for good); deliveries and bounce reports keep their row under the hash, so each
@@ -7,7 +11,9 @@ issue's totals in `digest history` stay right, with the server's reply and the r
 dropped; rate-limit buckets under the person's hash are deleted, an approval decided by them
 (any table's `decided_by`) no longer names them, and the preview cache is emptied.
 
-Deleting a row is not enough for the bytes. With SQLite's `secure_delete` the freed space is
+Deleting a row is not enough for the bytes, and what more it takes depends on the database: the
+backend does that part (digest.store.backend: `erase_securely`, `flush`, `holds_bytes`,
+`rebuild`). With SQLite's `secure_delete` the freed space is
 overwritten with zeros, but in WAL mode the pages that held the address stay in the database
 file until a checkpoint copies the new pages over them, and the log keeps whatever it holds
 until it is reset. So erasure ends with `wal_checkpoint(TRUNCATE)`, whose answer is checked: a
@@ -26,21 +32,16 @@ with VACUUM and checked again.
 from __future__ import annotations
 
 import logging
-import mmap
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
-from digest.store.db import Database, iso
+from digest.store.backend import Backend, iso
 
 logger = logging.getLogger(__name__)
 
 PATIENCE = 10.0  # seconds a checkpoint waits, all told, for readers of an older snapshot
-_RETRY_EVERY = 0.1
-_CHECKPOINT_BUSY_MS = 100  # how long one checkpoint attempt lets SQLite wait for readers
 
 # Tables of published content: what the feeds said, issues as frozen, the editor's words. An
 # address there was written by an author, not recorded about a reader, and erasure leaves it.
@@ -52,7 +53,6 @@ CONTENT_TABLES = frozenset(
         "issues",
         "issue_posts",
         "issue_variants",
-        "issue_notes",
         "editor_note",
         "archive_issues",
         "post_choices",
@@ -82,7 +82,7 @@ class ErasureReport:
 class Erasure:
     """Erasing one person from the open state file (see the module docstring)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self.db = db
 
     def forget(
@@ -102,7 +102,7 @@ class Erasure:
         patience = PATIENCE if patience is None else patience
         forms = [form.lower() for form in forms]
         forgotten = f"forgotten:{hashes[0]}"
-        self.db.execute("PRAGMA secure_delete = ON")
+        self.db.erase_securely()
         with self.db.transaction():
             found = self._erase_rows(forms, hashes, forgotten)
             self.db.execute(
@@ -110,13 +110,13 @@ class Erasure:
                 (hashes[0], iso(now)),
             )
         in_content, unerased = self._mentions(forms)
-        checkpointed = self._checkpoint(patience, sleep, clock)
+        checkpointed = self.db.flush(patience, sleep, clock)
         bytes_left = False
-        if checkpointed and self._bytes_found(forms):
-            logger.info("erased bytes still in %s: rebuilding it", self.db.path)
-            self.db.execute("VACUUM")
-            checkpointed = self._checkpoint(patience, sleep, clock)
-            bytes_left = checkpointed and not in_content and self._bytes_found(forms)
+        if checkpointed and self.db.holds_bytes(forms):
+            logger.info("erased bytes still in %s: rebuilding it", self.db.where)
+            self.db.rebuild()
+            checkpointed = self.db.flush(patience, sleep, clock)
+            bytes_left = checkpointed and not in_content and self.db.holds_bytes(forms)
         return ErasureReport(found > 0, checkpointed, in_content, unerased, bytes_left)
 
     def _erase_rows(self, forms: Sequence[str], hashes: Sequence[str], forgotten: str) -> int:
@@ -170,26 +170,13 @@ class Erasure:
     def _tables_with(self, column: str) -> list[str]:
         """Every table with a column of this name (an approval, or a record of decisions, names
         who decided in `decided_by`)."""
-        rows = self.db.execute(
-            "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c"
-            " WHERE m.type = 'table' AND c.name = ? ORDER BY m.name",
-            (column,),
-        )
-        return [str(row["name"]) for row in rows]
+        return [table for table, columns in self.db.columns().items() if column in columns]
 
     def _mentions(self, forms: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(content tables, "table.column"s of anything else) whose rows still hold a form."""
-        tables = [
-            str(row["name"])
-            for row in self.db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-                " ORDER BY name"
-            )
-        ]
         in_content: list[str] = []
         unerased: list[str] = []
-        for table in tables:
-            columns = [str(row["name"]) for row in self.db.execute(f'PRAGMA table_info("{table}")')]
+        for table, columns in sorted(self.db.columns().items()):
             for column in columns:
                 test = " OR ".join(f'instr(lower(CAST("{column}" AS TEXT)), ?)' for _ in forms)
                 row = self.db.execute(
@@ -202,41 +189,3 @@ class Erasure:
                     break
                 unerased.append(f"{table}.{column}")
         return tuple(in_content), tuple(unerased)
-
-    def _checkpoint(
-        self, patience: float, sleep: Callable[[float], None], clock: Callable[[], float]
-    ) -> bool:
-        """Fold the log into the file and empty it; False if readers held it up past
-        `patience` seconds."""
-        deadline = clock() + patience
-        timeout = int(self.db.execute("PRAGMA busy_timeout").fetchone()[0])
-        self.db.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_BUSY_MS}")
-        try:
-            while True:
-                busy = int(self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
-                if not busy:
-                    return True
-                if clock() >= deadline:
-                    logger.warning("checkpoint of %s held up by a reader", self.db.path)
-                    return False
-                sleep(_RETRY_EVERY)
-        finally:
-            self.db.execute(f"PRAGMA busy_timeout = {timeout}")
-
-    def _bytes_found(self, forms: Sequence[str]) -> bool:
-        """Whether the state file or its log holds any form's bytes, in any ASCII case."""
-        pattern = re.compile(
-            b"|".join(re.escape(form.encode("utf-8")) for form in forms), re.IGNORECASE
-        )
-        path: Path = self.db.path
-        for candidate in (path, path.with_name(f"{path.name}-wal")):
-            try:
-                with candidate.open("rb") as file:
-                    if not file.seek(0, 2):
-                        continue
-                    with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                        if pattern.search(data):
-                            return True
-            except FileNotFoundError:
-                continue
-        return False

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from digest.models import FeedResult, FetchStatus, Post
-from digest.store.db import Database, iso, parse_time
+from digest.store.backend import Backend, iso, parse_time
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def post_from_json(text: str) -> Post:
 class Feeds:
     """The feeds and posts tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self.db = db
 
     def feed(self, url: str) -> FeedRecord | None:

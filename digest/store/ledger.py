@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from digest.models import Delivery, DeliveryStatus, Post
-from digest.store.db import Database, iso, parse_time
+from digest.store.backend import Backend, iso, parse_time
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class IssueSummary:
     failures: tuple[Delivery, ...]  # the failed deliveries, with the server's reply
 
 
-def issue_from_row(row: sqlite3.Row) -> StoredIssue:
+def issue_from_row(row: Any) -> StoredIssue:
     """A StoredIssue from a row holding the issues table's columns."""
     return StoredIssue(
         id=row["id"],
@@ -67,7 +67,7 @@ def issue_from_row(row: sqlite3.Row) -> StoredIssue:
 class Ledger:
     """The issues, issue_posts, deliveries and skipped_slots tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self.db = db
 
     # -- issues ----------------------------------------------------------------

@@ -138,6 +138,28 @@ ADDRESSES_MIGRATION: tuple[Step, ...] = (
         AND c.event IN ('confirmed', 'added'))""",
 )
 
+# Kinds of suppression, and a table nothing read (migration 12). A suppression says what made
+# it in `kind` (digest.store.suppressions.SuppressionKind), so nothing classifies its wording;
+# existing rows get theirs from the source and reason earlier releases wrote: "bounce"
+# (a soft-bounce streak, a refusal during the send, or else a hard bounce), "complaint",
+# "manual" (the command line); everything else ("one-click", "web", "preferences page") was
+# the reader unsubscribing. `issue_notes` kept each issue's editor's note, which no release
+# ever read back: the note went out in the issue itself, frozen in `issues`, so dropping the
+# table loses nothing.
+KINDS_MIGRATION: tuple[str, ...] = (
+    """ALTER TABLE suppressions ADD COLUMN kind TEXT NOT NULL DEFAULT 'unsubscribe'
+    CHECK (kind IN ('hard_bounce', 'soft_bounces', 'refused', 'complaint', 'unsubscribe',
+        'manual'))""",
+    """UPDATE suppressions SET kind = CASE
+        WHEN source = 'complaint' THEN 'complaint'
+        WHEN source = 'bounce' AND reason LIKE '%soft bounces in a row%' THEN 'soft_bounces'
+        WHEN source = 'bounce' AND reason LIKE '%at SMTP time%' THEN 'refused'
+        WHEN source = 'bounce' THEN 'hard_bounce'
+        WHEN source = 'manual' THEN 'manual'
+        ELSE 'unsubscribe' END""",
+    "DROP TABLE issue_notes",
+)
+
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: release 0.1.0.
     (
@@ -298,6 +320,8 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     REPLAY_MIGRATION,
     # 11: one person, one key: see ADDRESSES_MIGRATION above.
     ADDRESSES_MIGRATION,
+    # 12: kinds of suppression; issue_notes dropped: see KINDS_MIGRATION above.
+    KINDS_MIGRATION,
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0

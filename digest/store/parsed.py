@@ -11,19 +11,18 @@ or waiting on the file.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
 from digest.models import FeedResult, FetchStatus
-from digest.store.db import Database, iso, parse_time, write_if_current
+from digest.store.backend import Backend, Executor, iso, parse_time
 from digest.store.feeds import post_from_json, post_to_json
 
 
 class ParsedFeeds:
     """The parsed_feeds table in the open state file."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self.db = db
 
     def parsed(self, url: str) -> FeedResult | None:
@@ -51,19 +50,15 @@ class ParsedFeeds:
         writing, else best-effort in the file itself (never creating, upgrading or waiting)."""
         if not any(_fresh(result) for result in results):
             return
-        if self.db.read_only:
-            write_if_current(self.db.path, lambda connection: _store(connection, results, now))
-            return
-        with self.db.transaction():
-            _store(self.db.connection, results, now)
+        self.db.write_if_current(lambda db: _store(db, results, now))
 
 
 def _fresh(result: FeedResult) -> bool:
     return result.status is FetchStatus.OK and bool(result.parsed_key) and not result.from_cache
 
 
-def _store(connection: sqlite3.Connection, results: Sequence[FeedResult], now: datetime) -> None:
-    connection.executemany(
+def _store(db: Executor, results: Sequence[FeedResult], now: datetime) -> None:
+    db.executemany(
         "INSERT OR REPLACE INTO parsed_feeds"
         " (url, parsed_key, feed_title, warning, reparse_after, posts, at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -82,7 +77,7 @@ def _store(connection: sqlite3.Connection, results: Sequence[FeedResult], now: d
         ],
     )
     configured = [result.feed_url for result in results]
-    connection.execute(
+    db.execute(
         f"DELETE FROM parsed_feeds WHERE url NOT IN ({', '.join('?' * len(configured))})",
         configured,
     )

@@ -8,11 +8,9 @@ uncached, and a preview still creates no state file.
 from __future__ import annotations
 
 import json
-import sqlite3
-from pathlib import Path
 
 from digest.models import RenderedIssue
-from digest.store.db import Database, write_if_current
+from digest.store.backend import Backend, Executor
 
 KEEP = 4  # previews kept: enough for an editor switching between a few drafts
 
@@ -20,7 +18,7 @@ KEEP = 4  # previews kept: enough for an editor switching between a few drafts
 class Previews:
     """Cached previews in the open state file."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self.db = db
 
     def cached(self, key: str) -> RenderedIssue | None:
@@ -38,28 +36,28 @@ class Previews:
             marker=row["marker"],
         )
 
+    def remember(self, key: str, rendered: RenderedIssue, at: str) -> None:
+        """Store a preview under `key`; from a command that only reads, only in an existing,
+        up-to-date state file that is free at once (skipped otherwise)."""
 
-def remember_preview(path: Path, key: str, rendered: RenderedIssue, at: str) -> None:
-    """Store a preview under `key` in an existing, up-to-date state file; skip it otherwise."""
+        def write(db: Executor) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO preview_cache"
+                " (key, subject, html, text, marker, warnings, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    rendered.subject,
+                    rendered.html,
+                    rendered.text,
+                    rendered.marker,
+                    json.dumps(list(rendered.warnings)),
+                    at,
+                ),
+            )
+            db.execute(
+                "DELETE FROM preview_cache WHERE key NOT IN"
+                " (SELECT key FROM preview_cache ORDER BY at DESC LIMIT ?)",
+                (KEEP,),
+            )
 
-    def write(connection: sqlite3.Connection) -> None:
-        connection.execute(
-            "INSERT OR REPLACE INTO preview_cache"
-            " (key, subject, html, text, marker, warnings, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                rendered.subject,
-                rendered.html,
-                rendered.text,
-                rendered.marker,
-                json.dumps(list(rendered.warnings)),
-                at,
-            ),
-        )
-        connection.execute(
-            "DELETE FROM preview_cache WHERE key NOT IN"
-            " (SELECT key FROM preview_cache ORDER BY at DESC LIMIT ?)",
-            (KEEP,),
-        )
-
-    write_if_current(path, write)
+        self.db.write_if_current(write)

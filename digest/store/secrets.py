@@ -6,7 +6,7 @@ import os
 import secrets
 
 from digest.errors import StateError
-from digest.store.db import Database
+from digest.store.backend import Backend
 
 SECRET_ENVIRONMENT_VARIABLE = "DIGEST_SECRET"
 
@@ -19,7 +19,7 @@ def configured_secret(configured: str | None) -> str | None:
 class Secrets:
     """The meta table's generated secret."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self.db = db
 
     def secret(self) -> str:
@@ -29,7 +29,7 @@ class Secrets:
             return str(row["value"])
         if self.db.read_only:
             raise StateError(
-                f"state file {self.db.path} has no signing secret yet; run a writing command"
+                f"state {self.db.where} has no signing secret yet; run a writing command"
                 " (digest send) first, or set DIGEST_SECRET"
             )
         with self.db.transaction():

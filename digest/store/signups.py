@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from digest.models import Subscriber
 from digest.store.addresses import address_key
-from digest.store.db import Database, iso, parse_time
+from digest.store.backend import Backend, iso, parse_time
 
 RATE_LOG_KEPT = timedelta(days=1)
 
@@ -85,7 +85,7 @@ def _signup(row: object) -> Signup:
 class Signups:
     """The signups, consents, rate_events and forgotten tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self.db = db
 
     def _consent(
@@ -231,6 +231,13 @@ class Signups:
                 return False
             self._consent(email, "preferences", now, "preferences page", ip=ip)
         return True
+
+    def drop_pending(self, email: str) -> bool:
+        """Drop a sign-up still awaiting confirmation (its confirmation bounced)."""
+        cursor = self.db.execute(
+            "DELETE FROM signups WHERE email = ? AND status = 'pending'", (address_key(email),)
+        )
+        return cursor.rowcount > 0
 
     def listed_preferences(self) -> list[Subscriber]:
         """The choices readers in the subscriber file made on their preferences page."""

@@ -1,13 +1,12 @@
-"""The open state file: its repositories, and the method names the pipeline has always used."""
+"""The open state: one attribute per repository, and the transaction they share."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+from contextlib import AbstractContextManager
 
 from digest.store.archive import Archive
+from digest.store.backend import Backend
 from digest.store.bounces import BounceReports
-from digest.store.db import Database, explain, open_database
 from digest.store.editor import Editorial
 from digest.store.erasure import Erasure
 from digest.store.feeds import Feeds
@@ -21,19 +20,18 @@ from digest.store.webhooks import WebhookNonces
 
 
 class State:
-    """One open state file; use as a context manager.
+    """One open state (digest.store.open makes it); use as a context manager.
 
-    `read_only` opens it without writing anything (see digest.store.db). Any SQLite failure
-    inside the `with` block, such as a page found damaged half-way, leaves it as a one-line
-    StateError naming the file.
+    Every repository works through the same backend, so a transaction spans them all. A
+    failure of the database inside the `with` block, such as a page found damaged half-way,
+    leaves it as the backend's one-line StateError.
     """
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        self.path = path
-        self.db: Database = open_database(path, read_only=read_only)
+    def __init__(self, backend: Backend) -> None:
+        self.db = backend
         self.feeds = Feeds(self.db)
         self.ledger = Ledger(self.db)
-        self.suppression_list = Suppressions(self.db)
+        self.suppressions = Suppressions(self.db)
         self.secrets = Secrets(self.db)
         self.signups = Signups(self.db)
         self.archive = Archive(self.db)
@@ -43,45 +41,20 @@ class State:
         self.erasure = Erasure(self.db)
         self.parsed_feeds = ParsedFeeds(self.db)
         self.webhook_nonces = WebhookNonces(self.db)
-        self.transaction = self.db.transaction
-        # Feeds and posts.
-        self.feed = self.feeds.feed
-        self.record_fetch = self.feeds.record_fetch
-        self.stored_posts = self.feeds.stored_posts
-        self.first_seen = self.feeds.first_seen
-        # The ledger.
-        self.create_issue = self.ledger.create_issue
-        self.carried = self.ledger.carried
-        self.unfinished_issue = self.ledger.unfinished_issue
-        self.variants = self.ledger.variants
-        self.finish_issue = self.ledger.finish_issue
-        self.give_up_pending = self.ledger.give_up_pending
-        self.history = self.ledger.history
-        self.deliveries = self.ledger.deliveries
-        self.record_delivery = self.ledger.record_delivery
-        self.issue_for_slot = self.ledger.issue_for_slot
-        self.claim_slot = self.ledger.claim_slot
-        self.record_skipped_slot = self.ledger.record_skipped_slot
-        self.slot_handled = self.ledger.slot_handled
-        self.skipped_slots = self.ledger.skipped_slots
-        self.latest_slot_key = self.ledger.latest_slot_key
-        # Suppressions and the secret.
-        self.suppress = self.suppression_list.suppress
-        self.unsuppress = self.suppression_list.unsuppress
-        self.suppressed = self.suppression_list.suppressed
-        self.suppressions = self.suppression_list.suppressions
-        self.secret = self.secrets.secret
-        self.signing_secret = self.secrets.signing_secret
 
     def __enter__(self) -> State:
         return self
 
     def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
         self.close()
-        if isinstance(error, sqlite3.DatabaseError) and not isinstance(
-            error, sqlite3.IntegrityError
-        ):
-            raise explain(self.path, error) from None
+        explained = self.db.explain(error) if error is not None else None
+        if explained is not None:
+            raise explained from None
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One transaction across repositories: every write inside it happens, or none does
+        (an inner block joins the outer one)."""
+        return self.db.transaction()
 
     def close(self) -> None:
         """Close the connection."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from digest.store.db import Database, iso
+from digest.store.backend import Backend, iso
 
 MAX_NONCE = 200  # characters of a nonce kept; callers pass a hash or a short provider id
 
@@ -21,7 +21,7 @@ MAX_NONCE = 200  # characters of a nonce kept; callers pass a hash or a short pr
 class WebhookNonces:
     """The webhook_nonces table (migration 10)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self.db = db
 
     def remember(self, provider: str, nonce: str, now: datetime, keep: timedelta) -> bool:

@@ -21,7 +21,6 @@ import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
@@ -29,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from digest import store
 from digest.slots import slot_key
-from digest.store import State
 from digest.store.editor import Approval, Decision
 from digest.tokens import APPROVAL_PURPOSE, check_purpose_token
 from digest.web.common import BodyTooLarge, BodyTooSlow, page, read_body
@@ -96,25 +95,27 @@ class Outcome:
     decisions: tuple[Decision, ...] = ()
 
 
-def approval_routes(state_path: Path, secret: str, clock: Callable[[], datetime]) -> list[Route]:
+def approval_routes(
+    where: store.Location, secret: str, clock: Callable[[], datetime]
+) -> list[Route]:
     """GET and POST /approval?token=…"""
 
     def current(key: str) -> Outcome:
-        with State(state_path, read_only=True) as state:
+        with store.open(where, read_only=True) as state:
             found = state.editorial.approval(key)
             if found is None:
                 return Outcome("unknown")
-            if state.slot_handled(key):
+            if state.ledger.slot_handled(key):
                 return Outcome("done", found)
             return Outcome("open", found, tuple(state.editorial.decisions(key)))
 
     def decide(link: Link, status: str, ip: str) -> Outcome:
         by = link.approver or OLD_LINK
-        with State(state_path) as state, state.transaction():
+        with store.open(where) as state, state.transaction():
             found = state.editorial.approval(link.slot_key)
             if found is None:
                 return Outcome("unknown")
-            if state.slot_handled(link.slot_key):
+            if state.ledger.slot_handled(link.slot_key):
                 return Outcome("done", found)
             decided = state.editorial.decide_once(link.slot_key, status, by, clock(), ip=ip)
             return Outcome(

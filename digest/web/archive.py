@@ -16,9 +16,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from digest import archive
+from digest import archive, store
 from digest.config import Config
-from digest.store import State
 from digest.store.archive import ArchivedIssue
 
 HEADERS = {
@@ -47,7 +46,7 @@ def archive_routes(config: Callable[[], Config], clock: Callable[[], datetime]) 
     def load(number: int | None = None) -> tuple[Config, list[ArchivedIssue], ArchivedIssue | None]:
         """The config, the published issues (no content) and issue `number` with its content."""
         current = config()
-        with State(current.state_path, read_only=True) as state:
+        with store.open(current, read_only=True) as state:
             issues = state.archive.issues()
             return current, issues, state.archive.issue(number) if number else None
 

@@ -20,11 +20,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from digest import store
 from digest.addresses import canonical_or_none
 from digest.audience import is_forgotten
 from digest.config import load_config
 from digest.errors import StateError
-from digest.store import State
 from digest.tokens import verify_token
 from digest.web.approval import approval_routes
 from digest.web.archive import archive_routes
@@ -56,8 +56,8 @@ class PublicSite:
         self.title = config.newsletter.title
         self.state_path = config.state_path
         self.clock = clock
-        with State(self.state_path) as state:
-            self.secret = state.signing_secret(config.secret)
+        with store.open(self) as state:
+            self.secret = state.secrets.signing_secret(config.secret)
 
     def address_for(self, token: str) -> str | None:
         """The address a token names, if it was signed with this newsletter's secret, in the
@@ -70,10 +70,12 @@ class PublicSite:
     def suppress(self, address: str, source: str) -> bool:
         """Record the address as unsubscribed; False if it already was, or if its owner was
         forgotten (their hash keeps them off the list; their address is not written again)."""
-        with State(self.state_path) as state:
+        with store.open(self) as state:
             if is_forgotten(address, state.signups.forgotten(), self.secret):
                 return False
-            added = state.suppress(address, self.clock(), source)
+            added = state.suppressions.suppress(
+                address, self.clock(), source, kind=store.SuppressionKind.UNSUBSCRIBE
+            )
         logger.info("unsubscribed %s (%s)", address, source)
         return added
 
@@ -125,7 +127,7 @@ def create_public_app(site: PublicSite) -> ASGIApp:
         Route("/healthz", healthz, methods=["GET"]),
     ]
     routes += archive_routes(lambda: site.config, site.clock)
-    routes += approval_routes(site.state_path, site.secret, site.clock)
+    routes += approval_routes(site, site.secret, site.clock)
     if site.config.signup.enabled:
         from digest.message import load_dkim
         from digest.web.signup import SignupDesk, signup_routes

@@ -31,14 +31,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from digest import signup
+from digest import signup, store
 from digest.addresses import canonical_or_none
 from digest.audience import section_titles
 from digest.config import Config
 from digest.deliver import Mailer
 from digest.message import DkimKey
 from digest.models import DeliveryStatus, OutgoingMessage
-from digest.store import State
+from digest.store import State, SuppressionKind
 from digest.subscribers import load_subscribers
 from digest.theme import theme_view
 from digest.web.common import COMMON_HEADERS, body_or_refusal
@@ -84,7 +84,7 @@ class SignupDesk:
 
     def state(self) -> State:
         """The state file, opened for one request."""
-        return State(self.config.state_path)
+        return store.open(self.config)
 
     def act_later(self, request: signup.SignupRequest) -> None:
         """Hand a sign-up to the background worker (it returns at once, whatever the address)."""
@@ -334,7 +334,9 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                     return no_longer_valid()
                 error, saved = "", False
                 if choice == "unsubscribe":
-                    state.suppress(address, desk.clock(), "preferences page")
+                    state.suppressions.suppress(
+                        address, desk.clock(), "preferences page", kind=SuppressionKind.UNSUBSCRIBE
+                    )
                     return desk.page(
                         "notice.html",
                         "You are unsubscribed",

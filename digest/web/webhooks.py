@@ -49,12 +49,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from digest import store
 from digest.addresses import canonical_or_none
 from digest.bouncereport import MESSAGE_ID_PATTERN, Kind, Report, status_kind
 from digest.bounces import apply_report
 from digest.config import Config
 from digest.errors import StateError
-from digest.store import State
 from digest.web.common import body_or_refusal, plain
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class WebhookDesk:
         if not (verdict.nonce or verdict.reports):
             return counts
         now = self.clock()
-        with State(self.config.state_path) as state, state.transaction():
+        with store.open(self.config) as state, state.transaction():
             if verdict.nonce and not state.webhook_nonces.remember(
                 provider, verdict.nonce, now, self.keep(provider)
             ):

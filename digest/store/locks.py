@@ -1,10 +1,15 @@
-"""Exclusive file locks beside the state database, so two processes never send at once.
+"""The SQLite state's locks: exclusive file locks beside the state file, so two processes never
+send at once.
 
-Two locks, both `fcntl.flock` on a small file next to the state file:
+Callers take them through `digest.store.lock`, which a backend on a database server implements
+its own way.
+
+Each named lock is an `fcntl.flock` on a small file next to the state file:
 
 - `run` (digest.sqlite3.run.lock): held by `digest run` for its whole life; one scheduler per state.
 - `send` (digest.sqlite3.send.lock): held for the duration of any send, by the scheduler or by
   `digest send`, so a manual send never overlaps a scheduled one.
+- `archive` (digest.sqlite3.archive.lock): held while the archive's files are written.
 
 The lock file records who holds it (pid, host, start time, command) for the error message.
 The kernel releases a flock when its process dies, so a crash never leaves a stale lock.
