@@ -15,12 +15,11 @@ import dkim
 import httpx
 import pytest
 
-from digest import signup
+from digest import signup, store
 from digest.addresses import canonical_address
 from digest.config import load_config
 from digest.message import DkimKey
 from digest.personalise import display_name
-from digest.store import State
 from digest.tokens import make_purpose_token
 from tests.conftest import Project
 from tests.support import statefile
@@ -370,7 +369,7 @@ def test_a_sign_up_whose_email_cannot_be_built_leaves_nothing_on_record(project:
     )
     unusable = DkimKey("digest", "example.org", b"not a private key")
     sent: list[object] = []
-    with State(config.state_path) as state, pytest.raises(dkim.DKIMException):
+    with store.open(config) as state, pytest.raises(dkim.DKIMException):
         signup.act(config, state, SECRET, request, dkim_key=unusable, send=sent.append)
     assert sent == []
     for table in ("signups", "consents", "rate_events"):
