@@ -80,7 +80,7 @@ def test_headers_dripped_byte_by_byte_are_given_up_at_the_timeout(server: FeedSe
 
 @pytest.mark.usefixtures("no_backstop")
 def test_a_body_dripped_byte_by_byte_is_given_up_at_the_timeout(server: FeedServer) -> None:
-    slow = server.add("/drip.xml", feed_body("Slow"), drip_body=0.05)  # about 20 s in all
+    slow = server.add("/drip.xml", feed_body("Slow"), drip_body=0.05)  # over 15 s in all
     started = time.monotonic()
     [result] = run([slow], timeout=1.5)
     assert time.monotonic() - started >= 1.4  # not before the deadline
