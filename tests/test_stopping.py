@@ -76,10 +76,10 @@ def test_sigterm_while_a_feed_hangs_stops_at_once_and_frees_the_lock(
 ) -> None:
     process = start_send(project)
     wait_until(lambda: bool(project.feeds.hits("/news.xml")), process)
-    signalled = time.monotonic()
     process.send_signal(signal.SIGTERM)
+    # The feed never answers and its timeout is 120 s: a send that waited for it would not end
+    # within this guard.
     _, stderr = process.communicate(timeout=30)
-    assert time.monotonic() - signalled < 5
     assert process.returncode == 1, stderr
     assert "SIGTERM received: finishing the messages in flight, then stopping" in stderr
     assert stderr.strip().endswith("Error: stopped while collecting the feeds: nothing was sent"), (
@@ -109,10 +109,9 @@ def test_a_second_sigterm_during_a_slow_send_stops_at_once(project: Project) -> 
     process.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     assert process.poll() is None  # the first one waits for the messages in flight
-    signalled = time.monotonic()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
-    assert time.monotonic() - signalled < 3
+    assert project.smtp.received == []  # it ended before the server answered (after 20 s)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "SIGTERM received again: stopped at once" in stderr
     assert lock_is_free(project)
@@ -140,9 +139,8 @@ def test_a_second_sigterm_stops_digest_run_at_once(project: Project) -> None:
         daemon.process.send_signal(signal.SIGTERM)
         daemon.wait_for("SIGTERM received: finishing the messages in flight")
         assert daemon.process.poll() is None
-        signalled = time.monotonic()
         assert daemon.terminate(signal.SIGTERM) == 128 + signal.SIGTERM, daemon.log
-        assert time.monotonic() - signalled < 3
+        assert project.smtp.received == []  # it ended before the server answered (after 20 s)
         assert "SIGTERM received again: stopped at once" in daemon.log
     assert lock_is_free(project)
     assert rows(project, "SELECT finished_at FROM issues") == [(None,)]

@@ -1,8 +1,17 @@
-"""A real HTTP server on 127.0.0.1 that serves scripted feed responses and logs requests."""
+"""A real HTTP server on 127.0.0.1 that serves scripted feed responses and logs requests.
+
+Besides the requests, it keeps each exchange's moments (when the request came and when its
+answer ended, on time.monotonic()) and whether the client hung up before the answer was
+complete, so that tests can assert what overlapped and who gave up, rather than how long a
+run took.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import select
+import socket
 import ssl
 import sys
 import threading
@@ -42,6 +51,33 @@ class LoggedRequest:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One request and its answer: when the request came in and when answering it ended (both
+    time.monotonic()), and whether the answer went out whole (False: the client hung up first).
+    """
+
+    path: str
+    began: float
+    ended: float
+    complete: bool
+
+
+def gathering(parties: int, timeout: float = 10.0) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A Route handler holding each request until `parties` requests are held at once, then
+    letting them all go on (and the next `parties` after them): requests that the client makes
+    concurrently are then answered concurrently however busy the machine is. After `timeout`
+    seconds with too few arrived (the client made them one after another), it stops holding
+    anyone."""
+    barrier = threading.Barrier(parties, timeout=timeout)
+
+    def gather(handler: BaseHTTPRequestHandler) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+
+    return gather
+
+
 class FeedServer:
     """Serve routes over HTTP on a loopback address (127.0.0.1 unless told another 127.x.y.z,
     which Linux routes to lo too); use as a context manager. `peak` is the most requests it was
@@ -54,6 +90,7 @@ class FeedServer:
         self.scheme = "https" if certificate else "http"
         self.routes: dict[str, Route] = {}
         self.requests: list[LoggedRequest] = []
+        self.exchanges: list[Exchange] = []
         self.active = 0
         self.peak = 0
         self._count = threading.Lock()
@@ -61,19 +98,24 @@ class FeedServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            hung_up = False  # the client went away before this answer was complete
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
             def do_GET(self) -> None:
+                began = time.monotonic()
+                self.hung_up = False
                 with server._count:
                     server.active += 1
                     server.peak = max(server.peak, server.active)
                 try:
                     self._get()
                 finally:
+                    exchange = Exchange(self.path, began, time.monotonic(), not self.hung_up)
                     with server._count:
                         server.active -= 1
+                        server.exchanges.append(exchange)
 
             def _get(self) -> None:
                 server.requests.append(
@@ -85,8 +127,8 @@ class FeedServer:
                     return
                 if route.handler is not None:
                     route = route.handler(self) or route
-                if route.delay:
-                    time.sleep(route.delay)
+                if route.delay and not self._pause(route.delay):
+                    return
                 headers = dict(route.headers)
                 if route.etag:
                     headers["ETag"] = route.etag
@@ -118,6 +160,7 @@ class FeedServer:
                 lines += [f"{name}: {value}" for name, value in headers.items()]
                 lines.append(f"Content-Length: {len(body)}")
                 head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+                self.close_connection = True
                 try:
                     for data, pause in ((head, route.drip_head), (body, route.drip_body)):
                         if not pause:
@@ -125,10 +168,31 @@ class FeedServer:
                             continue
                         for offset in range(len(data)):
                             self.wfile.write(data[offset : offset + 1])
-                            time.sleep(pause)
+                            if not self._pause(pause):
+                                return
                 except OSError:
-                    pass
-                self.close_connection = True
+                    self.hung_up = True
+
+            def _pause(self, seconds: float) -> bool:
+                """Wait `seconds`, less if the client hangs up meanwhile (then record that and
+                return False). Over TLS the wait is a plain sleep: a TLS socket cannot be peeked.
+                """
+                if isinstance(self.connection, ssl.SSLSocket):
+                    time.sleep(seconds)
+                    return True
+                until = time.monotonic() + seconds
+                while (left := until - time.monotonic()) > 0:
+                    if not select.select([self.connection], [], [], left)[0]:
+                        continue
+                    try:
+                        gone = not self.connection.recv(1, socket.MSG_PEEK)
+                    except OSError:
+                        gone = True
+                    if gone:
+                        self.hung_up = self.close_connection = True
+                        return False
+                    time.sleep(max(0.0, until - time.monotonic()))  # it sent more: just wait
+                return True
 
             def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
                 try:
@@ -140,7 +204,7 @@ class FeedServer:
                     if body:
                         self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass
+                    self.hung_up = True
 
         class Server(ThreadingHTTPServer):
             def get_request(self) -> tuple[Any, Any]:
@@ -186,6 +250,19 @@ class FeedServer:
     def hits(self, path: str) -> list[LoggedRequest]:
         """Requests made for one path."""
         return [r for r in self.requests if r.path.split("?")[0] == path]
+
+    def exchanged(self, path: str, count: int = 1, timeout: float = 20.0) -> list[Exchange]:
+        """The exchanges for one path, once `count` of them have ended (the server notices a
+        client hanging up a moment after it did); fails after `timeout` seconds, a guard
+        against a test hanging rather than a measure of anything."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._count:
+                done = [e for e in self.exchanges if e.path.split("?")[0] == path]
+            if len(done) >= count:
+                return done
+            assert time.monotonic() < deadline, f"{count} exchanges for {path} never ended"
+            time.sleep(0.01)
 
     def __enter__(self) -> FeedServer:
         self.thread.start()

@@ -8,6 +8,7 @@ with a self-signed certificate made at test time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import email
 import email.policy
@@ -18,6 +19,7 @@ import random
 import socket
 import ssl
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -60,9 +62,11 @@ class Script:
     reject: address -> permanent reply for RCPT. defer: address -> how many times to answer
     RCPT with `defer_reply` before accepting. drop_at: DATA numbers (1-based, across all
     connections) at which the connection is cut instead of answering; that message is not
-    kept. data_delay: seconds to wait before answering each DATA. refuse_connections: how many
-    of the next connections get `refuse_reply` as their greeting and are closed.
-    reject_sender: a reply for every MAIL FROM, to refuse the sender.
+    kept. data_delay: seconds to wait before answering each DATA. data_together: hold the first
+    DATA commands until this many are being answered at once (10 s at most), so that a test of
+    sending in parallel needs no luck with timing. refuse_connections: how many of the next
+    connections get `refuse_reply` as their greeting and are closed. reject_sender: a reply for
+    every MAIL FROM, to refuse the sender.
     """
 
     reject: dict[str, str] = field(default_factory=dict)
@@ -70,6 +74,7 @@ class Script:
     defer_reply: str = "451 4.3.0 Try again later"
     drop_at: set[int] = field(default_factory=set)
     data_delay: float = 0.0
+    data_together: int = 0
     refuse_connections: int = 0
     refuse_reply: str = "421 4.3.2 Too busy, try again later"
     reject_sender: str | None = None
@@ -87,6 +92,10 @@ class RecordingHandler:
         self.active = 0
         self.peak_active = 0
         self.rcpt_attempts: dict[str, int] = {}
+        self.rcpt_moments: dict[str, list[float]] = {}  # time.monotonic() of each RCPT
+        self.data_active = 0
+        self.peak_data = 0  # the most DATA commands being answered at once
+        self._together = asyncio.Event()
         self.pipelining = True
 
     async def handle_EHLO(
@@ -118,6 +127,7 @@ class RecordingHandler:
         lowered = address.lower()
         with self.lock:
             self.rcpt_attempts[lowered] = self.rcpt_attempts.get(lowered, 0) + 1
+            self.rcpt_moments.setdefault(lowered, []).append(time.monotonic())
         if lowered in self.script.reject:
             return self.script.reject[lowered]
         if self.script.defer.get(lowered, 0) > 0:
@@ -130,6 +140,24 @@ class RecordingHandler:
         with self.lock:
             self.data_commands += 1
             number = self.data_commands
+            self.data_active += 1
+            self.peak_data = max(self.peak_data, self.data_active)
+            together = self.data_active >= self.script.data_together
+        try:
+            return await self._data(server, envelope, number, together)
+        finally:
+            with self.lock:
+                self.data_active -= 1
+
+    async def _data(self, server: SMTP, envelope: Envelope, number: int, together: bool) -> str:
+        if together:
+            self._together.set()
+        elif not self._together.is_set():
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._together.wait(), 10)
+            finally:  # the others are not coming, or the client gave up: hold nobody from now on
+                self._together.set()
         if self.script.data_delay:
             await asyncio.sleep(self.script.data_delay)
         if number in self.script.drop_at:
