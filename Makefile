@@ -60,7 +60,7 @@ docs-check: $(STAMP)
 
 # Regenerate the pages made from the code (tests fail while one is stale).
 docs-pages: $(STAMP)
-	$(BIN)/python -m digest.reference > docs/reference.md
+	$(BIN)/python -m digest.cli.reference > docs/reference.md
 	$(BIN)/python scripts/docs_pages.py
 
 # Each script prints its own figures and adds its goals' rows to BENCH_RESULTS; the last step

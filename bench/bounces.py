@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from digest.addresses import canonical_or_none
-from digest.bouncereport import read_report
+from digest.bounces.report import read_report
+from digest.core.addresses import canonical_or_none
 from tests.support.bounce_samples import flufl_samples, own_samples
 
 BOUNCES = ("hard", "soft")

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.goals import record
 from digest import store
-from digest.collect import collect
-from digest.config import FeedConfig, FetchConfig, load_config
-from digest.models import FetchStatus
+from digest.config.schema import FeedConfig, FetchConfig, load_config
+from digest.core.models import FetchStatus
+from digest.feeds.collect import collect
 from tests.support.feedserver import FeedServer
 
 FEEDS = 50

@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lxml.etree
 import lxml.html
 
-from digest.config import parse_config
-from digest.inline import inline_css
-from digest.personalise import new_marker
-from digest.render import HTML_TEMPLATE, template_context
-from digest.samples import sample_config, sample_issue
-from digest.templating import template_environment
+from digest.config.schema import parse_config
+from digest.issue.samples import sample_config, sample_issue
+from digest.render.inline import inline_css
+from digest.render.issue import HTML_TEMPLATE, template_context
+from digest.render.personalise import new_marker
+from digest.render.templates import template_environment
 
 RUNS = 15
 CONFIG = """\

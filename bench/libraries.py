@@ -4,16 +4,17 @@ The project's rule: where a well-kept library does the job, use it rather than w
 hand, or write down the measurement that says otherwise. This script is that measurement, with
 digest's figure beside each library's from the same run:
 
-1. Config validation (digest.settings and the sections in digest.config) against msgspec and
+1. Config validation (digest.config.fields and the sections in digest.config.schema) against
+msgspec and
    pydantic 2. Both libraries get digest's own schema, translated key by key (types, defaults,
    bounds, the YAML name of `from`, the conversions such as '6h' to seconds, the cross-key
    rules), so they validate the same file to the same values; the script checks that they do.
    Measured: import time, building the sections, validating the bundled config.yaml, which
    values written today each still accepts, and the error each gives for broken configs.
-2. Cron parsing (digest.cron, with the fire times digest.slots works out) against cronsim:
+2. Cron parsing (digest.core.cron, with the fire times digest.run.slots works out) against cronsim:
    digest's tested cases through both, the next 1,000 fire times, import time, and the error
    for each bad expression the tests use.
-3. Purpose tokens (digest.tokens) against itsdangerous's URLSafeTimedSerializer (salt = the
+3. Purpose tokens (digest.core.tokens) against itsdangerous's URLSafeTimedSerializer (salt = the
    purpose) and, as the library that also encrypts, cryptography's Fernet: sign and verify per
    token at 100,000 tokens, import time, length, and whether the address can be read back.
 
@@ -55,11 +56,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from digest import tokens  # noqa: E402
-from digest.config import Config, _expand_env, _Expansion, load_config  # noqa: E402
-from digest.cron import parse_cron  # noqa: E402
-from digest.errors import ConfigError  # noqa: E402
-from digest.settings import Key, Section, dotted, keys_of, validate  # noqa: E402
-from digest.yamlfile import load_yaml  # noqa: E402
+from digest.config.fields import Key, Section, dotted, keys_of, validate  # noqa: E402
+from digest.config.schema import Config, _expand_env, _Expansion, load_config  # noqa: E402
+from digest.config.yamlfile import load_yaml  # noqa: E402
+from digest.core.cron import parse_cron  # noqa: E402
+from digest.core.errors import ConfigError  # noqa: E402
 
 BUNDLED_CONFIG = ROOT / "config.yaml"
 LONDON = ZoneInfo("Europe/London")
@@ -67,19 +68,22 @@ SECRET = "bench-secret-0123456789abcdef"
 SIGNS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 # Loaded before any import is timed, in every interpreter: the standard library modules that
-# `import digest.cli` loads anyway, and the digest package itself. A figure is then what the
+# `import digest.cli.commands` loads anyway, and the digest package itself. A figure is then what
+# the
 # module adds to a digest command, not what Python's own modules cost whoever imports them first.
 ALREADY_LOADED = """\
 import base64, binascii, calendar, collections.abc, dataclasses, datetime, enum, hashlib, hmac
 import json, math, operator, os, pathlib, re, time, types, typing, urllib.parse, zoneinfo
 import digest
 """
-# What digest.config imports besides digest.settings, loaded first for the config figures, so
+# What digest.config.schema imports besides digest.config.fields, loaded first for the config
+# figures, so
 # that each is the validator and the schema alone.
 CONFIG_DEPENDENCIES = (
     ALREADY_LOADED
-    + "import yaml, digest.cron, digest.errors, digest.headervalues, digest.redact\n"
-    + "import digest.yamlfile\n"
+    + "import yaml, digest.core.cron, digest.core.errors, digest.core.headervalues\n"
+    + "import digest.core.redact\n"
+    + "import digest.config.yamlfile\n"
 )
 
 
@@ -221,7 +225,7 @@ def _members(cls: type[Section]) -> dict[str, Any]:
 def digest_config() -> type[Section]:
     """digest's Config built again from its own schema, the way the libraries' are below, so
     that the three class-building figures are of the same work."""
-    from digest.settings import setting
+    from digest.config.fields import setting
 
     built: dict[type[Section], type[Section]] = {}
 
@@ -493,13 +497,13 @@ def reported_paths(name: str, error: Exception) -> list[str]:
 
 
 def config_comparison(quick: bool) -> None:
-    print("\n1. Config validation: digest.settings against msgspec and pydantic")
+    print("\n1. Config validation: digest.config.fields against msgspec and pydantic")
     print(
         f"   msgspec {version('msgspec')}, pydantic {version('pydantic')}"
         f" (pydantic-core {version('pydantic-core')})"
     )
     runs = 5 if quick else 20
-    setup = CONFIG_DEPENDENCIES + "import digest.config\nfrom bench import libraries\n"
+    setup = CONFIG_DEPENDENCIES + "import digest.config.schema\nfrom bench import libraries\n"
 
     def then_validate(name: str) -> list[str]:
         # Read untimed (its figure is dropped), then the first validation: a validator may
@@ -512,8 +516,8 @@ def config_comparison(quick: bool) -> None:
             "digest": (
                 CONFIG_DEPENDENCIES,
                 [
-                    "import digest.settings",
-                    "import digest.config",
+                    "import digest.config.fields",
+                    "import digest.config.schema",
                     "from bench import libraries",
                     "schema = libraries.digest_config()",
                     *then_validate("digest"),
@@ -550,7 +554,7 @@ def config_comparison(quick: bool) -> None:
     print(
         f"\n   Import, build the {len(sections)} sections ({keys} keys) from digest's schema and"
         f" validate config.yaml once,\n   median of {runs} fresh interpreters (what"
-        " digest.config imports besides its validator loaded first):"
+        " digest.config.schema imports besides its validator loaded first):"
     )
     digest_total = sum(figures["digest"])
     rows = [("", "import", "build", "first validation", "together", "beside digest")]
@@ -561,7 +565,8 @@ def config_comparison(quick: bool) -> None:
         rows.append((name, ms(imported), ms(built), ms(first), ms(together), beside))
     table(rows, "   ")
     print(
-        f"   `import digest.config` as a whole (sections, checks, loader): {ms(whole_module)}."
+        "   `import digest.config.schema` as a whole (sections, checks, loader):"
+        f" {ms(whole_module)}."
         " Every command\n   pays these; the preview of an unchanged issue has 400 ms in all."
     )
 
@@ -620,7 +625,8 @@ def _all_sections() -> list[type[Section]]:
     return found
 
 
-# Values digest accepts today (digest.settings' docstring lists them): (section, key, as written).
+# Values digest accepts today (digest.config.fields' docstring lists them): (section, key, as
+# written).
 WRITTEN_TODAY: tuple[tuple[str, str, Any], ...] = (
     ("digest", "max_posts_per_section", " 30 "),
     ("digest", "max_posts_per_section", "+30"),
@@ -652,7 +658,7 @@ def accepted_values(validate_with: dict[str, Callable[[Any], Any]], data: dict[s
             if got != expected or type(got) is not type(expected):
                 refused[name].append(f"{section}.{key}: {written!r}")
     print(
-        f"\n   Of {len(WRITTEN_TODAY)} values that load today (the rules in digest.settings),"
+        f"\n   Of {len(WRITTEN_TODAY)} values that load today (the rules in digest.config.fields),"
         " each library accepts, to the same value and type:"
     )
     for name, values in refused.items():
@@ -721,7 +727,8 @@ def config_errors(validate_with: dict[str, Callable[[Any], Any]], text: str) -> 
     )
 
 
-# -- 2. cron parsing: digest.cron (+ digest.slots) against cronsim ----------------------------
+# -- 2. cron parsing: digest.core.cron (+ digest.run.slots) against cronsim
+# ----------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -876,8 +883,8 @@ BAD_CRON = (
 
 
 def digest_slots(expression: str, zone: str, after: datetime, count: int) -> list[datetime]:
-    from digest.config import ScheduleConfig
-    from digest.slots import next_slots
+    from digest.config.schema import ScheduleConfig
+    from digest.run.slots import next_slots
 
     return next_slots(ScheduleConfig(cron=expression, timezone=zone), after, count)
 
@@ -899,11 +906,11 @@ def _shown(slots: list[datetime], how: str) -> tuple[str, ...]:
 def cron_comparison(quick: bool) -> None:
     from cronsim import CronSimError
 
-    print(f"\n2. Cron: digest.cron and digest.slots against cronsim {version('cronsim')}")
+    print(f"\n2. Cron: digest.core.cron and digest.run.slots against cronsim {version('cronsim')}")
     runs = 5 if quick else 20
     medians = import_medians(
         {
-            "digest.cron": (ALREADY_LOADED, ["import digest.cron"]),
+            "digest.core.cron": (ALREADY_LOADED, ["import digest.core.cron"]),
             "cronsim": (ALREADY_LOADED, ["import cronsim"]),
             "apscheduler CronTrigger": (
                 ALREADY_LOADED,
@@ -914,7 +921,10 @@ def cron_comparison(quick: bool) -> None:
     )
     print(f"\n   Import, median of {runs} fresh interpreters:")
     table([("", "import")] + [(name, ms(seconds)) for name, (seconds,) in medians.items()], "   ")
-    print("   (digest.slots, which works out the fire times, imports digest.cron and CronTrigger)")
+    print(
+        "   (digest.run.slots, which works out the fire times, imports digest.core.cron"
+        " and CronTrigger)"
+    )
 
     print(f"\n   The {len(CRON_CASES)} cases the tests assert, through each:")
     disagreements: list[str] = []
@@ -995,7 +1005,7 @@ def cron_comparison(quick: bool) -> None:
     table(rows, "   ")
 
 
-# -- 3. purpose tokens: digest.tokens against itsdangerous and Fernet -------------------------
+# -- 3. purpose tokens: digest.core.tokens against itsdangerous and Fernet -------------------------
 
 
 LIFETIME = timedelta(days=7)
@@ -1065,7 +1075,7 @@ def token_kinds() -> list[TokenKind]:
         return address if found_purpose == purpose else None
 
     return [
-        TokenKind("digest.tokens (AES-SIV)", digest_make, digest_check),
+        TokenKind("digest.core.tokens (AES-SIV)", digest_make, digest_check),
         TokenKind("itsdangerous (its default, HMAC-SHA1)", *itsdangerous("sha1")),
         TokenKind("itsdangerous (HMAC-SHA256)", *itsdangerous("sha256")),
         TokenKind("Fernet (AES-128-CBC + HMAC-SHA256)", fernet_make, fernet_check),
@@ -1074,13 +1084,13 @@ def token_kinds() -> list[TokenKind]:
 
 def token_comparison(quick: bool) -> None:
     print(
-        f"\n3. Purpose tokens: digest.tokens against itsdangerous {version('itsdangerous')}"
+        f"\n3. Purpose tokens: digest.core.tokens against itsdangerous {version('itsdangerous')}"
         f" and cryptography {version('cryptography')}'s Fernet"
     )
     runs = 5 if quick else 20
     medians = import_medians(
         {
-            "digest.tokens": (ALREADY_LOADED, ["import digest.tokens"]),
+            "digest.core.tokens": (ALREADY_LOADED, ["import digest.core.tokens"]),
             "itsdangerous": (
                 ALREADY_LOADED,
                 ["from itsdangerous import URLSafeTimedSerializer"],
@@ -1089,7 +1099,7 @@ def token_comparison(quick: bool) -> None:
         },
         runs,
     )
-    imports = [medians["digest.tokens"], medians["itsdangerous"], medians["itsdangerous"]]
+    imports = [medians["digest.core.tokens"], medians["itsdangerous"], medians["itsdangerous"]]
     imports.append(medians["Fernet"])
     kinds = token_kinds()
     now = datetime(2027, 3, 1, 8, 0, tzinfo=UTC)

@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.goals import record
 from digest import store
-from digest.config import load_config
-from digest.inline import inline_css
-from digest.personalise import new_marker
-from digest.pipeline import prepare
-from digest.render import HTML_TEMPLATE, render_issue, template_context
-from digest.templating import template_environment
+from digest.config.schema import load_config
+from digest.issue.prepare import Collection, prepare
+from digest.render.inline import inline_css
+from digest.render.issue import HTML_TEMPLATE, render_issue, template_context
+from digest.render.personalise import new_marker
+from digest.render.templates import template_environment
 from tests.support import statefile
 from tests.support.feedserver import FeedServer
 
@@ -102,11 +102,11 @@ def main() -> None:
             timings.append(timed(command))  # served from the cache
             cold()
             fast_timings.append(timed(fast_command))
-            startup.append(timed([sys.executable, "-c", "import digest.cli"]))
+            startup.append(timed([sys.executable, "-c", "import digest.cli.commands"]))
 
         config = load_config(root / "config.yaml")
         with store.open(config, read_only=True) as state:
-            issue = prepare(config, state, datetime.now(UTC), record=False).issue
+            issue = prepare(config, state, datetime.now(UTC), Collection(record=False)).issue
         raw = (
             template_environment(config.templates_dir)
             .get_template(HTML_TEMPLATE)
@@ -129,7 +129,7 @@ def main() -> None:
         ("whole command, unchanged issue (from the cache)", timings),
         ("whole command, cache cold (baseline: renders)", cold_timings),
         ("cache cold with inliner: css_inline", fast_timings),
-        ("importing digest (python -c 'import digest.cli')", startup),
+        ("importing digest (python -c 'import digest.cli.commands')", startup),
         ("render_issue in-process (templates + inline)", render_runs),
         ("premailer alone on the same HTML", premailer_runs),
     ]

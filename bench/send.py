@@ -45,11 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.goals import record
 from digest import store
-from digest.config import load_config
-from digest.models import Subscriber
-from digest.personalise import personalise
-from digest.pipeline import prepare
-from digest.render import render_issue
+from digest.config.schema import load_config
+from digest.core.models import Subscriber
+from digest.issue.prepare import Collection, prepare
+from digest.render.issue import render_issue
+from digest.render.personalise import personalise
 
 SUBSCRIBERS = 10_000
 SMALL_LIST = 1_000
@@ -205,7 +205,7 @@ def run_naive(config_path: Path, port: int, count: int) -> float:
         tempfile.TemporaryDirectory() as folder,
         store.open_path(Path(folder) / "naive.sqlite3") as state,
     ):
-        prepared = prepare(config, state, NOW, record=False)
+        prepared = prepare(config, state, NOW, Collection(record=False))
     started = time.perf_counter()
     for n in range(count):
         rendered = render_issue(prepared.issue, config)

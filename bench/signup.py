@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.goals import record
 from digest import store
-from digest.config import load_config
-from digest.signup import rate_limits
+from digest.config.schema import load_config
+from digest.readers.signup import rate_limits
 from digest.store.suppressions import SuppressionKind
 
 STANDINGS = ("new", "pending", "confirmed", "suppressed", "rate-limited")

@@ -17,11 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest.config import load_config  # noqa: E402
-from digest.models import Subscriber  # noqa: E402
-from digest.personalise import personalise  # noqa: E402
-from digest.render import render_issue  # noqa: E402
-from digest.samples import sample_config, sample_issue  # noqa: E402
+from digest.config.schema import load_config  # noqa: E402
+from digest.core.models import Subscriber  # noqa: E402
+from digest.issue.samples import sample_config, sample_issue  # noqa: E402
+from digest.render.issue import render_issue  # noqa: E402
+from digest.render.personalise import personalise  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 WIDTHS = (600, 375)

@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest.config import load_config  # noqa: E402
-from digest.demo import run_demo  # noqa: E402
-from digest.pipeline import signing_secret  # noqa: E402
-from digest.tokens import make_purpose_token  # noqa: E402
+from digest.config.schema import load_config  # noqa: E402
+from digest.core.tokens import make_purpose_token  # noqa: E402
+from digest.run.demo import run_demo  # noqa: E402
+from digest.run.editions import signing_secret  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 PORT = 8025  # the demo's config points its links here

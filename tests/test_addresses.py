@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest.addresses import AddressError, canonical_address, canonical_or_none, needs_smtputf8
+from digest.core.addresses import AddressError, canonical_address, canonical_or_none, needs_smtputf8
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,14 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from digest import pipeline, store
-from digest.approval import gate_for, request_ahead
-from digest.config import load_config
-from digest.editor import choose, next_posts, set_note
-from digest.models import Choice
-from digest.slots import slot_key
-from digest.tokens import APPROVAL_PURPOSE, make_purpose_token
+from digest import store
+from digest.config.schema import load_config
+from digest.core.models import Choice
+from digest.core.tokens import APPROVAL_PURPOSE, make_purpose_token
+from digest.issue.choices import choose, next_posts, set_note
+from digest.run import send as sending
+from digest.run.approval import gate_for, request_ahead
+from digest.run.slots import slot_key
 from tests.conftest import Project, post
 from tests.support import statefile
 from tests.support.serving import serving
@@ -252,7 +253,7 @@ def test_a_post_left_out_after_approval_needs_approval_again(project: Project) -
     choose(config, two.short_id, Choice.LEAVE_OUT, SLOT - timedelta(minutes=30))
 
     gate = gate_for(config, SLOT, SLOT)
-    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    report = sending.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert report.held and report.issue_id is None
     assert report.skipped_reason.startswith("the issue changed after the draft")
     assert status(project) == [("2026-11-30T08:00:00+00:00", "requested")]
@@ -261,7 +262,7 @@ def test_a_post_left_out_after_approval_needs_approval_again(project: Project) -
     assert to(project, "ann@example.com") == []
 
     assert project.run("approve").exit_code == 0
-    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    report = sending.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert report.issue_id == 1 and report.post_count == 2 and report.sent == 2
 
 
@@ -273,7 +274,7 @@ def test_a_note_written_after_approval_needs_approval_again(project: Project) ->
     set_note(config, "The AGM moved to **Friday**.", SLOT - timedelta(minutes=30))
 
     gate = gate_for(config, SLOT, SLOT)
-    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    report = sending.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert report.held and report.issue_id is None
     assert report.skipped_reason.startswith("the issue changed after the draft")
     drafts = [m for m in project.smtp.received if APPROVER in m.recipients]
@@ -282,7 +283,7 @@ def test_a_note_written_after_approval_needs_approval_again(project: Project) ->
     assert to(project, "ann@example.com") == []
 
     assert project.run("approve").exit_code == 0
-    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    report = sending.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert report.issue_id == 1 and report.sent == 2
     sent = next(m for m in project.smtp.received if "ann@example.com" in m.recipients)
     assert "The AGM moved to Friday." in sent.part("plain")
@@ -294,11 +295,11 @@ def test_on_timeout_send_sends_an_unanswered_draft_but_never_a_held_one(project:
     assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
     assert project.run("hold").exit_code == 0
     gate = gate_for(config, SLOT, SLOT)
-    held = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    held = sending.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert held.held and held.skipped_reason.startswith("held by an approver")
     with statefile.connect(project.root / "state.sqlite3") as db:
         db.execute("UPDATE approvals SET status = 'requested'")
-    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
+    report = sending.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate)
     assert report.issue_id == 1 and report.sent == 2
 
 
@@ -339,7 +340,7 @@ def test_on_timeout_send_sends_what_the_unanswered_draft_showed(project: Project
     config = load_config(project.config)
     assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
     project.serve("/blog.xml", [NEWER, *BLOG])
-    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate_for(config, SLOT, SLOT))
+    report = sending.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate_for(config, SLOT, SLOT))
     assert report.issue_id == 1 and report.post_count == 3 and report.sent == 2
     issue = next(m for m in project.smtp.received if "bob@example.com" in m.recipients)
     assert titles(issue.part("plain")) == ["Post number 1", "Post number 10", "Post number 2"]
@@ -359,7 +360,7 @@ def test_a_newer_post_over_a_cap_does_not_push_an_approved_one_out(project: Proj
     assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
     assert project.run("approve").exit_code == 0
     project.serve("/blog.xml", [NEWER, *BLOG])  # the newest two are now posts 3 and 1
-    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate_for(config, SLOT, SLOT))
+    report = sending.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate_for(config, SLOT, SLOT))
     assert report.issue_id == 1 and report.post_count == 2
     issue = next(m for m in project.smtp.received if "ann@example.com" in m.recipients)
     assert titles(issue.part("plain")) == ["Post number 1", "Post number 2"]
@@ -375,7 +376,7 @@ def test_a_post_pinned_after_approval_stays_pinned_for_the_next_issue(project: P
     project.serve("/blog.xml", [post(4, 1 / 1440), *BLOG])
     newer = next(c for c in next_posts(config, SLOT) if c.post.title == "Post number 4")
     choose(config, newer.short_id, Choice.PIN, SLOT - timedelta(minutes=1))
-    report = pipeline.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate_for(config, SLOT, SLOT))
+    report = sending.send(config, SLOT, slot_key=slot_key(SLOT), gate=gate_for(config, SLOT, SLOT))
     assert report.issue_id == 1 and report.post_count == 3
     issue = next(m for m in project.smtp.received if "ann@example.com" in m.recipients)
     assert titles(issue.part("plain")) == ["Post number 1", "Post number 10", "Post number 2"]

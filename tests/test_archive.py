@@ -15,7 +15,7 @@ import feedparser
 import httpx
 import pytest
 
-from digest.tokens import make_token
+from digest.core.tokens import make_token
 from tests.conftest import NOW, Project, post
 from tests.test_unsubscribe_e2e import digest_serve
 

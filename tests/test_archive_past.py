@@ -7,7 +7,7 @@ import re
 import feedparser
 import pytest
 
-from digest.tokens import make_token
+from digest.core.tokens import make_token
 from tests.conftest import NOW, Project, post
 from tests.support import statefile
 from tests.test_archive import (

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from digest import store
-from digest.archive import issue_slug, summary_of_frozen
-from digest.config import parse_config
-from digest.errors import ConfigError
-from digest.models import RenderedIssue, Subscriber
-from digest.personalise import (
+from digest.archive.pages import issue_slug, summary_of_frozen
+from digest.config.schema import parse_config
+from digest.core.errors import ConfigError
+from digest.core.models import RenderedIssue, Subscriber
+from digest.render.personalise import (
     depersonalise,
     issue_url_slot,
     personalise,
@@ -104,8 +104,8 @@ def test_numbers_follow_each_other_and_withdrawal_is_recorded_once(tmp_path: Pat
 
 
 def test_page_links_keep_aa_contrast_on_the_page_and_its_cards(tmp_path: Path) -> None:
-    from digest.archive import PAGE_BACKGROUND, site_for
-    from digest.theme import contrast_ratio
+    from digest.archive.pages import PAGE_BACKGROUND, site_for
+    from digest.render.theme import contrast_ratio
 
     for accent in ("#ffdd00", "#1d4f91", "#7fb3ff", "#00ff00"):
         text = (

@@ -12,9 +12,9 @@ from urllib.parse import unquote
 
 import pytest
 
-from digest.audience import merge
-from digest.models import Subscriber
-from digest.tokens import address_hash, check_purpose_token, make_purpose_token, verify_token
+from digest.core.models import Subscriber
+from digest.core.tokens import address_hash, check_purpose_token, make_purpose_token, verify_token
+from digest.readers.audience import merge
 from tests.conftest import Project, post
 from tests.support import statefile
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from digest.check import check_project
-from digest.config import load_config
+from digest.config.schema import load_config
+from digest.run.check import check_project
 from tests.conftest import Project
 from tests.support import reports, statefile
 from tests.support.serving import Serving, serving

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from digest import store
-from digest.addresses import canonical_or_none
-from digest.bouncereport import read_report
-from digest.models import Delivery, DeliveryStatus
+from digest.bounces.report import read_report
+from digest.core.addresses import canonical_or_none
+from digest.core.models import Delivery, DeliveryStatus
 from tests.conftest import Project
 from tests.support import statefile
 from tests.support.bounce_samples import Sample, own_samples

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest.bouncereason import Failure, is_hard, is_user_unknown_text, reason_of
+from digest.bounces.reason import Failure, is_hard, is_user_unknown_text, reason_of
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from digest.bouncereport import MAX_REPORT_BYTES, Kind, permanent_refusal, read_report
+from digest.bounces.report import MAX_REPORT_BYTES, Kind, permanent_refusal, read_report
 from tests.support import reports
 
 RETURNED = (
@@ -93,8 +93,8 @@ HOSTILE_BODIES = {
 
 READ_ONE = """
 import sys
-from digest.addresses import canonical_or_none
-from digest.bouncereport import read_report
+from digest.core.addresses import canonical_or_none
+from digest.bounces.report import read_report
 report = read_report(sys.stdin.buffer.read())
 assert all(canonical_or_none(address) == address for address in report.recipients)
 print(report.kind.value)

@@ -255,10 +255,10 @@ def test_hostile_input_never_crashes(project: Project) -> None:
 
 
 def test_a_bounced_confirmation_drops_the_pending_sign_up(project: Project) -> None:
-    from digest.config import load_config
-    from digest.message import transactional_message
-    from digest.models import Subscriber
-    from digest.tokens import TRANSACTIONAL_REFERENCE, delivery_tag
+    from digest.config.schema import load_config
+    from digest.core.models import Subscriber
+    from digest.core.tokens import TRANSACTIONAL_REFERENCE, delivery_tag
+    from digest.mail.message import transactional_message
 
     verp_project(project)
     config = load_config(project.config)
@@ -320,8 +320,8 @@ def test_resubscribe_undoes_a_suppression_made_in_error(project: Project) -> Non
 def test_digest_run_s_poll_reads_the_configured_mailbox(project: Project, tmp_path: Path) -> None:
     import mailbox
 
-    from digest.config import load_config
-    from digest.schedule import Clock, poll_bounces
+    from digest.config.schema import load_config
+    from digest.run.schedule import Clock, poll_bounces
 
     assert project.run("send").exit_code == 0
     box = mailbox.Maildir(tmp_path / "Maildir", create=True)

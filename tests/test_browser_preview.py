@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from digest.loader import BUNDLED_TEMPLATES
+from digest.render.loader import BUNDLED_TEMPLATES
 from tests.conftest import Project
 from tests.support.serving import serving
 

@@ -7,10 +7,10 @@ import secrets
 import subprocess
 import sys
 
-from digest.check import CheckReport, check_project
-from digest.config import load_config
-from digest.models import FeedResult, FetchStatus
-from digest.pipeline import feed_problems
+from digest.config.schema import load_config
+from digest.core.models import FeedResult, FetchStatus
+from digest.issue.prepare import feed_problems
+from digest.run.check import CheckReport, check_project
 from tests.conftest import Project, post, rss
 from tests.support.dkimkey import make_dkim_key
 
@@ -91,7 +91,7 @@ def test_feeds_that_moved_went_or_keep_failing_get_one_wording_everywhere(
 
 
 def test_feed_problems_never_show_credentials_in_a_feed_url() -> None:
-    from digest.config import FeedConfig
+    from digest.config.schema import FeedConfig
 
     feed = FeedConfig(name="Members", url="https://reader:hunter22@example.org/feed?token=abc123")
     result = FeedResult(

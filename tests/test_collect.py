@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import digest.collect
-from digest.collect import KnownFeed, collect
-from digest.config import FeedConfig, FetchConfig
-from digest.models import FeedResult, FetchStatus
+import digest.feeds.collect
+from digest.config.schema import FeedConfig, FetchConfig
+from digest.core.models import FeedResult, FetchStatus
+from digest.feeds.collect import KnownFeed, collect
 from tests.support.feedserver import FeedServer, gathering
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -90,7 +90,7 @@ def test_user_agent_and_accept_are_sent(server: FeedServer) -> None:
 def no_backstop(monkeypatch: pytest.MonkeyPatch) -> None:
     """The collector's own backstop for a fetch (fetch.timeout + FETCH_GRACE) put out of reach,
     so that only the request's own deadline can end a slow fetch in these tests."""
-    monkeypatch.setattr(digest.collect, "FETCH_GRACE", 600.0)
+    monkeypatch.setattr(digest.feeds.collect, "FETCH_GRACE", 600.0)
 
 
 @pytest.mark.usefixtures("no_backstop")
@@ -320,7 +320,7 @@ def test_the_next_request_starts_while_a_body_is_parsed_and_the_backlog_is_bound
     network slot would keep b from being requested, and a's parse would wait for it in vain.
     """
     moments: list[tuple[str, float]] = []
-    real_parse = digest.collect.parse_feed
+    real_parse = digest.feeds.collect.parse_feed
     b_begun, a_ended = threading.Event(), threading.Event()
 
     def slow_parse(data: bytes, url: str, now: datetime, **options: object) -> FeedResult:
@@ -340,7 +340,7 @@ def test_the_next_request_starts_while_a_body_is_parsed_and_the_backlog_is_bound
     def arrival(name: str) -> Callable[[BaseHTTPRequestHandler], None]:
         return lambda handler: moments.append((f"request {name}", time.monotonic()))
 
-    monkeypatch.setattr(digest.collect, "parse_feed", slow_parse)
+    monkeypatch.setattr(digest.feeds.collect, "parse_feed", slow_parse)
     urls = [
         server.add(f"/{name}.xml", feed_body(f"Post {name}"), handler=arrival(name))
         for name in ("a", "b", "c")
@@ -393,7 +393,7 @@ def test_local_files_are_read_relative_to_base_dir(tmp_path: Path) -> None:
 def test_a_parse_that_runs_too_long_is_abandoned(
     server: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import digest.collect as collect_module
+    import digest.feeds.collect as collect_module
 
     real_parse = collect_module.parse_feed
 

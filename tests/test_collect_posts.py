@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.collect import check_feeds, normalise_link, parse_feed
-from digest.config import FeedConfig, FetchConfig
-from digest.models import FetchStatus, Post
+from digest.config.schema import FeedConfig, FetchConfig
+from digest.core.models import FetchStatus, Post
+from digest.feeds.collect import check_feeds, normalise_link, parse_feed
 from digest.store import FeedRecord
 from tests.support.feedserver import FeedServer
 

@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import digest.collect
-import digest.parseprocess
-from digest.collect import KnownFeed, collect
-from digest.config import FeedConfig, FetchConfig
-from digest.models import FeedResult, FetchStatus
-from digest.parse import parse_feed, parse_safely
-from digest.parseprocess import ParseProcess
+import digest.feeds.collect
+import digest.feeds.parse_process
+from digest.config.schema import FeedConfig, FetchConfig
+from digest.core.models import FeedResult, FetchStatus
+from digest.feeds.collect import KnownFeed, collect
+from digest.feeds.parse import parse_feed, parse_safely
+from digest.feeds.parse_process import ParseProcess
 from tests.support.feedserver import FeedServer
 from tests.test_collect import BILLION_LAUGHS, feed_body
 
@@ -60,7 +60,9 @@ def parse_and_warn(
     data: bytes, feed_url: str, now: datetime, *, content_type: str | None = None
 ) -> FeedResult:
     """The real parser, logging a warning first as parse_feed does when it skips an entry."""
-    logging.getLogger("digest.parse").warning("%s: skipped an entry: pid %d", feed_url, os.getpid())
+    logging.getLogger("digest.feeds.parse").warning(
+        "%s: skipped an entry: pid %d", feed_url, os.getpid()
+    )
     return parse_feed(data, feed_url, now, content_type=content_type)
 
 
@@ -120,7 +122,7 @@ START = ParseProcess.start
 def process_first(monkeypatch: pytest.MonkeyPatch) -> None:
     """collect() starts its second process for any number of feeds and waits until it is ready,
     so that the first bodies in can go to it however slow the machine is today."""
-    monkeypatch.setattr(digest.collect, "SECOND_PROCESS_FROM", 1)
+    monkeypatch.setattr(digest.feeds.collect, "SECOND_PROCESS_FROM", 1)
     monkeypatch.setattr(ParseProcess, "start", staticmethod(ready_process))
 
 
@@ -192,12 +194,12 @@ def test_a_parse_that_raises_there_is_one_failed_line(process: ParseProcess) -> 
 def test_records_logged_there_are_logged_here(
     process: ParseProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="digest.parse")
+    caplog.set_level(logging.WARNING, logger="digest.feeds.parse")
     body = feed_body("One").encode()
     result = parse_there(process, parse_and_warn, body, "https://example.org/w", None, NOW)
     assert result is not None and result.status is FetchStatus.OK
     [record] = [r for r in caplog.records if "skipped an entry" in r.getMessage()]
-    assert record.name == "digest.parse" and record.levelno == logging.WARNING
+    assert record.name == "digest.feeds.parse" and record.levelno == logging.WARNING
     assert record.getMessage() == f"https://example.org/w: skipped an entry: pid {process.pid}"
     assert record.process == process.pid != os.getpid()
 
@@ -242,12 +244,12 @@ def test_a_parse_given_up_on_kills_the_process(process: ParseProcess) -> None:
 def test_collect_gives_the_same_results_with_the_process_as_without(
     hosts: list[FeedServer], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="digest.parseprocess")
+    caplog.set_level(logging.DEBUG, logger="digest.feeds.parse_process")
     feeds = serve_feeds(hosts, 24, delay=0.3)
     before = children()
     with_process = collect(feeds, FAST, Path("."), {}, NOW)
     assert children() == before and not multiprocessing.active_children()
-    monkeypatch.setattr(digest.collect, "SECOND_PROCESS_FROM", 10_000)
+    monkeypatch.setattr(digest.feeds.collect, "SECOND_PROCESS_FROM", 10_000)
     in_threads = collect(feeds, FAST, Path("."), {}, NOW)
     assert without_timing(with_process) == without_timing(in_threads)
     assert [r.status for r in in_threads].count(FetchStatus.OK) >= 12
@@ -259,8 +261,8 @@ def test_collect_gives_the_same_results_with_the_process_as_without(
 def test_records_logged_in_the_process_during_collect_reach_the_log(
     hosts: list[FeedServer], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="digest.parse")
-    monkeypatch.setattr(digest.collect, "parse_feed", parse_and_warn)
+    caplog.set_level(logging.WARNING, logger="digest.feeds.parse")
+    monkeypatch.setattr(digest.feeds.collect, "parse_feed", parse_and_warn)
     feeds = serve_feeds(hosts, 16, delay=0.5)
     results = collect(feeds, FAST, Path("."), {}, NOW)
     warned = [r for r in caplog.records if "skipped an entry" in r.getMessage()]
@@ -275,9 +277,9 @@ def test_with_remembered_parses_the_process_starts_once_enough_bodies_changed(
 ) -> None:
     """Feeds parsed last time usually answer 304 or the same bytes, so no process is started
     at first; once SECOND_PROCESS_FROM of them had to be parsed after all, it is."""
-    caplog.set_level(logging.DEBUG, logger="digest.parseprocess")
+    caplog.set_level(logging.DEBUG, logger="digest.feeds.parse_process")
     monkeypatch.setattr(ParseProcess, "start", staticmethod(ready_process))
-    enough = digest.collect.SECOND_PROCESS_FROM
+    enough = digest.feeds.collect.SECOND_PROCESS_FROM
     early = [hosts[0].add(f"/early{n}.xml", feed_body(f"Early {n}")) for n in range(enough)]
     late = [hosts[1].add(f"/late{n}.xml", feed_body(f"Late {n}"), delay=1.0) for n in range(4)]
     feeds = [FeedConfig(name=url, url=url) for url in early + late]
@@ -290,7 +292,7 @@ def test_with_remembered_parses_the_process_starts_once_enough_bodies_changed(
     assert children() == before
     [closed] = [r.getMessage() for r in caplog.records if "closed after parsing" in r.getMessage()]
     assert closed != "second process closed after parsing 0 feeds"
-    monkeypatch.setattr(digest.collect, "SECOND_PROCESS_FROM", 10_000)
+    monkeypatch.setattr(digest.feeds.collect, "SECOND_PROCESS_FROM", 10_000)
     assert without_timing(results) == without_timing(collect(feeds, FAST, Path("."), known, NOW))
     assert [r.posts[0].title for r in results] == [f"Early {n}" for n in range(enough)] + [
         f"Late {n}" for n in range(4)
@@ -302,8 +304,8 @@ def test_no_process_means_parsing_in_threads(
 ) -> None:
     """A Python that cannot be started, or a process that dies before it is ready or on its
     first feed: every feed is still parsed, in its own thread, and the reason logged at debug."""
-    caplog.set_level(logging.DEBUG, logger="digest.parseprocess")
-    monkeypatch.setattr(digest.collect, "SECOND_PROCESS_FROM", 1)
+    caplog.set_level(logging.DEBUG, logger="digest.feeds.parse_process")
+    monkeypatch.setattr(digest.feeds.collect, "SECOND_PROCESS_FROM", 1)
     feeds = serve_feeds(hosts, 12, delay=0.3)
     expected = without_timing(collect(feeds, FAST, Path("."), {}, NOW))
     dies_on_first = (
@@ -311,13 +313,13 @@ def test_no_process_means_parsing_in_threads(
         " c = Connection(int(sys.argv[1])); c.recv(); c.send_bytes(b'ready');"
         " c.recv_bytes(); c.recv_bytes(); os._exit(9)"
     )
-    monkeypatch.setattr(digest.parseprocess, "_CHILD", "raise SystemExit(3)")
+    monkeypatch.setattr(digest.feeds.parse_process, "_CHILD", "raise SystemExit(3)")
     assert without_timing(collect(feeds, FAST, Path("."), {}, NOW)) == expected
-    monkeypatch.setattr(digest.parseprocess, "_CHILD", dies_on_first)
+    monkeypatch.setattr(digest.feeds.parse_process, "_CHILD", dies_on_first)
     monkeypatch.setattr(ParseProcess, "start", staticmethod(ready_process))
     assert without_timing(collect(feeds, FAST, Path("."), {}, NOW)) == expected
     monkeypatch.setattr(ParseProcess, "start", START)
-    monkeypatch.setattr(digest.parseprocess.sys, "executable", "/nonexistent/python")
+    monkeypatch.setattr(digest.feeds.parse_process.sys, "executable", "/nonexistent/python")
     assert without_timing(collect(feeds, FAST, Path("."), {}, NOW)) == expected
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert any("no second process: FileNotFoundError" in line for line in said)
@@ -330,9 +332,9 @@ def test_no_process_means_parsing_in_threads(
 def test_a_parse_stuck_in_the_process_fails_its_feed_and_leaves_no_process(
     hosts: list[FeedServer], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="digest.parseprocess")
-    monkeypatch.setattr(digest.collect, "PARSE_TIMEOUT", 0.5)
-    monkeypatch.setattr(digest.collect, "parse_feed", parse_stuck_on_stuck)
+    caplog.set_level(logging.DEBUG, logger="digest.feeds.parse_process")
+    monkeypatch.setattr(digest.feeds.collect, "PARSE_TIMEOUT", 0.5)
+    monkeypatch.setattr(digest.feeds.collect, "parse_feed", parse_stuck_on_stuck)
     stuck = hosts[0].add("/stuck.xml", feed_body("Never"), delay=1.0)
     fine = [hosts[1].add(f"/fine{n}.xml", feed_body(f"Fine {n}"), delay=1.2) for n in range(3)]
     before = children()
@@ -357,10 +359,10 @@ def test_a_parse_stuck_in_its_thread_holds_up_the_others_only_briefly(
     (so no busy moment can make that wait look shorter than it was), and must not wait until
     the stuck one is given up on at PARSE_TIMEOUT: they would fail with it then.
     """
-    monkeypatch.setattr(digest.collect, "SECOND_PROCESS_FROM", 1)
-    monkeypatch.setattr(digest.collect, "PARSE_TIMEOUT", 3.0)
-    monkeypatch.setattr(digest.collect, "TURN_PATIENCE", 0.5)
-    monkeypatch.setattr(digest.parseprocess, "_CHILD", "import time; time.sleep(60)")
+    monkeypatch.setattr(digest.feeds.collect, "SECOND_PROCESS_FROM", 1)
+    monkeypatch.setattr(digest.feeds.collect, "PARSE_TIMEOUT", 3.0)
+    monkeypatch.setattr(digest.feeds.collect, "TURN_PATIENCE", 0.5)
+    monkeypatch.setattr(digest.feeds.parse_process, "_CHILD", "import time; time.sleep(60)")
     stuck_begun = threading.Event()
     began: dict[str, float] = {}
 
@@ -370,7 +372,7 @@ def test_a_parse_stuck_in_its_thread_holds_up_the_others_only_briefly(
             stuck_begun.set()
         return parse_stuck_on_stuck(data, feed_url, now, **options)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(digest.collect, "parse_feed", parse)
+    monkeypatch.setattr(digest.feeds.collect, "parse_feed", parse)
     stuck = hosts[0].add("/stuck.xml", feed_body("Never"))
 
     def after_the_stuck_one(handler: object) -> None:
@@ -387,7 +389,7 @@ def test_a_parse_stuck_in_its_thread_holds_up_the_others_only_briefly(
     assert results[0].error == "parsing took longer than 3 s; skipped"
     assert [r.posts[0].title for r in results[1:]] == ["Fine 0", "Fine 1", "Fine 2"]
     [asked] = hosts[0].exchanged("/stuck.xml")
-    assert all(began[url] - asked.began > digest.collect.TURN_PATIENCE for url in fine)
+    assert all(began[url] - asked.began > digest.feeds.collect.TURN_PATIENCE for url in fine)
     assert children() == before
 
 
@@ -397,7 +399,7 @@ def test_stop_returns_at_once_and_leaves_no_process(
 ) -> None:
     """Stop comes while three parses are stuck (8 s) and three feeds are still to answer (10 s):
     collect returns, the process killed, before any of those would have ended."""
-    monkeypatch.setattr(digest.collect, "parse_feed", parse_stuck_on_stuck)
+    monkeypatch.setattr(digest.feeds.collect, "parse_feed", parse_stuck_on_stuck)
     stuck = [hosts[0].add(f"/{n}/stuck.xml", feed_body("Never"), delay=0.6) for n in range(3)]
     slow = [hosts[1].add(f"/slow{n}.xml", feed_body("Slow"), delay=10) for n in range(3)]
     before = children()
@@ -414,7 +416,7 @@ def test_stop_returns_at_once_and_leaves_no_process(
 def test_repeated_collections_leave_no_process(
     hosts: list[FeedServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(digest.collect, "SECOND_PROCESS_FROM", 1)
+    monkeypatch.setattr(digest.feeds.collect, "SECOND_PROCESS_FROM", 1)
     feeds = serve_feeds(hosts, 8, delay=0.1)
     before = children()
     threads = threading.active_count()
@@ -430,17 +432,17 @@ def test_repeated_collections_leave_no_process(
 def test_a_second_process_only_when_enough_feeds_will_be_parsed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    enough = digest.collect.SECOND_PROCESS_FROM
+    enough = digest.feeds.collect.SECOND_PROCESS_FROM
     remote = [FeedConfig(name=f"F{n}", url=f"https://example.org/{n}.xml") for n in range(enough)]
     local = [FeedConfig(name=f"L{n}", url=f"feeds/{n}.xml") for n in range(enough)]
     remembered = {remote[0].url: KnownFeed(parsed=FeedResult(remote[0].url, FetchStatus.OK))}
     only_validators = {remote[0].url: KnownFeed(etag='"x"')}
-    when = digest.collect._second_process
+    when = digest.feeds.collect._second_process
     if len(os.sched_getaffinity(0)) > 1:
         assert when(remote, {}) == when(remote, only_validators) == "now"
         assert when(remote, remembered) == "later"  # if enough of them turn out to need parsing
     assert when(remote[1:] + local, {}) == "never"
-    monkeypatch.setattr(digest.collect.os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(digest.feeds.collect.os, "sched_getaffinity", lambda pid: {0})
     assert when(remote, {}) == "never"  # one core: nothing to gain
 
 
@@ -457,7 +459,7 @@ def parse_stuck_for_good(
 PARENT_SCRIPT = """
 import sys
 from datetime import UTC, datetime
-from digest.parseprocess import ParseProcess
+from digest.feeds.parse_process import ParseProcess
 from tests.test_collect_process import parse_stuck_for_good, ready_process
 process = ready_process()
 print(process.pid, flush=True)

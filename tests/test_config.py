@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import load_config, parse_config
-from digest.errors import ConfigError
+from digest.config.schema import load_config, parse_config
+from digest.core.errors import ConfigError
 from tests.conftest import Project
 
 VALID = """\

@@ -32,16 +32,16 @@ from urllib.parse import urljoin
 
 import pytest
 
-from digest.htmltext import html_to_line, html_to_text
-from digest.models import FeedResult, FetchStatus
-from digest.parse import (
+from digest.core.models import FeedResult, FetchStatus
+from digest.feeds.parse import (
     collapse,
     normalise_link,
     parse_feed,
     safe_url,
     sanitise_html,
 )
-from digest.parseprocess import ParseProcess
+from digest.feeds.parse_process import ParseProcess
+from digest.render.htmltext import html_to_line, html_to_text
 
 CORPUS = Path(
     os.environ.get("DIGEST_TEST_CORPUS")

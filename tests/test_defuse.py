@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from digest.defuse import defuse
-from digest.models import FetchStatus
-from digest.parse import parse_feed
+from digest.core.models import FetchStatus
+from digest.feeds.defuse import defuse
+from digest.feeds.parse import parse_feed
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 URL = "https://example.org/feed.xml"

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from digest.config import SmtpConfig
-from digest.deliver import Mailer, SmtpError, wire_format
-from digest.errors import DigestError
-from digest.models import Delivery, DeliveryStatus, OutgoingMessage
+from digest.config.schema import SmtpConfig
+from digest.core.errors import DigestError
+from digest.core.models import Delivery, DeliveryStatus, OutgoingMessage
+from digest.mail.smtp import Mailer, SmtpError, wire_format
 from tests.support.smtpserver import SmtpServer, free_port, self_signed_certificate
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from digest.config import SmtpConfig
-from digest.deliver import Connection, Mailer, connect
-from digest.models import Delivery, DeliveryStatus
+from digest.config.schema import SmtpConfig
+from digest.core.models import Delivery, DeliveryStatus
+from digest.mail.smtp import Connection, Mailer, connect
 from tests.support.smtpserver import SmtpServer
 from tests.test_deliver import addresses, message, smtp_config
 

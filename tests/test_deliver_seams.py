@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from digest.config import SmtpConfig
-from digest.deliver import Mailer, RateLimiter, SmtpError
-from digest.errors import DigestError
-from digest.models import Delivery, DeliveryStatus, OutgoingMessage
+from digest.config.schema import SmtpConfig
+from digest.core.errors import DigestError
+from digest.core.models import Delivery, DeliveryStatus, OutgoingMessage
+from digest.mail.smtp import Mailer, RateLimiter, SmtpError
 
 Reply = tuple[int, bytes]
 ACCEPTED: Reply = (250, b"2.0.0 queued")

@@ -22,11 +22,11 @@ import httpx
 import pytest
 
 import digest
-import digest.collect
-from digest.collect import collect
-from digest.config import FeedConfig, FetchConfig
-from digest.fetch import redact_error
-from digest.models import FetchStatus
+import digest.feeds.collect
+from digest.config.schema import FeedConfig, FetchConfig
+from digest.core.models import FetchStatus
+from digest.feeds.collect import collect
+from digest.feeds.fetch import redact_error
 from tests.conftest import Project, post, rss
 from tests.support.feedserver import FeedServer
 from tests.test_collect import NOW, feed_body, feeds_for, run, titles
@@ -58,7 +58,7 @@ def no_backstop(monkeypatch: pytest.MonkeyPatch) -> None:
     """The collector's own backstop for a fetch (fetch.timeout + FETCH_GRACE) put out of reach,
     so that only the whole-request deadline can end a slow fetch in these tests: each slow
     answer here would otherwise arrive whole, and its feed be read."""
-    monkeypatch.setattr(digest.collect, "FETCH_GRACE", 600.0)
+    monkeypatch.setattr(digest.feeds.collect, "FETCH_GRACE", 600.0)
 
 
 @pytest.mark.usefixtures("no_backstop")
@@ -134,7 +134,7 @@ def test_stop_returns_promptly_and_fails_what_is_unfinished(
     headers would take over a minute, its timeout is 30 s): collect returns with it unfinished,
     and the feed after it never requested."""
     stop, first_read = threading.Event(), threading.Event()
-    real_work = digest.collect._work
+    real_work = digest.feeds.collect._work
 
     def work(job: Any) -> None:
         real_work(job)  # which hands the feed's result to the collector
@@ -144,7 +144,7 @@ def test_stop_returns_promptly_and_fails_what_is_unfinished(
         first_read.wait(10)
         stop.set()
 
-    monkeypatch.setattr(digest.collect, "_work", work)
+    monkeypatch.setattr(digest.feeds.collect, "_work", work)
     fast = server.add("/fast.xml", feed_body("Fast"))
     slow = server.add("/drip.xml", feed_body("Slow"), drip_head=1.0, handler=press_stop)
     queued = server.add("/queued.xml", feed_body("Queued"))
@@ -171,8 +171,8 @@ def test_a_fetch_stuck_where_no_timeout_reaches_is_abandoned_and_the_process_exi
         "from datetime import UTC, datetime\n"
         "from pathlib import Path\n"
         "import httpx\n"
-        "from digest.collect import collect\n"
-        "from digest.config import FeedConfig, FetchConfig\n"
+        "from digest.feeds.collect import collect\n"
+        "from digest.config.schema import FeedConfig, FetchConfig\n"
         "def hang(request):\n"
         "    threading.Event().wait()\n"
         "feeds = [FeedConfig(name='Stuck', url='http://stuck.example/feed.xml')]\n"

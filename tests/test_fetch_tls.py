@@ -7,10 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from digest.collect import collect
-from digest.config import FetchConfig
-from digest.fetch import feed_tls_context, fetch_url, make_client
-from digest.models import FetchStatus
+from digest.config.schema import FetchConfig
+from digest.core.models import FetchStatus
+from digest.feeds.collect import collect
+from digest.feeds.fetch import feed_tls_context, fetch_url, make_client
 from tests.support.feedserver import FeedServer
 from tests.support.smtpserver import self_signed_certificate
 from tests.test_collect import NOW, feed_body, feeds_for

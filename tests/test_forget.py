@@ -21,12 +21,12 @@ import httpx
 import pytest
 
 from digest import store
-from digest.bouncereport import Kind, Report
-from digest.bounces import apply_report
-from digest.config import load_config
-from digest.models import RenderedIssue
+from digest.bounces.apply import apply_report
+from digest.bounces.report import Kind, Report
+from digest.config.schema import load_config
+from digest.core.models import RenderedIssue
+from digest.core.tokens import address_hash, make_token
 from digest.store import RateLimit
-from digest.tokens import address_hash, make_token
 from tests.conftest import Project, post
 from tests.support import reports, statefile
 from tests.support.serving import digest_serve

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from digest.config import Config, parse_config
-from digest.group import AlreadySent, build_issue, compile_filter
-from digest.models import Post
+from digest.config.schema import Config, parse_config
+from digest.core.models import Post
+from digest.issue.group import AlreadySent, build_issue, compile_filter
 
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 

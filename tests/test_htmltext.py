@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest.htmltext import html_to_line, html_to_text
+from digest.render.htmltext import html_to_line, html_to_text
 from tests.conftest import Project
 
 ARTICLE = (

@@ -13,12 +13,12 @@ from datetime import timedelta
 import httpx
 
 from digest import store
-from digest.bouncereport import Kind, Report
-from digest.bounces import DROPPED_SIGNUP, SUPPRESSED, apply_report
-from digest.config import load_config
+from digest.bounces.apply import DROPPED_SIGNUP, SUPPRESSED, apply_report
+from digest.bounces.report import Kind, Report
+from digest.config.schema import load_config
+from digest.core.tokens import delivery_tag, make_purpose_token, make_token
+from digest.readers.subscribers import load_subscribers
 from digest.store.migrations import MIGRATIONS
-from digest.subscribers import load_subscribers
-from digest.tokens import delivery_tag, make_purpose_token, make_token
 from tests.conftest import Project, post
 from tests.support import statefile
 from tests.support.serving import digest_serve, serving
@@ -137,7 +137,7 @@ def test_a_bounce_naming_the_unicode_form_is_tied_to_the_canonical_sign_up(
 
 
 def test_the_sign_up_form_keeps_the_canonical_form() -> None:
-    from digest.signup import normalised_address
+    from digest.readers.signup import normalised_address
 
     assert normalised_address(f"  {ERIN_SHOUTED} ") == (ERIN, "")
     assert normalised_address("Zo\u00eb@Example.COM") == ("zo\u00eb@example.com", "")

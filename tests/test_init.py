@@ -9,10 +9,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from digest.config import DigestOptions, FetchConfig, SmtpConfig, ThemeConfig, parse_config
-from digest.loader import BUNDLED_TEMPLATES, readme_text
-from digest.reference import config_keys
-from digest.scaffold import BUNDLED_SAMPLES, OVERRIDES, config_text, init_project
+from digest.cli.reference import config_keys
+from digest.cli.scaffold import BUNDLED_SAMPLES, OVERRIDES, config_text, init_project
+from digest.config.schema import DigestOptions, FetchConfig, SmtpConfig, ThemeConfig, parse_config
+from digest.render.loader import BUNDLED_TEMPLATES, readme_text
 
 ENVIRONMENT = {"SMTP_PASSWORD": "password", "DIGEST_SECRET": "secret"}
 OPTIONAL_LINE = re.compile(r"^(\s*)# ([a-z_]+):( .*)?$")
@@ -108,7 +108,7 @@ def test_init_writes_the_project_and_never_overwrites(tmp_path: Path) -> None:
     assert len(created) == 3 + len(list(BUNDLED_SAMPLES.iterdir()))
     config_before = (target / "config.yaml").read_text()
     (target / "config.yaml").write_text(config_before + "# my edit\n")
-    from digest.cli import main
+    from digest.cli.commands import main
 
     result = CliRunner().invoke(main, ["init", str(target)])
     assert result.exit_code == 2
@@ -130,7 +130,7 @@ def test_init_with_templates_copies_every_bundled_template(tmp_path: Path) -> No
 
 
 def test_init_into_a_file_is_a_usage_error(tmp_path: Path) -> None:
-    from digest.cli import main
+    from digest.cli.commands import main
 
     (tmp_path / "taken").write_text("x")
     result = CliRunner().invoke(main, ["init", str(tmp_path / "taken")])
@@ -139,7 +139,7 @@ def test_init_into_a_file_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_init_then_check_passes(tmp_path: Path) -> None:
-    from digest.cli import main
+    from digest.cli.commands import main
 
     target = tmp_path / "fresh"
     runner = CliRunner()
@@ -152,7 +152,7 @@ def test_init_then_check_passes(tmp_path: Path) -> None:
 
 
 def test_init_then_preview_shows_the_sample_posts(tmp_path: Path) -> None:
-    from digest.cli import main
+    from digest.cli.commands import main
 
     target = tmp_path / "fresh"
     runner = CliRunner()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digest.reference import config_keys, generate, template_variables
+from digest.cli.reference import config_keys, generate, template_variables
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
 
 
 def test_docs_reference_is_up_to_date() -> None:
     assert REFERENCE.read_text(encoding="utf-8") == generate(), (
-        "docs/reference.md is stale: run `python -m digest.reference > docs/reference.md`"
+        "docs/reference.md is stale: run `python -m digest.cli.reference > docs/reference.md`"
     )
 
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import httpx
 
-from digest.group import AlreadySent, build_issue, candidates, short_id
-from digest.models import Choice
+from digest.core.models import Choice
+from digest.issue.group import AlreadySent, build_issue, candidates, short_id
 from tests.conftest import Project, post
 from tests.support import statefile
 from tests.support.serving import serving

@@ -14,10 +14,10 @@ from pathlib import Path
 import dkim
 import pytest
 
-from digest.config import Config, load_config
-from digest.deliver import wire_format
-from digest.errors import ConfigError
-from digest.message import (
+from digest.config.schema import Config, load_config
+from digest.core.errors import ConfigError
+from digest.core.models import RenderedIssue, Subscriber
+from digest.mail.message import (
     EncodedBody,
     IssueEnvelope,
     build_message,
@@ -25,8 +25,8 @@ from digest.message import (
     load_dkim,
     transactional_message,
 )
-from digest.models import RenderedIssue, Subscriber
-from digest.personalise import (
+from digest.mail.smtp import wire_format
+from digest.render.personalise import (
     EMAIL_PLACEHOLDER,
     NAME_PLACEHOLDER,
     RECIPIENT_PLACEHOLDER,

@@ -8,10 +8,10 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from digest import store
-from digest.collect import KnownFeed, collect
-from digest.config import FeedConfig, load_config
-from digest.models import FetchStatus
-from digest.pipeline import gather
+from digest.config.schema import FeedConfig, load_config
+from digest.core.models import FetchStatus
+from digest.feeds.collect import KnownFeed, collect
+from digest.issue.prepare import Collection, gather
 from tests.conftest import Project, post
 from tests.support import statefile
 
@@ -32,20 +32,20 @@ def test_unchanged_bytes_reuse_the_last_parse_and_changed_bytes_are_parsed(
     store.open(config).close()
     blog, news = (feed.url for feed in config.feeds)
     with store.open(config, read_only=True) as state:
-        first_posts, _, first = gather(config, state, project.now, record=False)
+        first_posts, _, first = gather(config, state, project.now, Collection(record=False))
     assert [result.from_cache for result in first] == [False, False]
     rows = parsed_rows(config.state_path)
     assert {url: count for url, (_, count) in rows.items()} == {blog: 2, news: 1}
 
     with store.open(config, read_only=True) as state:
-        again_posts, _, again = gather(config, state, project.now, record=False)
+        again_posts, _, again = gather(config, state, project.now, Collection(record=False))
     assert [result.from_cache for result in again] == [True, True]
     assert again_posts == first_posts
     assert parsed_rows(config.state_path) == rows
 
     project.serve("/news.xml", [post(10, 1, site="https://example.org/news"), post(11)])
     with store.open(config, read_only=True) as state:
-        changed_posts, _, changed = gather(config, state, project.now, record=False)
+        changed_posts, _, changed = gather(config, state, project.now, Collection(record=False))
     assert [result.from_cache for result in changed] == [True, False]
     assert [p.title for p in changed_posts[news]] == ["Post number 10", "Post number 11"]
     assert parsed_rows(config.state_path)[news][1] == 2
@@ -107,10 +107,10 @@ def test_the_same_bytes_from_another_address_are_parsed_anew(project: Project) -
 def test_a_feed_taken_out_of_the_config_loses_its_parse(project: Project) -> None:
     config = load_config(project.config)
     with store.open(config) as state:
-        gather(config, state, project.now, record=True)
+        gather(config, state, project.now, Collection(record=True))
     project.write_config(feeds=f"  - name: Only news\n    url: {project.feeds.url('/news.xml')}\n")
     project.serve("/news.xml", [post(10, 1, site="https://example.org/news"), post(11)])
     config = load_config(project.config)
     with store.open(config) as state:
-        gather(config, state, project.now, record=True)
+        gather(config, state, project.now, Collection(record=True))
     assert list(parsed_rows(config.state_path)) == [project.feeds.url("/news.xml")]

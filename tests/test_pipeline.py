@@ -9,7 +9,7 @@ from pathlib import Path
 import dkim
 import pytest
 
-from digest.tokens import verify_token
+from digest.core.tokens import verify_token
 from tests.conftest import Project, post, rss
 from tests.support import statefile
 from tests.support.dkimkey import make_dkim_key
@@ -215,16 +215,16 @@ def test_max_posts_per_section(project: Project) -> None:
 def test_css_is_inlined_once_per_issue_not_per_subscriber(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import digest.pipeline
+    import digest.render.issue
 
     calls: list[int] = []
-    original = digest.pipeline.render_issue
+    original = digest.render.issue.render_issue
 
     def counting(*args: object, **kwargs: object) -> object:
         calls.append(1)
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(digest.pipeline, "render_issue", counting)
+    monkeypatch.setattr(digest.render.issue, "render_issue", counting)
     project.write_subscribers(*(f"reader{n}@example.com,Reader {n}" for n in range(5)))
     assert project.run("send").exit_code == 0
     assert len(project.smtp.received) == 5

@@ -8,16 +8,16 @@ from datetime import timedelta
 
 import pytest
 
-import digest.pipeline
+import digest.render.issue
 from digest import store
-from digest.config import load_config
-from digest.models import Issue, RenderedIssue
-from digest.pipeline import preview
+from digest.config.schema import load_config
+from digest.core.models import Issue, RenderedIssue
+from digest.run.preview import preview
 from tests.conftest import Project, post
 
 CHECK_IMPORTS = """
 import sys
-from digest.cli import main
+from digest.cli.commands import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:
@@ -27,15 +27,15 @@ finally:
 
 
 def renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the renders pipeline.preview makes from now on."""
+    """Count the renders the preview makes from now on."""
     counted: list[int] = []
-    original = digest.pipeline.render_issue
+    original = digest.render.issue.render_issue
 
     def counting(issue: Issue, config: object) -> RenderedIssue:
         counted.append(1)
         return original(issue, config)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(digest.pipeline, "render_issue", counting)
+    monkeypatch.setattr(digest.render.issue, "render_issue", counting)
     return counted
 
 

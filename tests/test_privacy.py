@@ -9,10 +9,10 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from digest.config import parse_config
-from digest.models import Issue, Post, Section, Subscriber
-from digest.personalise import personalise, slot
-from digest.render import render_issue
+from digest.config.schema import parse_config
+from digest.core.models import Issue, Post, Section, Subscriber
+from digest.render.issue import render_issue
+from digest.render.personalise import personalise, slot
 from tests.conftest import NOW, Project
 
 # Every form a slot has had or could be guessed to have: 0.1.0's fixed placeholders, and the

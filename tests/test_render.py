@@ -11,14 +11,14 @@ import lxml.etree
 import lxml.html
 import pytest
 
-from digest.config import Config, parse_config
-from digest.errors import ConfigError, TemplateError
-from digest.inline import inline_css
-from digest.models import Issue, Post, RenderedIssue, Section, Subscriber
-from digest.personalise import personalise, slot
-from digest.render import render_issue
-from digest.samples import check_templates, sample_issue
-from digest.theme import contrast_ratio
+from digest.config.schema import Config, parse_config
+from digest.core.errors import ConfigError, TemplateError
+from digest.core.models import Issue, Post, RenderedIssue, Section, Subscriber
+from digest.issue.samples import check_templates, sample_issue
+from digest.render.inline import inline_css
+from digest.render.issue import render_issue
+from digest.render.personalise import personalise, slot
+from digest.render.theme import contrast_ratio
 
 DATE = datetime(2017, 12, 1, 9, 30, tzinfo=UTC)
 HOSTILE = '“Integrated” <budgets> & "quotes" <script>alert(1)</script>'

@@ -8,12 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from digest import schedule, store
-from digest.config import ScheduleConfig, load_config
-from digest.cron import parse_cron
-from digest.models import DeliveryStatus
-from digest.schedule import Clock
-from digest.slots import Plan, next_slots, plan_due, previous_slot, slot_key
+from digest import store
+from digest.config.schema import ScheduleConfig, load_config
+from digest.core.cron import parse_cron
+from digest.core.models import DeliveryStatus
+from digest.run import schedule
+from digest.run.schedule import Clock
+from digest.run.slots import Plan, next_slots, plan_due, previous_slot, slot_key
 from tests.conftest import Project, post
 
 LONDON = ZoneInfo("Europe/London")

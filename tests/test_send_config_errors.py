@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from digest.errors import TemplateError
-from digest.models import OutgoingMessage
+from digest.core.errors import TemplateError
+from digest.core.models import OutgoingMessage
 from tests.conftest import Project
 from tests.support import statefile
 from tests.support.dkimkey import make_dkim_key
@@ -99,12 +99,12 @@ def test_an_unusable_dkim_key_stops_the_send_before_the_issue_is_frozen(
 def test_a_message_that_cannot_be_built_stops_the_send_before_the_issue_is_frozen(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import digest.pipeline
+    import digest.run.editions
 
     def broken(*args: object) -> OutgoingMessage:
         raise TemplateError("email.html:3: 'subscriber' has no attribute 'nmae'")
 
-    monkeypatch.setattr(digest.pipeline, "build_message", broken)
+    monkeypatch.setattr(digest.run.editions, "build_message", broken)
     failed = project.run("send")
     assert failed.exit_code == 2, failed.output
     assert "Error: email.html:3: 'subscriber' has no attribute 'nmae'" in failed.output

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-from digest.config import load_config
+from digest.config.schema import load_config
 from tests.conftest import Project, post
 from tests.support import statefile
 

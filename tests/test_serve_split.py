@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from digest.core.tokens import make_token
 from digest.store import sqlite as sqlite_backend
-from digest.tokens import make_token
 from digest.web import launch
 from digest.web.public import PublicSite, create_public_app
 from tests.conftest import Project, post, rss
@@ -201,11 +201,11 @@ def test_no_preview_leaves_the_workbench_port_closed(project: Project) -> None:
 
 def test_the_public_app_imports_none_of_the_preview_machinery() -> None:
     preview_parts = [
-        "digest.collect",
-        "digest.fetch",
-        "digest.parse",
-        "digest.render",
-        "digest.pipeline",
+        "digest.feeds.collect",
+        "digest.feeds.fetch",
+        "digest.feeds.parse",
+        "digest.render.issue",
+        "digest.run.pipeline",
         "digest.web.workbench",
         "feedparser",
         "premailer",

@@ -15,12 +15,13 @@ import dkim
 import httpx
 import pytest
 
-from digest import signup, store
-from digest.addresses import canonical_address
-from digest.config import load_config
-from digest.message import DkimKey
-from digest.personalise import display_name
-from digest.tokens import make_purpose_token
+from digest import store
+from digest.config.schema import load_config
+from digest.core.addresses import canonical_address
+from digest.core.tokens import make_purpose_token
+from digest.mail.message import DkimKey
+from digest.readers import signup
+from digest.render.personalise import display_name
 from tests.conftest import Project
 from tests.support import statefile
 from tests.support.encodings import readable_in, urls_in
@@ -255,7 +256,7 @@ def test_sign_up_without_a_public_address_is_a_config_error(project: Project) ->
     ],
 )
 def test_a_likely_typo_gets_a_did_you_mean(typed: str, meant: str) -> None:
-    from digest.signup import suggestion
+    from digest.readers.signup import suggestion
 
     assert suggestion(typed) == meant
 

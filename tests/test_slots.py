@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from digest.config import ScheduleConfig, load_config
-from digest.errors import ConfigError
-from digest.slots import (
+from digest.config.schema import ScheduleConfig, load_config
+from digest.core.errors import ConfigError
+from digest.run.slots import (
     MAX_SKIPPED_RECORDS,
     ON_TIME,
     Plan,

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from digest.tokens import make_token
+from digest.core.tokens import make_token
 from tests.conftest import Project
 from tests.support.serving import serving
 from tests.test_signup import enable_signup

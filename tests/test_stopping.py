@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from digest.stopping import GracefulStop
+from digest.core.stopping import GracefulStop
 from digest.store.locks import hold_lock
 from tests.conftest import Project
 from tests.support import statefile

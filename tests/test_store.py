@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from digest import store
-from digest.models import Delivery, DeliveryStatus, FeedResult, FetchStatus, Post
+from digest.core.models import Delivery, DeliveryStatus, FeedResult, FetchStatus, Post
 from digest.store import State, Suppression, SuppressionKind
 from tests.support import statefile
 

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest import store
+from digest.core.tokens import address_hash
 from digest.store import SuppressionKind
 from digest.store.migrations import LATEST
-from digest.tokens import address_hash
 from tests.conftest import Project
 from tests.support import statefile
 from tests.test_store_migrations import FIXTURE, user_version

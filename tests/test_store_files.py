@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from digest import store
-from digest.errors import StateError
+from digest.core.errors import StateError
 from digest.store import SuppressionKind
 from digest.store import sqlite as store_sqlite
 from digest.store.migrations import LATEST

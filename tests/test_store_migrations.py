@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from digest import store
-from digest.errors import StateError
+from digest.core.errors import StateError
 from digest.store.migrations import LATEST, MIGRATIONS
 from tests.conftest import Project
 from tests.support import statefile

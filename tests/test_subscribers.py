@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import ConfigError
-from digest.subscribers import load_subscribers, parse_subscribers
+from digest.core.errors import ConfigError
+from digest.readers.subscribers import load_subscribers, parse_subscribers
 from tests.conftest import Project
 from tests.test_config import assert_refused_fast, billion_laughs, digest_measured
 
@@ -177,8 +177,8 @@ CHECKED = [
 
 
 def test_each_domain_checked_once_gives_the_canonical_forms_own_verdicts() -> None:
-    from digest.addresses import AddressError, canonical_address
-    from digest.subscribers import AddressChecker
+    from digest.core.addresses import AddressError, canonical_address
+    from digest.readers.subscribers import AddressChecker
 
     def verdict(check: object, raw: str) -> object:
         try:

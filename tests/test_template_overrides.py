@@ -11,7 +11,7 @@ from pathlib import Path
 import jinja2
 from jinja2 import nodes
 
-from digest.loader import BUNDLED_TEMPLATES, README_EXAMPLE, TEMPLATE_BLOCKS, readme_text
+from digest.render.loader import BUNDLED_TEMPLATES, README_EXAMPLE, TEMPLATE_BLOCKS, readme_text
 from tests.conftest import Project
 
 FOOTER_CELL = re.compile(r'(<td class="footer"[^>]*>)(.*?)(</td>)', re.DOTALL)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from digest.config import Config
-from digest.group import skip_reason
-from digest.settings import validate
+from digest.config.fields import validate
+from digest.config.schema import Config
+from digest.issue.group import skip_reason
 from tests.conftest import Project, post
 from tests.test_schedule_run import SLOT, SLOT_LOG, Daemon, recipients, rows, weekly
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digest.tokens import check_purpose_token, make_purpose_token, make_token, verify_token
+from digest.core.tokens import check_purpose_token, make_purpose_token, make_token, verify_token
 from tests.conftest import Project
 from tests.support import statefile
 from tests.support.encodings import encodings_of

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from digest.tokens import make_token
+from digest.core.tokens import make_token
 from tests.conftest import Project, post
 from tests.support import statefile
 from tests.support.serving import digest_serve

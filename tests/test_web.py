@@ -16,9 +16,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from digest.config import FeedConfig, FetchConfig
-from digest.models import FeedResult, FetchStatus
-from digest.tokens import make_token
+from digest.config.schema import FeedConfig, FetchConfig
+from digest.core.models import FeedResult, FetchStatus
+from digest.core.tokens import make_token
 from digest.web.common import is_one_click
 from digest.web.public import PublicSite, create_public_app
 from digest.web.workbench import (

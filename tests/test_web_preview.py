@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.loader import BUNDLED_TEMPLATES
+from digest.render.loader import BUNDLED_TEMPLATES
 from digest.web.workbench import Workbench, create_workbench_app, strip_reload
 from tests.conftest import NOW, Project
 

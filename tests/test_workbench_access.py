@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from digest.config import load_config
-from digest.errors import ConfigError
+from digest.config.schema import load_config
+from digest.core.errors import ConfigError
 from digest.web.workbench import (
     MAX_WRONG_PASSWORDS,
     PasswordAttempts,

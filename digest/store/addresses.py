@@ -1,4 +1,4 @@
-"""Addresses as the state keeps them: every one in the canonical form (digest.addresses).
+"""Addresses as the state keeps them: every one in the canonical form (digest.core.addresses).
 
 Releases before the canonical form kept an address as it came: the subscriber file's local part
 as written and, for non-ASCII input, a Unicode domain; the command line a Unicode domain; the
@@ -19,7 +19,7 @@ import logging
 import sqlite3
 from functools import lru_cache
 
-from digest.addresses import canonical_or_none
+from digest.core.addresses import canonical_or_none
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A number is given when an issue is frozen (inside the same transaction, under the send lock),
 so the issue's page URL is known before the first message goes out and never changes. Issues
-sent before the archive was turned on get theirs later (digest.archive_past), after the highest
+sent before the archive was turned on get theirs later (digest.archive.backfill), after the highest
 number given so far: a number names a page for good, it is not a rank, so the archive lists
 issues by the time they were sent.
 """

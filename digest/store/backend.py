@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from digest.errors import StateError
+from digest.core.errors import StateError
 
 
 def iso(value: datetime) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from digest.models import Choice, Post
+from digest.core.models import Choice, Post
 from digest.store.backend import Backend, iso, parse_time
 
 

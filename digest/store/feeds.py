@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from digest.models import FeedResult, FetchStatus, Post
+from digest.core.models import FeedResult, FetchStatus, Post
 from digest.store.backend import Backend, iso, parse_time
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from digest.models import Delivery, DeliveryStatus, Post
+from digest.core.models import Delivery, DeliveryStatus, Post
 from digest.store.backend import Backend, iso, parse_time
 
 

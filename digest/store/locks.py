@@ -13,7 +13,8 @@ Each named lock is an `fcntl.flock` on a small file next to the state file:
 
 The lock file records who holds it (pid, host, start time, command) for the error message.
 The kernel releases a flock when its process dies, so a crash never leaves a stale lock.
-Locks are re-entrant within one thread: the scheduler holds `send` around pipeline.send,
+Locks are re-entrant within one thread: the scheduler holds `send` around the send
+(digest.run.send),
 which takes it again on the same thread. Another thread of the same process is refused (or
 waits) exactly like another process: flock locks belong to an open file, and each holder opens
 its own.
@@ -32,7 +33,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest.errors import DigestError, LockHeld
+from digest.core.errors import DigestError, LockHeld
 
 _held: dict[tuple[Path, int], list[int]] = {}  # (lock file, thread id) -> [descriptor, depth]
 _held_guard = threading.Lock()

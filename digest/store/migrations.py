@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from digest.errors import StateError
+from digest.core.errors import StateError
 from digest.store.addresses import canonicalise_stored_addresses
 
 Step = str | Callable[[sqlite3.Connection], None]

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from digest.models import FeedResult, FetchStatus
+from digest.core.models import FeedResult, FetchStatus
 from digest.store.backend import Backend, Executor, iso, parse_time
 from digest.store.feeds import post_from_json, post_to_json
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from digest.models import RenderedIssue
+from digest.core.models import RenderedIssue
 from digest.store.backend import Backend, Executor
 
 KEEP = 4  # previews kept: enough for an editor switching between a few drafts

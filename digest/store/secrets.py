@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 
-from digest.errors import StateError
+from digest.core.errors import StateError
 from digest.store.backend import Backend
 
 SECRET_ENVIRONMENT_VARIABLE = "DIGEST_SECRET"

@@ -1,6 +1,6 @@
 """Readers who signed themselves up, the consent on record, rate limits and forgotten people.
 
-Addresses are kept in the canonical form (digest.addresses). A sign-up is `pending` until its
+Addresses are kept in the canonical form (digest.core.addresses). A sign-up is `pending` until its
 confirmation link is used, then `confirmed`. A reader in the editor's subscriber file who
 saves their preferences gets a `listed` row: their name and sections, which count only while
 the file lists them (it is no sign-up). Every step that bears on consent is a row in
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from digest.models import Subscriber
+from digest.core.models import Subscriber
 from digest.store.addresses import address_key
 from digest.store.backend import Backend, iso, parse_time
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager
 from pathlib import Path
 
-from digest.errors import StateError
+from digest.core.errors import StateError
 from digest.store.backend import Executor
 from digest.store.locks import hold_lock
 from digest.store.migrations import LATEST, migrate, schema_version

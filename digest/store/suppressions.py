@@ -51,7 +51,7 @@ class Suppression:
 
 
 class Suppressions:
-    """The suppressions table; addresses are kept in the canonical form (digest.addresses)."""
+    """The suppressions table; addresses are kept in the canonical form (digest.core.addresses)."""
 
     def __init__(self, db: Backend) -> None:
         self.db = db

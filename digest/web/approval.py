@@ -29,9 +29,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest import store
-from digest.slots import slot_key
+from digest.core.tokens import APPROVAL_PURPOSE, check_purpose_token
+from digest.run.slots import slot_key
 from digest.store.editor import Approval, Decision
-from digest.tokens import APPROVAL_PURPOSE, check_purpose_token
 from digest.web.common import BodyTooLarge, BodyTooSlow, page, read_body
 
 BAD_LINK = (

@@ -1,7 +1,7 @@
 """The archive on the web: /archive/, /issues/NUMBER-SLUG/ and /feed.atom, for a Starlette app.
 
 The answers are byte for byte the files `digest archive --out` writes (both come from
-digest.archive); a withdrawn issue answers 410 Gone. Reads the state read-only, per request,
+digest.archive.pages); a withdrawn issue answers 410 Gone. Reads the state read-only, per request,
 so an issue is online as soon as it is frozen. Nothing here renders new issues.
 """
 
@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from digest import archive, store
-from digest.config import Config
+from digest import store
+from digest.archive import pages as archive
+from digest.config.schema import Config
 from digest.store.archive import ArchivedIssue
 
 HEADERS = {

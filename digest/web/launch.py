@@ -40,7 +40,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from digest.errors import DigestError
+from digest.core.errors import DigestError
 from digest.web.common import BUSY, COMMON_HEADERS, RETRY_AFTER_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -367,7 +367,7 @@ def plan(
     workbench: tuple[str, int] | None,
 ) -> Plan:
     """Bind the public app and, unless `workbench` is None, the workbench; collect warnings."""
-    from digest.check import secret_warnings
+    from digest.run.check import secret_warnings
     from digest.web.public import PublicSite, create_public_app
 
     site = PublicSite(config_path, clock)

@@ -21,11 +21,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from digest import store
-from digest.addresses import canonical_or_none
-from digest.audience import is_forgotten
-from digest.config import load_config
-from digest.errors import StateError
-from digest.tokens import verify_token
+from digest.config.schema import load_config
+from digest.core.addresses import canonical_or_none
+from digest.core.errors import StateError
+from digest.core.tokens import verify_token
+from digest.readers.audience import is_forgotten
 from digest.web.approval import approval_routes
 from digest.web.archive import archive_routes
 from digest.web.common import (
@@ -129,7 +129,7 @@ def create_public_app(site: PublicSite) -> ASGIApp:
     routes += archive_routes(lambda: site.config, site.clock)
     routes += approval_routes(site, site.secret, site.clock)
     if site.config.signup.enabled:
-        from digest.message import load_dkim
+        from digest.mail.message import load_dkim
         from digest.web.signup import SignupDesk, signup_routes
 
         desk = SignupDesk(site.config, site.secret, load_dkim(site.config), site.clock)

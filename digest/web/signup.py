@@ -1,10 +1,11 @@
-"""The public sign-up pages: /subscribe, /confirm and /preferences (see digest.signup).
+"""The public sign-up pages: /subscribe, /confirm and /preferences (see digest.readers.signup).
 
 GET only ever shows a page; only POST changes anything (mail scanners follow links).
 
 A sign-up is answered before anything about its address is looked up: the request handler
-checks the text (digest.signup.submit) and answers, and one background worker in this process
-carries the sign-up out (digest.signup.act: rate limits, the state, sending the confirmation
+checks the text (digest.readers.signup.submit) and answers, and one background worker in this
+process
+carries the sign-up out (digest.readers.signup.act: rate limits, the state, sending the confirmation
 email), so the answer takes the same time whether the address is new, pending, subscribed,
 unsubscribed or over a rate limit. The worker takes sign-ups in turn; at most
 `MAX_WAITING` wait for it, and past that a sign-up is dropped (logged) with the same answer,
@@ -31,16 +32,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from digest import signup, store
-from digest.addresses import canonical_or_none
-from digest.audience import section_titles
-from digest.config import Config
-from digest.deliver import Mailer
-from digest.message import DkimKey
-from digest.models import DeliveryStatus, OutgoingMessage
+from digest import store
+from digest.config.schema import Config
+from digest.core.addresses import canonical_or_none
+from digest.core.models import DeliveryStatus, OutgoingMessage
+from digest.mail.message import DkimKey
+from digest.mail.smtp import Mailer
+from digest.readers import signup
+from digest.readers.audience import section_titles
+from digest.readers.subscribers import load_subscribers
+from digest.render.theme import theme_view
 from digest.store import State, SuppressionKind
-from digest.subscribers import load_subscribers
-from digest.theme import theme_view
 from digest.web.common import COMMON_HEADERS, body_or_refusal
 
 logger = logging.getLogger(__name__)

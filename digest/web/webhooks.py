@@ -50,11 +50,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest import store
-from digest.addresses import canonical_or_none
-from digest.bouncereport import MESSAGE_ID_PATTERN, Kind, Report, status_kind
-from digest.bounces import apply_report
-from digest.config import Config
-from digest.errors import StateError
+from digest.bounces.apply import apply_report
+from digest.bounces.report import MESSAGE_ID_PATTERN, Kind, Report, status_kind
+from digest.config.schema import Config
+from digest.core.addresses import canonical_or_none
+from digest.core.errors import StateError
 from digest.web.common import body_or_refusal, plain
 
 logger = logging.getLogger(__name__)

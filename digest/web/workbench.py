@@ -40,13 +40,14 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from digest import editor, pipeline
-from digest.collect import collect
-from digest.config import FeedConfig, FetchConfig, load_config
-from digest.errors import DigestError
-from digest.group import Candidate
-from digest.htmltext import after_body_tag
-from digest.models import Choice, FeedResult
+from digest.config.schema import FeedConfig, FetchConfig, load_config
+from digest.core.errors import DigestError
+from digest.core.models import Choice, FeedResult
+from digest.feeds.collect import collect
+from digest.issue import choices as editor
+from digest.issue.group import Candidate
+from digest.render.htmltext import after_body_tag
+from digest.run import preview
 from digest.web.common import COMMON_HEADERS, BodyLimit, body_or_refusal, plain
 
 logger = logging.getLogger(__name__)
@@ -344,7 +345,7 @@ class Workbench:
     def render_preview(self) -> tuple[str, str, bool]:
         """(html, text, sample posts stand in) of the next issue; raises DigestError."""
         config = load_config(self.config_path)
-        prepared, document, text = pipeline.preview(
+        prepared, document, text = preview.preview(
             config, self.clock(), collector=self._feeds().collect
         )
         return document, text, prepared.sample
