@@ -19,7 +19,7 @@ def test_reference_lists_every_config_key_and_template_variable() -> None:
     text = generate()
     for key in config_keys():
         assert f"| `{key.path}` |" in text
-        assert key.description, f"{key.path} has no description in digest/config.py"
+        assert key.description, f"{key.path} has no description in digest/config/schema.py"
     variables = template_variables()
     assert variables, "render publishes no table of template variables"
     for name, description in variables:
