@@ -12,10 +12,10 @@ import pytest
 from digest.config.schema import parse_config
 from digest.core.models import Issue, Post, Section, Subscriber
 from digest.render.issue import render_issue
-from digest.render.personalise import personalise, slot
+from digest.render.personalise import personalise, placeholder
 from tests.conftest import NOW, Project
 
-# Every form a slot has had or could be guessed to have: 0.1.0's fixed placeholders, and the
+# Every form a placeholder has had or could be guessed to have: 0.1.0's fixed placeholders, and the
 # marked form with a made-up marker.
 LEGACY = (
     "%%DIGEST_EMAIL%%",
@@ -143,8 +143,8 @@ def test_each_issue_gets_its_own_random_marker(tmp_path: Path) -> None:
     first, second = render_issue(issue, config), render_issue(issue, config)
     assert re.fullmatch(r"[0-9a-f]{32}", first.marker)
     assert first.marker != second.marker
-    assert slot(first.marker, "UNSUBSCRIBE_URL") in first.html
-    assert slot(second.marker, "UNSUBSCRIBE_URL") not in first.html
+    assert placeholder(first.marker, "UNSUBSCRIBE_URL") in first.html
+    assert placeholder(second.marker, "UNSUBSCRIBE_URL") not in first.html
 
 
 def test_a_guessed_marker_in_a_post_is_left_as_it_is(tmp_path: Path) -> None:
@@ -156,7 +156,7 @@ def test_a_guessed_marker_in_a_post_is_left_as_it_is(tmp_path: Path) -> None:
         {},
     )
     other = render_issue(Issue(title="T", date=NOW, sections=()), config).marker
-    trap = slot(other, "EMAIL")
+    trap = placeholder(other, "EMAIL")
     hostile_post = Post(
         feed_url="https://example.org/f.xml",
         key="k",

@@ -17,7 +17,7 @@ from digest.core.models import Issue, Post, RenderedIssue, Section, Subscriber
 from digest.issue.samples import check_templates, sample_issue
 from digest.render.inline import inline_css
 from digest.render.issue import render_issue
-from digest.render.personalise import personalise, slot
+from digest.render.personalise import personalise, placeholder
 from digest.render.theme import contrast_ratio
 
 DATE = datetime(2017, 12, 1, 9, 30, tzinfo=UTC)
@@ -166,7 +166,7 @@ def test_headings_links_and_view_in_browser(rendered: RenderedIssue) -> None:
     assert titles[0].get("href") == "https://example.org/blog/post-1?utm_source=feed&ref=a%20b"
     view = doc.xpath("//a[@href='https://example.org/archive']")
     assert view and "browser" in view[0].text_content()
-    unsubscribe = doc.xpath(f"//a[@href='{slot(rendered.marker, 'UNSUBSCRIBE_URL')}']")
+    unsubscribe = doc.xpath(f"//a[@href='{placeholder(rendered.marker, 'UNSUBSCRIBE_URL')}']")
     assert unsubscribe[0].text_content() == "Unsubscribe from Collaborate Weekly"
     assert "1 Example Street" in doc.text_content()
 
@@ -244,7 +244,7 @@ def test_text_part_is_written_for_people(rendered: RenderedIssue) -> None:
     assert link in lines
     assert lines.index(link) > first + 2
     assert lines.index("Latest news") > lines.index(link)
-    unsubscribe = slot(rendered.marker, "UNSUBSCRIBE_URL")
+    unsubscribe = placeholder(rendered.marker, "UNSUBSCRIBE_URL")
     assert lines[-1] == unsubscribe or unsubscribe in lines[-3:]
     assert not re.search(r"<[a-z/][^>]*>|&[a-z]+;|&#\d+;", text)
 
@@ -326,15 +326,15 @@ def test_personalise_escapes_in_html_and_keeps_text_raw(rendered: RenderedIssue)
     assert doc.xpath("//a[contains(., 'Unsubscribe')]/@href") == [url]
     assert url in text.splitlines()
     for field in ("NAME", "UNSUBSCRIBE_URL"):
-        assert slot(rendered.marker, field) not in html
-        assert slot(rendered.marker, field) not in text
+        assert placeholder(rendered.marker, field) not in html
+        assert placeholder(rendered.marker, field) not in text
     assert not doc.xpath("//b")
 
 
 def test_personalise_without_a_name(rendered: RenderedIssue) -> None:
     html, text = personalise(rendered, Subscriber("bob@example.com"), "mailto:x@example.org")
     assert "This email was sent to bob@example.com." in text
-    assert slot(rendered.marker, "EMAIL") not in html and "()" not in html
+    assert placeholder(rendered.marker, "EMAIL") not in html and "()" not in html
 
 
 def test_editor_templates_override_bundled_ones_file_by_file(tmp_path: Path) -> None:

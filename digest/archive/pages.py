@@ -5,7 +5,7 @@ One builder serves both ways of publishing: `digest archive --out DIR` writes it
 Links between pages are relative, so an uploaded copy works wherever it is put; the canonical
 URL, Open Graph tags and the feed's links are absolute, under newsletter.archive_url.
 
-An issue page shows the email as it was sent: the frozen HTML, with every per-subscriber slot
+An issue page shows the email as it was sent: the frozen HTML, with every per-subscriber placeholder
 filled with a neutral value (digest.render.personalise.depersonalise), inside a sandboxed frame
 (`srcdoc`) of a page that is itself valid HTML5. Not a web version re-rendered from the posts:
 the posts are not frozen with the issue (only their keys are), so a re-render would show

@@ -195,7 +195,7 @@ class EncodedBody:
     """A text part quoted-printable encoded once; per message only its personal lines change.
 
     Quoted-printable encodes each line on its own, so a part's encoding is its lines' encodings
-    joined with CRLF. `rendered` is the part with its slots, `sample` the same part
+    joined with CRLF. `rendered` is the part with its placeholders, `sample` the same part
     personalised with probe values: lines where the probe shows up are personal, the rest
     are encoded here once. Per subscriber only the personal lines are filled in and encoded.
     When the two do not line up (personalise changed more than the marked lines), `usable` is
@@ -418,7 +418,7 @@ def build_message(
     preferences_token: str = "",
     bounce_tag: str = "",
 ) -> OutgoingMessage:
-    """The full message for one subscriber: slots filled, headers set, CRLF line endings."""
+    """The full message for one subscriber: placeholders filled, headers set, CRLF line endings."""
     template = _template(envelope)
     https, mailto = unsubscribe_links(envelope, token)
     preferences = (

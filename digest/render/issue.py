@@ -24,7 +24,7 @@ from digest.core.errors import ConfigError, TemplateError
 from digest.core.models import MAX_AUTHOR, MAX_TITLE, Issue, Post, RenderedIssue
 from digest.render.htmltext import collapse, shorten
 from digest.render.inline import inline_css
-from digest.render.personalise import issue_url_slot, new_marker, slot
+from digest.render.personalise import issue_url_placeholder, new_marker, placeholder
 from digest.render.templates import TEXT_WIDTH, render_template, template_environment
 from digest.render.theme import theme_view
 
@@ -318,13 +318,15 @@ def template_context(issue: Issue, config: Config, marker: str) -> dict[str, Any
         "newsletter": config.newsletter,
         "theme": theme_view(config),
         "subscriber": SubscriberView(
-            name=slot(marker, "NAME"),
-            email=slot(marker, "EMAIL"),
-            recipient=slot(marker, "RECIPIENT"),
+            name=placeholder(marker, "NAME"),
+            email=placeholder(marker, "EMAIL"),
+            recipient=placeholder(marker, "RECIPIENT"),
         ),
-        "unsubscribe_url": slot(marker, "UNSUBSCRIBE_URL"),
-        "preferences_url": slot(marker, "PREFERENCES_URL") if _offers_preferences(config) else "",
-        "issue_url": issue_url_slot(marker)
+        "unsubscribe_url": placeholder(marker, "UNSUBSCRIBE_URL"),
+        "preferences_url": placeholder(marker, "PREFERENCES_URL")
+        if _offers_preferences(config)
+        else "",
+        "issue_url": issue_url_placeholder(marker)
         if config.archive.enabled
         else (config.newsletter.archive_url or ""),
     }
@@ -347,8 +349,9 @@ def _size_warnings(html: str) -> tuple[str, ...]:
 def render_issue(
     issue: Issue, config: Config, *, inliner: str | None = None, marker: str | None = None
 ) -> RenderedIssue:
-    """Render once per issue: subject, HTML with CSS inlined and the text part, with slots marked
-    by `marker` (a new random one by default) left for per-subscriber values. No clock, no network.
+    """Render once per issue: subject, HTML with CSS inlined and the text part, with placeholders
+    marked by `marker` (a new random one by default) left for per-subscriber values. No clock, no
+    network.
     """
     inliner = inliner or config.inliner
     if inliner == "css_inline" and importlib.util.find_spec("css_inline") is None:

@@ -1,4 +1,4 @@
-"""Per-subscriber slots in a rendered issue, and filling them in for one subscriber."""
+"""Per-subscriber placeholders in a rendered issue, and filling them in for one subscriber."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from functools import cache
 
 from digest.core.models import RenderedIssue, Subscriber
 
-# Per-subscriber slots. An issue rendered now marks them with its own random marker, drawn after
-# the feeds were read, so no feed text or config string can contain one: personalisation fills
-# only what the templates put there. Issues frozen by 0.1.0 (marker "") keep these fixed forms.
+# Per-subscriber placeholders. An issue rendered now marks them with its own random marker,
+# drawn after the feeds were read, so no feed text or config string can contain one:
+# personalisation fills only what the templates put there. Issues frozen by 0.1.0 (marker "")
+# keep these fixed forms.
 NAME_PLACEHOLDER = "%%DIGEST_NAME%%"
 EMAIL_PLACEHOLDER = "%%DIGEST_EMAIL%%"
 UNSUBSCRIBE_PLACEHOLDER = "%%DIGEST_UNSUBSCRIBE_URL%%"
 RECIPIENT_PLACEHOLDER = "%%DIGEST_RECIPIENT%%"
-SLOT_FIELDS = ("NAME", "EMAIL", "RECIPIENT", "UNSUBSCRIBE_URL", "PREFERENCES_URL")
+PLACEHOLDER_FIELDS = ("NAME", "EMAIL", "RECIPIENT", "UNSUBSCRIBE_URL", "PREFERENCES_URL")
 MARKER_BYTES = 16
 NAME_LIMIT = 100  # characters of a reader's name that digest shows anywhere
 
@@ -51,20 +52,22 @@ def display_name(text: str, limit: int = NAME_LIMIT) -> str:
 
 
 def new_marker() -> str:
-    """A fresh random marker for one issue's per-subscriber slots (128 bits, hex)."""
+    """A fresh random marker for one issue's per-subscriber placeholders (128 bits, hex)."""
     return secrets.token_hex(MARKER_BYTES)
 
 
-def slot(marker: str, field: str) -> str:
+def placeholder(marker: str, field: str) -> str:
     """The text standing for one per-subscriber `field` in an issue rendered with `marker`."""
-    if field not in SLOT_FIELDS:
+    if field not in PLACEHOLDER_FIELDS:
         raise ValueError(f"unknown per-subscriber field {field!r}")
     return f"%%DIGEST_{field}_{marker}%%" if marker else f"%%DIGEST_{field}%%"
 
 
 @cache
-def _slot_pattern(marker: str) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(slot(marker, field)) for field in SLOT_FIELDS))
+def _placeholder_pattern(marker: str) -> re.Pattern[str]:
+    return re.compile(
+        "|".join(re.escape(placeholder(marker, field)) for field in PLACEHOLDER_FIELDS)
+    )
 
 
 def personalise(
@@ -73,25 +76,26 @@ def personalise(
     unsubscribe_url: str,
     preferences_url: str = "",
 ) -> tuple[str, str]:
-    """(html, text) for one subscriber: the issue's own slots filled in, escaped in the HTML."""
+    """(html, text) for one subscriber: the issue's own placeholders filled in, escaped in the
+    HTML."""
     name = display_name(subscriber.name)
     email = subscriber.email.strip()
     marker = rendered.marker
     values = {
-        slot(marker, "NAME"): name,
-        slot(marker, "EMAIL"): email,
-        slot(marker, "RECIPIENT"): f"{name} ({email})" if name else email,
-        slot(marker, "UNSUBSCRIBE_URL"): unsubscribe_url.strip(),
-        slot(marker, "PREFERENCES_URL"): preferences_url.strip(),
+        placeholder(marker, "NAME"): name,
+        placeholder(marker, "EMAIL"): email,
+        placeholder(marker, "RECIPIENT"): f"{name} ({email})" if name else email,
+        placeholder(marker, "UNSUBSCRIBE_URL"): unsubscribe_url.strip(),
+        placeholder(marker, "PREFERENCES_URL"): preferences_url.strip(),
     }
     escaped = {key: html_lib.escape(value, quote=True) for key, value in values.items()}
-    pattern = _slot_pattern(marker)
+    pattern = _placeholder_pattern(marker)
     html = pattern.sub(lambda m: escaped[m.group(0)], rendered.html)
     text = pattern.sub(lambda m: values[m.group(0)], rendered.text)
     return html, text
 
 
-def issue_url_slot(marker: str) -> str:
+def issue_url_placeholder(marker: str) -> str:
     """The text standing for the issue's own web page in an issue rendered with `marker`.
 
     It is filled once per issue, not per subscriber: at freeze time with the issue's archive
@@ -101,8 +105,8 @@ def issue_url_slot(marker: str) -> str:
 
 
 def stamp_issue_url(rendered: RenderedIssue, url: str) -> RenderedIssue:
-    """The issue with its "view in browser" slot filled with `url` (escaped in the HTML)."""
-    placeholder = issue_url_slot(rendered.marker)
+    """The issue with its "view in browser" placeholder filled with `url` (escaped in the HTML)."""
+    placeholder = issue_url_placeholder(rendered.marker)
     return replace(
         rendered,
         html=rendered.html.replace(placeholder, html_lib.escape(url.strip(), quote=True)),
@@ -110,39 +114,39 @@ def stamp_issue_url(rendered: RenderedIssue, url: str) -> RenderedIssue:
     )
 
 
-_PARAGRAPH = r"<p\b[^>]*>(?:(?!</?p\b).)*?{slot}(?:(?!</?p\b).)*?</p>"
-_LINK = r"(<a\b[^>]*\bhref=\"){slot}[^\"]*(\"[^>]*>).*?(</a>)"
+_PARAGRAPH = r"<p\b[^>]*>(?:(?!</?p\b).)*?{placeholder}(?:(?!</?p\b).)*?</p>"
+_LINK = r"(<a\b[^>]*\bhref=\"){placeholder}[^\"]*(\"[^>]*>).*?(</a>)"
 
 
 def depersonalise(rendered: RenderedIssue, subscribe_url: str, subscribe_label: str) -> str:
-    """The frozen HTML with every per-subscriber slot gone, for the public web copy.
+    """The frozen HTML with every per-subscriber placeholder gone, for the public web copy.
 
-    A frozen issue holds no personal data, only slots, so filling every slot with a neutral
-    value leaves nothing personal: paragraphs naming the recipient ("This email was sent to
+    A frozen issue holds no personal data, only placeholders, so filling every placeholder with a
+    neutral value leaves nothing personal: paragraphs naming the recipient ("This email was sent to
     ...") are dropped, the unsubscribe link becomes a Subscribe link, the preferences link goes,
-    and any slot left over is emptied (the unsubscribe URL's becomes the subscribe URL).
+    and any placeholder left over is emptied (the unsubscribe URL's becomes the subscribe URL).
     """
     marker = rendered.marker
     html = rendered.html
     url, label = html_lib.escape(subscribe_url, quote=True), html_lib.escape(subscribe_label)
-    unsubscribe = re.escape(slot(marker, "UNSUBSCRIBE_URL"))
+    unsubscribe = re.escape(placeholder(marker, "UNSUBSCRIBE_URL"))
     html = re.sub(  # the link keeps its tag's other attributes (the inlined style)
-        _LINK.format(slot=unsubscribe),
+        _LINK.format(placeholder=unsubscribe),
         lambda m: f"{m.group(1)}{url}{m.group(2)}{label}{m.group(3)}",
         html,
         flags=re.S,
     )
-    preferences = re.escape(slot(marker, "PREFERENCES_URL"))
-    html = re.sub(rf"(?: · )?{_LINK.format(slot=preferences)}", "", html, flags=re.S)
+    preferences = re.escape(placeholder(marker, "PREFERENCES_URL"))
+    html = re.sub(rf"(?: · )?{_LINK.format(placeholder=preferences)}", "", html, flags=re.S)
     for field in ("RECIPIENT", "EMAIL"):
-        pattern = _PARAGRAPH.format(slot=re.escape(slot(marker, field)))
+        pattern = _PARAGRAPH.format(placeholder=re.escape(placeholder(marker, field)))
         html = re.sub(pattern, "", html, flags=re.S | re.I)
     values = {
-        slot(marker, "NAME"): "",
-        slot(marker, "EMAIL"): "",
-        slot(marker, "RECIPIENT"): "",
-        slot(marker, "UNSUBSCRIBE_URL"): html_lib.escape(subscribe_url, quote=True),
-        slot(marker, "PREFERENCES_URL"): "",
+        placeholder(marker, "NAME"): "",
+        placeholder(marker, "EMAIL"): "",
+        placeholder(marker, "RECIPIENT"): "",
+        placeholder(marker, "UNSUBSCRIBE_URL"): html_lib.escape(subscribe_url, quote=True),
+        placeholder(marker, "PREFERENCES_URL"): "",
     }
-    html = _slot_pattern(marker).sub(lambda m: values[m.group(0)], html)
-    return html.replace(issue_url_slot(marker), "")
+    html = _placeholder_pattern(marker).sub(lambda m: values[m.group(0)], html)
+    return html.replace(issue_url_placeholder(marker), "")
