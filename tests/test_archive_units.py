@@ -11,9 +11,9 @@ from digest.core.errors import ConfigError
 from digest.core.models import RenderedIssue, Subscriber
 from digest.render.personalise import (
     depersonalise,
-    issue_url_slot,
+    issue_url_placeholder,
     personalise,
-    slot,
+    placeholder,
     stamp_issue_url,
 )
 from tests.conftest import NOW
@@ -28,11 +28,11 @@ FOOTER = (
 
 def frozen(marker: str) -> RenderedIssue:
     html = FOOTER.format(
-        recipient=slot(marker, "RECIPIENT"),
-        name=slot(marker, "NAME"),
-        unsubscribe=slot(marker, "UNSUBSCRIBE_URL"),
-        email=slot(marker, "EMAIL"),
-        issue=issue_url_slot(marker),
+        recipient=placeholder(marker, "RECIPIENT"),
+        name=placeholder(marker, "NAME"),
+        unsubscribe=placeholder(marker, "UNSUBSCRIBE_URL"),
+        email=placeholder(marker, "EMAIL"),
+        issue=issue_url_placeholder(marker),
     )
     return RenderedIssue(
         "News", f"<html><head></head><body>{html}</body></html>", "", marker=marker
