@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from digest import store
 from digest.cli.options import current_time, email_address, with_config
 from digest.cli.output import (
     err,
@@ -16,7 +15,7 @@ from digest.cli.output import (
 )
 from digest.config.schema import Config
 from digest.core.errors import DigestError
-from digest.run import editions
+from digest.readers import by_request
 
 
 @click.command()
@@ -25,11 +24,7 @@ from digest.run import editions
 def unsubscribe(config: Config, address: str) -> None:
     """Stop all mail to ADDRESS, whatever the subscriber list says."""
     email = email_address(address)
-    with store.open(config) as state:
-        added = state.suppressions.suppress(
-            email, current_time(), "manual", kind=store.SuppressionKind.MANUAL
-        )
-    if added:
+    if by_request.unsubscribe(config, email, current_time()):
         out.print(f"{email} is unsubscribed: no issue will be sent to it again.", markup=False)
     else:
         out.print(f"{email} was already unsubscribed; nothing changed.", markup=False)
@@ -40,17 +35,13 @@ def unsubscribe(config: Config, address: str) -> None:
 @with_config
 def resubscribe(config: Config, address: str) -> None:
     """Undo an unsubscribe for ADDRESS (only on the person's own request)."""
-    from digest.readers.subscribers import load_subscribers
-
     email = email_address(address)
-    with store.open(config) as state:
-        removed = state.suppressions.unsuppress(email)
-    if not removed:
+    done = by_request.resubscribe(config, email)
+    if not done.removed:
         out.print(f"{email} was not unsubscribed; nothing changed.", markup=False)
         return
-    listed = {s.email for s in load_subscribers(config.subscribers_path).subscribers}
     out.print(f"{email} is resubscribed.", markup=False)
-    if email not in listed:
+    if not done.listed:
         err.print(
             f"Warning: {email} is not in {config.subscribers}; add it there to send to it.",
             markup=False,
@@ -65,72 +56,46 @@ def subscribers(ctx: click.Context) -> None:
         ctx.invoke(_subscriber_counts)
 
 
-# How `digest subscribers` names each kind of bounce or complaint suppression.
-_BOUNCE_GROUPS = {
-    store.SuppressionKind.COMPLAINT: "complaint",
-    store.SuppressionKind.SOFT_BOUNCES: "soft bounces",
-    store.SuppressionKind.REFUSED: "refused during the send",
-    store.SuppressionKind.HARD_BOUNCE: "hard bounce",
-}
-
-
-def _by_reason(rows: list[store.Suppression]) -> dict[str, list[str]]:
-    """Bounce and complaint suppressions grouped by their kind, each with its reason."""
-    groups: dict[str, list[str]] = {}
-    for row in rows:
-        reason = row.reason or row.source
-        groups.setdefault(_BOUNCE_GROUPS[row.kind], []).append(
-            f"{row.email} ({row.at:%Y-%m-%d}: {reason})"
-        )
-    return groups
-
-
 @with_config
 def _subscriber_counts(config: Config) -> None:
     """Count the subscribers: listed, signed up, unsubscribed, invalid and duplicate rows."""
     from rich.table import Table
     from rich.text import Text
 
-    from digest.readers import audience
-    from digest.readers.subscribers import load_subscribers
+    from digest.readers.overview import overview
 
-    subscriber_list = load_subscribers(config.subscribers_path)
-    with store.open(config, read_only=True) as state:
-        suppressions = state.suppressions.all()
-        secret = audience.forgetting_secret(state, config.secret)
-        counted = audience.counts(state, subscriber_list, secret, audience.section_titles(config))
-    bounce_rows = [row for row in suppressions if row.kind.is_bounce]
-    listed = {s.email for s in subscriber_list.subscribers}
-    suppressed = [row for row in suppressions if row.email in listed]
-    elsewhere = len(suppressions) - len(suppressed)
+    found = overview(config)
+    counted = found.counts
     table = Table("", "Count", "Which")
     rows = [
-        ("Listed", len(listed), [config.subscribers]),
+        ("Listed", found.listed, [config.subscribers]),
         (
             "Unsubscribed",
-            len(suppressed),
-            [f"{row.email} ({row.source}, {row.at:%Y-%m-%d})" for row in suppressed],
+            len(found.unsubscribed),
+            [f"{row.email} ({row.source}, {row.at:%Y-%m-%d})" for row in found.unsubscribed],
         ),
         *(
-            (f"Suppressed: {reason}", len(which), which)
-            for reason, which in _by_reason(bounce_rows).items()
+            (
+                f"Suppressed: {kind}",
+                len(which),
+                [f"{row.email} ({row.at:%Y-%m-%d}: {row.reason or row.source})" for row in which],
+            )
+            for kind, which in found.bounced.items()
         ),
         ("Signed up and confirmed", counted.confirmed, []),
         ("Signed up, awaiting confirmation", counted.pending, []),
         ("Forgotten on request", counted.forgotten, []),
         ("Will receive the next issue", counted.receiving, []),
-        ("Invalid rows (skipped)", len(subscriber_list.invalid), list(subscriber_list.invalid)),
-        (
-            "Duplicate rows (ignored)",
-            len(subscriber_list.duplicates),
-            list(subscriber_list.duplicates),
-        ),
+        ("Invalid rows (skipped)", len(found.invalid), list(found.invalid)),
+        ("Duplicate rows (ignored)", len(found.duplicates), list(found.duplicates)),
     ]
     for label, count, which in rows:
         table.add_row(label, str(count), Text("\n".join(which) or "-"))
     out.print(table)
-    if elsewhere:
-        out.print(f"{elsewhere} more unsubscribed addresses are not on the list.")
+    if found.unsubscribed_elsewhere:
+        out.print(
+            f"{found.unsubscribed_elsewhere} more unsubscribed addresses are not on the list."
+        )
     if config.newsletter.choosable_sections:
         sections = Table("Section", "Receiving it")
         for title, count in counted.by_section.items():
@@ -161,12 +126,9 @@ def snippet(config: Config) -> None:
 @with_config
 def subscribers_export(config: Config, output_format: str, out_path: Path | None) -> None:
     """Everything held about each person: details, sections, consent and delivery counts."""
-    from digest.readers import audience
-    from digest.readers.subscribers import load_subscribers
+    from digest.readers import audience, overview
 
-    subscriber_list = load_subscribers(config.subscribers_path)
-    with store.open(config, read_only=True) as state:
-        people = audience.export(state, subscriber_list)
+    people = overview.export(config)
     text = audience.export_text(people, output_format)
     if out_path is None:
         click.echo(text, nl=False)
@@ -180,16 +142,8 @@ def subscribers_export(config: Config, output_format: str, out_path: Path | None
 @with_config
 def subscribers_forget(config: Config, address: str) -> None:
     """Erase ADDRESS everywhere (a right-to-erasure request); it stays off the list for good."""
-    from digest.readers import audience
-
     email = email_address(address)
-    secret = editions.signing_secret(config)
-    # No send may record a delivery to the address while it is being erased.
-    with (
-        store.lock(config, "send", command="subscribers forget"),
-        store.open(config) as state,
-    ):
-        erased = audience.forget(state, email, secret, current_time())
+    erased = by_request.erase(config, email, current_time())
     again = f"run `digest subscribers forget {email}` again to finish"
     if erased.unerased:
         raise DigestError(
@@ -244,13 +198,7 @@ def subscribers_add(
             f"no section {unknown[0]!r}; the sections are: {', '.join(known)}",
             param_hint="--section",
         )
-    with store.open(config) as state:
-        if email in state.suppressions.suppressed():
-            raise DigestError(
-                f"{email} unsubscribed; only they can undo that (digest resubscribe on request)"
-            )
-        added = state.signups.add(email, name, sections or None, source, current_time())
-    if added:
+    if by_request.add_in_person(config, email, name, sections, source, current_time()):
         out.print(f"{email} is subscribed (source: {source}).", markup=False)
     else:
         out.print(f"{email} was already subscribed; nothing changed.", markup=False)

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import click
 
-from digest import store
 from digest.cli.options import current_time, email_address, with_config
 from digest.cli.output import (
     SendProgress,
@@ -20,6 +19,7 @@ from digest.core.errors import DigestError
 from digest.core.stopping import GracefulStop
 from digest.run import rehearsal
 from digest.run import send as sending
+from digest.run.history import SkippedSlot
 
 
 @click.command()
@@ -70,21 +70,18 @@ FAILED_ADDRESSES_SHOWN = 20
 @with_config
 def history(config: Config, limit: int) -> None:
     """Issues sent so far: date, posts, delivered / failed / pending, failed addresses."""
-    from digest.store.bounces import IssueBounces
+    from digest.run.history import COMPLAINT_RATE_LIMIT
+    from digest.run.history import history as sent_history
 
-    with store.open(config, read_only=True) as state:
-        rows = state.ledger.history(limit)
-        skipped = state.ledger.skipped_slots(limit)
-        suppressed = len(state.suppressions.suppressed())
-        bounced = state.bounces.by_issue()
-    if not rows:
+    found = sent_history(config, limit)
+    if not found.issues:
         out.print("No issues sent yet.")
-        _print_skipped(skipped)
+        _print_skipped(found.skipped)
         return
     from rich.table import Table
 
     table = Table("Issue", "Date", "Posts", "Delivered", "Failed", "Pending")
-    for row in rows:
+    for row in found.issues:
         finished = "" if row.issue.finished_at else " (unfinished)"
         table.add_row(
             str(row.issue.id),
@@ -95,29 +92,29 @@ def history(config: Config, limit: int) -> None:
             str(row.pending),
         )
     out.print(table)
-    for row in rows:
-        counted = bounced.get(row.issue.id, IssueBounces())
-        if row.sent and (counted.complaints or counted.hard or counted.soft):
-            rate = 100 * counted.complaints / row.sent
-            warn = " (over 0.3%: mailbox providers may block the sender)" if rate > 0.3 else ""
-            out.print(
-                f"Issue {row.issue.id}: {counted.hard} hard bounces, {counted.soft} soft,"
-                f" {counted.complaints} complaints; complaint rate {rate:.2f}%{warn}"
-            )
+    for reports in found.reports:
+        warn = (
+            f" (over {COMPLAINT_RATE_LIMIT}%: mailbox providers may block the sender)"
+            if reports.over_limit
+            else ""
+        )
+        out.print(
+            f"Issue {reports.issue_id}: {reports.hard} hard bounces, {reports.soft} soft,"
+            f" {reports.complaints} complaints; complaint rate {reports.complaint_rate:.2f}%{warn}"
+        )
     # Addresses go on plain lines, never in a cell, so a narrow terminal cannot fold them.
-    for row in rows:
+    for row in found.issues:
         for failure in row.failures[:FAILED_ADDRESSES_SHOWN]:
             reply = f": {failure.reply}" if failure.reply else ""
             out.print(f"Issue {row.issue.id} failed {failure.email}{reply}", markup=False)
         hidden = len(row.failures) - FAILED_ADDRESSES_SHOWN
         if hidden > 0:
             out.print(f"Issue {row.issue.id}: {hidden} more failed addresses not shown.")
-    _print_skipped(skipped)
-    if suppressed:
-        out.print(f"{suppressed} unsubscribed addresses are skipped on every send.")
+    _print_skipped(found.skipped)
+    if found.suppressed:
+        out.print(f"{found.suppressed} unsubscribed addresses are skipped on every send.")
 
 
-def _print_skipped(skipped: list[tuple[str, str]]) -> None:
-    for key, reason in skipped:
-        when = datetime.fromisoformat(key)
-        out.print(f"Slot {when:%Y-%m-%d %H:%M} UTC skipped: {reason}", markup=False)
+def _print_skipped(skipped: tuple[SkippedSlot, ...]) -> None:
+    for slot in skipped:
+        out.print(f"Slot {slot.at:%Y-%m-%d %H:%M} UTC skipped: {slot.reason}", markup=False)
