@@ -7,14 +7,12 @@ from pathlib import Path
 
 import click
 
-from digest import store
 from digest.cli.options import current_time, with_config
 from digest.cli.output import (
     out,
     plural,
 )
 from digest.config.schema import Config, load_config
-from digest.core.errors import DigestError
 
 
 @click.group(invoke_without_command=True)
@@ -47,20 +45,15 @@ def archive(ctx: click.Context, out_dir: Path | None) -> None:
 @with_config
 def withdraw(config: Config, number: int) -> None:
     """Take issue NUMBER off the web for good: 410 Gone, gone from the index and feed."""
-    from digest.archive.files import publish
+    from digest.archive.files import withdraw as withdraw_issue
 
-    with store.open(config) as state:
-        withdrawn = state.archive.withdraw(number, current_time())
-    if withdrawn is None:
-        raise DigestError(f"there is no archived issue {number}; the archive index lists them")
-    if withdrawn:
+    done = withdraw_issue(config, number, current_time())
+    if done.withdrawn:
         out.print(f"Issue {number} is withdrawn: its page now answers 410 Gone.", markup=False)
     else:
         out.print(f"Issue {number} was already withdrawn; nothing changed.", markup=False)
-    if config.archive.enabled and config.archive.out_dir:
-        target = config.resolve(config.archive.out_dir)
-        publish(config, target, current_time())
-        out.print(f"Rewrote the archive in {target}", markup=False)
+    if done.rewritten is not None:
+        out.print(f"Rewrote the archive in {done.rewritten}", markup=False)
 
 
 @archive.command("add-past")
