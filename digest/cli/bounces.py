@@ -8,10 +8,7 @@ from pathlib import Path
 import click
 
 from digest.cli.options import current_time, with_config
-from digest.cli.output import (
-    out,
-    plural,
-)
+from digest.cli.output import out, plural
 from digest.config.schema import Config
 
 

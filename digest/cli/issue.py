@@ -9,13 +9,7 @@ from typing import Any
 import click
 
 from digest.cli.options import current_time, with_config
-from digest.cli.output import (
-    err,
-    open_in_browser,
-    out,
-    plural,
-    print_problems,
-)
+from digest.cli.output import err, open_in_browser, out, plural, print_problems
 from digest.config.schema import Config
 from digest.core.errors import DigestError
 from digest.run import preview as previewing

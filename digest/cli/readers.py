@@ -8,11 +8,7 @@ from pathlib import Path
 import click
 
 from digest.cli.options import current_time, email_address, with_config
-from digest.cli.output import (
-    err,
-    out,
-    plural,
-)
+from digest.cli.output import err, out, plural
 from digest.config.schema import Config
 from digest.core.errors import DigestError
 from digest.readers import by_request

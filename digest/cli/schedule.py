@@ -9,10 +9,7 @@ from datetime import datetime
 import click
 
 from digest.cli.options import current_time, with_config
-from digest.cli.output import (
-    out,
-    summarise,
-)
+from digest.cli.output import out, summarise
 from digest.config.schema import Config
 from digest.core.errors import DigestError
 

@@ -7,13 +7,7 @@ from datetime import UTC, datetime
 import click
 
 from digest.cli.options import current_time, email_address, with_config
-from digest.cli.output import (
-    SendProgress,
-    err,
-    out,
-    print_report_problems,
-    summarise,
-)
+from digest.cli.output import SendProgress, err, out, print_report_problems, summarise
 from digest.config.schema import Config
 from digest.core.errors import DigestError
 from digest.core.stopping import GracefulStop

@@ -10,12 +10,7 @@ from pathlib import Path
 import click
 
 from digest.cli.options import current_time, with_config
-from digest.cli.output import (
-    err,
-    out,
-    plural,
-    print_problems,
-)
+from digest.cli.output import err, out, plural, print_problems
 from digest.config.schema import Config
 from digest.core.errors import DigestError
 
