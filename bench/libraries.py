@@ -68,7 +68,7 @@ SECRET = "bench-secret-0123456789abcdef"
 SIGNS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 # Loaded before any import is timed, in every interpreter: the standard library modules that
-# `import digest.cli.commands` loads anyway, and the digest package itself. A figure is then what
+# `import digest.cli.main` loads anyway, and the digest package itself. A figure is then what
 # the
 # module adds to a digest command, not what Python's own modules cost whoever imports them first.
 ALREADY_LOADED = """\

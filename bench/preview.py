@@ -102,7 +102,7 @@ def main() -> None:
             timings.append(timed(command))  # served from the cache
             cold()
             fast_timings.append(timed(fast_command))
-            startup.append(timed([sys.executable, "-c", "import digest.cli.commands"]))
+            startup.append(timed([sys.executable, "-c", "import digest.cli.main"]))
 
         config = load_config(root / "config.yaml")
         with store.open(config, read_only=True) as state:
@@ -129,7 +129,7 @@ def main() -> None:
         ("whole command, unchanged issue (from the cache)", timings),
         ("whole command, cache cold (baseline: renders)", cold_timings),
         ("cache cold with inliner: css_inline", fast_timings),
-        ("importing digest (python -c 'import digest.cli.commands')", startup),
+        ("importing digest (python -c 'import digest.cli.main')", startup),
         ("render_issue in-process (templates + inline)", render_runs),
         ("premailer alone on the same HTML", premailer_runs),
     ]

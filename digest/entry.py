@@ -3,7 +3,7 @@ both run the CLI under the name `digest`, whatever the executable is called."""
 
 from __future__ import annotations
 
-from digest.cli.commands import main as command
+from digest.cli.main import main as command
 
 
 def main() -> None:

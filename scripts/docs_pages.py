@@ -37,7 +37,7 @@ HELP_WIDTH = 78
 
 def command_helps(width: int = HELP_WIDTH) -> list[tuple[tuple[str, ...], str]]:
     """(command path, its --help text) for `digest` and every command under it, depth first."""
-    from digest.cli.commands import main
+    from digest.cli.main import main
 
     found: list[tuple[tuple[str, ...], str]] = []
 

@@ -108,7 +108,7 @@ class Project:
 
     def run(self, *args: str, now: datetime | None = None, input: bytes | None = None) -> Result:
         """Run the digest CLI in-process with --config and a fixed clock (and standard input)."""
-        from digest.cli.commands import main
+        from digest.cli.main import main
 
         env = {"DIGEST_NOW": (now or self.now).isoformat()}
         return CliRunner().invoke(main, ["--config", str(self.config), *args], env=env, input=input)

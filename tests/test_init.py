@@ -108,7 +108,7 @@ def test_init_writes_the_project_and_never_overwrites(tmp_path: Path) -> None:
     assert len(created) == 3 + len(list(BUNDLED_SAMPLES.iterdir()))
     config_before = (target / "config.yaml").read_text()
     (target / "config.yaml").write_text(config_before + "# my edit\n")
-    from digest.cli.commands import main
+    from digest.cli.main import main
 
     result = CliRunner().invoke(main, ["init", str(target)])
     assert result.exit_code == 2
@@ -130,7 +130,7 @@ def test_init_with_templates_copies_every_bundled_template(tmp_path: Path) -> No
 
 
 def test_init_into_a_file_is_a_usage_error(tmp_path: Path) -> None:
-    from digest.cli.commands import main
+    from digest.cli.main import main
 
     (tmp_path / "taken").write_text("x")
     result = CliRunner().invoke(main, ["init", str(tmp_path / "taken")])
@@ -139,7 +139,7 @@ def test_init_into_a_file_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_init_then_check_passes(tmp_path: Path) -> None:
-    from digest.cli.commands import main
+    from digest.cli.main import main
 
     target = tmp_path / "fresh"
     runner = CliRunner()
@@ -152,7 +152,7 @@ def test_init_then_check_passes(tmp_path: Path) -> None:
 
 
 def test_init_then_preview_shows_the_sample_posts(tmp_path: Path) -> None:
-    from digest.cli.commands import main
+    from digest.cli.main import main
 
     target = tmp_path / "fresh"
     runner = CliRunner()

@@ -53,7 +53,7 @@ def test_mark_seen_fails_naming_a_feed_it_could_not_read(project: Project) -> No
 def test_init_offers_a_clean_start(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from digest.cli.commands import main
+    from digest.cli.main import main
 
     result = CliRunner().invoke(main, ["init", str(tmp_path / "news")])
     assert result.exit_code == 0, result.output

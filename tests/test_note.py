@@ -67,7 +67,7 @@ def test_note_from_a_file_from_the_editor_and_cleared(project: Project, tmp_path
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     from click.testing import CliRunner
 
-    from digest.cli.commands import main
+    from digest.cli.main import main
 
     edited = CliRunner().invoke(
         main,

@@ -17,7 +17,7 @@ from tests.conftest import Project, post
 
 CHECK_IMPORTS = """
 import sys
-from digest.cli.commands import main
+from digest.cli.main import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:

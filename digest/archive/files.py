@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -48,6 +49,28 @@ def publish(config: Config, out: Path, now: datetime) -> int:
     # always built from the latest state (a withdrawal racing a send's rewrite cannot be undone).
     with store.lock(config, "archive", wait=LOCK_WAIT, command="archive"):
         return _publish(config, out, now)
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """What withdrawing an issue did."""
+
+    withdrawn: bool  # False: it already was
+    rewritten: Path | None  # the configured archive folder, rewritten without it
+
+
+def withdraw(config: Config, number: int, now: datetime) -> Withdrawal:
+    """Take archived issue `number` off the web for good (410 Gone, out of the index and feed),
+    and rewrite the configured static archive (archive.out_dir) without it."""
+    with store.open(config) as state:
+        withdrawn = state.archive.withdraw(number, now)
+    if withdrawn is None:
+        raise DigestError(f"there is no archived issue {number}; the archive index lists them")
+    rewritten = None
+    if config.archive.enabled and config.archive.out_dir:
+        rewritten = config.resolve(config.archive.out_dir)
+        publish(config, rewritten, now)
+    return Withdrawal(withdrawn=withdrawn, rewritten=rewritten)
 
 
 def _publish(config: Config, out: Path, now: datetime) -> int:

@@ -1,0 +1,83 @@
+"""The `digest` group: `--config` and `--verbose`, every command added to it, and the one place a
+`DigestError` becomes a line on standard error and an exit code.
+
+Import the command from here: `from digest.cli.main import main`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from digest.cli import archive, bounces, issue, readers, schedule, send, setup
+from digest.cli.output import err
+from digest.core.errors import DigestError
+
+
+class DigestGroup(click.Group):
+    """A click group that reports DigestError as one line with its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestError as error:
+            for line in str(error).splitlines() or [""]:
+                err.print(f"Error: {line}", markup=False)
+            ctx.exit(error.exit_code)
+        except KeyboardInterrupt:
+            err.print("Interrupted.")
+            ctx.exit(130)
+
+
+@click.group(cls=DigestGroup)
+@click.option(
+    "--config",
+    "config_path",
+    default="config.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The newsletter's config file.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens, step by step.")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
+    """digest: your feeds' new posts, in subscribers' inboxes, on schedule."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = config_path
+
+
+# Each command module defines its commands; they join the group here, so no command module
+# imports this one. `digest --help` lists them by name whatever the order here.
+for command in (
+    setup.init,
+    setup.check,
+    setup.demo,
+    setup.serve,
+    issue.preview,
+    issue.posts,
+    issue.note,
+    issue.leave_out,
+    issue.pin,
+    issue.mark_seen,
+    send.send,
+    send.history,
+    schedule.show_schedule,
+    schedule.run,
+    schedule.approve,
+    schedule.hold,
+    readers.subscribers,
+    readers.unsubscribe,
+    readers.resubscribe,
+    readers.snippet,
+    bounces.bounces,
+    archive.archive,
+):
+    main.add_command(command)

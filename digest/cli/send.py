@@ -1,0 +1,114 @@
+"""Sending an issue and what was sent: `send` (also a test send or a dry run) and `history`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from digest.cli.options import current_time, email_address, with_config
+from digest.cli.output import SendProgress, err, out, print_report_problems, summarise
+from digest.config.schema import Config
+from digest.core.errors import DigestError
+from digest.core.stopping import GracefulStop
+from digest.run import rehearsal
+from digest.run import send as sending
+from digest.run.history import SkippedSlot
+
+
+@click.command()
+@click.option("--to", "recipients", multiple=True, help="Test send to these addresses only.")
+@click.option("--dry-run", is_flag=True, help="Write .eml files to the outbox; no SMTP.")
+@with_config
+def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
+    """Send the next issue to every subscriber (resuming an unfinished one first)."""
+    now = current_time()
+    if recipients and dry_run:
+        raise click.UsageError("use either --to or --dry-run, not both")
+    if dry_run:
+        report = rehearsal.dry_run(config, now)
+        print_report_problems(report)
+        if report.skipped_reason:
+            out.print(f"Nothing to write: {report.skipped_reason}.")
+        else:
+            out.print(
+                f"Wrote {report.sent} messages ({report.post_count} posts) to {report.outbox}"
+            )
+        return
+    if recipients:
+        report = rehearsal.test_send(config, now, tuple(map(email_address, recipients)))
+        summarise(report, "Test-sent")
+    else:
+        with GracefulStop() as stop, SendProgress(err) as progress:
+            report = sending.send(
+                config, now, progress=progress, clock=lambda: datetime.now(UTC), stop=stop
+            )
+        summarise(report, "Sent")
+        if stop.is_set() and report.pending:
+            raise DigestError(
+                f"stopped: {report.pending} messages not sent yet;"
+                " run `digest send` again to finish the issue"
+            )
+    if report.pending:
+        raise DigestError(
+            f"{report.pending} messages left pending after temporary failures;"
+            " run `digest send` again to retry them"
+        )
+
+
+FAILED_ADDRESSES_SHOWN = 20
+
+
+@click.command()
+@click.option("--limit", default=20, show_default=True, help="How many issues to list.")
+@with_config
+def history(config: Config, limit: int) -> None:
+    """Issues sent so far: date, posts, delivered / failed / pending, failed addresses."""
+    from digest.run.history import COMPLAINT_RATE_LIMIT
+    from digest.run.history import history as sent_history
+
+    found = sent_history(config, limit)
+    if not found.issues:
+        out.print("No issues sent yet.")
+        _print_skipped(found.skipped)
+        return
+    from rich.table import Table
+
+    table = Table("Issue", "Date", "Posts", "Delivered", "Failed", "Pending")
+    for row in found.issues:
+        finished = "" if row.issue.finished_at else " (unfinished)"
+        table.add_row(
+            str(row.issue.id),
+            f"{row.issue.created_at:%Y-%m-%d %H:%M}{finished}",
+            str(row.issue.post_count),
+            str(row.sent),
+            str(row.failed),
+            str(row.pending),
+        )
+    out.print(table)
+    for reports in found.reports:
+        warn = (
+            f" (over {COMPLAINT_RATE_LIMIT}%: mailbox providers may block the sender)"
+            if reports.over_limit
+            else ""
+        )
+        out.print(
+            f"Issue {reports.issue_id}: {reports.hard} hard bounces, {reports.soft} soft,"
+            f" {reports.complaints} complaints; complaint rate {reports.complaint_rate:.2f}%{warn}"
+        )
+    # Addresses go on plain lines, never in a cell, so a narrow terminal cannot fold them.
+    for row in found.issues:
+        for failure in row.failures[:FAILED_ADDRESSES_SHOWN]:
+            reply = f": {failure.reply}" if failure.reply else ""
+            out.print(f"Issue {row.issue.id} failed {failure.email}{reply}", markup=False)
+        hidden = len(row.failures) - FAILED_ADDRESSES_SHOWN
+        if hidden > 0:
+            out.print(f"Issue {row.issue.id}: {hidden} more failed addresses not shown.")
+    _print_skipped(found.skipped)
+    if found.suppressed:
+        out.print(f"{found.suppressed} unsubscribed addresses are skipped on every send.")
+
+
+def _print_skipped(skipped: tuple[SkippedSlot, ...]) -> None:
+    for slot in skipped:
+        out.print(f"Slot {slot.at:%Y-%m-%d %H:%M} UTC skipped: {slot.reason}", markup=False)

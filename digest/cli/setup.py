@@ -1,0 +1,208 @@
+"""Setting up and checking a newsletter: `init`, `check`, `demo`, and `serve` for the public
+app and the live preview."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from digest.cli.options import current_time, with_config
+from digest.cli.output import err, out, plural, print_problems
+from digest.config.schema import Config
+from digest.core.errors import DigestError
+
+
+@click.command()
+@click.option("--feeds", is_flag=True, help="Also fetch every feed now and report its health.")
+@with_config
+def check(config: Config, feeds: bool) -> None:
+    """Validate config.yaml, the subscribers file and the templates (no network but the
+    bounce mailbox's IMAP server, when one is configured)."""
+    from digest.run.check import bounce_mailbox_warnings, check_project
+
+    report = check_project(config, os.environ)
+    for warning in (*report.warnings, *bounce_mailbox_warnings(config)):
+        err.print(f"Warning: {warning}", markup=False)
+    if not report.ok:
+        for error in report.errors:
+            err.print(f"Error: {error}", markup=False)
+        raise click.exceptions.Exit(2)
+    out.print(
+        f"{report.source}: OK: {plural(report.feeds, 'feed')},"
+        f" {plural(report.subscribers, 'subscriber')}, templates render.",
+        markup=False,
+    )
+    if feeds:
+        _feed_health(config)
+
+
+def _feed_health(config: Config) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from digest.run.check import feed_health
+
+    table = Table("Feed", "Status", "Entries", "Newest post", "Time", "Problems")
+    failing = False
+    for row in feed_health(config, current_time()):
+        newest = f"{row.newest:%Y-%m-%d}" if row.newest else "-"
+        table.add_row(
+            Text(row.name),
+            row.status,
+            str(row.entries),
+            newest,
+            f"{row.elapsed:.2f}s",
+            Text("; ".join(row.problems) or "-"),
+        )
+        failing = failing or row.status == "failed"
+    out.print(table)
+    if failing:
+        raise DigestError("some feeds are failing; see the table above")
+
+
+@click.command()
+@click.option(
+    "--dir",
+    "directory",
+    default="demo-output",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the demo writes its config, preview and received mail.",
+)
+def demo(directory: Path) -> None:
+    """Run the whole job on bundled sample feeds, into a mail server on 127.0.0.1."""
+    from digest.run.demo import run_demo
+
+    result = run_demo(directory, current_time())
+    report = result.report
+    print_problems(report.feed_problems)
+    out.print(f"[bold]Issue:[/bold] {result.subject}")
+    out.print(
+        f"Collected {report.post_count} posts from the sample feeds;"
+        f" delivered {report.sent}, failed {report.failed}, pending {report.pending}."
+    )
+    out.print(f"Preview (as subscribers see it): {result.preview}")
+    out.print(f"Messages received by the demo mail server ({len(result.received)}):")
+    for path in result.received:
+        out.print(f"  {path}")
+    if result.archive.exists():
+        out.print(f"The issue on the web (static archive): {result.archive}", markup=False)
+    # Name the program as it was run (.venv/bin/digest under `make demo`), so the hint works as is.
+    program = sys.argv[0] if Path(sys.argv[0]).name == "digest" else "digest"
+    out.print(f"Try next: {program} --config {result.config} history", markup=False)
+    out.print(
+        f"      and: {program} --config {result.config} serve   (sign-up at"
+        " http://127.0.0.1:8025/subscribe, the archive at http://127.0.0.1:8025/archive/)",
+        markup=False,
+    )
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Public app's address.")
+@click.option(
+    "--port",
+    default=8025,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Public app's port (unsubscribe, health); 0: any.",
+)
+@click.option(
+    "--workbench-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The editor's workbench (live preview) address; DIGEST_WORKBENCH_PASSWORD guards it.",
+)
+@click.option(
+    "--workbench-port",
+    default=8026,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="The workbench's port; 0: any.",
+)
+@click.option(
+    "--preview/--no-preview",
+    default=True,
+    show_default=True,
+    help="Run the workbench (live preview); turn it off on a public server.",
+)
+@click.pass_obj
+def serve(
+    config_path: Path,
+    host: str,
+    port: int,
+    workbench_host: str,
+    workbench_port: int,
+    preview: bool,
+) -> None:
+    """Run the one-click unsubscribe endpoint and, on a port of its own, the live preview."""
+    from digest.web import launch
+
+    plan = launch.plan(
+        config_path,
+        current_time,
+        public=(host, port),
+        workbench=(workbench_host, workbench_port) if preview else None,
+    )
+    public = plan.public_url
+    click.echo(f"Serving {plan.title} on {public}")
+    click.echo(f"  unsubscribe: {public}/unsubscribe?token=...   health: {public}/healthz")
+    if plan.signup:
+        click.echo(f"  sign-up: {public}/subscribe")
+    if plan.archive:
+        click.echo(f"  archive: {public}/archive/   feed: {public}/feed.atom")
+    if plan.workbench_url:
+        guarded = " (password required)" if plan.password else ""
+        click.echo(
+            f"  live preview: {plan.workbench_url}/preview{guarded} (reloads when you save a file)"
+        )
+    for warning in plan.warnings:
+        err.print(f"Warning: {warning}", markup=False)
+    launch.serve(plan.listeners)
+
+
+@click.command()
+@click.argument(
+    "directory", default=".", required=False, type=click.Path(file_okay=False, path_type=Path)
+)
+@click.option(
+    "--templates",
+    "copy_templates",
+    is_flag=True,
+    help="Also copy every bundled template into templates/ (you then maintain them yourself).",
+)
+def init(directory: Path, copy_templates: bool) -> None:
+    """Create a ready-to-edit newsletter in DIRECTORY (default: here); overwrites nothing."""
+    from digest.cli.scaffold import init_project
+
+    created = init_project(directory, copy_templates=copy_templates)
+    out.print(f"Created a newsletter in {directory}:", markup=False)
+    for path in created:
+        out.print(f"  {path}", markup=False)
+    config = directory / "config.yaml"
+    templates = directory / "templates"
+    if copy_templates:
+        out.print(
+            f"The bundled templates are copied into {templates}: edit them freely; newer"
+            " releases will not change them.",
+            markup=False,
+        )
+    else:
+        out.print(
+            f"{templates} holds only a README.txt, so the bundled templates are used and improve"
+            " with each release; to change one, put a file there (the README says how).",
+            markup=False,
+        )
+    out.print(
+        f"Next: edit {config}, then `digest --config {config} check` and"
+        f" `digest --config {config} serve` for a live preview.",
+        markup=False,
+    )
+    out.print(
+        "Starting on a blog with years of posts? Once your own feeds are in config.yaml,"
+        f" `digest --config {config} mark-seen` records every post they carry today as already"
+        " sent, so the first issue brings only what is new.",
+        markup=False,
+    )
