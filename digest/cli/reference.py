@@ -86,7 +86,7 @@ def template_section() -> list[str]:
 
 def commands() -> list[tuple[str, str]]:
     """(name, first line of help) of every `digest` command."""
-    from digest.cli.commands import main
+    from digest.cli.main import main
 
     return [
         (name, (command.help or "").strip().splitlines()[0])

@@ -3,7 +3,7 @@
 Not pydantic, for start-up time: importing it and building the config models was about 0.16 s
 of `import digest.config.schema`. On a 2-core x86_64 VM with Python 3.11 (medians of 8 runs, in two
 rounds), `import digest.config.schema` takes 0.10 s with this module against 0.22-0.23 s with
-pydantic, and `import digest.cli.commands` 0.29 s against 0.39-0.40 s.
+pydantic, and `import digest.cli` 0.29 s against 0.39-0.40 s.
 
 A section subclasses `Section` and declares each key with `setting()`: its default or factory,
 description, bounds (ge, gt, le, lt, min_length), a `before` function given the value as
