@@ -15,15 +15,16 @@ module that writes across tables: erasing a person is one act.
 Repositories are written against `backend.Backend`, a protocol of what they need from a
 database: parameterised statements, a re-entrant transaction, named locks, errors explained as
 StateError, a best-effort cache write, closing, where the state is for messages, and the parts
-of an erasure that depend on how the database keeps deleted bytes. `sqlite.SQLiteBackend` is
-the first implementation (with `migrations` and `locks`); a PostgreSQL backend is meant to be
-the second, added here and chosen by `open` from the configuration, with no change outside
-this package. The SQL the repositories share is written with `?` placeholders and in the
-dialect both read where one exists; what such a backend still has to translate or replace:
-`INSERT OR IGNORE` / `OR REPLACE` and `UPDATE OR IGNORE` (ON CONFLICT clauses),
-`json_extract` (the archive's post titles), `instr` (erasure), rowids from `lastrowid`
-(RETURNING), its own numbered migrations, advisory locks for `lock`, and erasure's VACUUM in
-place of a checkpoint.
+of an erasure that depend on how the database keeps deleted bytes. `open` chooses the backend
+from config.yaml's `state:` (digest.store.location): a path is a SQLite file
+(`sqlite.SQLiteBackend`, with `migrations` and `locks`), a `postgresql://` URL a PostgreSQL
+database (`postgres.PostgresBackend`, with `migrations_postgres`), shared by every machine that
+uses it; `pool` keeps PostgreSQL connections open for a process answering many requests. The
+SQL the repositories share is written once, with `?` placeholders, in the dialect both read
+(ON CONFLICT clauses, `instr(...) > 0`, `json_extract`, which PostgreSQL's schema defines as
+a function); the PostgreSQL backend translates the placeholders and gives an INSERT that
+needs its `lastrowid` a RETURNING clause. psycopg is imported only when a PostgreSQL state is
+used.
 """
 
 from __future__ import annotations
