@@ -373,3 +373,36 @@ def test_a_database_from_a_newer_digest_is_refused_and_kept(
         connection.execute("UPDATE digest_schema SET version = 1")
     with store.open(Where(database_url(url)), read_only=True) as state:
         assert state.suppressions.suppressed() == {"ann@example.com"}
+
+
+def test_a_pool_serves_many_threads_at_once(request: pytest.FixtureRequest) -> None:
+    where = Where(database_url(request.getfixturevalue("postgres_url")))
+    errors: list[BaseException] = []
+
+    def unsubscribe(number: int) -> None:
+        try:
+            with store.open(where) as state:
+                state.suppressions.suppress(
+                    f"reader{number}@example.com",
+                    NOW,
+                    "web",
+                    kind=store.SuppressionKind.UNSUBSCRIBE,
+                )
+            with store.open(where, read_only=True) as state:
+                assert f"reader{number}@example.com" in state.suppressions.suppressed()
+        except BaseException as error:  # reported below, not lost on the thread
+            errors.append(error)
+
+    with store.pool(where):
+        threads = [threading.Thread(target=unsubscribe, args=(n,)) for n in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        with store.open(where) as state:  # a read-only borrower left nothing behind
+            state.suppressions.suppress(
+                "last@example.com", NOW, "web", kind=store.SuppressionKind.UNSUBSCRIBE
+            )
+    assert errors == []
+    with store.open(where, read_only=True) as state:
+        assert len(state.suppressions.suppressed()) == 21
