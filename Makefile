@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # cores busy.
 TEST_WORKERS ?= 4
 
-.PHONY: demo test lint typecheck unit bench screenshots clean browser imap docs docs-check docs-pages
+.PHONY: demo test lint typecheck unit bench screenshots clean browser imap postgres docs docs-check docs-pages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) browser imap
+unit: $(STAMP) browser imap postgres
 	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 # The browser test drives Debian's chromium (never a downloaded browser): install it if missing.
@@ -44,6 +44,16 @@ imap:
 		($$sudo apt-get update -qq && \
 		 $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd) || \
 		echo "dovecot-imapd could not be installed; the IMAP bounce test will be skipped"; \
+	fi
+
+# The store's tests run against a real PostgreSQL too: Debian's server, a throwaway cluster
+# started by the tests themselves (tests/support/postgres.py).
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		($$sudo apt-get update -qq && \
+		 $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) || \
+		echo "postgresql could not be installed; the PostgreSQL tests will be skipped"; \
 	fi
 
 test: lint typecheck docs-check unit

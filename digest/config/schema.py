@@ -20,6 +20,7 @@ from digest.core.cron import parse_cron
 from digest.core.errors import ConfigError
 from digest.core.redact import redact_text, redact_url
 from digest.store import DEFAULT_STATE
+from digest.store.location import DatabaseURL, StateLocation, database_url, is_database_url
 
 DEFAULT_USER_AGENT = f"digest/{__version__} (+https://github.com/digest-newsletter/digest)"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -572,6 +573,14 @@ class BouncesConfig(Section):
         return self.imap is not None or self.maildir is not None
 
 
+def _state_location(value: str) -> str:
+    """`state:` is a path, or a PostgreSQL URL that names a database (ValueError otherwise,
+    its password masked)."""
+    if is_database_url(value):
+        database_url(value)
+    return value
+
+
 class Config(Section):
     """The whole of config.yaml."""
 
@@ -583,7 +592,12 @@ class Config(Section):
         default="subscribers.csv", description="CSV (email,name) or YAML list."
     )
     smtp: SmtpConfig = setting(default_factory=SmtpConfig)
-    state: str = setting(default=DEFAULT_STATE, description="SQLite state file.")
+    state: str = setting(
+        default=DEFAULT_STATE,
+        description="SQLite state file, or a PostgreSQL database's URL"
+        " (postgresql://user@host:port/database).",
+        after=(_state_location,),
+    )
     outbox: str = setting(
         default="outbox", description="Folder for `digest send --dry-run` .eml files."
     )
@@ -627,8 +641,11 @@ class Config(Section):
         return path if path.is_absolute() else self.base_dir / path
 
     @property
-    def state_path(self) -> Path:
-        """Where the SQLite state lives."""
+    def state_path(self) -> StateLocation:
+        """Where the state lives: a SQLite file (resolved against config.yaml's folder), or
+        a PostgreSQL database when `state:` is a postgresql:// URL."""
+        if is_database_url(self.state):
+            return database_url(self.state)
         return self.resolve(self.state)
 
     @property
@@ -805,6 +822,9 @@ def _archive_problem(config: Config) -> str | None:
 def _secrets(data: dict[str, Any], expansion: _Expansion) -> set[str]:
     """Values an error message must never contain."""
     found = {value for value in expansion.values if len(value) >= _MASKED_LENGTH}
+    state = data.get("state")
+    if isinstance(state, str) and is_database_url(state):
+        found.add(DatabaseURL(state).password)
     smtp = data.get("smtp")
     for value in (data.get("secret"), smtp.get("password") if isinstance(smtp, dict) else None):
         if isinstance(value, str | int | float) and not isinstance(value, bool):

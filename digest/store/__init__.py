@@ -15,15 +15,16 @@ module that writes across tables: erasing a person is one act.
 Repositories are written against `backend.Backend`, a protocol of what they need from a
 database: parameterised statements, a re-entrant transaction, named locks, errors explained as
 StateError, a best-effort cache write, closing, where the state is for messages, and the parts
-of an erasure that depend on how the database keeps deleted bytes. `sqlite.SQLiteBackend` is
-the first implementation (with `migrations` and `locks`); a PostgreSQL backend is meant to be
-the second, added here and chosen by `open` from the configuration, with no change outside
-this package. The SQL the repositories share is written with `?` placeholders and in the
-dialect both read where one exists; what such a backend still has to translate or replace:
-`INSERT OR IGNORE` / `OR REPLACE` and `UPDATE OR IGNORE` (ON CONFLICT clauses),
-`json_extract` (the archive's post titles), `instr` (erasure), rowids from `lastrowid`
-(RETURNING), its own numbered migrations, advisory locks for `lock`, and erasure's VACUUM in
-place of a checkpoint.
+of an erasure that depend on how the database keeps deleted bytes. `open` chooses the backend
+from config.yaml's `state:` (digest.store.location): a path is a SQLite file
+(`sqlite.SQLiteBackend`, with `migrations` and `locks`), a `postgresql://` URL a PostgreSQL
+database (`postgres.PostgresBackend`, with `migrations_postgres`), shared by every machine that
+uses it; `pool` keeps PostgreSQL connections open for a process answering many requests. The
+SQL the repositories share is written once, with `?` placeholders, in the dialect both read
+(ON CONFLICT clauses, `instr(...) > 0`, `json_extract`, which PostgreSQL's schema defines as
+a function); the PostgreSQL backend translates the placeholders and gives an INSERT that
+needs its `lastrowid` a RETURNING clause. psycopg is imported only when a PostgreSQL state is
+used.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Protocol
 
 from digest.store.feeds import FeedRecord
 from digest.store.ledger import IssueSummary, IssueVariant, StoredIssue
+from digest.store.location import DatabaseURL, StateLocation
 from digest.store.secrets import SECRET_ENVIRONMENT_VARIABLE, configured_secret
 from digest.store.signups import ConsentEvent, RateLimit, Signup
 from digest.store.sqlite import DEFAULT_FILE, lock_beside, open_database, remove_files
@@ -49,18 +51,33 @@ class Location(Protocol):
     """What the store needs to know of the configuration: where the state is."""
 
     @property
-    def state_path(self) -> Path:
-        """The SQLite state file (config.yaml's `state:`)."""
+    def state_path(self) -> StateLocation:
+        """The SQLite state file, or the PostgreSQL database (config.yaml's `state:`)."""
         ...
 
 
 def open(config: Location, *, read_only: bool = False) -> State:
     """The project's state, at the latest schema; use it as a context manager.
 
-    `read_only` changes nothing on disk: a missing state reads as empty, an older one is read
+    `read_only` changes nothing stored: a missing state reads as empty, an older one is read
     as upgraded without being written. StateError when it cannot be used.
     """
     return open_path(config.state_path, read_only=read_only)
+
+
+@contextmanager
+def pool(config: Location) -> Iterator[None]:
+    """Keep connections to the state open for the block, for a process answering many
+    requests at once (`digest serve`): each `open` borrows one. Nothing to keep for SQLite,
+    whose file opens in no time; for PostgreSQL a pool (digest.store.postgres.pool)."""
+    where = config.state_path
+    if isinstance(where, DatabaseURL):
+        from digest.store import postgres
+
+        with postgres.pool(where):
+            yield
+        return
+    yield
 
 
 def remove_path(path: Path) -> None:
@@ -84,15 +101,28 @@ def lock(
     process keeps it past `wait` seconds (or until `stop` is set); `command` (default: the
     lock's name) is the digest command recorded as the holder. The SQLite state locks a file
     beside the state file (digest.store.locks), so taking a lock never opens the database; a
-    backend on a server locks its own way. Yields where the lock is, for log lines.
+    PostgreSQL state holds a session-level advisory lock on a connection of its own
+    (digest.store.postgres), which every machine using the database sees. Yields where the
+    lock is, for log lines.
     """
-    with lock_beside(config.state_path, name, wait=wait, stop=stop, command=command) as where:
-        yield where
+    where = config.state_path
+    if isinstance(where, DatabaseURL):
+        from digest.store import postgres
+
+        with postgres.hold_lock(where, name, wait=wait, stop=stop, command=command) as held:
+            yield held
+        return
+    with lock_beside(where, name, wait=wait, stop=stop, command=command) as held:
+        yield held
 
 
-def open_path(path: Path, *, read_only: bool = False) -> State:
-    """The SQLite state file at `path`, for tools and tests that have a file but no
-    config.yaml; digest itself opens its state with `open`."""
+def open_path(path: StateLocation, *, read_only: bool = False) -> State:
+    """The state at `path` (a SQLite file, or a PostgreSQL database's URL), for tools and
+    tests that have one but no config.yaml; digest itself opens its state with `open`."""
+    if isinstance(path, DatabaseURL):
+        from digest.store import postgres
+
+        return State(postgres.open_database(path, read_only=read_only))
     return State(open_database(path, read_only=read_only))
 
 
@@ -100,6 +130,7 @@ __all__ = [
     "DEFAULT_STATE",
     "SECRET_ENVIRONMENT_VARIABLE",
     "ConsentEvent",
+    "DatabaseURL",
     "FeedRecord",
     "IssueSummary",
     "IssueVariant",
@@ -107,6 +138,7 @@ __all__ = [
     "RateLimit",
     "Signup",
     "State",
+    "StateLocation",
     "StoredIssue",
     "Suppression",
     "SuppressionKind",
@@ -114,5 +146,6 @@ __all__ = [
     "lock",
     "open",
     "open_path",
+    "pool",
     "remove_path",
 ]

@@ -4,12 +4,11 @@ Repositories (feeds, ledger, suppressions...) hold a Backend and nothing else: t
 parameterised statements, group them in transactions, and read rows by column name. Everything
 about one kind of database stays behind the protocol: opening it, its schema upgrades, its
 locks, turning its errors into one-line StateErrors, and the parts of an erasure that depend on
-how it keeps deleted bytes. digest.store.sqlite is the first implementation.
+how it keeps deleted bytes. digest.store.sqlite and digest.store.postgres implement it.
 
-Statements are written in the SQL both SQLite and PostgreSQL read where that is possible, with
-`?` placeholders; the dialect differences still in the repositories (`INSERT OR IGNORE`,
-`INSERT OR REPLACE`, `UPDATE OR IGNORE`, `json_extract`, `instr`) are listed in the store
-package's docstring for the backend that has to translate them.
+Statements are written in the SQL both SQLite and PostgreSQL read, with `?` placeholders (the
+PostgreSQL backend translates them, and adds RETURNING for `lastrowid`); see the store
+package's docstring.
 """
 
 from __future__ import annotations

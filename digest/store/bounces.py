@@ -66,8 +66,9 @@ class BounceReports:
     ) -> int | None:
         """Record a processed report; None when one with the same key was recorded before."""
         cursor = self.db.execute(
-            "INSERT OR IGNORE INTO bounce_reports (report_key, received_at, source, kind, outcome,"
-            " email, issue_id, status, detail, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO bounce_reports (report_key, received_at, source, kind, outcome, email,"
+            " issue_id, status, detail, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (
                 report_key,
                 iso(now),

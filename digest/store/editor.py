@@ -96,8 +96,8 @@ class Editorial:
         with self.db.transaction():
             before = self.db.execute("SELECT COUNT(*) FROM seen_posts").fetchone()[0]
             self.db.executemany(
-                "INSERT OR IGNORE INTO seen_posts (feed_url, post_key, link_key, marked_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO seen_posts (feed_url, post_key, link_key, marked_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 rows,
             )
             after = self.db.execute("SELECT COUNT(*) FROM seen_posts").fetchone()[0]

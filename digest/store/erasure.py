@@ -106,7 +106,7 @@ class Erasure:
         with self.db.transaction():
             found = self._erase_rows(forms, hashes, forgotten)
             self.db.execute(
-                "INSERT OR IGNORE INTO forgotten (address_hash, at) VALUES (?, ?)",
+                "INSERT INTO forgotten (address_hash, at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (hashes[0], iso(now)),
             )
         in_content, unerased = self._mentions(forms)
@@ -127,11 +127,15 @@ class Erasure:
             found += self.db.execute(
                 f"DELETE FROM {table} WHERE email IN ({marks})", tuple(forms)
             ).rowcount
-        # A delivery keeps its issue and status under the hash, so the totals stay right.
-        found += self.db.execute(
-            f"UPDATE OR IGNORE deliveries SET email = ?, reply = '' WHERE email IN ({marks})",
-            (forgotten, *forms),
-        ).rowcount
+        # A delivery keeps its issue and status under the hash, so the totals stay right;
+        # one form at a time, skipping an issue that already has a delivery under the hash.
+        for form in forms:
+            found += self.db.execute(
+                "UPDATE deliveries SET email = ?, reply = '' WHERE email = ? AND NOT EXISTS"
+                " (SELECT 1 FROM deliveries d WHERE d.issue_id = deliveries.issue_id"
+                " AND d.email = ?)",
+                (forgotten, form, forgotten),
+            ).rowcount
         # Left only if the same issue had them under two forms: one delivery is counted.
         self.db.execute(f"DELETE FROM deliveries WHERE email IN ({marks})", tuple(forms))
         found += self.db.execute(
@@ -142,28 +146,28 @@ class Erasure:
             # about someone else); its key may be a Message-ID carrying the address.
             self.db.execute(
                 "UPDATE bounce_reports SET detail = '', report = '' WHERE email = ?"
-                " OR instr(lower(detail), ?) OR instr(lower(report), ?)",
+                " OR instr(lower(detail), ?) > 0 OR instr(lower(report), ?) > 0",
                 (forgotten, form, form),
             )
             self.db.execute(
                 "UPDATE bounce_reports SET report_key = 'forgotten:' || id"
-                " WHERE instr(lower(report_key), ?)",
+                " WHERE instr(lower(report_key), ?) > 0",
                 (form,),
             )
             self.db.execute(
-                "UPDATE suppressions SET reason = '' WHERE instr(lower(reason), ?)", (form,)
+                "UPDATE suppressions SET reason = '' WHERE instr(lower(reason), ?) > 0", (form,)
             )
             self.db.execute(
-                "UPDATE deliveries SET reply = '' WHERE instr(lower(reply), ?)", (form,)
+                "UPDATE deliveries SET reply = '' WHERE instr(lower(reply), ?) > 0", (form,)
             )
             for table in self._tables_with("decided_by"):
                 self.db.execute(
                     f"UPDATE \"{table}\" SET decided_by = 'forgotten'"
-                    " WHERE instr(lower(decided_by), ?)",
+                    " WHERE instr(lower(decided_by), ?) > 0",
                     (form,),
                 )
         for hashed in hashes:
-            self.db.execute("DELETE FROM rate_events WHERE instr(bucket, ?)", (hashed,))
+            self.db.execute("DELETE FROM rate_events WHERE instr(bucket, ?) > 0", (hashed,))
         self.db.execute("DELETE FROM preview_cache")
         return found
 
@@ -178,7 +182,7 @@ class Erasure:
         unerased: list[str] = []
         for table, columns in sorted(self.db.columns().items()):
             for column in columns:
-                test = " OR ".join(f'instr(lower(CAST("{column}" AS TEXT)), ?)' for _ in forms)
+                test = " OR ".join(f'instr(lower(CAST("{column}" AS TEXT)), ?) > 0' for _ in forms)
                 row = self.db.execute(
                     f'SELECT 1 FROM "{table}" WHERE {test} LIMIT 1', tuple(forms)
                 ).fetchone()

@@ -88,7 +88,7 @@ class Feeds:
                     "INSERT INTO feeds (url, last_status, last_error, failures, first_failure_at,"
                     " gone) VALUES (?, 'failed', ?, 1, ?, ?) ON CONFLICT (url) DO UPDATE SET"
                     " last_status = 'failed', last_error = excluded.last_error,"
-                    " failures = failures + 1, first_failure_at = excluded.first_failure_at,"
+                    " failures = feeds.failures + 1, first_failure_at = excluded.first_failure_at,"
                     " gone = excluded.gone",
                     (result.feed_url, result.error, iso(first), int(result.gone)),
                 )
@@ -99,12 +99,12 @@ class Feeds:
                 "INSERT INTO feeds (url, etag, last_modified, permanent_url, gone, last_status,"
                 " last_error, failures, first_failure_at, last_success_at, newest_post_at)"
                 " VALUES (?, ?, ?, ?, 0, ?, NULL, 0, NULL, ?, ?) ON CONFLICT (url) DO UPDATE SET"
-                " etag = COALESCE(excluded.etag, etag),"
-                " last_modified = COALESCE(excluded.last_modified, last_modified),"
-                " permanent_url = COALESCE(excluded.permanent_url, permanent_url), gone = 0,"
+                " etag = COALESCE(excluded.etag, feeds.etag),"
+                " last_modified = COALESCE(excluded.last_modified, feeds.last_modified),"
+                " permanent_url = COALESCE(excluded.permanent_url, feeds.permanent_url), gone = 0,"
                 " last_status = excluded.last_status, last_error = NULL, failures = 0,"
                 " first_failure_at = NULL, last_success_at = excluded.last_success_at,"
-                " newest_post_at = COALESCE(excluded.newest_post_at, newest_post_at)",
+                " newest_post_at = COALESCE(excluded.newest_post_at, feeds.newest_post_at)",
                 (
                     result.feed_url,
                     result.etag,

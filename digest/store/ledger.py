@@ -94,8 +94,8 @@ class Ledger:
             )
             issue_id = int(cursor.lastrowid or 0)
             self.db.executemany(
-                "INSERT OR IGNORE INTO issue_posts (issue_id, feed_url, post_key, link_key)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO issue_posts (issue_id, feed_url, post_key, link_key)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [(issue_id, p.feed_url, p.key, p.link_key) for p in posts],
             )
             self.db.executemany(
@@ -215,7 +215,7 @@ class Ledger:
         self.db.execute(
             "INSERT INTO deliveries (issue_id, email, status, reply, updated_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (issue_id, email) DO UPDATE SET"
-            " status = excluded.status, reply = excluded.reply, attempts = attempts + 1,"
+            " status = excluded.status, reply = excluded.reply, attempts = deliveries.attempts + 1,"
             " updated_at = excluded.updated_at",
             (issue_id, delivery.email.lower(), delivery.status.value, delivery.reply, iso(now)),
         )
@@ -236,7 +236,8 @@ class Ledger:
     def record_skipped_slot(self, slot_key: str, now: datetime, reason: str) -> None:
         """Remember that a slot fired without an issue (nothing new), so it is not fired again."""
         self.db.execute(
-            "INSERT OR IGNORE INTO skipped_slots (slot_key, recorded_at, reason) VALUES (?, ?, ?)",
+            "INSERT INTO skipped_slots (slot_key, recorded_at, reason) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (slot_key, iso(now), reason),
         )
 
@@ -258,6 +259,6 @@ class Ledger:
         """The newest slot with an issue or a skipped record (keys are UTC ISO, so text order)."""
         row = self.db.execute(
             "SELECT MAX(slot_key) AS k FROM (SELECT slot_key FROM issues"
-            " UNION ALL SELECT slot_key FROM skipped_slots)"
+            " UNION ALL SELECT slot_key FROM skipped_slots) AS slots"
         ).fetchone()
         return str(row["k"]) if row["k"] else None

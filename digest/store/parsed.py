@@ -59,9 +59,11 @@ def _fresh(result: FeedResult) -> bool:
 
 def _store(db: Executor, results: Sequence[FeedResult], now: datetime) -> None:
     db.executemany(
-        "INSERT OR REPLACE INTO parsed_feeds"
-        " (url, parsed_key, feed_title, warning, reparse_after, posts, at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO parsed_feeds (url, parsed_key, feed_title, warning, reparse_after, posts,"
+        " at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (url) DO UPDATE SET"
+        " parsed_key = excluded.parsed_key, feed_title = excluded.feed_title,"
+        " warning = excluded.warning, reparse_after = excluded.reparse_after,"
+        " posts = excluded.posts, at = excluded.at",
         [
             (
                 result.feed_url,

@@ -42,8 +42,10 @@ class Previews:
 
         def write(db: Executor) -> None:
             db.execute(
-                "INSERT OR REPLACE INTO preview_cache"
-                " (key, subject, html, text, marker, warnings, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO preview_cache (key, subject, html, text, marker, warnings, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+                " subject = excluded.subject, html = excluded.html, text = excluded.text,"
+                " marker = excluded.marker, warnings = excluded.warnings, at = excluded.at",
                 (
                     key,
                     rendered.subject,

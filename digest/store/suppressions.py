@@ -70,8 +70,8 @@ class Suppressions:
         """Never mail this address again; False if it was already suppressed (the first
         suppression stands). A bounce or complaint keeps the issue and report behind it."""
         cursor = self.db.execute(
-            "INSERT OR IGNORE INTO suppressions (email, created_at, source, kind, reason,"
-            " issue_id, report_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO suppressions (email, created_at, source, kind, reason, issue_id,"
+            " report_id) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
                 address_key(email),
                 iso(now),

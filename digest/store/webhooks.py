@@ -35,7 +35,8 @@ class WebhookNonces:
             (provider, iso(now - keep)),
         )
         cursor = self.db.execute(
-            "INSERT OR IGNORE INTO webhook_nonces (provider, nonce, seen_at) VALUES (?, ?, ?)",
+            "INSERT INTO webhook_nonces (provider, nonce, seen_at) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (provider, nonce, iso(now)),
         )
         return cursor.rowcount > 0
