@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from digest import store
 from digest.cli.options import current_time, with_config
 from digest.cli.output import err, out, plural, print_problems
 from digest.config.schema import Config
@@ -160,7 +161,8 @@ def serve(
         )
     for warning in plan.warnings:
         err.print(f"Warning: {warning}", markup=False)
-    launch.serve(plan.listeners)
+    with store.pool(plan.state):  # PostgreSQL: connections kept for the requests to borrow
+        launch.serve(plan.listeners)
 
 
 @click.command()

@@ -41,6 +41,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from digest.core.errors import DigestError
+from digest.store import Location
 from digest.web.common import BUSY, COMMON_HEADERS, RETRY_AFTER_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -355,6 +356,7 @@ class Plan:
     workbench_url: str | None
     password: bool
     warnings: list[str]
+    state: Location  # where the state is, for the connection pool while serving
     signup: bool = False
     archive: bool = False
 
@@ -398,4 +400,5 @@ def plan(
         warnings=warnings,
         signup=site.config.signup.enabled,
         archive=site.config.archive.enabled,
+        state=site.config,
     )
