@@ -6,7 +6,6 @@ Import the command from here: `from digest.cli.main import main`.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ from typing import Any
 import click
 
 from digest.cli import archive, bounces, issue, readers, schedule, send, setup
-from digest.cli.output import err
+from digest.cli.output import err, errors_as_log_records
+from digest.core import logs
 from digest.core.errors import DigestError
 
 
@@ -43,14 +43,30 @@ class DigestGroup(click.Group):
     help="The newsletter's config file.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens, step by step.")
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    envvar=logs.FORMAT_VARIABLE,
+    show_envvar=True,
+    help="Log lines for a person (text) or one JSON object a line for a machine (json).",
+)
+@click.option(
+    "--log-addresses",
+    is_flag=True,
+    help="Show readers' addresses in full in the log, to debug a delivery (masked otherwise).",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: Path, verbose: bool) -> None:
+def main(
+    ctx: click.Context, config_path: Path, verbose: bool, log_format: str, log_addresses: bool
+) -> None:
     """digest: your feeds' new posts, in subscribers' inboxes, on schedule."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    handler = logs.configure(
+        verbose=verbose, log_format=log_format, show_addresses=log_addresses, stream=sys.stderr
     )
+    if handler is not None and log_format == "json":
+        errors_as_log_records()
     ctx.obj = config_path
 
 

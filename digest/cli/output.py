@@ -4,8 +4,10 @@ errors on standard error), counted nouns, a send's summary, and the send's progr
 
 from __future__ import annotations
 
+import io
+import logging
 import time
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
 
 from rich.console import Console
 
@@ -16,6 +18,51 @@ if TYPE_CHECKING:
 
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+# With JSON logs, what the commands say on standard error becomes records of this logger, so
+# that standard error stays one JSON object a line (and addresses in it are masked).
+said = logging.getLogger("digest.cli")
+
+
+class LogLines(io.TextIOBase):
+    """A text stream that turns each line written to it into a log record: "Error: ..." at
+    ERROR, "Warning: ..." at WARNING, anything else at INFO."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._log(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            line, self._pending = self._pending, ""
+            self._log(line)
+
+    @staticmethod
+    def _log(line: str) -> None:
+        if not line.strip():
+            return
+        for prefix, level in (("Error: ", logging.ERROR), ("Warning: ", logging.WARNING)):
+            if line.startswith(prefix):
+                said.log(level, "%s", line[len(prefix) :])
+                return
+        said.info("%s", line)
+
+
+def errors_as_log_records() -> None:
+    """Send what `err` prints through logging (for --log-format json): each line one record of
+    the `digest.cli` logger, which always shows them, as the console would have."""
+    err.file = cast("IO[str]", LogLines())
+    said.setLevel(logging.INFO)
 
 
 def open_in_browser(url: str) -> bool:

@@ -18,12 +18,26 @@ from digest.core.errors import DigestError
 
 @click.command()
 @click.option("--feeds", is_flag=True, help="Also fetch every feed now and report its health.")
+@click.option(
+    "--health",
+    is_flag=True,
+    help="Instead, check the running newsletter (missed slot, failing feeds, complaint and"
+    " bounce rates): one line per problem and exit 1, or 'healthy'. For cron or monitoring.",
+)
 @with_config
-def check(config: Config, feeds: bool) -> None:
+def check(config: Config, feeds: bool, health: bool) -> None:
     """Validate config.yaml, the subscribers file and the templates (no network but the
     bounce mailbox's IMAP server, when one is configured)."""
-    from digest.run.check import bounce_mailbox_warnings, check_project
+    from digest.run.check import bounce_mailbox_warnings, check_project, health_problems
 
+    if health:
+        problems = health_problems(config, current_time())
+        for problem in problems:
+            out.print(problem, markup=False)
+        if problems:
+            raise click.exceptions.Exit(1)
+        out.print("healthy")
+        return
     report = check_project(config, os.environ)
     for warning in (*report.warnings, *bounce_mailbox_warnings(config)):
         err.print(f"Warning: {warning}", markup=False)

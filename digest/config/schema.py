@@ -573,6 +573,28 @@ class BouncesConfig(Section):
         return self.imap is not None or self.maildir is not None
 
 
+class HealthConfig(Section):
+    """What `digest check --health` reports as a problem, for cron or a monitoring system."""
+
+    feed_failing_days: float = setting(
+        default=7,
+        gt=0,
+        description="A feed failing for this many days in a row is a problem.",
+    )
+    complaint_rate: float = setting(
+        default=0.3,
+        ge=0,
+        le=100,
+        description="Most complaints per 100 messages the last issue delivered (Gmail: 0.3).",
+    )
+    hard_bounce_rate: float = setting(
+        default=2.0,
+        ge=0,
+        le=100,
+        description="Most hard bounces per 100 messages the last issue delivered.",
+    )
+
+
 def _state_location(value: str) -> str:
     """`state:` is a path, or a PostgreSQL URL that names a database (ValueError otherwise,
     its password masked)."""
@@ -615,6 +637,7 @@ class Config(Section):
     archive: ArchiveConfig = setting(default_factory=ArchiveConfig)
     workbench: WorkbenchConfig = setting(default_factory=WorkbenchConfig)
     bounces: BouncesConfig = setting(default_factory=BouncesConfig)
+    health: HealthConfig = setting(default_factory=HealthConfig)
     base_dir: Path = setting(
         default=Path("."), internal=True, description="Folder holding config.yaml."
     )

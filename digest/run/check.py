@@ -6,13 +6,15 @@ ConfigError as usual (one line, exit 2); problems found once those are read are 
 errors (exit 2: a local feed file missing, an unusable DKIM key, a bad smtp.return_path) or
 warnings (exit 0: feeds that moved, went or keep failing, no one-click unsubscribe, a weak
 signing secret, bounces tied by address alone, invalid or duplicate subscriber rows, an issue
-too big for some clients).
+too big for some clients). `health_problems` is `digest check --health`: what a running
+newsletter needs an operator for (a missed slot, a feed failing for days, too many complaints).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from digest import store
@@ -22,10 +24,9 @@ from digest.core.redact import redact_url
 from digest.feeds.advice import feed_advice
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
-    from digest.config.schema import Config
+    from digest.config.schema import Config, ScheduleConfig
     from digest.feeds.collect import FeedHealth
+    from digest.store.bounces import IssueBounces
 
 # Read here rather than imported from digest.core.tokens, which needs the state module.
 SECRET_ENVIRONMENT_VARIABLE = "DIGEST_SECRET"
@@ -212,3 +213,75 @@ def feed_health(config: Config, now: datetime) -> list[FeedHealth]:
     with store.open(config, read_only=True) as state:
         records = {feed.url: state.feeds.feed(feed.url) for feed in config.feeds}
     return check_feeds(config.feeds, config.fetch, config.base_dir, records, now)
+
+
+def health_problems(config: Config, now: datetime) -> tuple[str, ...]:
+    """What `digest check --health` reports, one line each, read without changing the state:
+    the last schedule slot missed, feeds failing for `health.feed_failing_days`, and the last
+    issue's complaint or hard-bounce rate over its limit. None means healthy."""
+    problems: list[str] = []
+    with store.open(config, read_only=True) as state:
+        if config.schedule is not None:
+            latest = state.ledger.latest_slot_key()
+            problems.extend(_missed_slot(config.schedule, now, latest, state.ledger.slot_handled))
+        for feed in config.feeds:
+            record = state.feeds.feed(feed.url)
+            if record is None or not record.failures or record.first_failure_at is None:
+                continue
+            failing = now - record.first_failure_at
+            if failing >= timedelta(days=config.health.feed_failing_days):
+                problems.append(
+                    f"feed {feed.name!r} has failed for {failing.days} days"
+                    f" ({record.failures} fetches): {record.last_error or 'no reply'}"
+                )
+        issues = [row for row in state.ledger.history(10) if row.sent]
+        bounced = state.bounces.by_issue()
+    if issues:
+        problems.extend(_rate_problems(config, issues[0], bounced))
+    return tuple(problems)
+
+
+def _missed_slot(
+    schedule: ScheduleConfig, now: datetime, latest: str | None, handled: Callable[[str], bool]
+) -> list[str]:
+    """The latest slot due more than its grace ago, if it has neither an issue nor a skip and
+    came after the newest slot recorded. Before the scheduler has recorded any slot (a new
+    newsletter, or one sent by hand only), no slot counts as missed, as `digest run` sees it."""
+    from digest.run.slots import previous_slot, slot_key
+
+    grace = timedelta(seconds=schedule.grace)
+    slot = previous_slot(schedule, now - grace)
+    if slot is None or latest is None:
+        return []
+    key = slot_key(slot)
+    if key <= latest or handled(key):
+        return []
+    late = now.astimezone(UTC) - slot.astimezone(UTC)
+    return [
+        f"slot {slot.isoformat()} missed: no issue and no skip recorded"
+        f" {_whole(late)} after it (grace {_whole(grace)}); is `digest run` running?"
+    ]
+
+
+def _rate_problems(
+    config: Config, last: store.IssueSummary, bounced: Mapping[int, IssueBounces]
+) -> list[str]:
+    counted = bounced.get(last.issue.id)
+    if counted is None:
+        return []
+    problems = []
+    for kind, count, limit in (
+        ("complaint", counted.complaints, config.health.complaint_rate),
+        ("hard-bounce", counted.hard, config.health.hard_bounce_rate),
+    ):
+        rate = 100 * count / last.sent
+        if rate > limit:
+            problems.append(
+                f"issue {last.issue.id}: {kind} rate {rate:.2f}% ({count} of {last.sent}"
+                f" delivered) is over health.{kind.replace('-', '_')}_rate ({limit:g}%)"
+            )
+    return problems
+
+
+def _whole(delta: timedelta) -> timedelta:
+    return timedelta(seconds=int(delta.total_seconds()))

@@ -94,7 +94,11 @@ def fire(
             unfinished = state.ledger.unfinished_issue()
         if unfinished is None and (slot is None or handled):
             if slot is not None:
-                logger.info("slot %s already handled; nothing to do", slot.isoformat())
+                logger.info(
+                    "slot %s already handled; nothing to do",
+                    slot.isoformat(),
+                    extra={"slot": slot.isoformat(), "event": "slot handled"},
+                )
                 return SlotResult(slot, None)
             return None
         if unfinished is not None:
@@ -106,7 +110,11 @@ def fire(
             if report.pending and report.issue_id is not None:
                 _give_up(config, report.issue_id, clock.now())
         assert slot is not None and key is not None
-        logger.info("slot %s fired", slot.isoformat())
+        logger.info(
+            "slot %s fired",
+            slot.isoformat(),
+            extra={"slot": slot.isoformat(), "event": "slot fired"},
+        )
         gate = approval.gate_for(config, slot, now) if schedule.approval.required else None
         report = sending.send(config, now, slot_key=key, stop=stop, clock=clock.now, gate=gate)
     _log_slot(slot, report, schedule, clock.now())
@@ -143,6 +151,7 @@ def _record_skips(
             slot.isoformat(),
             _rounded(now.astimezone(UTC) - slot.astimezone(UTC)),
             grace,
+            extra={"slot": slot.isoformat(), "event": "slot missed"},
         )
 
 
@@ -166,6 +175,7 @@ def _log_slot(
             label,
             report.skipped_reason,
             following,
+            extra={"slot": label, "event": "slot skipped"},
         )
         return
     resumed = f" (resumed issue {report.issue_id})" if report.resumed else ""
@@ -179,6 +189,7 @@ def _log_slot(
         report.failed,
         report.pending,
         following,
+        extra={"slot": label, "issue": report.issue_id, "event": "slot sent"},
     )
 
 

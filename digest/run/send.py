@@ -201,7 +201,12 @@ def send(
         problems: tuple[str, ...] = ()
         variants: dict[str, RenderedIssue | None]
         if stored is not None:
-            logger.info("resuming issue %d from %s", stored.id, stored.created_at.isoformat())
+            logger.info(
+                "resuming issue %d from %s",
+                stored.id,
+                stored.created_at.isoformat(),
+                extra={"issue": stored.id, "event": "issue resumed"},
+            )
             if slot_key:
                 state.ledger.claim_slot(slot_key, stored.id)
             issue_id, post_count, resumed = stored.id, stored.post_count, True
@@ -220,7 +225,7 @@ def send(
             if reason:
                 if slot_key:
                     state.ledger.record_skipped_slot(slot_key, now, reason)
-                logger.info("nothing sent: %s", reason)
+                logger.info("nothing sent: %s", reason, extra={"event": "issue skipped"})
                 return SendReport(
                     None, prepared.issue.post_count, skipped_reason=reason, feed_problems=problems
                 )
@@ -266,12 +271,28 @@ def send(
                 counts[delivery.status] += 1
                 if progress is not None:
                     progress.advance(delivery)
+                if delivery.status is DeliveryStatus.FAILED:
+                    logger.info(
+                        "issue %d: %s failed: %s",
+                        issue_id,
+                        delivery.email,
+                        delivery.reply,
+                        extra={"issue": issue_id, "event": "delivery failed"},
+                    )
 
         messages = edition_messages(config, found, issue_date, dkim_key, secret, now, str(issue_id))
         mailer.send_all(messages, record, stop)
         handled = sum(counts.values())
         if not counts[DeliveryStatus.PENDING] and handled == len(recipients):
             state.ledger.finish_issue(issue_id, clock() if clock else now)
+        logger.info(
+            "issue %d: %d delivered, %d failed, %d pending",
+            issue_id,
+            counts[DeliveryStatus.SENT],
+            counts[DeliveryStatus.FAILED],
+            counts[DeliveryStatus.PENDING] + len(recipients) - handled,
+            extra={"issue": issue_id, "event": "issue sent"},
+        )
     _write_archive(config, clock() if clock else now)
     return SendReport(
         issue_id,

@@ -290,6 +290,8 @@ class Listener:
             http=self.protocol,
             ws="none",
             lifespan="off",
+            # uvicorn's records go to digest's own handler (JSON lines, addresses masked).
+            log_config=None,
             log_level="warning",
             access_log=False,
             server_header=False,

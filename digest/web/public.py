@@ -1,4 +1,5 @@
-"""The public app: RFC 8058 one-click unsubscribe and /healthz, kept apart from the preview.
+"""The public app: RFC 8058 one-click unsubscribe, /healthz and /readyz, kept apart from the
+preview.
 
 Subscribers' mail clients reach this app, so it imports nothing of the preview machinery
 (collecting feeds, rendering, the feed cache): a slow feed or a broken template cannot touch it.
@@ -79,9 +80,28 @@ class PublicSite:
         logger.info("unsubscribed %s (%s)", address, source)
         return added
 
+    def unready(self) -> str | None:
+        """Why the app cannot serve readers now, in one line fit for anyone to read, or None.
+
+        Ready means the state opens at this release's schema and answers a query: a state
+        written by a newer digest, a damaged or unreadable file, or one locked past the busy
+        timeout is not. The line names no file and nothing stored; the log has the detail."""
+        try:
+            with store.open(self, read_only=True) as state:
+                state.ledger.latest_slot_key()
+        except StateError as error:
+            logger.warning("not ready: %s", error)
+            message = str(error).splitlines()[0] if str(error) else "the state cannot be read"
+            path = str(self.state_path)
+            return message.replace(f"state file {path}", "the state file").replace(
+                path, "the state file"
+            )
+        return None
+
 
 def create_public_app(site: PublicSite) -> ASGIApp:
-    """The public ASGI app: /unsubscribe (GET confirms, POST records), /healthz, the archive
+    """The public ASGI app: /unsubscribe (GET confirms, POST records), /healthz (the process
+    answers), /readyz (the state can be used: 503 with a one-line reason if not), the archive
     (/archive/, /issues/…, /feed.atom; 404 while it is off), the approvers' /approval page, and
     with signup.enabled the sign-up pages (/subscribe, /confirm, /preferences)."""
     title = site.title
@@ -122,9 +142,17 @@ def create_public_app(site: PublicSite) -> ASGIApp:
     async def healthz(request: Request) -> Response:
         return plain("ok\n", status=200)
 
+    async def readyz(request: Request) -> Response:
+        problem = await run_in_threadpool(site.unready)
+        return plain(
+            f"not ready: {problem}\n" if problem else "ready\n",
+            status=503 if problem else 200,
+        )
+
     routes = [
         Route("/unsubscribe", unsubscribe, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
     ]
     routes += archive_routes(lambda: site.config, site.clock)
     routes += approval_routes(site, site.secret, site.clock)

@@ -33,14 +33,16 @@ def serving(
     *extra: str,
     env: dict[str, str] | None = None,
     workbench_host: str = "127.0.0.1",
+    wrapper: tuple[str, ...] = (),
 ) -> Iterator[Serving]:
-    """Run `digest serve`; yields once /healthz answers, stops it (SIGTERM) on the way out."""
+    """Run `digest serve` (after `wrapper`, a command that runs the rest, if given); yields once
+    /healthz answers, stops it (SIGTERM) on the way out."""
     port, workbench_port = free_port(), free_port()
     environment = {**os.environ, "DIGEST_NOW": project.now.isoformat(), **(env or {})}
     environment.pop("DIGEST_SECRET", None)
     if env is None or "DIGEST_WORKBENCH_PASSWORD" not in env:
         environment.pop("DIGEST_WORKBENCH_PASSWORD", None)
-    command = [sys.executable, "-m", "digest", "--config", str(project.config), "serve"]
+    command = [*wrapper, sys.executable, "-m", "digest", "--config", str(project.config), "serve"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     command += ["--workbench-host", workbench_host, "--workbench-port", str(workbench_port)]
     process = subprocess.Popen(
