@@ -14,8 +14,9 @@ import pytest
 
 from digest import store
 from digest.core.tokens import make_token
+from digest.store.location import database_url
 from digest.store.migrations import LATEST
-from digest.store.transfer import Checksum, dependency_order, encode_row
+from digest.store.transfer import Checksum, copy_to_postgres, dependency_order, encode_row
 from tests.conftest import Project
 from tests.support import statefile
 from tests.support.postgres import postgres_cluster, postgres_url  # noqa: F401 (fixtures)
@@ -221,10 +222,12 @@ def test_a_second_migrate_into_the_same_database_is_refused_and_changes_nothing(
     assert project.run_process("migrate", "--to", url).returncode == 0
     first = postgres_tables(url)
 
-    again = project.run_process("migrate", "--to", url)
+    with_password = url.replace("digest@", "digest:pa55word@")  # the test server trusts anyone
+    again = project.run_process("migrate", "--to", with_password)
 
     assert again.returncode == 1
     assert "is not empty: digest's tables there hold rows" in again.stderr
+    assert "pa55word" not in again.stderr + again.stdout
     assert postgres_tables(url) == first
 
 
@@ -265,3 +268,32 @@ def test_a_copy_failing_half_way_leaves_the_database_empty(
     again = project.run_process("migrate", "--to", url)
     assert again.returncode == 0, again.stderr
     assert postgres_tables(url) == sqlite_tables(state_file(project))
+
+
+def test_rows_stream_through_in_batches(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Batches of two rows: every table larger than a batch still arrives whole."""
+    url = database_url(request.getfixturevalue("postgres_url"))
+    path = tmp_path / "state.sqlite3"
+    shutil.copyfile(FIXTURE, path)
+
+    transfer = copy_to_postgres(path, url, batch=2)
+
+    assert transfer.ok and transfer.upgraded_from == 0
+    assert {t.name: t.target_rows for t in transfer.tables}["posts"] == 10
+    assert postgres_tables(url.url) == sqlite_tables(path)
+
+
+def test_what_the_command_is_given_wrong_is_said_in_one_line(project: Project) -> None:
+    not_a_url = project.run("migrate", "--to", "state.sqlite3")
+    assert not_a_url.exit_code == 2
+    assert "--to takes a PostgreSQL database's URL" in not_a_url.output
+
+    missing = project.run("migrate", "--from", "gone.sqlite3", "--to", "postgresql://h/db")
+    assert missing.exit_code == 1
+    assert "no state file at gone.sqlite3" in missing.output
+    assert not Path("gone.sqlite3").exists()
+
+    use_state(project, "postgresql://digest@127.0.0.1:1/digest")
+    already = project.run("migrate", "--to", "postgresql://h/db")
+    assert already.exit_code == 2
+    assert "name the SQLite file to copy with --from PATH" in already.output
