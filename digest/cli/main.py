@@ -77,6 +77,7 @@ for command in (
     setup.check,
     setup.demo,
     setup.serve,
+    setup.migrate,
     issue.preview,
     issue.posts,
     issue.note,

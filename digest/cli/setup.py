@@ -1,5 +1,5 @@
-"""Setting up and checking a newsletter: `init`, `check`, `demo`, and `serve` for the public
-app and the live preview."""
+"""Setting up and checking a newsletter: `init`, `check`, `demo`, `serve` for the public
+app and the live preview, and `migrate` to move the state into PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from digest import store
 from digest.cli.options import current_time, with_config
 from digest.cli.output import err, out, plural, print_problems
 from digest.config.schema import Config
-from digest.core.errors import DigestError
+from digest.core.errors import ConfigError, DigestError, StateError
 
 
 @click.command()
@@ -220,5 +220,80 @@ def init(directory: Path, copy_templates: bool) -> None:
         "Starting on a blog with years of posts? Once your own feeds are in config.yaml,"
         f" `digest --config {config} mark-seen` records every post they carry today as already"
         " sent, so the first issue brings only what is new.",
+        markup=False,
+    )
+
+
+@click.command()
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="postgresql://...",
+    help="The empty PostgreSQL database to copy the state into.",
+)
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The SQLite state file to copy (default: config.yaml's `state:`).",
+)
+@click.pass_obj
+def migrate(config_path: Path, target: str, source: Path | None) -> None:
+    """Copy the SQLite state into an empty PostgreSQL database and check every table."""
+    from rich.table import Table
+
+    from digest.config.schema import load_config
+    from digest.store.location import database_url, is_database_url
+    from digest.store.migrations import LATEST
+    from digest.store.transfer import copy_to_postgres
+
+    if not is_database_url(target):
+        raise ConfigError(
+            "--to takes a PostgreSQL database's URL: postgresql://user@host:port/database"
+        )
+    try:
+        url = database_url(target)
+    except ValueError as error:
+        raise ConfigError(f"--to: {error}") from None
+    if source is None:
+        where = load_config(config_path).state_path
+        if isinstance(where, store.DatabaseURL):
+            raise ConfigError(
+                f"config.yaml's state: is a PostgreSQL database already ({where}); name the"
+                " SQLite file to copy with --from PATH"
+            )
+        source = where
+    transfer = copy_to_postgres(source, url)
+    table = Table("Table", "Rows in the file", "Rows copied", "Checksum")
+    for copied in transfer.tables:
+        table.add_row(
+            copied.name,
+            str(copied.source_rows),
+            str(copied.target_rows),
+            "matches" if copied.matches else "DIFFERS",
+        )
+    out.print(table)
+    if transfer.upgraded_from < LATEST:
+        out.print(
+            f"{source} was first upgraded from schema {transfer.upgraded_from} to {LATEST},"
+            " as any writing command would.",
+            markup=False,
+        )
+    if not transfer.ok:
+        differ = ", ".join(t.name for t in transfer.tables if not t.matches)
+        raise StateError(
+            f"the copy of {differ} does not match the file; it was rolled back and {url} is as"
+            " empty as it was"
+        )
+    out.print(
+        f"Copied {plural(transfer.rows, 'row')} in {plural(len(transfer.tables), 'table')}"
+        f" from {source} into {url}: every count and checksum matches.",
+        markup=False,
+    )
+    out.print(
+        f"Next: on every machine, set `state: {url}` in config.yaml (or `state: ${{DIGEST_STATE}}`"
+        f" with the URL in the environment) and start digest again. {source} is no longer"
+        " written; keep it as a backup.",
         markup=False,
     )

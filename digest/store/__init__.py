@@ -24,7 +24,7 @@ SQL the repositories share is written once, with `?` placeholders, in the dialec
 (ON CONFLICT clauses, `instr(...) > 0`, `json_extract`, which PostgreSQL's schema defines as
 a function); the PostgreSQL backend translates the placeholders and gives an INSERT that
 needs its `lastrowid` a RETURNING clause. psycopg is imported only when a PostgreSQL state is
-used.
+used. `transfer` copies a SQLite state into an empty PostgreSQL database (`digest migrate`).
 """
 
 from __future__ import annotations
