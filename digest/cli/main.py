@@ -69,6 +69,7 @@ for command in (
     issue.mark_seen,
     send.send,
     send.history,
+    send.compact,
     schedule.show_schedule,
     schedule.run,
     schedule.approve,
