@@ -612,8 +612,7 @@ class RetentionConfig(Section):
 
     deliveries: str = setting(
         default="13 months",
-        description="Per-delivery records (addresses, replies, bounce reports) older than this"
-        " are compacted into per-issue counts after each send; e.g. '13 months', or 'forever'.",
+        description="Older deliveries become per-issue counts: 13 months, 2 years, forever.",
         after=(_retention_period,),
     )
 
