@@ -87,6 +87,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/inline.py
 	$(BIN)/python bench/signup.py
 	$(BIN)/python bench/bounces.py
+	$(BIN)/python bench/history.py
 	$(BIN)/python bench/libraries.py
 	@$(BIN)/python -m bench.goals
 

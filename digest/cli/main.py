@@ -86,6 +86,7 @@ for command in (
     issue.mark_seen,
     send.send,
     send.history,
+    send.compact,
     schedule.show_schedule,
     schedule.run,
     schedule.approve,

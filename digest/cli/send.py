@@ -1,4 +1,5 @@
-"""Sending an issue and what was sent: `send` (also a test send or a dry run) and `history`."""
+"""Sending an issue and what was sent: `send` (also a test send or a dry run), `history`, and
+`compact` (old deliveries into per-issue counts)."""
 
 from __future__ import annotations
 
@@ -107,6 +108,36 @@ def history(config: Config, limit: int) -> None:
     _print_skipped(found.skipped)
     if found.suppressed:
         out.print(f"{found.suppressed} unsubscribed addresses are skipped on every send.")
+    compacted = [row.issue.id for row in found.issues if row.compacted]
+    if compacted:
+        out.print(
+            f"{len(compacted)} issues older than retention.deliveries show counts only:"
+            " their deliveries were compacted."
+        )
+
+
+@click.command()
+@with_config
+def compact(config: Config) -> None:
+    """Compact deliveries older than retention.deliveries into per-issue counts (also run
+    after each send)."""
+    from digest.run.retention import compact as compact_deliveries
+
+    found = compact_deliveries(config, current_time())
+    done, cutoff = found.done, found.cutoff
+    if done is None or cutoff is None:
+        out.print("retention.deliveries is forever: every delivery is kept.")
+        return
+    out.print(
+        f"Compacted {len(done.issues)} issues ({done.deliveries} deliveries) and stripped"
+        f" {done.reports} bounce reports from before {cutoff.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        f" ({found.window} ago)."
+    )
+    for issue_id in done.unfinished:
+        out.print(
+            f"Issue {issue_id} is older than that but unfinished: its deliveries are kept until"
+            " `digest send` finishes it."
+        )
 
 
 def _print_skipped(skipped: tuple[SkippedSlot, ...]) -> None:

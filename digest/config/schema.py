@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import calendar
 import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -27,6 +29,9 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _DURATION_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_PERIOD_PATTERN = re.compile(r"^\s*(\d+)\s*(day|week|month|year)s?\s*$", re.IGNORECASE)
+FOREVER = "forever"
+SHORTEST_RETENTION_DAYS = 31  # bounces and complaints arrive for weeks; they need the delivery
 
 
 # -- checks of single values, used by the sections below; each raises ValueError to refuse --
@@ -595,6 +600,63 @@ class HealthConfig(Section):
     )
 
 
+def _retention_period(value: str) -> str:
+    """`forever`, or a whole number of days, weeks, months or years of at least a month, as
+    '13 months' or '400 days' (ValueError otherwise); given back as written, trimmed."""
+    if value.strip().lower() == FOREVER:
+        return FOREVER
+    match = _PERIOD_PATTERN.match(value)
+    if not match:
+        raise ValueError(
+            f"expected a period like '13 months', '2 years', '400 days' or 'forever', got {value!r}"
+        )
+    number, unit = int(match.group(1)), match.group(2).lower()
+    days = number * {"day": 1, "week": 7, "month": 31, "year": 366}[unit]
+    if days < SHORTEST_RETENTION_DAYS:
+        raise ValueError(
+            f"{value.strip()!r} is too short: keep deliveries at least a month (31 days), so a"
+            " bounce or complaint arriving weeks later still finds the delivery it is about"
+        )
+    return f"{number} {unit}{'s' if number != 1 else ''}"
+
+
+def months_before(moment: datetime, months: int) -> datetime:
+    """The same day and time `months` calendar months earlier, on the month's last day when it
+    has fewer days (31 March less one month is 28 or 29 February)."""
+    years, month_index = divmod(moment.month - 1 - months, 12)
+    year, month = moment.year + years, month_index + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+class RetentionConfig(Section):
+    """How long the state keeps who was sent what (see the operator's guide, "Retention")."""
+
+    deliveries: str = setting(
+        default="13 months",
+        description="Older deliveries become per-issue counts: 13 months, 2 years, forever.",
+        after=(_retention_period,),
+    )
+
+    @property
+    def forever(self) -> bool:
+        """Whether compaction is off: every delivery is kept."""
+        return self.deliveries == FOREVER
+
+    def cutoff(self, now: datetime) -> datetime | None:
+        """The oldest moment still inside the window at `now` (an issue created before it is
+        compacted); None when deliveries are kept forever."""
+        if self.forever:
+            return None
+        number, unit = self.deliveries.split()
+        count = int(number)
+        if unit.startswith("day"):
+            return now - timedelta(days=count)
+        if unit.startswith("week"):
+            return now - timedelta(weeks=count)
+        return months_before(now, count * (12 if unit.startswith("year") else 1))
+
+
 def _state_location(value: str) -> str:
     """`state:` is a path, or a PostgreSQL URL that names a database (ValueError otherwise,
     its password masked)."""
@@ -638,6 +700,7 @@ class Config(Section):
     workbench: WorkbenchConfig = setting(default_factory=WorkbenchConfig)
     bounces: BouncesConfig = setting(default_factory=BouncesConfig)
     health: HealthConfig = setting(default_factory=HealthConfig)
+    retention: RetentionConfig = setting(default_factory=RetentionConfig)
     base_dir: Path = setting(
         default=Path("."), internal=True, description="Folder holding config.yaml."
     )

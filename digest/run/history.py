@@ -1,6 +1,7 @@
 """What was sent: the recent issues with their delivery counts and failures, the bounces and
 complaints each drew (with the complaint rate mailbox providers watch), the slots that fired
-without an issue, and how many addresses every send skips.
+without an issue, and how many addresses every send skips. An issue older than the retention
+window shows the counts kept when it was compacted, and no addresses.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def history(config: Config, limit: int) -> History:
         issues = state.ledger.history(limit)
         skipped = state.ledger.skipped_slots(limit)
         suppressed = len(state.suppressions.suppressed())
-        bounced = state.bounces.by_issue()
+        # A compacted issue's reports no longer tell one address from another: its counts
+        # were kept when it was compacted.
+        bounced = {**state.bounces.by_issue(), **state.ledger.compacted_bounces()}
     return History(
         issues=tuple(issues),
         reports=issue_reports(issues, bounced),

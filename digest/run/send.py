@@ -160,6 +160,17 @@ def _write_archive(config: Config, now: datetime) -> None:
         logger.warning("the static archive was not updated: %s", error)
 
 
+def _compact(config: Config, now: datetime) -> None:
+    """After a real send, compact deliveries older than `retention.deliveries` (a failure is
+    logged: the issue is sent, and the next send or `digest compact` tries again)."""
+    from digest.run.retention import compact
+
+    try:
+        compact(config, now)
+    except DigestError as error:
+        logger.warning("deliveries were not compacted: %s", error)
+
+
 def send(
     config: Config,
     now: datetime,
@@ -294,6 +305,7 @@ def send(
             extra={"issue": issue_id, "event": "issue sent"},
         )
     _write_archive(config, clock() if clock else now)
+    _compact(config, now)
     return SendReport(
         issue_id,
         post_count,

@@ -1,4 +1,12 @@
-"""The delivery ledger: frozen issues, the posts they carried, deliveries and schedule slots."""
+"""The delivery ledger: frozen issues, the posts they carried, deliveries and schedule slots.
+
+Deliveries are compacted once their issue is older than the retention window
+(`retention.deliveries`): an issue's delivery rows become one row of counts in
+`issue_counts`, which `history` reads from then on, and the bounce and complaint reports about
+it, like any report older than the window, lose their address, detail and text. Compaction is
+the ledger's one write to another repository's table (bounce_reports, digest.store.bounces),
+done in the same transaction as the counts it keeps, so a report is never stripped uncounted.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ from typing import Any
 
 from digest.core.models import Delivery, DeliveryStatus, Post
 from digest.store.backend import Backend, iso, parse_time
+from digest.store.bounces import BounceReports, IssueBounces
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,17 @@ class IssueSummary:
     failed: int
     pending: int
     failures: tuple[Delivery, ...]  # the failed deliveries, with the server's reply
+    compacted: bool = False  # counts only: the deliveries were compacted (no addresses left)
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What one compaction did."""
+
+    issues: tuple[int, ...]  # issues whose deliveries became counts, oldest first
+    deliveries: int  # delivery rows removed
+    reports: int  # bounce and complaint reports stripped of address, detail and text
+    unfinished: tuple[int, ...]  # issues older than the window left whole: their send goes on
 
 
 def issue_from_row(row: Any) -> StoredIssue:
@@ -173,10 +193,28 @@ class Ledger:
         return given_up
 
     def history(self, limit: int = 50) -> list[IssueSummary]:
-        """Recent issues with their delivery counts, newest first."""
+        """Recent issues with their delivery counts, newest first; a compacted issue's counts
+        are read from its one row of counts."""
         summaries = []
-        issues = self.db.execute("SELECT * FROM issues ORDER BY id DESC LIMIT ?", (limit,))
+        issues = self.db.execute(
+            "SELECT issues.*, c.sent AS c_sent, c.failed AS c_failed, c.pending AS c_pending"
+            " FROM issues LEFT JOIN issue_counts c ON c.issue_id = issues.id"
+            " ORDER BY issues.id DESC LIMIT ?",
+            (limit,),
+        )
         for row in issues.fetchall():
+            if row["c_sent"] is not None:
+                summaries.append(
+                    IssueSummary(
+                        issue_from_row(row),
+                        int(row["c_sent"]),
+                        int(row["c_failed"]),
+                        int(row["c_pending"]),
+                        (),
+                        compacted=True,
+                    )
+                )
+                continue
             counts = dict.fromkeys(("sent", "failed", "pending"), 0)
             for status, count in self.db.execute(
                 "SELECT status, COUNT(*) FROM deliveries WHERE issue_id = ? GROUP BY status",
@@ -197,6 +235,88 @@ class Ledger:
                 )
             )
         return summaries
+
+    # -- retention -------------------------------------------------------------
+
+    def compact(self, before: datetime, now: datetime) -> Compaction:
+        """Compact every finished issue created before `before` (the retention window's
+        start): its deliveries counted into `issue_counts` and deleted, the reports about it
+        stripped; then strip every report received before `before`. Each issue is one
+        transaction, so a compaction cut short keeps what it finished and loses nothing.
+
+        An unfinished issue is left whole however old: resuming it needs to know who has it.
+        Deleted rows are overwritten where the database can (SQLite's `secure_delete`)."""
+        self.db.erase_securely()
+        waiting: list[int] = []
+        due: list[int] = []
+        for row in self.db.execute(
+            "SELECT id, created_at, finished_at FROM issues WHERE NOT EXISTS"
+            " (SELECT 1 FROM issue_counts c WHERE c.issue_id = issues.id) ORDER BY id"
+        ).fetchall():
+            if datetime.fromisoformat(row["created_at"]) >= before:
+                continue
+            (due if row["finished_at"] else waiting).append(int(row["id"]))
+        deliveries = reports = 0
+        for issue_id in due:
+            with self.db.transaction():
+                deliveries += self._compact_issue(issue_id, now)
+                reports += self._strip_reports("issue_id = ?", (issue_id,))
+        with self.db.transaction():
+            reports += self._strip_reports(
+                "received_at < ? AND (issue_id IS NULL OR issue_id NOT IN"
+                " (SELECT id FROM issues WHERE finished_at IS NULL))",
+                (iso(before),),
+            )
+        return Compaction(tuple(due), deliveries, reports, tuple(waiting))
+
+    def _compact_issue(self, issue_id: int, now: datetime) -> int:
+        """One issue's deliveries as counts, inside the caller's transaction; rows removed."""
+        counts = dict.fromkeys(("sent", "failed", "pending"), 0)
+        for status, count in self.db.execute(
+            "SELECT status, COUNT(*) FROM deliveries WHERE issue_id = ? GROUP BY status",
+            (issue_id,),
+        ):
+            counts[status] = int(count)
+        bounced = BounceReports(self.db).by_issue().get(issue_id, IssueBounces())
+        self.db.execute(
+            "INSERT INTO issue_counts (issue_id, sent, failed, pending, hard_bounces,"
+            " soft_bounces, complaints, compacted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                issue_id,
+                counts["sent"],
+                counts["failed"],
+                counts["pending"],
+                bounced.hard,
+                bounced.soft,
+                bounced.complaints,
+                iso(now),
+            ),
+        )
+        return self.db.execute("DELETE FROM deliveries WHERE issue_id = ?", (issue_id,)).rowcount
+
+    def _strip_reports(self, where: str, parameters: tuple[object, ...]) -> int:
+        """Drop the address, detail and text of the reports matching `where`, keeping when,
+        whence, what kind, what it did and the status code; a key that names the address (a
+        provider's event id may) goes too. How many were stripped."""
+        return self.db.execute(
+            "UPDATE bounce_reports SET report_key = CASE WHEN email != ''"
+            " AND instr(lower(report_key), email) > 0 THEN 'expired:' || id ELSE report_key END,"
+            " email = '', detail = '', report = ''"
+            f" WHERE ({where}) AND (email != '' OR detail != '' OR report != '')",
+            parameters,
+        ).rowcount
+
+    def compacted_bounces(self) -> dict[int, IssueBounces]:
+        """The bounces and complaints counted for each compacted issue when it was compacted
+        (its reports no longer tell one address from another)."""
+        return {
+            int(row["issue_id"]): IssueBounces(
+                int(row["hard_bounces"]), int(row["soft_bounces"]), int(row["complaints"])
+            )
+            for row in self.db.execute(
+                "SELECT issue_id, hard_bounces, soft_bounces, complaints FROM issue_counts"
+            )
+        }
 
     # -- deliveries ------------------------------------------------------------
 

@@ -160,6 +160,24 @@ KINDS_MIGRATION: tuple[str, ...] = (
     "DROP TABLE issue_notes",
 )
 
+
+# Per-issue counts kept when an issue's deliveries are compacted (migration 13): what `digest
+# history` shows of an issue once the state holds no address for it (digest.store.ledger,
+# `retention.deliveries`). Bounce reports are stripped by when they arrived, hence the index.
+COUNTS_MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE issue_counts (
+    issue_id INTEGER PRIMARY KEY REFERENCES issues (id),
+    sent INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    pending INTEGER NOT NULL,
+    hard_bounces INTEGER NOT NULL,
+    soft_bounces INTEGER NOT NULL,
+    complaints INTEGER NOT NULL,
+    compacted_at TEXT NOT NULL
+)""",
+    "CREATE INDEX bounce_reports_received ON bounce_reports (received_at)",
+)
+
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: release 0.1.0.
     (
@@ -322,6 +340,8 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     ADDRESSES_MIGRATION,
     # 12: kinds of suppression; issue_notes dropped: see KINDS_MIGRATION above.
     KINDS_MIGRATION,
+    # 13: per-issue counts of compacted deliveries: see COUNTS_MIGRATION above.
+    COUNTS_MIGRATION,
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0

@@ -224,9 +224,26 @@ SCHEMA_0_2: tuple[str, ...] = (
     f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (0)",
 )
 
+# Per-issue counts of compacted deliveries: SQLite's migration 13 (digest.store.migrations).
+COUNTS: tuple[str, ...] = (
+    """CREATE TABLE issue_counts (
+    issue_id BIGINT PRIMARY KEY REFERENCES issues (id),
+    sent BIGINT NOT NULL,
+    failed BIGINT NOT NULL,
+    pending BIGINT NOT NULL,
+    hard_bounces BIGINT NOT NULL,
+    soft_bounces BIGINT NOT NULL,
+    complaints BIGINT NOT NULL,
+    compacted_at TEXT COLLATE "C" NOT NULL
+)""",
+    "CREATE INDEX bounce_reports_received ON bounce_reports (received_at)",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: the schema of release 0.2.0, the first with PostgreSQL.
     SCHEMA_0_2,
+    # 2: per-issue counts of compacted deliveries, as SQLite's 13.
+    COUNTS,
 )
 LATEST = len(MIGRATIONS)
 
