@@ -189,3 +189,25 @@ def test_a_state_at_the_schema_before_the_outbox_upgrades_and_keeps_its_sign_ups
 
 def count_rows(path: Path, table: str) -> int:
     return int(str(statefile.value(path, f"SELECT COUNT(*) FROM {table}")))
+
+
+def test_a_postgresql_state_of_the_release_before_gains_the_outbox(
+    request: pytest.FixtureRequest,
+) -> None:
+    import psycopg
+
+    from digest.store.location import database_url
+
+    url: str = request.getfixturevalue("postgres_url")
+    database = Where(database_url(url))
+    with store.open(database) as state:
+        state.suppressions.suppress(
+            "ann@example.com", NOW, "web", kind=store.SuppressionKind.UNSUBSCRIBE
+        )
+    with psycopg.connect(url, autocommit=True) as connection:  # as release 0.2.0 left it
+        connection.execute("DROP TABLE outbox")
+        connection.execute("UPDATE digest_schema SET version = 1")
+    with store.open(database) as state:
+        assert state.suppressions.suppressed() == {"ann@example.com"}
+        state.outbox.add("welcome", "bob@example.com", message("bob@example.com"), NOW)
+        assert [kind for _, kind, _ in state.outbox.waiting()] == ["welcome"]

@@ -22,6 +22,7 @@ from digest.core.models import (
     RenderedIssue,
 )
 from digest.store.location import DatabaseURL, database_url
+from digest.store.migrations_postgres import LATEST as LATEST_POSTGRES
 from digest.store.signups import RateLimit
 from tests.support.postgres import Cluster, postgres_cluster, postgres_url  # noqa: F401 (fixtures)
 
@@ -370,7 +371,7 @@ def test_a_database_from_a_newer_digest_is_refused_and_kept(
         with pytest.raises(StateError, match="newer digest"):
             store.open(Where(database_url(url)), read_only=read_only)
     with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute("UPDATE digest_schema SET version = 1")
+        connection.execute("UPDATE digest_schema SET version = %s", (LATEST_POSTGRES,))
     with store.open(Where(database_url(url)), read_only=True) as state:
         assert state.suppressions.suppressed() == {"ann@example.com"}
 
