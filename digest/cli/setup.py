@@ -176,7 +176,7 @@ def serve(
     for warning in plan.warnings:
         err.print(f"Warning: {warning}", markup=False)
     with store.pool(plan.state):  # PostgreSQL: connections kept for the requests to borrow
-        launch.serve(plan.listeners)
+        launch.serve(plan.listeners, plan.background)
 
 
 @click.command()

@@ -335,6 +335,13 @@ class SignupConfig(Section):
         default="skip",
         description="When chosen sections have nothing new: skip, or send_all (whole issue).",
     )
+    send_lease: float = setting(
+        default=300,
+        ge=1,
+        description="How long one process may take to send a sign-up email before another"
+        " sends it instead, e.g. '5m'.",
+        before=_duration,
+    )
 
 
 class DkimConfig(Section):

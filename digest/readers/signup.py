@@ -7,17 +7,18 @@ A submission is handled in two steps, so that neither the answer nor its timing 
 who is on the list. `submit` looks at the text alone (is it an address, a likely typo, a
 section chosen, the honeypot filled) and gives the same "check your inbox" answer to every
 address that passes; `act`, run later in the background, does everything that depends on the
-address's standing (rate limits, new, pending, confirmed, suppressed) and sends the
+address's standing (rate limits, new, pending, confirmed, suppressed) and queues the
 confirmation email, if any. A filled honeypot field, or a sign-up over a rate limit, gets the
 same answer and sends nothing.
 
 What a reader types is only ever data: fields are bounded, control characters are dropped as
 the form is read, a name is a display name and nothing else (digest.render.personalise.display_name,
 digest.mail.message.to_header), and the address is taken in its canonical form
-(digest.core.addresses). `act` builds and sends the confirmation email before it records anything,
-and records the rate-limit slot, the pending sign-up and its consent row in one transaction
-once the SMTP server has taken the email: a sign-up is either on record with its email sent,
-or not on record at all.
+(digest.core.addresses). `act` builds the confirmation email before it records anything, then
+records the rate-limit slot, the pending sign-up and its consent row in one transaction with
+the email queued in the outbox (digest.store.outbox), which whichever process runs sends
+(digest.readers.outbox): a sign-up is on record exactly while its email is waiting or once it
+went; an email the server refuses for good takes the sign-up back.
 
 Rate limits (kept in the state file, so every process shares them): one confirmation email per
 address per `per_address_every`, `per_address_per_day` a day, and `per_ip_per_hour` sign-ups
@@ -32,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -259,9 +260,6 @@ def submit(config: Config, form: SignupForm, *, ip: str, page: str, now: datetim
     return Submitted(form=form, request=request)
 
 
-Sender = Callable[[OutgoingMessage], bool]  # sends one email: whether the server accepted it
-
-
 def act(
     config: Config,
     state: State,
@@ -269,36 +267,35 @@ def act(
     request: SignupRequest,
     *,
     dkim_key: DkimKey | None,
-    send: Sender,
-) -> str:
-    """Carry out a sign-up; what came of it: "sent", "subscribed" (already, nothing to do),
-    "rate-limited" or "not sent" (the SMTP server did not take the email).
+) -> tuple[str, int | None]:
+    """Carry out a sign-up: (what came of it, the outbox entry of its confirmation email).
+    What came of it: "queued", "subscribed" (already, nothing to do) or "rate-limited".
 
-    In that order: look (nothing written), build the confirmation email, send it, and only
-    once the server has taken it record the rate-limit slot, the pending sign-up and its
-    consent, in one transaction. So nothing is ever on record for an email that was not
-    sent: an email that cannot be built (DKIM) or is refused (no SMTPUTF8 for a non-ASCII
-    address, a rejected recipient) leaves the state as it was and uses up no rate limit.
+    In that order: look (nothing written), build the confirmation email, then in one
+    transaction record the rate-limit slot, the pending sign-up and its consent, and queue the
+    email in the outbox (digest.store.outbox), which whichever process runs sends
+    (digest.readers.outbox). So a sign-up is on record exactly when its email is waiting or
+    went: an email that cannot be built (DKIM) leaves the state as it was and uses up no rate
+    limit, and one the server refuses for good (no SMTPUTF8 for a non-ASCII address, a
+    rejected recipient) takes the sign-up, its consent and its slot back when it is given up.
     """
     address, now = request.address, request.at
     existing = state.signups.signup(address)
     if existing is not None and existing.status == "confirmed":
         # The form is anonymous: a subscriber's details change only through their own link.
-        return "subscribed"
+        return "subscribed", None
     limits = rate_limits(config, secret, address, request.ip)
     if not state.signups.fits(limits, now):
         logger.info("sign-up over the rate limit: no confirmation email sent")
-        return "rate-limited"
+        return "rate-limited", None
     expires = now + timedelta(seconds=config.signup.confirm_within)
     token = make_purpose_token(secret, "confirm", address, expires)
     link = f"{config.public_url}/confirm?token={token}"
     message = _confirmation(config, secret, address, request.name, link, now, dkim_key)
-    if not send(message):
-        logger.warning("a confirmation email was not accepted: the sign-up was not recorded")
-        return "not sent"
     with state.transaction():
-        # Recorded even if another process used the last slot meanwhile: the email went.
-        state.signups.allow(limits, now)
+        if not state.signups.allow(limits, now):  # another process used the last slot
+            logger.info("sign-up over the rate limit: no confirmation email sent")
+            return "rate-limited", None
         state.signups.request(
             address,
             request.name,
@@ -308,7 +305,14 @@ def act(
             ip=kept_ip(config, request.ip),
             consent_sha256=consent_hash(config),
         )
-    return "sent"
+        entry = state.outbox.add(
+            "confirmation",
+            address,
+            message,
+            now,
+            undo={"buckets": sorted({limit.bucket for limit in limits})},
+        )
+    return "queued", entry
 
 
 def check_link(secret: str, purpose: str, token: str | None, now: datetime) -> LinkCheck:
@@ -328,11 +332,13 @@ def confirm(
     ip: str,
     now: datetime,
     dkim_key: DkimKey | None,
-) -> tuple[str, OutgoingMessage | None]:
-    """Subscribe a pending sign-up: ("confirmed" | "already" | "unknown", a welcome email).
+) -> tuple[str, int | None]:
+    """Subscribe a pending sign-up: ("confirmed" | "already" | "unknown", the outbox entry of
+    its welcome email, if one is sent).
 
-    The welcome is built before the sign-up is confirmed, so a confirmation never stops half
-    way with nothing to send."""
+    The welcome is built before the sign-up is confirmed and queued in the outbox in the same
+    transaction, so a confirmation never stops half way with nothing to send, and a welcome
+    waits only for a subscriber on record."""
     signup = state.signups.signup(address)
     welcome = (
         _welcome(config, secret, address, signup.name, now, dkim_key)
@@ -345,7 +351,9 @@ def confirm(
             # Signing up again and confirming is the person's own, fresh consent.
             state.suppressions.unsuppress(address)
             state.signups.unforget(address_hash(secret, address))
-    return outcome, welcome if outcome == "confirmed" else None
+            if welcome is not None:
+                return outcome, state.outbox.add("welcome", address, welcome, now)
+    return outcome, None
 
 
 def preferences_link(config: Config, secret: str, address: str, now: datetime) -> str:

@@ -21,6 +21,7 @@ from digest.config.schema import Config, ScheduleConfig, load_config
 from digest.core.errors import ConfigError, DigestError, Stopped
 from digest.core.models import SendReport
 from digest.core.stopping import GracefulStop
+from digest.readers import outbox
 from digest.run import approval
 from digest.run import send as sending
 from digest.run.slots import (
@@ -36,6 +37,7 @@ from digest.store import State
 
 logger = logging.getLogger(__name__)
 
+OUTBOX_EVERY = 30.0  # seconds between two looks at the outbox (at most half the lease)
 ASK_EARLY = timedelta(seconds=1)  # the approval job may fire a moment before slot - before
 
 
@@ -318,6 +320,21 @@ def poll_bounces(config: Config, clock: Clock) -> None:
         logger.info("bounce mailbox: %s", dict(tally.outcomes))
 
 
+def drain_outbox(config: Config, clock: Clock) -> None:
+    """Send the confirmation and welcome emails waiting in the outbox (digest.readers.outbox),
+    as every `digest serve` does: a failure is logged, never fatal."""
+    drained = outbox.drain_quietly(
+        config, lambda: store.open(config), outbox.send_by_smtp(config), clock.now
+    )
+    if drained.total:
+        logger.info(
+            "outbox: %d sent, %d for later, %d given up",
+            drained.sent,
+            drained.later,
+            drained.given_up,
+        )
+
+
 def run_once(config: Config, clock: Clock) -> SlotResult | None:
     """Fire the due slot (missed within grace) or else the next one now; stop on SIGTERM."""
     require_schedule(config)
@@ -361,6 +378,11 @@ def run_forever(config: Config, clock: Clock) -> None:
                 IntervalTrigger(seconds=config.bounces.poll_every),
                 id="bounces",
             )
+        scheduler.add_job(
+            lambda: drain_outbox(attempts.current_config(), clock),
+            IntervalTrigger(seconds=min(OUTBOX_EVERY, config.signup.send_lease / 2)),
+            id="outbox",
+        )
         upcoming = next_slots(schedule, clock.now(), 1)
         logger.info(
             "digest run: %s; state %s (lock %s); next slot %s",

@@ -9,7 +9,8 @@ The repositories are `feeds` (feeds and posts), `ledger` (issues, deliveries, sc
 `suppressions` (with the kind of each), `secrets`, `bounces` (bounce reports),
 `signups` (sign-ups, consent, rate limits, forgotten people), `editorial` (the next issue's
 note, posts left out or pinned, approvals and the decisions on them, posts marked seen),
-`archive`, `previews` and `parsed_feeds` (caches) and `webhook_nonces`. `erasure` is the one
+`archive`, `previews` and `parsed_feeds` (caches), `webhook_nonces` and `outbox`
+(transactional emails waiting to be sent). `erasure` is the one
 module that writes across tables: erasing a person is one act.
 
 Repositories are written against `backend.Backend`, a protocol of what they need from a

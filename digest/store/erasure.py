@@ -5,11 +5,12 @@ act across all of them, done in one transaction, and kept in one place so that a
 holding personal data has one place to be added to (the check below finds it if it is not).
 
 `digest subscribers forget` removes the address from everything that records a person:
-sign-ups, consents and suppressions are deleted (the keyed hash in `forgotten` keeps them off
-the list for good); deliveries and bounce reports keep their row under the hash, so each
-issue's totals in `digest history` stay right, with the server's reply and the report's text
-dropped; rate-limit buckets under the person's hash are deleted, an approval decided by them
-(any table's `decided_by`) no longer names them, and the preview cache is emptied.
+sign-ups, consents, suppressions and emails still waiting in the outbox are deleted (the keyed
+hash in `forgotten` keeps them off the list for good); deliveries and bounce reports keep
+their row under the hash, so each issue's totals in `digest history` stay right, with the
+server's reply and the report's text dropped; rate-limit buckets under the person's hash are
+deleted, an approval decided by them (any table's `decided_by`) no longer names them, and the
+preview cache is emptied.
 
 Deleting a row is not enough for the bytes, and what more it takes depends on the database: the
 backend does that part (digest.store.backend: `erase_securely`, `flush`, `holds_bytes`,
@@ -60,7 +61,7 @@ CONTENT_TABLES = frozenset(
         "skipped_slots",
     }
 )
-_TABLES_WITH_EMAIL = ("signups", "consents", "suppressions")
+_TABLES_WITH_EMAIL = ("signups", "consents", "suppressions", "outbox")
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,28 @@ COUNTS_MIGRATION: tuple[str, ...] = (
     "CREATE INDEX bounce_reports_received ON bounce_reports (received_at)",
 )
 
+# Transactional emails waiting to be sent (migration 14; digest.store.outbox): the message as
+# built, the canonical address it is for (erasure and taking a sign-up back), what to take back
+# if it is never sent, and its claim: `claimed_until` is when the entry is next due.
+OUTBOX_MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    email TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    data BLOB NOT NULL,
+    smtputf8 INTEGER NOT NULL DEFAULT 0,
+    undo TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    claimed_until TEXT NOT NULL,
+    claim TEXT NOT NULL DEFAULT ''
+)""",
+    "CREATE INDEX outbox_due ON outbox (claimed_until)",
+    "CREATE INDEX outbox_email ON outbox (email)",
+)
+
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: release 0.1.0.
     (
@@ -342,6 +364,8 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     KINDS_MIGRATION,
     # 13: per-issue counts of compacted deliveries: see COUNTS_MIGRATION above.
     COUNTS_MIGRATION,
+    # 14: transactional emails waiting to be sent: see OUTBOX_MIGRATION above.
+    OUTBOX_MIGRATION,
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0

@@ -70,7 +70,7 @@ _POLL_SECONDS = 0.2
 _WRITE_LOCK = 0x64696765737477  # the advisory key writing transactions queue on ("digestw")
 _RETRY_EVERY = 0.1
 # Tables with an identity `id`: an INSERT into one returns it (the cursor's lastrowid).
-_ID_TABLES = frozenset({"issues", "consents", "bounce_reports", "approval_decisions"})
+_ID_TABLES = frozenset({"issues", "consents", "bounce_reports", "approval_decisions", "outbox"})
 _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 _CHANGE = re.compile(r"^\s*(?:UPDATE|DELETE\s+FROM)\s+\"?(\w+)", re.IGNORECASE)
 _APPLICATION_NAME = 63  # PostgreSQL keeps this many bytes of application_name

@@ -153,6 +153,27 @@ class Signups:
             )
         return "new" if existing is None else existing.status
 
+    def withdraw(self, email: str, at: datetime, buckets: Sequence[str]) -> None:
+        """Take back a submission recorded at `at` whose confirmation email was never sent:
+        its consent row, its rate-limit slots (`buckets`), and the pending sign-up it created,
+        unless something changed it since. A pending sign-up it only updated stays as it was
+        (its earlier confirmation link still works)."""
+        email = address_key(email)
+        with self.db.transaction():
+            self.db.execute(
+                "DELETE FROM consents WHERE email = ? AND event = 'submitted' AND at = ?",
+                (email, iso(at)),
+            )
+            self.db.execute(
+                "DELETE FROM signups WHERE email = ? AND status = 'pending' AND created_at = ?"
+                " AND updated_at = ?",
+                (email, iso(at), iso(at)),
+            )
+            for bucket in sorted(set(buckets)):
+                self.db.execute(
+                    "DELETE FROM rate_events WHERE bucket = ? AND at = ?", (bucket, iso(at))
+                )
+
     def confirm(self, email: str, now: datetime, *, page: str = "", ip: str = "") -> str:
         """Confirm a pending sign-up: "confirmed", "already" (harmless) or "unknown"."""
         email = address_key(email)

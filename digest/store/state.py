@@ -11,6 +11,7 @@ from digest.store.editor import Editorial
 from digest.store.erasure import Erasure
 from digest.store.feeds import Feeds
 from digest.store.ledger import Ledger
+from digest.store.outbox import Outbox
 from digest.store.parsed import ParsedFeeds
 from digest.store.previews import Previews
 from digest.store.secrets import Secrets
@@ -41,6 +42,7 @@ class State:
         self.erasure = Erasure(self.db)
         self.parsed_feeds = ParsedFeeds(self.db)
         self.webhook_nonces = WebhookNonces(self.db)
+        self.outbox = Outbox(self.db)
 
     def __enter__(self) -> State:
         return self

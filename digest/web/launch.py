@@ -310,8 +310,12 @@ class Listener:
             logger.exception("the %s server stopped", self.name)
 
 
-def serve(listeners: Sequence[Listener]) -> None:
-    """Run every listener on its own thread until SIGINT or SIGTERM, then stop them all."""
+def serve(
+    listeners: Sequence[Listener],
+    background: Sequence[Callable[[threading.Event], None]] = (),
+) -> None:
+    """Run every listener on its own thread until SIGINT or SIGTERM, then stop them all; each
+    of `background` runs on a thread of its own, told to stop by the event it is given."""
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -331,8 +335,12 @@ def serve(listeners: Sequence[Listener]) -> None:
         threading.Thread(target=listener.run, name=f"digest-{listener.name}", daemon=True)
         for listener in listeners
     ]
+    helpers = [
+        threading.Thread(target=job, args=(stopping,), name="digest-background", daemon=True)
+        for job in background
+    ]
     try:
-        for thread in threads:
+        for thread in threads + helpers:
             thread.start()
         while all(thread.is_alive() for thread in threads):
             threads[0].join(timeout=0.2)
@@ -340,7 +348,11 @@ def serve(listeners: Sequence[Listener]) -> None:
             listener.server.should_exit = True
         for thread in threads:
             thread.join(timeout=SHUTDOWN_SECONDS + 5)
+        stopping.set()
+        for thread in helpers:
+            thread.join(timeout=SHUTDOWN_SECONDS + 5)
     finally:
+        stopping.set()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     failed = next((item for item in listeners if item.error is not None), None)
@@ -359,6 +371,7 @@ class Plan:
     password: bool
     warnings: list[str]
     state: Location  # where the state is, for the connection pool while serving
+    background: tuple[Callable[[threading.Event], None], ...] = ()  # threads beside the servers
     signup: bool = False
     archive: bool = False
 
@@ -403,4 +416,5 @@ def plan(
         signup=site.config.signup.enabled,
         archive=site.config.archive.enabled,
         state=site.config,
+        background=tuple(site.background),
     )

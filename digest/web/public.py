@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +58,8 @@ class PublicSite:
         self.title = config.newsletter.title
         self.state_path = config.state_path
         self.clock = clock
+        # Work `digest serve` runs on threads of its own beside the servers, until told to stop.
+        self.background: list[Callable[[threading.Event], None]] = []
         with store.open(self) as state:
             self.secret = state.secrets.signing_secret(config.secret)
 
@@ -162,6 +165,7 @@ def create_public_app(site: PublicSite) -> ASGIApp:
 
         desk = SignupDesk(site.config, site.secret, load_dkim(site.config), site.clock)
         routes += signup_routes(desk)
+        site.background.append(desk.keep_draining)
     routes += webhook_routes(WebhookDesk(site.config, site.secret, site.clock))
     app = Starlette(routes=routes, exception_handlers={StateError: state_unavailable})
     return BodyLimit(app, larger=(("/webhooks/", WEBHOOK_BODY_BYTES),))

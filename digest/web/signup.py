@@ -4,13 +4,18 @@ GET only ever shows a page; only POST changes anything (mail scanners follow lin
 
 A sign-up is answered before anything about its address is looked up: the request handler
 checks the text (digest.readers.signup.submit) and answers, and one background worker in this
-process
-carries the sign-up out (digest.readers.signup.act: rate limits, the state, sending the confirmation
-email), so the answer takes the same time whether the address is new, pending, subscribed,
-unsubscribed or over a rate limit. The worker takes sign-ups in turn; at most
-`MAX_WAITING` wait for it, and past that a sign-up is dropped (logged) with the same answer,
-so a flood cannot grow memory. Welcome emails go out on a small mail pool, also bounded. Work
-still waiting when the server stops is finished before the process exits.
+process carries the sign-up out (digest.readers.signup.act: rate limits, the state, queueing the
+confirmation email in the outbox) and then sends that email (digest.readers.outbox), so the
+answer takes the same time whether the address is new, pending, subscribed, unsubscribed or
+over a rate limit. The worker takes sign-ups in turn; at most `MAX_WAITING` wait for it, and
+past that a sign-up is dropped (logged) with the same answer, so a flood cannot grow memory.
+Work still waiting when the server stops is finished before the process exits.
+
+Confirmation and welcome emails go through the outbox (digest.store.outbox), shared by every
+process using the state: a welcome is queued with the confirmation that earns it and sent on
+a background thread, and `keep_draining`, on a thread `digest serve` runs beside its servers,
+looks at the outbox every few seconds, so an email another replica left behind (it stopped,
+or died mid-send) or one waiting for a retry goes out from whichever replica is running.
 """
 
 from __future__ import annotations
@@ -35,10 +40,8 @@ from starlette.routing import Route
 from digest import store
 from digest.config.schema import Config
 from digest.core.addresses import canonical_or_none
-from digest.core.models import DeliveryStatus, OutgoingMessage
 from digest.mail.message import DkimKey
-from digest.mail.smtp import Mailer
-from digest.readers import signup
+from digest.readers import outbox, signup
 from digest.readers.audience import section_titles
 from digest.readers.subscribers import load_subscribers
 from digest.render.theme import theme_view
@@ -51,8 +54,9 @@ SIGNUP_PAGE_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self';"
     " base-uri 'none'; frame-ancestors 'none'"
 )
-MAIL_WORKERS = 2
-MAX_WAITING = 1000  # sign-ups, and emails, waiting for the background at most
+MAX_WAITING = 1000  # sign-ups waiting for the background at most
+MAX_DRAINS_WAITING = 2  # one running, one to follow
+DRAIN_EVERY = 10.0  # seconds between two looks at the outbox (at most half the lease)
 
 
 @cache
@@ -65,8 +69,8 @@ def _pages() -> jinja2.Environment:
 
 
 class SignupDesk:
-    """What the sign-up pages work from: config, state file, secret, DKIM key, the sign-up
-    worker and a mail pool."""
+    """What the sign-up pages work from: config, state, secret, DKIM key, the sign-up worker
+    and the outbox's drainer."""
 
     def __init__(
         self,
@@ -74,18 +78,22 @@ class SignupDesk:
         secret: str,
         dkim_key: DkimKey | None,
         clock: Callable[[], datetime],
+        send: outbox.Sender | None = None,
     ) -> None:
         self.config = config
         self.secret = secret
         self.dkim_key = dkim_key
         self.clock = clock
+        self.send = send if send is not None else outbox.send_by_smtp(config)
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="digest-signup")
-        self.mail = ThreadPoolExecutor(MAIL_WORKERS, thread_name_prefix="digest-signup-mail")
+        self.mail = ThreadPoolExecutor(1, thread_name_prefix="digest-outbox")
         self.waiting = threading.BoundedSemaphore(MAX_WAITING)
-        self.mail_waiting = threading.BoundedSemaphore(MAX_WAITING)
+        self.drains_waiting = threading.BoundedSemaphore(MAX_DRAINS_WAITING)
+        # One drain at a time in this process, sign-ups included: they are carried out in turn.
+        self.draining = threading.Lock()
 
     def state(self) -> State:
-        """The state file, opened for one request."""
+        """The state, opened for one request."""
         return store.open(self.config)
 
     def act_later(self, request: signup.SignupRequest) -> None:
@@ -97,47 +105,46 @@ class SignupDesk:
 
     def _act(self, request: signup.SignupRequest) -> None:
         try:
-            with self.state() as state:
-                signup.act(
-                    self.config,
-                    state,
-                    self.secret,
-                    request,
-                    dkim_key=self.dkim_key,
-                    send=self.send_now,
-                )
+            with self.draining:
+                with self.state() as state:
+                    _, entry = signup.act(
+                        self.config, state, self.secret, request, dkim_key=self.dkim_key
+                    )
+                if entry is not None:
+                    # Sent at once by this process, unless another replica was quicker.
+                    outbox.drain_quietly(self.config, self.state, self.send, self.clock, only=entry)
         except Exception:  # a sign-up that cannot be carried out must not stop the worker
             logger.exception("a sign-up could not be carried out")
         finally:
             self.waiting.release()
 
-    def send_now(self, message: OutgoingMessage) -> bool:
-        """Hand one message to the SMTP server: whether it took it (failures are logged)."""
-        outcomes: list[Any] = []
-        try:
-            with Mailer(self.config.smtp) as mailer:
-                mailer.send_all([message], outcomes.extend)
-        except Exception as error:  # a mail server problem must not reach the reader's page
-            logger.warning("could not send a sign-up email: %s", error)
-            return False
-        accepted = bool(outcomes) and all(o.status is DeliveryStatus.SENT for o in outcomes)
-        for outcome in outcomes:
-            if outcome.status is not DeliveryStatus.SENT:
-                logger.warning("a sign-up email was not accepted: %s", outcome.reply)
-        return accepted
-
-    def send_later(self, message: OutgoingMessage) -> None:
-        """Hand a message to the SMTP server on the mail pool; failures are logged."""
-        if not self.mail_waiting.acquire(blocking=False):
-            logger.warning("too many sign-up emails waiting: one was not sent")
+    def drain_later(self) -> None:
+        """Drain the outbox on the background (a welcome was queued); returns at once. One
+        drain waiting is enough: it sends whatever is due when it runs."""
+        if not self.drains_waiting.acquire(blocking=False):
             return
-        self.mail.submit(self._send, message)
+        self.mail.submit(self._drain)
 
-    def _send(self, message: OutgoingMessage) -> None:
+    def _drain(self) -> None:
         try:
-            self.send_now(message)
+            self.drain_now()
         finally:
-            self.mail_waiting.release()
+            self.drains_waiting.release()
+
+    def drain_now(self) -> outbox.Drained:
+        """Send what is due in the outbox, on this thread; failures are logged."""
+        with self.draining:
+            return outbox.drain_quietly(self.config, self.state, self.send, self.clock)
+
+    def keep_draining(self, stop: threading.Event) -> None:
+        """Drain the outbox now and then every few seconds until `stop` is set: what another
+        process left (it stopped, or died mid-send and its lease ran out) and what waits for
+        a retry is sent by this one. Runs on a thread of `digest serve`'s own."""
+        every = min(DRAIN_EVERY, self.config.signup.send_lease / 2)
+        while True:
+            self.drain_now()
+            if stop.wait(every):
+                return
 
     def page(self, template: str, heading: str, *, status: int = 200, **context: Any) -> Response:
         """One of the sign-up pages, branded like the email."""
@@ -267,7 +274,7 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
             )
         address = canonical_or_none(check.address) or check.address  # an older link's form
 
-        def handle() -> tuple[str, OutgoingMessage | None]:
+        def handle() -> tuple[str, int | None]:
             with desk.state() as state:
                 return signup.confirm(
                     config,
@@ -283,7 +290,7 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
         if outcome == "unknown":
             return bad_link(signup.LinkCheck(None, "invalid"), "confirmation")
         if welcome is not None:
-            desk.send_later(welcome)
+            desk.drain_later()
         latest = config.newsletter.archive_url or ""
         return desk.page(
             "notice.html",
