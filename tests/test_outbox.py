@@ -197,6 +197,9 @@ def test_a_postgresql_state_of_the_release_before_gains_the_outbox(
     import psycopg
 
     from digest.store.location import database_url
+    from digest.store.migrations_postgres import (
+        LATEST as OUTBOX_VERSION,  # the outbox is the latest
+    )
 
     url: str = request.getfixturevalue("postgres_url")
     database = Where(database_url(url))
@@ -204,9 +207,9 @@ def test_a_postgresql_state_of_the_release_before_gains_the_outbox(
         state.suppressions.suppress(
             "ann@example.com", NOW, "web", kind=store.SuppressionKind.UNSUBSCRIBE
         )
-    with psycopg.connect(url, autocommit=True) as connection:  # as release 0.2.0 left it
+    with psycopg.connect(url, autocommit=True) as connection:  # as the migration before left it
         connection.execute("DROP TABLE outbox")
-        connection.execute("UPDATE digest_schema SET version = 1")
+        connection.execute("UPDATE digest_schema SET version = %s", (OUTBOX_VERSION - 1,))
     with store.open(database) as state:
         assert state.suppressions.suppressed() == {"ann@example.com"}
         state.outbox.add("welcome", "bob@example.com", message("bob@example.com"), NOW)

@@ -338,8 +338,7 @@ class SignupConfig(Section):
     send_lease: float = setting(
         default=300,
         ge=1,
-        description="How long one process may take to send a sign-up email before another"
-        " sends it instead, e.g. '5m'.",
+        description="How long a process may take to send a sign-up email before another does.",
         before=_duration,
     )
 
