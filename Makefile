@@ -69,6 +69,12 @@ docs-pages: $(STAMP)
 	$(BIN)/python -m digest.cli.reference > docs/reference.md
 	$(BIN)/python scripts/docs_pages.py
 
+# Mutation scores of the pure modules that guard formats and inputs (scripts/mutation.py): each
+# against its own unit tests, in a scratch copy. Minutes per module, so not part of `make test`;
+# `make mutation MODULES="tokens cron"` runs some of them. docs/benchmarks.md has the figures.
+mutation: $(STAMP)
+	$(BIN)/python scripts/mutation.py $(MODULES)
+
 # Each script prints its own figures and adds its goals' rows to BENCH_RESULTS; the last step
 # prints those rows as one table.
 bench: export BENCH_RESULTS := $(CURDIR)/.bench-results
