@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # cores busy.
 TEST_WORKERS ?= 4
 
-.PHONY: demo test lint typecheck unit bench screenshots clean browser imap postgres docs docs-check docs-pages
+.PHONY: demo test lint typecheck unit timezones mutation bench screenshots clean browser imap postgres docs docs-check docs-pages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,13 @@ postgres:
 		echo "postgresql could not be installed; the PostgreSQL tests will be skipped"; \
 	fi
 
-test: lint typecheck docs-check unit
+# Schedules reason in their own zone and record slots in UTC; on a machine whose zone is UTC a
+# slip into local time goes unseen. So the schedule and slot tests run once more in a zone far
+# from UTC (tests/test_slots.py also switches the process's zone itself). A few seconds.
+timezones: $(STAMP)
+	TZ=Asia/Tokyo $(BIN)/pytest -q tests/test_slots.py tests/test_cron.py tests/test_schedule.py
+
+test: lint typecheck docs-check unit timezones
 
 # The docs site (Material for MkDocs, installed with .[dev]). `make docs` serves it at
 # http://127.0.0.1:8000 and rebuilds it on every edit; `make docs-check` builds it with --strict into
@@ -72,6 +78,12 @@ docs-check: $(STAMP)
 docs-pages: $(STAMP)
 	$(BIN)/python -m digest.cli.reference > docs/reference.md
 	$(BIN)/python scripts/docs_pages.py
+
+# Mutation scores of the pure modules that guard formats and inputs (scripts/mutation.py): each
+# against its own unit tests, in a scratch copy. Minutes per module, so not part of `make test`;
+# `make mutation MODULES="tokens cron"` runs some of them. docs/benchmarks.md has the figures.
+mutation: $(STAMP)
+	$(BIN)/python scripts/mutation.py $(MODULES)
 
 # Each script prints its own figures and adds its goals' rows to BENCH_RESULTS; the last step
 # prints those rows as one table.

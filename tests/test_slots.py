@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,10 +24,12 @@ from digest.run.slots import (
     plan_due,
     previous_slot,
     require_schedule,
+    slot_key,
     slots_between,
 )
 
 LONDON = ZoneInfo("Europe/London")
+TOKYO = ZoneInfo("Asia/Tokyo")
 WEEKLY = ScheduleConfig(day="monday", time="08:00", timezone="Europe/London", grace=6 * 3600)
 
 
@@ -107,3 +111,65 @@ def test_parse_when_reads_naive_times_in_the_schedules_zone() -> None:
     assert with_offset.utcoffset() == timedelta(hours=2)
     with pytest.raises(ValueError):
         parse_when("next monday", WEEKLY)
+
+
+# -- the machine's own time zone plays no part ------------------------------------------------
+# Slots are reasoned about in the schedule's zone and recorded in UTC. A machine whose local zone
+# is UTC cannot tell "UTC" from "local time" apart, so these tests set the process's zone (TZ and
+# time.tzset, undone afterwards) to zones on both sides of UTC. `make test` also runs the
+# schedule tests under TZ=Asia/Tokyo.
+
+
+@pytest.fixture(params=["Asia/Tokyo", "America/New_York", "Europe/London"])
+def machine_zone(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    zone = str(request.param)
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    assert datetime(2027, 7, 1, tzinfo=UTC).astimezone().utcoffset() == (
+        datetime(2027, 7, 1, tzinfo=UTC).astimezone(ZoneInfo(zone)).utcoffset()
+    )
+    yield zone
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_slots_key_is_its_utc_time_whatever_the_machines_zone(machine_zone: str) -> None:
+    assert slot_key(datetime(2027, 3, 29, 8, 0, tzinfo=LONDON)) == "2027-03-29T07:00:00+00:00"
+    assert slot_key(datetime(2027, 7, 1, 8, 0, tzinfo=TOKYO)) == "2027-06-30T23:00:00+00:00"
+    assert slot_key(datetime(2027, 7, 1, 8, 0, tzinfo=UTC)) == "2027-07-01T08:00:00+00:00"
+
+
+def test_next_slots_start_from_the_moment_given_whatever_the_machines_zone(
+    machine_zone: str,
+) -> None:
+    # Sunday 28 March 2027, 23:30 in London is already Monday morning in Tokyo and still
+    # Sunday evening in New York: the next slot is Monday 08:00 London either way.
+    after = datetime(2027, 3, 28, 23, 30, tzinfo=LONDON)
+    expected = [
+        datetime(2027, 3, 29, 8, 0, tzinfo=LONDON),
+        datetime(2027, 4, 5, 8, 0, tzinfo=LONDON),
+    ]
+    assert next_slots(WEEKLY, after, 2) == expected
+    daily_utc = ScheduleConfig(cron="0 1 * * *")
+    assert next_slots(daily_utc, datetime(2027, 7, 1, 0, 30, tzinfo=UTC), 1) == [
+        datetime(2027, 7, 1, 1, 0, tzinfo=UTC)
+    ]
+    assert previous_slot(WEEKLY, after) == datetime(2027, 3, 22, 8, 0, tzinfo=LONDON)
+    monday_morning = datetime(2027, 3, 29, 7, 30, tzinfo=LONDON)  # 15:30 in Tokyo
+    assert next_slots(WEEKLY, monday_morning, 1) == expected[:1]
+
+
+@pytest.mark.parametrize("zone", [UTC, TOKYO, ZoneInfo("America/New_York")])
+def test_next_slots_read_a_moment_given_in_another_zone_as_the_same_instant(zone: object) -> None:
+    # Monday 29 March 2027, 07:30 in London is 15:30 in Tokyo, after that day's 08:00: read as a
+    # wall time in the schedule's zone it would skip the slot half an hour away.
+    after = datetime(2027, 3, 29, 7, 30, tzinfo=LONDON)
+    moved = after.astimezone(zone)  # type: ignore[arg-type]
+    assert next_slots(WEEKLY, moved, 2) == [
+        datetime(2027, 3, 29, 8, 0, tzinfo=LONDON),
+        datetime(2027, 4, 5, 8, 0, tzinfo=LONDON),
+    ]
+    assert previous_slot(WEEKLY, moved) == datetime(2027, 3, 22, 8, 0, tzinfo=LONDON)
+    assert slots_between(WEEKLY, moved, after + timedelta(days=7)) == [
+        datetime(2027, 3, 29, 8, 0, tzinfo=LONDON)
+    ]
