@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from digest import store
@@ -19,6 +18,7 @@ from digest.store.migrations import LATEST
 from digest.store.transfer import Checksum, copy_to_postgres, dependency_order, encode_row
 from tests.conftest import Project
 from tests.support import statefile
+from tests.support.postgres import connect as connect_database
 from tests.support.postgres import postgres_cluster, postgres_url  # noqa: F401 (fixtures)
 from tests.support.serving import digest_serve, serving
 from tests.test_forget import ANN, ERIN, erin_everywhere
@@ -54,7 +54,7 @@ def sqlite_tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 def postgres_tables(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every table of the database (the schema's version table left out) with its rows."""
-    with psycopg.connect(url) as connection:
+    with connect_database(url) as connection:
         names = [
             str(name)
             for (name,) in connection.execute(
@@ -69,7 +69,7 @@ def postgres_tables(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def postgres_table_names(url: str) -> list[str]:
-    with psycopg.connect(url) as connection:
+    with connect_database(url) as connection:
         rows = connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         return sorted(str(name) for (name,) in rows)
 
@@ -139,7 +139,7 @@ def test_the_0_1_0_state_moves_whole_and_links_already_sent_keep_working(
     assert all(cells == [str(len(copied[name]))] * 2 + ["matches"] for name, cells in shown.items())
 
     # A new issue takes the next id, not one an old link or report names.
-    with psycopg.connect(url) as connection:
+    with connect_database(url) as connection:
         created = connection.execute(
             "INSERT INTO issues (created_at, subject, html, text, post_count)"
             " VALUES ('2026-12-01', 's', 'h', 't', 0) RETURNING id"
@@ -157,7 +157,7 @@ def test_the_0_1_0_state_moves_whole_and_links_already_sent_keep_working(
             headers=ONE_CLICK,
         )
         assert answer.status_code == 200, answer.text
-    with psycopg.connect(url) as connection:
+    with connect_database(url) as connection:
         found = connection.execute(
             "SELECT kind FROM suppressions WHERE email = %s", (ANN,)
         ).fetchone()
@@ -189,7 +189,7 @@ def test_a_state_after_a_send_a_signup_a_bounce_and_a_forget_moves_whole_and_run
     # only Ann receives the next issue, which takes the next id.
     use_state(project, url)
     assert send_with_a_new_post(project) == {ANN}
-    with psycopg.connect(url) as connection:
+    with connect_database(url) as connection:
         ids = [row[0] for row in connection.execute("SELECT id FROM issues ORDER BY id")]
     assert ids == [1, 2]
     assert sqlite_tables(path) == before  # nothing more was written to the file
@@ -200,7 +200,7 @@ def test_a_database_that_is_not_empty_is_refused_and_keeps_what_it_holds(
 ) -> None:
     url: str = request.getfixturevalue("postgres_url")
     shutil.copyfile(FIXTURE, state_file(project))
-    with psycopg.connect(url) as connection:
+    with connect_database(url) as connection:
         connection.execute("CREATE TABLE notes (body TEXT)")
         connection.execute("INSERT INTO notes VALUES ('keep me')")
 
@@ -210,7 +210,7 @@ def test_a_database_that_is_not_empty_is_refused_and_keeps_what_it_holds(
     assert "is not empty (it holds tables that are not digest's: notes)" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert postgres_table_names(url) == ["notes"]
-    with psycopg.connect(url) as connection:
+    with connect_database(url) as connection:
         assert connection.execute("SELECT body FROM notes").fetchall() == [("keep me",)]
 
 

@@ -194,12 +194,11 @@ def count_rows(path: Path, table: str) -> int:
 def test_a_postgresql_state_of_the_release_before_gains_the_outbox(
     request: pytest.FixtureRequest,
 ) -> None:
-    import psycopg
-
     from digest.store.location import database_url
     from digest.store.migrations_postgres import (
         LATEST as OUTBOX_VERSION,  # the outbox is the latest
     )
+    from tests.support.postgres import connect as connect_database
 
     url: str = request.getfixturevalue("postgres_url")
     database = Where(database_url(url))
@@ -207,7 +206,7 @@ def test_a_postgresql_state_of_the_release_before_gains_the_outbox(
         state.suppressions.suppress(
             "ann@example.com", NOW, "web", kind=store.SuppressionKind.UNSUBSCRIBE
         )
-    with psycopg.connect(url, autocommit=True) as connection:  # as the migration before left it
+    with connect_database(url, autocommit=True) as connection:  # as the migration before left it
         connection.execute("DROP TABLE outbox")
         connection.execute("UPDATE digest_schema SET version = %s", (OUTBOX_VERSION - 1,))
     with store.open(database) as state:

@@ -9,10 +9,10 @@ import re
 import time
 
 import httpx
-import psycopg
 import pytest
 
 from tests.conftest import Project
+from tests.support.postgres import connect as connect_database
 from tests.support.postgres import postgres_cluster, postgres_url  # noqa: F401 (fixtures)
 from tests.support.serving import Serving, serving
 from tests.support.smtpserver import Received
@@ -53,7 +53,7 @@ def confirm_link(message: Received, served: Serving) -> str:
 
 
 def outbox_rows(url: str) -> list[tuple[str, str]]:
-    with psycopg.connect(url, autocommit=True) as db:
+    with connect_database(url, autocommit=True) as db:
         return [(kind, claim) for kind, claim in db.execute("SELECT kind, claim FROM outbox")]
 
 

@@ -346,10 +346,10 @@ def test_config_takes_a_url_and_masks_its_password(tmp_path: Path) -> None:
 
 
 def test_a_database_with_other_tables_is_refused(request: pytest.FixtureRequest) -> None:
-    import psycopg
+    from tests.support.postgres import connect as connect_database
 
     url: str = request.getfixturevalue("postgres_url")
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connect_database(url, autocommit=True) as connection:
         connection.execute("CREATE TABLE customers (id integer)")
     with pytest.raises(StateError, match="not digest's"):
         store.open(Where(database_url(url)))
@@ -358,19 +358,19 @@ def test_a_database_with_other_tables_is_refused(request: pytest.FixtureRequest)
 def test_a_database_from_a_newer_digest_is_refused_and_kept(
     request: pytest.FixtureRequest,
 ) -> None:
-    import psycopg
+    from tests.support.postgres import connect as connect_database
 
     url: str = request.getfixturevalue("postgres_url")
     with store.open(Where(database_url(url))) as state:
         state.suppressions.suppress(
             "ann@example.com", NOW, "web", kind=store.SuppressionKind.UNSUBSCRIBE
         )
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connect_database(url, autocommit=True) as connection:
         connection.execute("UPDATE digest_schema SET version = 99")
     for read_only in (False, True):
         with pytest.raises(StateError, match="newer digest"):
             store.open(Where(database_url(url)), read_only=read_only)
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connect_database(url, autocommit=True) as connection:
         connection.execute("UPDATE digest_schema SET version = %s", (migrations_postgres.LATEST,))
     with store.open(Where(database_url(url)), read_only=True) as state:
         assert state.suppressions.suppressed() == {"ann@example.com"}

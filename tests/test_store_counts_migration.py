@@ -87,10 +87,10 @@ def test_a_file_at_schema_12_upgrades_and_its_old_issue_compacts(tmp_path: Path)
 def test_a_postgresql_database_at_schema_1_upgrades_keeping_its_rows(
     request: pytest.FixtureRequest,
 ) -> None:
-    import psycopg
+    from tests.support.postgres import connect as connect_database
 
     url: str = request.getfixturevalue("postgres_url")
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connect_database(url, autocommit=True) as connection:
         for statement in migrations_postgres.SCHEMA_0_2:
             connection.execute(statement)
         connection.execute("UPDATE digest_schema SET version = 1")
@@ -109,11 +109,11 @@ def test_a_postgresql_database_at_schema_1_upgrades_keeping_its_rows(
     with store.open(where, read_only=True) as state:  # read as upgraded, nothing written
         [row] = state.ledger.history()
         assert (row.sent, row.failed) == (1, 1)
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connect_database(url, autocommit=True) as connection:
         assert connection.execute("SELECT version FROM digest_schema").fetchone() == (1,)
     with store.open(where) as state:
         assert sorted(state.ledger.deliveries(1)) == ["ann@example.com", "bob@example.com"]
-    with psycopg.connect(url, autocommit=True) as connection:
+    with connect_database(url, autocommit=True) as connection:
         version = connection.execute("SELECT version FROM digest_schema").fetchone()
         assert version == (migrations_postgres.LATEST,)
         assert connection.execute("SELECT COUNT(*) FROM issue_counts").fetchone() == (0,)

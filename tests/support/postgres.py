@@ -5,7 +5,8 @@ server on a free loopback port (tests/support/smtpserver.py's free_port, so para
 each get their own cluster), with fsync off; it is stopped when the session ends. initdb and
 the server refuse to run as root, so under root they run as the `postgres` user. Each test
 that wants a database gets a fresh one from `postgres_url`. Without PostgreSQL's binaries the
-tests that need it are skipped, saying what to install.
+tests that need it are skipped, saying what to install. `connect` is the one way a test reaches
+the database without the store (as tests/support/statefile.py is for a SQLite file).
 """
 
 from __future__ import annotations
@@ -109,3 +110,9 @@ def postgres_cluster() -> Iterator[Cluster]:
 def postgres_url(postgres_cluster: Cluster) -> str:
     """A fresh, empty database on the session's cluster: its URL."""
     return postgres_cluster.create_database()
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection of the test's own to the database at `url`, for looking inside it or
+    setting up a state an earlier release would have left; use it as a context manager."""
+    return psycopg.connect(url, autocommit=autocommit)
