@@ -235,3 +235,44 @@ def test_sidecar_fields_are_checked() -> None:
     bad = json.loads(good.to_json()) | {"size": -1}
     with pytest.raises(StateError, match="not a whole number"):
         backup.BackupInfo.from_json(json.dumps(bad), where)
+
+
+def test_digest_run_takes_a_backup_on_start_up_and_prunes_past_keep(sent: Project) -> None:
+    from tests.test_schedule_run import Daemon
+
+    folder = sent.root / "backups"
+    folder.mkdir()
+    old = [backup.scheduled_name(NOW - timedelta(days=days)) for days in (3, 2)]
+    for name in old:  # two earlier backups, the newest of them more than a day old
+        shutil.copy(sent.root / "state.sqlite3", folder / name)
+        backup.sidecar_of(folder / name).write_text("{}", encoding="utf-8")
+    sent.write_config(
+        'schedule:\n  day: monday\n  time: "08:00"\n  timezone: Europe/London\n'
+        "backup:\n  every: 1d\n  keep: 2\n  to: backups\n"
+    )
+    with Daemon(sent, NOW + timedelta(hours=1)) as daemon:
+        line = daemon.wait_for("backup taken:")
+        daemon.wait_for("old backup removed")
+        assert daemon.terminate() == 0, daemon.log
+    newest = folder / backup.scheduled_name(NOW + timedelta(hours=1))
+    assert str(newest) in line
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".json")) == [
+        old[1],
+        newest.name,
+    ]
+    assert not (folder / old[0]).exists() and not backup.sidecar_of(folder / old[0]).exists()
+    restored = sent.root / "restored.sqlite3"
+    backup.restore(newest, restored)
+    assert statefile.value(restored, "SELECT COUNT(*) FROM deliveries WHERE status = 'sent'") == 2
+
+
+def test_a_backup_that_cannot_be_taken_is_logged_and_digest_run_goes_on(
+    sent: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    from digest.config.schema import load_config
+    from digest.run.schedule import Clock, take_backup
+
+    (sent.root / "backups").write_text("a file, not a folder", encoding="utf-8")
+    sent.write_config("backup:\n  to: backups\n")
+    take_backup(load_config(sent.config), Clock.starting_at(NOW))
+    assert "backup not taken: cannot use backup folder" in caplog.text
