@@ -78,6 +78,8 @@ for command in (
     setup.demo,
     setup.serve,
     setup.migrate,
+    setup.backup,
+    setup.restore,
     issue.preview,
     issue.posts,
     issue.note,

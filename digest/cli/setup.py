@@ -1,5 +1,6 @@
 """Setting up and checking a newsletter: `init`, `check`, `demo`, `serve` for the public
-app and the live preview, and `migrate` to move the state into PostgreSQL."""
+app and the live preview, `migrate` to move the state into PostgreSQL, and `backup` and
+`restore` to copy the state out and put it back."""
 
 from __future__ import annotations
 
@@ -295,5 +296,62 @@ def migrate(config_path: Path, target: str, source: Path | None) -> None:
         f"Next: on every machine, set `state: {url}` in config.yaml (or `state: ${{DIGEST_STATE}}`"
         f" with the URL in the environment) and start digest again. {source} is no longer"
         " written; keep it as a backup.",
+        markup=False,
+    )
+
+
+@click.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@with_config
+def backup(config: Config, path: Path) -> None:
+    """Copy the state into a new backup file PATH, with its checksum beside it.
+
+    One consistent snapshot, taken while digest runs on, written owner-only; PATH.json beside
+    it says what it is (schema, digest release, time) and holds its SHA-256."""
+    from digest.store.backup import sidecar_of, take
+
+    info = take(config.state_path, path, current_time())
+    out.print(
+        f"Backed up {config.state_path} to {path} ({plural(info.size, 'byte')}, schema"
+        f" {info.schema}); its SHA-256 and what it is are in {sidecar_of(path)}.",
+        markup=False,
+    )
+    out.print(
+        "It holds every reader's address and the signing secret: encrypt it before it leaves"
+        " this machine, and keep it off it.",
+        markup=False,
+    )
+
+
+@click.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--to",
+    "target",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The new state file to restore into (default: config.yaml's `state:`).",
+)
+@click.pass_obj
+def restore(config_path: Path, path: Path, target: Path | None) -> None:
+    """Put the backup PATH back into an empty state, and verify it there.
+
+    The checksum, SQLite's integrity check and the schema are checked before the copy takes
+    the state's place; a state with anything in it is never overwritten."""
+    from digest.config.schema import load_config
+    from digest.store.backup import restore as restore_backup
+
+    where: store.StateLocation = (
+        target if target is not None else load_config(config_path).state_path
+    )
+    restored = restore_backup(path, where)
+    info = restored.info
+    out.print(
+        f"Restored {path} (taken {info.taken_at} by digest {info.digest_version}, schema"
+        f" {info.schema}) into {restored.target}: checksum, integrity check and schema verified.",
+        markup=False,
+    )
+    out.print(
+        "Next: start digest against it; `digest send` finishes an issue the backup caught"
+        " half-sent, to the readers it had not recorded as delivered.",
         markup=False,
     )

@@ -663,6 +663,23 @@ class RetentionConfig(Section):
         return months_before(now, count * (12 if unit.startswith("year") else 1))
 
 
+class BackupConfig(Section):
+    """Backups `digest run` takes of the state on a schedule (see the operator's guide, Backups)."""
+
+    every: float = setting(
+        default=86400,
+        ge=3600,
+        description="How often `digest run` takes a backup, e.g. '1d' or '12h' (at least 1h).",
+        before=_duration,
+    )
+    keep: int = setting(
+        default=14, ge=1, le=10_000, description="How many scheduled backups to keep; older go."
+    )
+    to: str = setting(
+        description="Folder the backups are written to, relative to config.yaml; made 0700."
+    )
+
+
 def _state_location(value: str) -> str:
     """`state:` is a path, or a PostgreSQL URL that names a database (ValueError otherwise,
     its password masked)."""
@@ -707,6 +724,9 @@ class Config(Section):
     bounces: BouncesConfig = setting(default_factory=BouncesConfig)
     health: HealthConfig = setting(default_factory=HealthConfig)
     retention: RetentionConfig = setting(default_factory=RetentionConfig)
+    backup: BackupConfig | None = setting(
+        default=None, description="Backups of the state `digest run` takes on a schedule."
+    )
     base_dir: Path = setting(
         default=Path("."), internal=True, description="Folder holding config.yaml."
     )

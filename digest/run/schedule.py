@@ -33,11 +33,12 @@ from digest.run.slots import (
     require_schedule,
     slot_key,
 )
-from digest.store import State
+from digest.store import State, backup
 
 logger = logging.getLogger(__name__)
 
 OUTBOX_EVERY = 30.0  # seconds between two looks at the outbox (at most half the lease)
+BACKUP_LOOK_EVERY = 3600.0  # seconds between two looks at whether a backup is due
 ASK_EARLY = timedelta(seconds=1)  # the approval job may fire a moment before slot - before
 
 
@@ -335,6 +336,32 @@ def drain_outbox(config: Config, clock: Clock) -> None:
         )
 
 
+def take_backup(config: Config, clock: Clock) -> None:
+    """Take a backup of the state into backup.to when the newest there is backup.every old
+    (digest.store.backup), and remove those past backup.keep; a failure is logged, never fatal.
+
+    Looked at on start-up and every hour, so a `digest run` restarted more often than
+    backup.every still takes its backups on time."""
+    settings = config.backup
+    if settings is None:
+        return
+    try:
+        done = backup.take_scheduled(
+            config.state_path,
+            config.resolve(settings.to),
+            clock.now(),
+            timedelta(seconds=settings.every),
+            settings.keep,
+        )
+    except DigestError as error:
+        logger.error("backup not taken: %s", error, extra={"event": "backup failed"})
+        return
+    if done.taken is not None:
+        logger.info("backup taken: %s", done.taken, extra={"event": "backup taken"})
+    for old in done.pruned:
+        logger.info("old backup removed (backup.keep): %s", old)
+
+
 def run_once(config: Config, clock: Clock) -> SlotResult | None:
     """Fire the due slot (missed within grace) or else the next one now; stop on SIGTERM."""
     require_schedule(config)
@@ -383,6 +410,15 @@ def run_forever(config: Config, clock: Clock) -> None:
             IntervalTrigger(seconds=min(OUTBOX_EVERY, config.signup.send_lease / 2)),
             id="outbox",
         )
+        if config.backup is not None:
+
+            def look_at_backups() -> None:
+                take_backup(attempts.current_config(), clock)
+
+            scheduler.add_job(look_at_backups, id="backup-start-up")
+            scheduler.add_job(
+                look_at_backups, IntervalTrigger(seconds=BACKUP_LOOK_EVERY), id="backup"
+            )
         upcoming = next_slots(schedule, clock.now(), 1)
         logger.info(
             "digest run: %s; state %s (lock %s); next slot %s",
