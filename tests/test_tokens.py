@@ -297,6 +297,11 @@ def test_a_readable_purpose_token_is_read_only_whole_and_signed() -> None:
     assert check_purpose_token(SECRET, "confirm", good + ".x", NOW) == INVALID
     assert check_purpose_token(SECRET, "confirm", good[:-2] + "AA", NOW) == INVALID
     assert check_purpose_token(SECRET, "preferences", good, NOW) == INVALID
+    _, encoded, seconds, signature = good.split(".")
+    for bad in ("A", _b64(b"\xff\xfe")):  # not base64; not UTF-8
+        token = f"p1.{bad}.{seconds}.{signature}"
+        assert check_purpose_token(SECRET, "confirm", token, NOW) == INVALID
+    assert check_purpose_token(SECRET, "confirm", f"p1.{encoded}.{seconds}.A", NOW) == INVALID
 
 
 def test_a_readable_unsubscribe_token_is_read_only_whole() -> None:
