@@ -183,10 +183,14 @@ def main() -> int:
             print(f"  survived: {name}")
     today = datetime.now(UTC).date().isoformat()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print("\n| module | mutants | caught | score | date | machine |\n|---|---|---|---|---|---|")
+    print(
+        "\n| module | mutants | caught | equivalent | score | date | machine |"
+        "\n|---|---|---|---|---|---|---|"
+    )
     for score in scores:
         print(
-            f"| {score.target.name} | {score.mutants} | {score.caught} | {score.percent:.0f}% |"
+            f"| {score.target.name} | {score.mutants} | {score.caught} | {score.equivalent} |"
+            f" {score.percent:.0f}% |"
             f" {today} | {machine} |"
         )
     return 0 if all(score.percent >= 90 for score in scores) else 1

@@ -165,3 +165,42 @@ def test_a_day_no_month_has_is_fine_when_the_weekday_can_fire() -> None:
     assert fires("0 8 29 2 *", datetime(2027, 1, 1, tzinfo=UTC), 1) == [
         datetime(2028, 2, 29, 8, tzinfo=UTC)
     ]
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        (
+            "@fortnightly",
+            "unknown shorthand '@fortnightly'; use five fields or one of @yearly, @annually,"
+            " @monthly, @weekly, @daily, @midnight, @hourly",
+        ),
+        ("0 24 * * *", "hour: 24 is out of range 0-23"),
+        ("0 8 * * 8", "day of week: 8 is out of range 0-7 (0 and 7 are Sunday)"),
+        ("x 8 * * *", "minute: 'x' in 'x' is not a number 0-59"),
+        (
+            "0 8 * 1-x *",
+            "month: 'x' in '1-x' is not a number 1-12 or a name (jan, feb, mar, apr,"
+            " may, jun, jul, aug, sep, oct, nov, dec)",
+        ),
+        (
+            "0 8 * * 1-2-3",
+            "day of week: '2-3' in '1-2-3' is not a number 0-7 or a name (sun, mon,"
+            " tue, wed, thu, fri, sat)",
+        ),
+    ],
+)
+def test_an_error_message_is_exactly_what_the_editor_reads(cron: str, message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        parse_cron(cron)
+    assert str(raised.value) == message
+
+
+def test_a_weekday_range_ending_on_sunday_runs_to_the_end_of_the_week() -> None:
+    monday = datetime(2027, 3, 1, 9, tzinfo=UTC)  # a Monday, after 08:00
+    week = fires("0 8 * * mon-sun", monday, 7)
+    assert [slot.day for slot in week] == [2, 3, 4, 5, 6, 7, 8]
+    assert fires("0 8 * * fri-sun", monday, 3) == fires("0 8 * * 5-7", monday, 3)
+    sundays = fires("0 8 * * sun-sun", monday, 2)
+    assert [slot.day for slot in sundays] == [7, 14]
+    assert fires("0 8 * * 0-0", monday, 2) == sundays

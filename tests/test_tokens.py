@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from digest.core.tokens import check_purpose_token, make_purpose_token, make_token, verify_token
+from digest.core.tokens import (
+    TokenCheck,
+    check_purpose_token,
+    make_purpose_token,
+    make_token,
+    verify_token,
+)
 from tests.conftest import Project
 from tests.support import statefile
 from tests.support.encodings import encodings_of
@@ -190,6 +199,134 @@ def test_a_tampered_readable_token_is_refused() -> None:
 )
 def test_a_malformed_token_is_refused_without_an_error(token: str) -> None:
     assert verify_token(SECRET, token) is None
+
+
+# Tokens of the formats this release reads, made here from their description (the module's
+# docstring), not by the code under test: the earlier readable forms, HMAC-SHA256 truncated to 16
+# bytes, and the sealed form with any payload, so the limits can be reached exactly.
+INVALID = TokenCheck(None, "invalid")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def readable_unsubscribe(address: str, *, padded: bool = False) -> str:
+    mac = hmac.new(SECRET.encode(), address.lower().encode(), hashlib.sha256).digest()[:16]
+    signature = _b64(mac) + ("==" if padded else "")
+    return f"{_b64(address.encode())}.{signature}"
+
+
+def readable_purpose(purpose: str, address: str, seconds: str, prefix: str = "p1") -> str:
+    message = f"digest-token\0{purpose}\0{address.lower()}\0{int(seconds)}".encode()
+    mac = hmac.new(SECRET.encode(), message, hashlib.sha256).digest()[:16]
+    return f"{prefix}.{_b64(address.encode())}.{seconds}.{_b64(mac)}"
+
+
+def sealed_purpose(purpose: str, payload: bytes) -> str:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    version = b"digest link token 2"
+    key = HKDF(hashes.SHA256(), 64, salt=version, info=b"link tokens").derive(SECRET.encode())
+    return "p2." + _b64(AESSIV(key).encrypt(payload, [version, purpose.encode()]))
+
+
+def test_the_helpers_make_the_tokens_this_release_reads() -> None:
+    assert readable_unsubscribe("ann@example.com") in READABLE_UNSUBSCRIBE
+    assert ("confirm", readable_purpose("confirm", "ann@example.com", "1893456000")) in (
+        READABLE_PURPOSE
+    )
+    payload = (1893456000).to_bytes(8, "big") + b"ann@example.com"
+    assert ("confirm", sealed_purpose("confirm", payload)) in SEALED_PURPOSE
+
+
+def test_a_token_of_1024_characters_is_read_and_a_longer_one_refused() -> None:
+    # 1024 is the limit; genuine tokens on either side of it show it is neither 1023 nor 1025.
+    unsubscribe = readable_unsubscribe("a" * 749, padded=True)
+    assert len(unsubscribe) == 1024
+    assert verify_token(SECRET, unsubscribe) == "a" * 749
+    purpose = readable_purpose("confirm", "a" * 740, "1893456000")
+    assert len(purpose) == 1024
+    assert check_purpose_token(SECRET, "confirm", purpose, NOW).address == "a" * 740
+    sealed_unsubscribe = make_token(SECRET, "a" * 750)
+    sealed = make_purpose_token(SECRET, "confirm", "a" * 742, EXPIRY)
+    assert len(sealed_unsubscribe) == len(sealed) == 1025
+    assert verify_token(SECRET, sealed_unsubscribe) is None
+    assert check_purpose_token(SECRET, "confirm", sealed, NOW) == INVALID
+
+
+def test_an_expiry_past_the_year_9999_is_checked_without_an_error() -> None:
+    # Late on 31 December 9999 west of UTC is already 10000 in UTC, past what datetime holds.
+    late = datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5)))
+    token = make_purpose_token(SECRET, "confirm", "ann@example.com", late)
+    assert check_purpose_token(SECRET, "confirm", token, NOW).address == "ann@example.com"
+    readable = readable_purpose("confirm", "ann@example.com", "9" * 12)
+    assert check_purpose_token(SECRET, "confirm", readable, NOW).address == "ann@example.com"
+
+
+def test_expiry_digits_past_the_limits_are_refused() -> None:
+    twelve = readable_purpose("confirm", "ann@example.com", "1" + "0" * 11)
+    assert check_purpose_token(SECRET, "confirm", twelve, NOW).address == "ann@example.com"
+    thirteen = readable_purpose("confirm", "ann@example.com", "1" + "0" * 12)
+    assert check_purpose_token(SECRET, "confirm", thirteen, NOW) == INVALID
+    address = b"ann@example.com"
+    at_limit = sealed_purpose("confirm", (10**12).to_bytes(8, "big") + address)
+    assert check_purpose_token(SECRET, "confirm", at_limit, NOW).address == "ann@example.com"
+    past = sealed_purpose("confirm", (10**12 + 1).to_bytes(8, "big") + address)
+    assert check_purpose_token(SECRET, "confirm", past, NOW) == INVALID
+    little_endian = sealed_purpose("confirm", (1893456000).to_bytes(8, "little") + address)
+    assert check_purpose_token(SECRET, "confirm", little_endian, NOW) == INVALID
+    no_address = sealed_purpose("confirm", (1893456000).to_bytes(8, "big"))
+    assert check_purpose_token(SECRET, "confirm", no_address, NOW) == INVALID
+
+
+@pytest.mark.parametrize("seconds", ["", "12a", "-1", "+1", "1e9", "\u0661\u0662"])
+def test_a_readable_purpose_token_with_a_bad_expiry_is_invalid(seconds: str) -> None:
+    mac = _b64(b"0" * 16)
+    token = f"p1.{_b64(b'ann@example.com')}.{seconds}.{mac}"
+    assert check_purpose_token(SECRET, "confirm", token, NOW) == INVALID
+
+
+def test_a_readable_purpose_token_is_read_only_whole_and_signed() -> None:
+    good = readable_purpose("confirm", "ann@example.com", "1893456000")
+    assert check_purpose_token(SECRET, "confirm", good, NOW).address == "ann@example.com"
+    other_prefix = readable_purpose("confirm", "ann@example.com", "1893456000", prefix="p9")
+    assert check_purpose_token(SECRET, "confirm", other_prefix, NOW) == INVALID
+    assert check_purpose_token(SECRET, "confirm", good + ".x", NOW) == INVALID
+    assert check_purpose_token(SECRET, "confirm", good[:-2] + "AA", NOW) == INVALID
+    assert check_purpose_token(SECRET, "preferences", good, NOW) == INVALID
+    _, encoded, seconds, signature = good.split(".")
+    for bad in ("A", _b64(b"\xff\xfe")):  # not base64; not UTF-8
+        token = f"p1.{bad}.{seconds}.{signature}"
+        assert check_purpose_token(SECRET, "confirm", token, NOW) == INVALID
+    assert check_purpose_token(SECRET, "confirm", f"p1.{encoded}.{seconds}.A", NOW) == INVALID
+
+
+def test_a_readable_unsubscribe_token_is_read_only_whole() -> None:
+    good = readable_unsubscribe("ann@example.com", padded=True)
+    assert verify_token(SECRET, good) == "ann@example.com"
+    encoded, signature = good.split(".")
+    # Base64 decoding skips a stray dot, so only the check for one keeps these out.
+    assert verify_token(SECRET, f"{encoded[:4]}.{encoded[4:]}.{signature}") is None
+    assert verify_token(SECRET, f"{encoded}.{signature[:4]}.{signature[4:]}") is None
+    # A signature over the empty address does not make an empty token part acceptable.
+    assert verify_token(SECRET, readable_unsubscribe("")) is None
+
+
+def test_an_expiry_before_1970_counts_as_1970() -> None:
+    token = make_purpose_token(
+        SECRET, "confirm", "ann@example.com", datetime(1960, 1, 1, tzinfo=UTC)
+    )
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert token == make_purpose_token(SECRET, "confirm", "ann@example.com", epoch)
+    assert check_purpose_token(SECRET, "confirm", token, epoch).problem == "expired"
+
+
+def test_a_naive_expiry_is_refused_when_making_a_token() -> None:
+    with pytest.raises(ValueError, match=r"^a token's expiry must be timezone-aware$"):
+        make_purpose_token(SECRET, "confirm", "ann@example.com", datetime(2030, 1, 1))
 
 
 def configured_without_secret(project: Project) -> None:

@@ -44,7 +44,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -171,7 +171,10 @@ def make_purpose_token(secret: str, purpose: str, address: str, expires: datetim
 
 
 def _checked(address: str, seconds: int, now: datetime) -> TokenCheck:
-    if now >= datetime.fromtimestamp(seconds, UTC):
+    # Compared as seconds, not as datetimes: an expiry past the year 9999 (one made in a zone
+    # west of UTC late in 9999, or a 12-digit readable one) is a valid time to compare with,
+    # though datetime cannot hold it.
+    if now.timestamp() >= seconds:
         return TokenCheck(None, "expired")
     return TokenCheck(address)
 
@@ -186,7 +189,7 @@ def check_purpose_token(secret: str, purpose: str, token: str, now: datetime) ->
         if payload is None or len(payload) <= _EXPIRY_BYTES:
             return TokenCheck(None, "invalid")
         seconds = int.from_bytes(payload[:_EXPIRY_BYTES], "big")
-        if seconds > 10**12:  # beyond what datetime holds; never made here
+        if seconds > 10**12:  # far beyond the year 9999; never made here
             return TokenCheck(None, "invalid")
         return _checked(payload[_EXPIRY_BYTES:].decode("utf-8"), seconds, now)
     return _check_readable_purpose_token(secret, purpose, token, now)
