@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.store import backup
+from digest.store import backup, postgres
 from digest.store.location import database_url
 from digest.store.migrations_postgres import LATEST
 from tests.conftest import Project
@@ -183,3 +183,19 @@ def test_scheduled_backups_of_a_postgresql_state_are_pgdump_files(
         "digest-20261202T080000Z.pgdump",
         "digest-20261202T080000Z.pgdump.json",
     ]
+
+
+def test_restore_takes_a_database_holding_only_digests_empty_schema(
+    sent: tuple[Project, str], request: pytest.FixtureRequest
+) -> None:
+    project, url = sent
+    before = everything(url)
+    copy = project.root / "today.pgdump"
+    assert project.run_process("backup", str(copy)).returncode == 0
+    target = fresh(request)
+    postgres.open_database(database_url(target)).close()  # digest's schema, no rows
+    assert all(not rows for name, rows in everything(target).items() if name != "digest_schema")
+    use_state(project, target)
+    restored = project.run_process("restore", str(copy))
+    assert restored.returncode == 0, restored.stderr
+    assert everything(target) == before
