@@ -20,6 +20,23 @@ copy is written beside the target under a temporary name, checked there (SQLite'
 moved into place only when every check passes; the restored state is then opened as digest
 opens it. The target's `run` and `send` locks are held meanwhile, so nothing sends into a state
 being restored.
+
+A PostgreSQL state is copied with PostgreSQL's own `pg_dump --format=custom`, from the newest
+PostgreSQL release's programs installed (/usr/lib/postgresql/*/bin, else the PATH). digest
+opens a read-only REPEATABLE READ transaction, reads the schema version there, exports that
+transaction's snapshot and has pg_dump read the very same snapshot, so the version in the
+sidecar is the version of the rows in the copy, whatever is written meanwhile. The URL is
+given to pg_dump as libpq parameters without its password, which goes in PGPASSWORD: a
+password is never on a command line (where `ps` shows it) nor in a message. The dump goes
+through the same owner-only partial-then-rename flow as a SQLite copy, with a sidecar of kind
+"postgresql".
+
+Restoring a PostgreSQL backup takes an empty database: no tables at all, or digest's schema
+with no rows (as `digest migrate` requires), checked while holding the state's `run` and
+`send` locks and the locks every digest write and migration queues on, so nothing writes into
+it meanwhile. `pg_restore --single-transaction --exit-on-error --no-owner --no-privileges`
+then puts it back in one transaction: any failure leaves the database as it was. The restored
+database is then opened through the store and its schema version checked against the sidecar.
 """
 
 from __future__ import annotations
@@ -29,18 +46,29 @@ import json
 import logging
 import os
 import re
+import shutil
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from digest import __version__
 from digest.core.errors import StateError
+from digest.core.redact import redact_text
+from digest.store import postgres
 from digest.store.location import DatabaseURL, StateLocation
 from digest.store.locks import hold_lock
 from digest.store.migrations import LATEST, schema_version
+from digest.store.migrations_postgres import LATEST as POSTGRES_LATEST
+from digest.store.migrations_postgres import MIGRATION_LOCK, SCHEMA_TABLE
+from digest.store.migrations_postgres import schema_version as postgres_schema_version
 from digest.store.sqlite import explain, open_database
 
 logger = logging.getLogger(__name__)
@@ -49,9 +77,13 @@ FORMAT = "digest-backup/1"  # the sidecar's own format, for a later release to r
 SIDECAR_SUFFIX = ".json"
 MAX_SIDECAR_BYTES = 64_000  # a sidecar is a few hundred bytes; anything larger is not one
 SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
 _CHUNK = 1 << 20
+_DUMP_MAGIC = b"PGDMP"  # how every pg_dump custom-format file begins
+_DETAIL = 400  # characters of a PostgreSQL program's complaint kept in a message
+_PROGRAMS = Path("/usr/lib/postgresql")  # Debian's home of each PostgreSQL release's programs
 # Scheduled backups are named by the moment they were taken, so name order is time order.
-_SCHEDULED = re.compile(r"^digest-(\d{8}T\d{6}Z)\.sqlite3$")
+_SCHEDULED = re.compile(r"^digest-(\d{8}T\d{6}Z)\.(?:sqlite3|pgdump)$")
 _SCHEDULED_TIME = "%Y%m%dT%H%M%SZ"
 
 
@@ -110,7 +142,7 @@ class Restored:
     """What `restore` put back: the backup's record, and where it now is."""
 
     info: BackupInfo
-    target: Path
+    target: StateLocation
 
 
 def sidecar_of(path: Path) -> Path:
@@ -125,12 +157,7 @@ def take(source: StateLocation, target: Path, now: datetime) -> BackupInfo:
     """Copy the state at `source` into a new backup at `target` (and its sidecar), online:
     other digest processes may write meanwhile. StateError when the state cannot be read or
     the target exists or cannot be written; nothing half-written is left behind."""
-    if isinstance(source, DatabaseURL):
-        raise StateError(
-            f"digest backup copies a SQLite state; for {source}, use PostgreSQL's pg_dump"
-            " (see the operator's guide, Backups)"
-        )
-    if not source.is_file():
+    if not isinstance(source, DatabaseURL) and not source.is_file():
         raise StateError(f"there is no state at {source} to back up")
     for existing in (target, sidecar_of(target)):
         if existing.exists():
@@ -138,12 +165,15 @@ def take(source: StateLocation, target: Path, now: datetime) -> BackupInfo:
     partial = target.with_name(f".{target.name}.partial")
     with _removed_on_failure(partial):
         _create_owner_only(partial)
-        _copy_sqlite(source, partial)
-        schema = _checked_copy(partial, source)
+        if isinstance(source, DatabaseURL):
+            kind, schema = POSTGRESQL, _dump_postgres(source, partial)
+        else:
+            _copy_sqlite(source, partial)
+            kind, schema = SQLITE, _checked_copy(partial, source)
         digest, size = _sha256(partial)
         info = BackupInfo(
             format=FORMAT,
-            kind=SQLITE,
+            kind=kind,
             schema=schema,
             digest_version=__version__,
             taken_at=now.astimezone(UTC).isoformat(),
@@ -185,6 +215,105 @@ def _checked_copy(path: Path, named: Path) -> int:
         raise explain(named, error) from None
 
 
+# -- PostgreSQL's programs ---------------------------------------------------------------------
+
+
+def program(name: str) -> str:
+    """Where PostgreSQL's program `name` (pg_dump, pg_restore) is: the newest release's under
+    /usr/lib/postgresql (a pg_dump reads servers of its release and older), else on the PATH;
+    StateError saying what to install when there is none."""
+
+    def release(path: Path) -> int:
+        number = path.parent.parent.name
+        return int(number) if number.isdigit() else 0
+
+    found = sorted(_PROGRAMS.glob(f"*/bin/{name}"), key=release)
+    if found:
+        return str(found[-1])
+    on_path = shutil.which(name)
+    if on_path:
+        return on_path
+    raise StateError(
+        f"{name} is not installed: a PostgreSQL state is backed up and restored with"
+        " PostgreSQL's own programs (apt-get install postgresql-client, of the server's"
+        " release or newer)"
+    )
+
+
+def libpq_parameters(url: DatabaseURL, application_name: str) -> tuple[str, dict[str, str]]:
+    """The URL as libpq's key=value parameters for a program's --dbname, without the password,
+    and the environment that carries the password (PGPASSWORD) instead: a command line is
+    visible to every user of the machine (ps), the environment only to its owner."""
+    try:
+        parameters = conninfo_to_dict(url.url)
+    except psycopg.Error:
+        raise StateError(f"{url} is not a PostgreSQL URL libpq can read") from None
+    password = str(parameters.pop("password", None) or "")
+    parameters.setdefault("connect_timeout", str(postgres.CONNECT_TIMEOUT))
+    parameters["application_name"] = application_name
+    conninfo = make_conninfo(**{key: str(value) for key, value in parameters.items()})
+    return conninfo, ({"PGPASSWORD": password} if password else {})
+
+
+def _run(
+    command: list[str], url: DatabaseURL, env: dict[str, str], doing: str, stdout: Any = None
+) -> None:
+    """Run a PostgreSQL program; StateError with its complaint on one line, password masked,
+    when it fails."""
+    name = Path(command[0]).name
+    try:
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **env},
+            check=False,
+        )
+    except OSError as error:
+        raise StateError(f"cannot run {name}: {error.strerror}") from None
+    if done.returncode != 0:
+        said = done.stderr.decode("utf-8", "replace")
+        detail = " ".join(said.split())
+        detail = redact_text(detail, [url.password]).replace(url.url, url.masked)
+        if len(detail) > _DETAIL:
+            detail = detail[:_DETAIL] + "..."
+        raise StateError(
+            f"{name} could not {doing} PostgreSQL database {url}"
+            f" ({detail or f'exit status {done.returncode}'})"
+        )
+
+
+def _dump_postgres(url: DatabaseURL, partial: Path) -> int:
+    """pg_dump the database into `partial`, reading the snapshot in which its schema version
+    was read; that version."""
+    conninfo, env = libpq_parameters(url, "digest backup")
+    pg_dump = program("pg_dump")
+    connection = postgres.connect(url, application_name="digest backup")
+    with closing(connection):
+        try:
+            connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            schema = postgres_schema_version(connection, url.masked)
+            row = connection.execute("SELECT pg_export_snapshot()").fetchone()
+        except psycopg.Error as error:
+            raise postgres.explain(url, error) from None
+        if schema == 0 or row is None:
+            raise StateError(f"PostgreSQL database {url} holds no digest state to back up")
+        command = [pg_dump, "--format=custom", "--no-password", f"--snapshot={row[0]}"]
+        try:
+            with partial.open("r+b") as output:
+                _run([*command, "--dbname", conninfo], url, env, "back up", stdout=output)
+                output.flush()
+                os.fsync(output.fileno())
+            with partial.open("rb") as written:
+                whole = written.read(len(_DUMP_MAGIC)) == _DUMP_MAGIC
+        except OSError as error:
+            raise StateError(f"cannot write {partial}: {error.strerror}") from None
+    if not whole:
+        raise StateError(f"pg_dump wrote no dump of PostgreSQL database {url}")
+    return schema
+
+
 # -- restoring ---------------------------------------------------------------------------------
 
 
@@ -212,8 +341,11 @@ def restore(backup: Path, target: StateLocation) -> Restored:
 
     StateError, with `target` left as it was, when the target is not empty, the backup's
     checksum or size differs from its sidecar, it comes from a newer digest, or SQLite finds
-    the copy damaged."""
+    the copy damaged (for a PostgreSQL backup, when pg_restore fails: it restores in one
+    transaction, so the database is left as it was)."""
     info = read_info(backup)
+    if info.kind == POSTGRESQL:
+        return _restore_postgres(backup, info, target)
     if isinstance(target, DatabaseURL):
         raise StateError(
             f"{backup} is a copy of a SQLite state; restore it into a file (point --to or"
@@ -221,17 +353,7 @@ def restore(backup: Path, target: StateLocation) -> Restored:
         )
     if info.kind != SQLITE:
         raise StateError(f"{backup} is a backup of a {info.kind} state, not of a SQLite file")
-    if info.schema > LATEST:
-        raise StateError(
-            f"{backup} was taken by a newer digest ({info.digest_version}, schema {info.schema};"
-            f" this release knows {LATEST}); restore it with that release or a later one"
-        )
-    digest, size = _sha256(backup)
-    if (digest, size) != (info.sha256, info.size):
-        raise StateError(
-            f"{backup} does not match its sidecar (SHA-256 or size differs): the copy is"
-            " damaged or was changed; it was not restored"
-        )
+    _refuse_unless_whole(backup, info, LATEST)
     if target.is_dir():
         raise StateError(f"{target} is a folder; restore into a state file's path")
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -260,6 +382,121 @@ def restore(backup: Path, target: StateLocation) -> Restored:
     return Restored(info, target)
 
 
+def _refuse_unless_whole(backup: Path, info: BackupInfo, latest: int) -> None:
+    """Refuse a backup from a newer digest, or one that differs from its sidecar."""
+    if info.schema > latest:
+        raise StateError(
+            f"{backup} was taken by a newer digest ({info.digest_version}, schema {info.schema};"
+            f" this release knows {latest}); restore it with that release or a later one"
+        )
+    digest, size = _sha256(backup)
+    if (digest, size) != (info.sha256, info.size):
+        raise StateError(
+            f"{backup} does not match its sidecar (SHA-256 or size differs): the copy is"
+            " damaged or was changed; it was not restored"
+        )
+
+
+def _restore_postgres(backup: Path, info: BackupInfo, target: StateLocation) -> Restored:
+    """pg_restore the backup into the empty database at `target`, then check it there."""
+    if not isinstance(target, DatabaseURL):
+        raise StateError(
+            f"{backup} is a backup of a PostgreSQL database; restore it into an empty database"
+            " (set `state:` in config.yaml to its postgresql:// URL)"
+        )
+    _refuse_unless_whole(backup, info, POSTGRES_LATEST)
+    conninfo, env = libpq_parameters(target, "digest restore")
+    pg_restore = program("pg_restore")
+    with ExitStack() as held:
+        for name in ("run", "send"):
+            held.enter_context(postgres.hold_lock(target, name, command="restore"))
+        connection = postgres.connect(target, application_name="digest restore")
+        held.callback(connection.close)
+        try:
+            # Every digest write and migration queues on these keys: none starts until the
+            # restore is done (the locks end with this connection).
+            for key in (MIGRATION_LOCK, postgres._WRITE_LOCK):
+                connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+            holds_schema = _refuse_unless_empty_database(connection, target, info)
+        except psycopg.Error as error:
+            raise postgres.explain(target, error) from None
+        command = [
+            pg_restore,
+            "--single-transaction",
+            "--exit-on-error",
+            "--no-owner",
+            "--no-privileges",
+            "--no-password",
+        ]
+        if holds_schema:  # digest's tables, empty: replaced by the backup's
+            command += ["--clean", "--if-exists"]
+        _run(
+            [*command, "--dbname", conninfo, str(backup)],
+            target,
+            env,
+            "restore into (nothing was restored; the database is as it was)",
+        )
+    try:
+        with closing(postgres.connect(target, application_name="digest restore")) as connection:
+            schema = postgres_schema_version(connection, target.masked)
+    except psycopg.Error as error:
+        raise postgres.explain(target, error) from None
+    if schema != info.schema:
+        raise StateError(
+            f"{backup} was restored into PostgreSQL database {target}, but it holds schema"
+            f" {schema} where the sidecar says {info.schema}: do not use it; drop and create the"
+            " database again and restore a backup whose sidecar matches it"
+        )
+    # Opened as every reading command opens it: what digest will find there.
+    postgres.open_database(target, read_only=True).close()
+    logger.info("backup %s restored into %s (schema %d)", backup, target, info.schema)
+    return Restored(info, target)
+
+
+def _refuse_unless_empty_database(
+    connection: psycopg.Connection[Any], url: DatabaseURL, info: BackupInfo
+) -> bool:
+    """Whether the database holds digest's schema (with no rows, at the backup's version);
+    StateError when it holds anything else: a restore never overwrites a state."""
+    tables = [
+        str(row[0])
+        for row in connection.execute(
+            "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+            " ORDER BY tablename"
+        ).fetchall()
+    ]
+    if not tables:
+        return False
+    advice = "restore into a new database (createdb), or drop this one and create it again"
+    if SCHEMA_TABLE not in tables:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StateError(
+            f"PostgreSQL database {url} is not empty (it holds tables that are not digest's:"
+            f" {shown}); {advice}"
+        )
+    holding = []
+    for table in tables:
+        if table == SCHEMA_TABLE:
+            continue
+        quoted = '"' + table.replace('"', '""') + '"'
+        count = connection.execute(f"SELECT count(*) FROM {quoted}").fetchone()
+        if count is not None and int(count[0]):
+            holding.append(f"{table} ({int(count[0])})")
+    if holding:
+        raise StateError(
+            f"PostgreSQL database {url} is not empty: digest's tables there hold rows"
+            f" ({', '.join(holding[:5])}{', ...' if len(holding) > 5 else ''}); {advice};"
+            " nothing was restored"
+        )
+    version = postgres_schema_version(connection, url.masked)
+    if version != info.schema:
+        raise StateError(
+            f"PostgreSQL database {url} holds digest's schema {version} with no rows, and the"
+            f" backup is of schema {info.schema}; {advice}"
+        )
+    return True
+
+
 def _refuse_unless_empty(target: Path) -> None:
     """A state file that exists with anything in it (or its log) is not overwritten."""
     for path in (target, target.with_name(f"{target.name}-wal")):
@@ -274,9 +511,11 @@ def _refuse_unless_empty(target: Path) -> None:
 # -- on a schedule -----------------------------------------------------------------------------
 
 
-def scheduled_name(now: datetime) -> str:
-    """The file name of a backup `digest run` takes at `now`."""
-    return f"digest-{now.astimezone(UTC).strftime(_SCHEDULED_TIME)}.sqlite3"
+def scheduled_name(now: datetime, kind: str = SQLITE) -> str:
+    """The file name of a backup `digest run` takes at `now`: .sqlite3 for a copy of a SQLite
+    state, .pgdump for a PostgreSQL dump."""
+    suffix = "pgdump" if kind == POSTGRESQL else "sqlite3"
+    return f"digest-{now.astimezone(UTC).strftime(_SCHEDULED_TIME)}.{suffix}"
 
 
 def scheduled_times(names: list[str]) -> dict[str, datetime]:
@@ -324,7 +563,8 @@ def take_scheduled(
     times = scheduled_times(names)
     taken: Path | None = None
     if is_due(max(times.values(), default=None), now, every):
-        taken = folder / scheduled_name(now)
+        kind = POSTGRESQL if isinstance(source, DatabaseURL) else SQLITE
+        taken = folder / scheduled_name(now, kind)
         take(source, taken, now)
         names.append(taken.name)
     pruned: list[Path] = []
