@@ -15,12 +15,14 @@ from digest import store
 from digest.config.schema import load_config
 from digest.core.errors import StateError
 from digest.core.models import OutgoingMessage
-from digest.store import backup
+from digest.store import backup, migrations_postgres
 from digest.store.migrations import LATEST
 from tests.conftest import Project
 from tests.support import statefile
+from tests.support.postgres import Cluster, connect, postgres_cluster, postgres_url  # noqa: F401
 from tests.support.reports import arf, dsn
 from tests.support.serving import serving
+from tests.test_store_backends import Where, where  # noqa: F401 (fixture)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "state-0.1.0.sqlite3"
 MONDAY = datetime.fromisoformat("2026-11-30T08:00:00+00:00")  # the project's clock, a slot
@@ -98,6 +100,31 @@ def test_schema_status_reads_a_state_without_upgrading_it(project: Project) -> N
     statefile.execute(state_file, "DROP TABLE issues")
     with pytest.raises(StateError, match="not a digest state file"):
         store.schema_status(config)
+
+
+def set_schema(location: Where, version: int) -> None:
+    """Record `version` as the state's schema, as another release would have left it."""
+    if isinstance(location.state_path, store.DatabaseURL):
+        with connect(location.state_path.url) as connection:
+            connection.execute("UPDATE digest_schema SET version = %s", (version,))
+    else:
+        statefile.execute(location.state_path, f"PRAGMA user_version = {version}")
+
+
+def test_schema_status_on_either_backend(where: Where) -> None:  # noqa: F811 (the fixture)
+    latest = (
+        migrations_postgres.LATEST if isinstance(where.state_path, store.DatabaseURL) else LATEST
+    )
+    assert store.schema_status(where) == store.SchemaStatus(0, latest)  # empty
+    with store.open(where) as state:
+        state.ledger.latest_slot_key()
+    assert store.schema_status(where).standing == "current"
+    set_schema(where, latest - 1)
+    assert store.schema_status(where) == store.SchemaStatus(latest - 1, latest)
+    assert store.schema_status(where).standing == "older"
+    assert store.schema_status(where).version == latest - 1  # the read applied nothing
+    set_schema(where, latest + 1)
+    assert store.schema_status(where).standing == "newer"
 
 
 def health(project: Project, now: datetime) -> subprocess.CompletedProcess[str]:
