@@ -1,5 +1,6 @@
 """Health an operator can act on: /readyz on the public app, and `digest check --health`, which
-names a missed slot, a feed failing for days and too many complaints or hard bounces."""
+names a missed slot, a feed failing for days, too many complaints or hard bounces, an outbox
+nobody drains and a scheduled backup overdue; /readyz waits for the state's migrations."""
 
 from __future__ import annotations
 
