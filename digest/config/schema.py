@@ -604,6 +604,15 @@ class HealthConfig(Section):
         le=100,
         description="Most hard bounces per 100 messages the last issue delivered.",
     )
+    outbox_stuck_after: float = setting(
+        default=3600,
+        gt=0,
+        description=(
+            "A confirmation or welcome email still waiting in the outbox this long after it was"
+            " queued is a problem, e.g. '1h' or '30m'."
+        ),
+        before=_duration,
+    )
 
 
 def _retention_period(value: str) -> str:

@@ -7,7 +7,8 @@ errors (exit 2: a local feed file missing, an unusable DKIM key, a bad smtp.retu
 warnings (exit 0: feeds that moved, went or keep failing, no one-click unsubscribe, a weak
 signing secret, bounces tied by address alone, invalid or duplicate subscriber rows, an issue
 too big for some clients). `health_problems` is `digest check --health`: what a running
-newsletter needs an operator for (a missed slot, a feed failing for days, too many complaints).
+newsletter needs an operator for (a missed slot, a feed failing for days, too many complaints,
+emails stuck in the outbox, a scheduled backup that stopped being taken).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ SECRET_ENVIRONMENT_VARIABLE = "DIGEST_SECRET"
 # public knowledge, so anyone could forge unsubscribe links.
 PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme", "secret", "your-secret-here"})
 MIN_SECRET_BYTES = 32
+
+# How much later than backup.every the newest scheduled backup may be before it is a problem:
+# `digest run` looks whether one is due every hour, and a backup of a large state takes a while.
+BACKUP_MARGIN = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -217,8 +222,10 @@ def feed_health(config: Config, now: datetime) -> list[FeedHealth]:
 
 def health_problems(config: Config, now: datetime) -> tuple[str, ...]:
     """What `digest check --health` reports, one line each, read without changing the state:
-    the last schedule slot missed, feeds failing for `health.feed_failing_days`, and the last
-    issue's complaint or hard-bounce rate over its limit. None means healthy."""
+    the last schedule slot missed, feeds failing for `health.feed_failing_days`, the last
+    issue's complaint or hard-bounce rate over its limit, an outbox entry waiting longer than
+    `health.outbox_stuck_after`, and (with `backup:`) no scheduled backup newer than
+    `backup.every` plus BACKUP_MARGIN. None means healthy."""
     problems: list[str] = []
     with store.open(config, read_only=True) as state:
         if config.schedule is not None:
@@ -236,9 +243,61 @@ def health_problems(config: Config, now: datetime) -> tuple[str, ...]:
                 )
         issues = [row for row in state.ledger.history(10) if row.sent]
         bounced = state.bounces.by_issue()
+        oldest = state.outbox.oldest_queued()
+        waiting = len(state.outbox.waiting()) if oldest is not None else 0
     if issues:
         problems.extend(_rate_problems(config, issues[0], bounced))
+    problems.extend(_outbox_problems(config, now, oldest, waiting))
+    problems.extend(_backup_problems(config, now))
     return tuple(problems)
+
+
+def _outbox_problems(
+    config: Config, now: datetime, oldest: datetime | None, waiting: int
+) -> list[str]:
+    """The oldest outbox entry queued longer ago than health.outbox_stuck_after: confirmation
+    or welcome emails are not going out (no process drains the outbox, or the SMTP server keeps
+    refusing them), so people who sign up wait for nothing."""
+    limit = timedelta(seconds=config.health.outbox_stuck_after)
+    if oldest is None or now - oldest < limit:
+        return []
+    return [
+        f"outbox stuck: its oldest email has waited {_whole(now - oldest)} ({waiting} waiting),"
+        f" over health.outbox_stuck_after ({_whole(limit)}); is `digest serve` or `digest run`"
+        " running, and does the SMTP server accept their mail?"
+    ]
+
+
+def _backup_problems(config: Config, now: datetime) -> list[str]:
+    """With `backup:` configured, the newest scheduled backup in backup.to older than
+    backup.every plus BACKUP_MARGIN, or none at all: `digest run` is not taking them."""
+    from digest.store.backup import scheduled_times
+
+    settings = config.backup
+    if settings is None:
+        return []
+    folder = config.resolve(settings.to)
+    try:
+        names = [path.name for path in folder.iterdir()]
+    except FileNotFoundError:
+        names = []
+    except OSError as error:
+        return [f"backup.to: cannot read {folder}: {error.strerror}"]
+    every = timedelta(seconds=settings.every)
+    newest = max(scheduled_times(names).values(), default=None)
+    if newest is None:
+        return [
+            f"no scheduled backup in {folder}: `digest run` takes one every {_whole(every)};"
+            " is it running, and does its log say why not?"
+        ]
+    age = now - newest
+    if age <= every + BACKUP_MARGIN:
+        return []
+    return [
+        f"backup overdue: the newest in {folder} is {_whole(age)} old, over backup.every"
+        f" ({_whole(every)}) plus {_whole(BACKUP_MARGIN)}; is `digest run` running, and does"
+        " its log say why not?"
+    ]
 
 
 def _missed_slot(

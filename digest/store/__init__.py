@@ -30,18 +30,28 @@ used. `transfer` copies a SQLite state into an empty PostgreSQL database (`diges
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
+from digest.core.errors import StateError
 from digest.store.feeds import FeedRecord
 from digest.store.ledger import IssueSummary, IssueVariant, StoredIssue
 from digest.store.location import DatabaseURL, StateLocation
 from digest.store.secrets import SECRET_ENVIRONMENT_VARIABLE, configured_secret
 from digest.store.signups import ConsentEvent, RateLimit, Signup
-from digest.store.sqlite import DEFAULT_FILE, lock_beside, open_database, remove_files
+from digest.store.sqlite import (
+    BUSY_TIMEOUT,
+    DEFAULT_FILE,
+    explain,
+    lock_beside,
+    open_database,
+    remove_files,
+)
 from digest.store.state import State
 from digest.store.suppressions import Suppression, SuppressionKind
 
@@ -117,6 +127,83 @@ def lock(
         yield held
 
 
+@dataclass(frozen=True)
+class SchemaStatus:
+    """The state's schema version beside the one this release writes."""
+
+    version: int  # the state's: 0 when it is empty (or, for SQLite, missing)
+    latest: int  # this release's
+
+    @property
+    def standing(self) -> Literal["current", "older", "newer"]:
+        """ "older": migrations not applied yet (the next writing open applies them); "newer":
+        written by a later release, which this one must not use."""
+        if self.version < self.latest:
+            return "older"
+        return "newer" if self.version > self.latest else "current"
+
+
+def schema_status(config: Location) -> SchemaStatus:
+    """The state's schema version, read without upgrading or writing anything: for /readyz,
+    which must not call a state ready that this release would first have to migrate, nor one a
+    newer release wrote. StateError when the state cannot be read or is not digest's."""
+    where = config.state_path
+    if isinstance(where, DatabaseURL):
+        return _postgres_schema(where)
+    from digest.store import migrations
+
+    if not where.exists():
+        return SchemaStatus(0, migrations.LATEST)
+    try:
+        uri = where.resolve().as_uri()
+        connection = sqlite3.connect(
+            f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT, isolation_level=None
+        )
+        with closing(connection):
+            try:
+                version = migrations.schema_version(connection, where)
+            except StateError:
+                version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+                if version <= migrations.LATEST:
+                    raise  # not a digest state at all
+    except sqlite3.Error as error:
+        raise explain(where, error) from None
+    return SchemaStatus(version, migrations.LATEST)
+
+
+def _postgres_schema(url: DatabaseURL) -> SchemaStatus:
+    import psycopg
+
+    from digest.store import migrations_postgres, postgres
+
+    with closing(postgres.connect(url, application_name="digest readyz")) as connection:
+        try:
+            try:
+                version = migrations_postgres.schema_version(connection, url.masked)
+            except StateError:
+                newer = _newer_postgres_version(connection)
+                if newer is None:
+                    raise  # tables that are not digest's
+                version = newer
+        except psycopg.Error as error:
+            raise postgres.explain(url, error) from None
+    return SchemaStatus(version, migrations_postgres.LATEST)
+
+
+def _newer_postgres_version(connection: Any) -> int | None:
+    """The version recorded in a database whose schema_version refused it, when that was for
+    being newer than this release (None: it was for holding tables that are not digest's)."""
+    from digest.store.migrations_postgres import LATEST, SCHEMA_TABLE
+
+    ours = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (SCHEMA_TABLE,)).fetchone()
+    if ours is None or not ours[0]:
+        return None
+    row = connection.execute(f"SELECT max(version) FROM {SCHEMA_TABLE}").fetchone()
+    if row is None or row[0] is None or int(row[0]) <= LATEST:
+        return None
+    return int(row[0])
+
+
 def open_path(path: StateLocation, *, read_only: bool = False) -> State:
     """The state at `path` (a SQLite file, or a PostgreSQL database's URL), for tools and
     tests that have one but no config.yaml; digest itself opens its state with `open`."""
@@ -137,6 +224,7 @@ __all__ = [
     "IssueVariant",
     "Location",
     "RateLimit",
+    "SchemaStatus",
     "Signup",
     "State",
     "StateLocation",
@@ -149,4 +237,5 @@ __all__ = [
     "open_path",
     "pool",
     "remove_path",
+    "schema_status",
 ]

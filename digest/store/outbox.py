@@ -163,3 +163,9 @@ class Outbox:
         """(id, kind, claim) of every entry still in the outbox, oldest first (no addresses)."""
         rows = self.db.execute("SELECT id, kind, claim FROM outbox ORDER BY id")
         return [(int(row["id"]), row["kind"], row["claim"]) for row in rows]
+
+    def oldest_queued(self) -> datetime | None:
+        """When the oldest entry still in the outbox was queued (None: it is empty), for
+        `digest check --health` to tell an outbox nobody drains from one briefly waiting."""
+        row = self.db.execute("SELECT min(created_at) AS oldest FROM outbox").fetchone()
+        return parse_time(row["oldest"]) if row is not None else None

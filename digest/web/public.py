@@ -86,10 +86,14 @@ class PublicSite:
     def unready(self) -> str | None:
         """Why the app cannot serve readers now, in one line fit for anyone to read, or None.
 
-        Ready means the state opens at this release's schema and answers a query: a state
-        written by a newer digest, a damaged or unreadable file, or one locked past the busy
-        timeout is not. The line names no file and nothing stored; the log has the detail."""
+        Ready means the state is at this release's schema and answers a query: a state whose
+        migrations have not been applied yet (read without applying them), one written by a
+        newer digest, a damaged or unreadable file, or one locked past the busy timeout is not.
+        The line names no file and nothing stored; the log has the detail."""
         try:
+            status = store.schema_status(self)
+            if status.standing != "current":
+                return self._schema_problem(status)
             with store.open(self, read_only=True) as state:
                 state.ledger.latest_slot_key()
         except StateError as error:
@@ -100,6 +104,22 @@ class PublicSite:
                 path, "the state file"
             )
         return None
+
+    def _schema_problem(self, status: store.SchemaStatus) -> str:
+        what = "database" if isinstance(self.state_path, store.DatabaseURL) else "state file"
+        if status.standing == "newer":
+            problem = (
+                f"the {what} was written by a newer digest (schema {status.version}, this"
+                f" release knows {status.latest}); upgrade digest"
+            )
+        else:
+            problem = (
+                f"the {what} is at schema {status.version}, older than this release's"
+                f" {status.latest}: its migrations have not been applied yet (digest applies"
+                " them when it next opens the state to write, e.g. at `digest serve` start)"
+            )
+        logger.warning("not ready: %s", problem)
+        return problem
 
 
 def create_public_app(site: PublicSite) -> ASGIApp:
