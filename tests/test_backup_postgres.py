@@ -199,3 +199,20 @@ def test_restore_takes_a_database_holding_only_digests_empty_schema(
     restored = project.run_process("restore", str(copy))
     assert restored.returncode == 0, restored.stderr
     assert everything(target) == before
+
+
+def test_restore_to_a_database_named_on_the_command_line(
+    sent: tuple[Project, str], request: pytest.FixtureRequest
+) -> None:
+    """`digest restore PATH --to postgresql://…` restores into that database, whatever
+    config.yaml's `state:` names, and says which checks it made."""
+    project, url = sent
+    before = everything(url)
+    copy = project.root / "backups" / "today.pgdump"
+    assert project.run_process("backup", str(copy)).returncode == 0
+    target = fresh(request)
+    restored = project.run_process("restore", str(copy), "--to", with_password(target))
+    assert restored.returncode == 0, restored.stderr
+    assert "checksum and schema verified" in restored.stdout
+    assert PASSWORD not in restored.stdout + restored.stderr
+    assert everything(target) == before

@@ -328,26 +328,40 @@ def backup(config: Config, path: Path) -> None:
 @click.option(
     "--to",
     "target",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The new state file to restore into (default: config.yaml's `state:`).",
+    metavar="STATE",
+    help="The new, empty state to restore into: a file, or a postgresql:// URL"
+    " (default: config.yaml's `state:`).",
 )
 @click.pass_obj
-def restore(config_path: Path, path: Path, target: Path | None) -> None:
+def restore(config_path: Path, path: Path, target: str | None) -> None:
     """Put the backup PATH back into an empty state, and verify it there.
 
-    The checksum, SQLite's integrity check and the schema are checked before the copy takes
-    the state's place; a state with anything in it is never overwritten."""
+    The checksum and the schema (and, for a SQLite file, SQLite's integrity check) are checked
+    before the copy takes the state's place; a state with anything in it is never overwritten."""
     from digest.config.schema import load_config
     from digest.store.backup import restore as restore_backup
+    from digest.store.location import database_url, is_database_url
 
-    where: store.StateLocation = (
-        target if target is not None else load_config(config_path).state_path
-    )
+    where: store.StateLocation
+    if target is None:
+        where = load_config(config_path).state_path
+    elif is_database_url(target):
+        try:
+            where = database_url(target)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--to") from None
+    else:
+        where = Path(target)
     restored = restore_backup(path, where)
     info = restored.info
+    checked = (
+        "checksum, integrity check and schema"
+        if isinstance(restored.target, Path)
+        else "checksum and schema"
+    )
     out.print(
         f"Restored {path} (taken {info.taken_at} by digest {info.digest_version}, schema"
-        f" {info.schema}) into {restored.target}: checksum, integrity check and schema verified.",
+        f" {info.schema}) into {restored.target}: {checked} verified.",
         markup=False,
     )
     out.print(
