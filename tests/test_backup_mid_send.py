@@ -73,7 +73,8 @@ def test_a_backup_mid_send_restores_and_the_send_resumes_with_nothing_lost(
 ) -> None:
     enable_signup(project)
     project.write_subscribers(*READERS)
-    project.smtp.script.data_delay = 0.03  # the send lasts seconds, not a blink
+    project.smtp.script.data_delay = 0.01
+    project.smtp.script.hold_after = 100  # the rest of the send waits until the backup is taken
     copy = tmp_path / "backups" / "mid-send.sqlite3"
     env = {**os.environ, "DIGEST_NOW": project.now.isoformat()}
     digest = [sys.executable, "-m", "digest", "--config", str(project.config)]
@@ -102,6 +103,7 @@ def test_a_backup_mid_send_restores_and_the_send_resumes_with_nothing_lost(
         taken = subprocess.run([*digest, "backup", str(copy)], env=env, capture_output=True)
         assert taken.returncode == 0, taken.stderr
         assert sending.poll() is None, "the send finished before the backup was taken"
+        project.smtp.script.release.set()
         _, errors = sending.communicate(timeout=120)
         assert sending.returncode == 0, errors
         while len(flood.answered) < answered + 20:  # and goes on after it

@@ -607,10 +607,7 @@ class HealthConfig(Section):
     outbox_stuck_after: float = setting(
         default=3600,
         gt=0,
-        description=(
-            "A confirmation or welcome email still waiting in the outbox this long after it was"
-            " queued is a problem, e.g. '1h' or '30m'."
-        ),
+        description="An email waiting in the outbox this long after it was queued is a problem.",
         before=_duration,
     )
 

@@ -62,7 +62,8 @@ class Script:
     reject: address -> permanent reply for RCPT. defer: address -> how many times to answer
     RCPT with `defer_reply` before accepting. drop_at: DATA numbers (1-based, across all
     connections) at which the connection is cut instead of answering; that message is not
-    kept. data_delay: seconds to wait before answering each DATA. data_together: hold the first
+    kept. data_delay: seconds to wait before answering each DATA. hold_after: DATA commands
+    after that many wait until `release` is set (at most a minute). data_together: hold the first
     DATA commands until this many are being answered at once (10 s at most), so that a test of
     sending in parallel needs no luck with timing. refuse_connections: how many of the next
     connections get `refuse_reply` as their greeting and are closed. reject_sender: a reply for
@@ -75,6 +76,8 @@ class Script:
     drop_at: set[int] = field(default_factory=set)
     data_delay: float = 0.0
     data_together: int = 0
+    hold_after: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
     refuse_connections: int = 0
     refuse_reply: str = "421 4.3.2 Too busy, try again later"
     reject_sender: str | None = None
@@ -160,6 +163,10 @@ class RecordingHandler:
                 self._together.set()
         if self.script.data_delay:
             await asyncio.sleep(self.script.data_delay)
+        if self.script.hold_after and number > self.script.hold_after:
+            deadline = time.monotonic() + 60  # a guard: a test that never releases still ends
+            while not self.script.release.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
         if number in self.script.drop_at:
             assert server.transport is not None
             server.transport.abort()
