@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from digest.render.htmltext import html_to_line, html_to_text
+from digest.render.htmltext import (
+    after_body_tag,
+    collapse,
+    error_line,
+    html_to_line,
+    html_to_text,
+    shorten,
+)
 from tests.conftest import Project
 
 ARTICLE = (
@@ -35,6 +42,8 @@ def test_nested_lists_are_indented_and_unclosed_items_end_at_the_next() -> None:
     html = "<ol><li>One<ul><li>One a<li>One b</ul></li><li>Two<br>still two</ol>"
     assert html_to_text(html) == "- One\n  - One a\n  - One b\n- Two\n  still two"
     assert html_to_line(html) == "One; One a; One b; Two — still two"
+    three = "<ul><li>a<ul><li>b<ul><li>c</ul><li>d</ul><li>e</ul>"
+    assert html_to_text(three) == "- a\n  - b\n    - c\n  - d\n- e"
 
 
 def test_headings_and_line_breaks() -> None:
@@ -68,10 +77,60 @@ def test_scripts_styles_and_other_non_text_are_dropped(hidden: str) -> None:
     assert html_to_text(html) == "Before\n\nAfter"
 
 
+def test_a_dropped_element_ends_only_at_its_own_closing_tag() -> None:
+    # Inside a dropped element other tags are not tracked, an unclosed one included, but the
+    # same element nested in itself is: text resumes after the outermost closing tag.
+    assert html_to_text("<svg><p>inside</svg>After") == "After"
+    nested = "<p>Before</p><svg><svg>x</svg>hidden</svg><p>After</p>"
+    assert html_to_text(nested) == "Before\n\nAfter"
+    assert html_to_text("<p>Before <svg/> after</p>") == "Before after"
+
+
+def test_control_characters_in_feed_text_are_removed() -> None:
+    assert html_to_text("<p>a\x00b\x07c</p>") == "abc"
+    assert collapse(" a\x01b \n c ") == "ab c"
+
+
 def test_tables_and_preformatted_text() -> None:
     html = "<table><tr><th>Day</th><th>Room</th></tr><tr><td>Mon</td><td>4</td></tr></table>"
     assert html_to_text(html) == "Day | Room\n\nMon | 4"
     assert html_to_text("<pre>a  b\nc</pre>") == "a b\nc"
+
+
+def test_each_table_row_is_its_own_line_even_unclosed() -> None:
+    assert html_to_text("<table><tr><td>a<tr><td>b</table>") == "a\n\nb"
+    assert html_to_text("<table><tr><td>a</td></tr><td>b</td></table>") == "a\n\nb"
+    assert html_to_text("<p>One</p>Two") == "One\n\nTwo"
+
+
+def test_preformatted_text_keeps_its_lines_until_its_outermost_pre_closes() -> None:
+    html = "<pre>x<pre>y</pre>a\nb</pre>c\nd"
+    assert html_to_text(html) == "x\n\ny\n\na\nb\n\nc d"
+
+
+def test_shorten_cuts_at_the_last_break_in_the_second_half_else_mid_word() -> None:
+    assert shorten("one\ntwo\nthree four", 12) == "one\ntwo…"
+    # The only space is at the half: cutting there would lose too much.
+    assert shorten("abcde fghijkl", 10) == "abcde fgh…"
+    # Trailing punctuation and spaces go before the ellipsis; letters stay.
+    assert shorten("TAX TAX TAXES", 8) == "TAX TAX…"
+    assert shorten("Fish, chips; peas", 12) == "Fish, chips…"
+
+
+def test_an_error_is_one_bounded_line_or_its_type_name() -> None:
+    assert error_line(ValueError()) == "ValueError"
+    assert error_line(ValueError("  bad\n\tthing  ")) == "bad thing"
+    long = error_line(ValueError("word " * 100))
+    assert len(long) <= 200 and long.endswith("word…")
+    assert error_line(OSError("x " * 10), 9) == "x x x x…"
+    assert len(error_line(ValueError("x" * 201))) == 200
+
+
+def test_a_fragment_goes_at_the_top_of_the_body_or_of_the_document() -> None:
+    document = '<html><BODY class="x">hi</body>'
+    assert after_body_tag(document, "<p>F</p>") == '<html><BODY class="x"><p>F</p>hi</body>'
+    assert after_body_tag("<p>hi</p>", "<p>F</p>") == "<p>F</p><p>hi</p>"
+    assert after_body_tag("<bodyx><body>t", "F") == "<bodyx><body>Ft"
 
 
 def test_plain_text_and_empty_input() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.header
 import email.policy
+import quopri
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,10 +21,18 @@ from digest.core.models import RenderedIssue, Subscriber
 from digest.mail.message import (
     EncodedBody,
     IssueEnvelope,
+    _crlf,
+    _template,
+    bounce_message_id,
+    bounce_sender,
     build_message,
     envelope_for,
+    list_id,
     load_dkim,
+    sender_address,
+    to_header,
     transactional_message,
+    unsubscribe_links,
 )
 from digest.mail.smtp import wire_format
 from digest.render.personalise import (
@@ -33,6 +42,7 @@ from digest.render.personalise import (
     UNSUBSCRIBE_PLACEHOLDER,
     display_name,
     personalise,
+    placeholder,
 )
 from tests.support.dkimkey import make_dkim_key
 
@@ -81,6 +91,12 @@ def body(message: EmailMessage, subtype: str) -> str:
     content = part.get_content()
     assert isinstance(content, str)
     return content.replace("\r\n", "\n")
+
+
+@pytest.fixture(autouse=True)
+def fresh_issue_templates() -> None:
+    """Each test works its issue's headers and bodies out afresh, not from an earlier test."""
+    _template.cache_clear()
 
 
 @pytest.fixture
@@ -358,3 +374,171 @@ def test_display_names_are_one_line_of_visible_text() -> None:
     assert display_name("\u0628\u200c\u0647") == "\u0628\u200c\u0647"  # a joiner stays
     assert display_name("Zo\u00eb " * 100) == ("Zo\u00eb " * 25).strip()
     assert len(display_name("x" * 500)) == 100
+
+
+def test_text_with_any_line_ending_is_sent_with_crlf() -> None:
+    body = EncodedBody("a\r\nb\rc\nd", "a\r\nb\rc\nd", "MARK")
+    assert body.usable
+    assert body.encode([]) == b"a\r\nb\r\nc\r\nd"
+
+
+@pytest.mark.parametrize("width", range(70, 80))
+@pytest.mark.parametrize("space", [" ", "\t"])
+def test_a_line_ending_in_a_space_or_tab_stays_within_76_characters(width: int, space: str) -> None:
+    text = "x" * width + space + "\n" + "y" * width + space
+    encoded = EncodedBody(text, text, "MARK").encode([])
+    assert max(len(line) for line in encoded.split(b"\r\n")) <= 76
+    assert quopri.decodestring(encoded).replace(b"\r\n", b"\n") == text.encode("ascii")
+
+
+def test_the_bounce_sender_without_a_token_drops_the_placeholder_and_its_separator() -> None:
+    assert bounce_sender("bounces+{token}@example.org", "d@example.org", "") == (
+        "bounces@example.org"
+    )
+    assert bounce_sender("bounces{token}@example.org", "d@example.org", "") == (
+        "bounces@example.org"
+    )
+    assert bounce_sender("b-{token}@example.org", "d@example.org", "7-x") == "b-7-x@example.org"
+    assert bounce_sender(None, "d@example.org", "7-x") == "d@example.org"
+
+
+def test_a_message_id_names_the_delivery_only_with_both_reference_and_tag() -> None:
+    assert bounce_message_id("7", "tag", "example.org").startswith("<d7.tag.")
+    for reference, tag in (("7", ""), ("", "tag")):
+        plain = bounce_message_id(reference, tag, "example.org")
+        assert not plain.startswith("<d") and plain.endswith("@example.org>")
+
+
+def test_a_from_without_an_address_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"newsletter\.from: expected 'Name <address@domain>'"):
+        sender_address("Collaborate CIC")
+
+
+def test_the_list_id_is_a_bounded_slug_under_our_domain_and_a_quote_free_phrase() -> None:
+    title = 'Say "hi"\\ ' + "Ab1" * 30
+    assert list_id(title, "example.org") == (
+        '"'
+        + ("Say hi " + "Ab1" * 30)[:60]
+        + '" <'
+        + ("say-hi-" + "ab1" * 30)[:40]
+        + ".example.org>"
+    )
+    assert list_id("!!!", "example.org") == '"!!!" <digest.example.org>'
+
+
+def test_a_token_is_one_path_segment_in_the_unsubscribe_url(tmp_path: Path) -> None:
+    envelope = envelope_for(make_config(tmp_path), RENDERED, NOW)
+    https, mailto = unsubscribe_links(envelope, "a/b+c")
+    assert https == "https://example.org/unsubscribe?token=a%2Fb%2Bc"
+    assert mailto == "mailto:digest@example.org?subject=unsubscribe%20a/b%2Bc"
+
+
+def test_the_preferences_link_needs_sign_up_on_and_a_public_url(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "signup:\n  enabled: true\n")
+    assert config.public_url == "https://example.org"
+    with_signup = envelope_for(config, RENDERED, NOW)
+    assert with_signup.preferences_url_template == "https://example.org/preferences?token={token}"
+    off = replace(config, signup=replace(config.signup, enabled=False))
+    assert envelope_for(off, RENDERED, NOW).preferences_url_template is None
+
+
+def test_without_a_return_path_the_envelope_sender_is_the_from_address(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "")
+    config = replace(config, newsletter=replace(config.newsletter, reply_to="team@example.org"))
+    built = build_message(envelope_for(config, RENDERED, NOW), SUBSCRIBERS[0], "t")
+    assert built.sender == "digest@example.org"
+    assert parse(built.data)["Reply-To"] == "team@example.org"
+
+
+def dkim_config(tmp_path: Path, extra: str = "") -> tuple[Config, bytes]:
+    key_path, record = make_dkim_key(tmp_path)
+    dkim_settings = (
+        f"  dkim:\n    selector: digest\n    domain: example.org\n    key_file: {key_path.name}\n"
+    )
+    return make_config(tmp_path, dkim_settings + extra), record
+
+
+def test_a_sign_up_email_is_a_signed_two_part_message_with_its_own_bounce_address(
+    tmp_path: Path,
+) -> None:
+    config, record = dkim_config(tmp_path, '  return_path: "bounces+{token}@example.org"\n')
+    config = replace(config, newsletter=replace(config.newsletter, reply_to="team@example.org"))
+    built = transactional_message(
+        config,
+        Subscriber("ann@example.com", "Ann"),
+        "Confirm   your\n subscription",
+        "Click the link.",
+        "<p>Click the link.</p>",
+        NOW,
+        load_dkim(config),
+        bounce_tag="abc",
+    )
+    assert built.sender == "bounces+s-abc@example.org"
+    assert built.recipient == "ann@example.com" and not built.smtputf8
+    assert dkim.verify(built.data, dnsfunc=lambda name, timeout=5: record)
+    message = parse(built.data)
+    assert message["From"] == "Collaborate CIC <digest@example.org>"
+    assert message["To"] == "Ann <ann@example.com>"
+    assert message["Subject"] == "Confirm your subscription"
+    assert message["Date"] == "Mon, 30 Nov 2026 08:00:00 +0000"
+    assert message["Message-ID"].startswith("<ds.abc.")
+    assert message["Message-ID"].endswith("@example.org>")
+    assert message["Reply-To"] == "team@example.org"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["List-Unsubscribe"] is None
+    assert message.get_content_type() == "multipart/alternative"
+    parts = list(message.iter_parts())
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert all(part["Content-Transfer-Encoding"] == "quoted-printable" for part in parts)
+    assert body(message, "plain") == "Click the link.\n"
+    assert body(message, "html") == "<p>Click the link.</p>\n"
+
+
+def test_a_sign_up_email_without_a_tag_uses_the_plain_envelope_sender(tmp_path: Path) -> None:
+    config = make_config(tmp_path, '  return_path: "bounces+{token}@example.org"\n')
+    to_zoe = Subscriber("zo\u00eb@example.com", "Zoë")
+    built = transactional_message(config, to_zoe, "Hi", "t", "<p>h</p>", NOW, None)
+    assert built.sender == "bounces@example.org"
+    assert built.smtputf8 and "zo\u00eb@example.com".encode() in built.data
+    assert not parse(built.data)["Message-ID"].startswith("<d")
+    assert built.data.startswith(b"To: ")
+
+
+def test_a_signature_with_bare_line_feeds_is_sent_with_crlf() -> None:
+    assert _crlf(b"DKIM-Signature: a=1;\n b=2\n") == b"DKIM-Signature: a=1;\r\n b=2\r\n"
+    assert _crlf(b"X: a\r b\r\n c\n") == b"X: a\r\n b\r\n c\r\n"
+    assert _crlf(b"X: a\r\n b\r\n") == b"X: a\r\n b\r\n"
+
+
+def test_a_long_to_header_folds_before_78_characters_never_after_to() -> None:
+    name = "Aa" * 20
+    header = to_header(name, "someone.with.a.long.address@example.com")
+    lines = header.decode("ascii").split("\r\n")
+    assert lines[0] == f'To: "{name}"'
+    assert lines[1] == " <someone.with.a.long.address@example.com>" and lines[2] == ""
+    # 78 characters fit on the first line; 79 do not.
+    fits = to_header("Ann", "a" * 54 + "@example.com")
+    assert fits == ('To: "Ann" <' + "a" * 54 + "@example.com>\r\n").encode("ascii")
+    folded = to_header("Ann", "a" * 55 + "@example.com")
+    assert folded == ('To: "Ann"\r\n <' + "a" * 55 + "@example.com>\r\n").encode("ascii")
+    alone = to_header("", "b" * 80 + "@example.com")
+    assert alone == ("To: " + "b" * 80 + "@example.com\r\n").encode("ascii")
+
+
+def test_an_issue_links_each_reader_to_their_preferences_and_names_the_delivery(
+    tmp_path: Path,
+) -> None:
+    config = make_config(
+        tmp_path, '  return_path: "bounces+{token}@example.org"\nsignup:\n  enabled: true\n'
+    )
+    text = TEXT + f"Preferences: {placeholder(RENDERED.marker, 'PREFERENCES_URL')}\n"
+    rendered = RenderedIssue(RENDERED.subject, HTML, text, marker=RENDERED.marker)
+    envelope = envelope_for(config, rendered, NOW, reference="12")
+    built = build_message(envelope, SUBSCRIBERS[0], "t", "p/q", bounce_tag="tag")
+    assert built.sender == "bounces+12-tag@example.org"
+    assert parse(built.data)["Message-ID"].startswith("<d12.tag.")
+    plain = body(parse(built.data), "plain")
+    assert "Preferences: https://example.org/preferences?token=p%2Fq\n" in plain
+    untagged = build_message(envelope, SUBSCRIBERS[0], "t")
+    assert untagged.sender == "bounces@example.org"
+    assert "Preferences: \n" in body(parse(untagged.data), "plain")

@@ -77,6 +77,35 @@ def test_a_leap_day_schedule_looks_back_years_for_its_previous_slot() -> None:
     assert next_slots(leap, now, 1) == [datetime(2032, 2, 29, 8, 0, tzinfo=UTC)]
 
 
+def test_a_slot_in_the_hour_skipped_in_spring_is_given_in_the_schedules_zone() -> None:
+    # 01:30 does not exist in London on 28 March 2027: the slot is 02:00 BST, the first valid
+    # moment after it, and it reads as 02:00 on the schedule's clock, not as 01:00 UTC.
+    nightly = ScheduleConfig(cron="30 1 * * *", timezone="Europe/London")
+    latest = previous_slot(nightly, datetime(2027, 3, 28, 2, 10, tzinfo=LONDON))
+    assert latest == datetime(2027, 3, 28, 1, 0, tzinfo=UTC)
+    assert latest is not None and latest.tzinfo == LONDON
+    assert (latest.hour, latest.minute) == (2, 0)
+
+
+def test_next_slots_stop_at_the_end_of_the_calendar() -> None:
+    # The calendar ends with 9999: asked for three slots, the schedule has two left to give.
+    weekly_utc = ScheduleConfig(day="monday", time="08:00")
+    assert next_slots(weekly_utc, datetime(9999, 12, 20, tzinfo=UTC), 3) == [
+        datetime(9999, 12, 20, 8, 0, tzinfo=UTC),
+        datetime(9999, 12, 27, 8, 0, tzinfo=UTC),
+    ]
+
+
+def test_nothing_is_due_or_skipped_before_the_first_slot_there_is() -> None:
+    # Slots are counted from 1970 on: a clock set before then has no slot to send or skip,
+    # whether or not one was ever recorded.
+    weekly_utc = ScheduleConfig(day="monday", time="08:00")
+    long_ago = datetime(1969, 12, 1, tzinfo=UTC)
+    assert previous_slot(weekly_utc, long_ago) is None
+    assert plan_due(weekly_utc, long_ago, None) == Plan(None, ())
+    assert plan_due(weekly_utc, long_ago, long_ago - timedelta(days=30)) == Plan(None, ())
+
+
 def test_slots_between_excludes_both_ends_and_is_capped() -> None:
     start = datetime(2027, 3, 1, 8, 0, tzinfo=LONDON)
     end = datetime(2027, 3, 22, 8, 0, tzinfo=LONDON)
