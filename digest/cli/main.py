@@ -6,20 +6,32 @@ Import the command from here: `from digest.cli.main import main`.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from digest.cli import archive, bounces, issue, readers, schedule, send, setup
 from digest.cli.output import err, errors_as_log_records
 from digest.core import logs
 from digest.core.errors import DigestError
 
 
 class DigestGroup(click.Group):
-    """A click group that reports DigestError as one line with its exit code."""
+    """A click group that reports DigestError as one line with its exit code, and loads each
+    command's module only when the command is wanted (see COMMANDS)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attribute = COMMANDS[cmd_name]
+        module = importlib.import_module(f"digest.cli.{module_name}")
+        command: click.Command = getattr(module, attribute)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -70,34 +82,34 @@ def main(
     ctx.obj = config_path
 
 
-# Each command module defines its commands; they join the group here, so no command module
-# imports this one. `digest --help` lists them by name whatever the order here.
-for command in (
-    setup.init,
-    setup.check,
-    setup.demo,
-    setup.serve,
-    setup.migrate,
-    setup.backup,
-    setup.restore,
-    issue.preview,
-    issue.posts,
-    issue.note,
-    issue.leave_out,
-    issue.pin,
-    issue.mark_seen,
-    send.send,
-    send.history,
-    send.compact,
-    schedule.show_schedule,
-    schedule.run,
-    schedule.approve,
-    schedule.hold,
-    readers.subscribers,
-    readers.unsubscribe,
-    readers.resubscribe,
-    readers.snippet,
-    bounces.bounces,
-    archive.archive,
-):
-    main.add_command(command)
+# Each command module defines its commands; the group names them here and imports a command's
+# module only when that command runs (or `--help` lists them all), so `digest history` does not
+# load the fetching, rendering and sending code that `digest preview` and `digest send` need.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("setup", "init"),
+    "check": ("setup", "check"),
+    "demo": ("setup", "demo"),
+    "serve": ("setup", "serve"),
+    "migrate": ("setup", "migrate"),
+    "backup": ("setup", "backup"),
+    "restore": ("setup", "restore"),
+    "preview": ("issue", "preview"),
+    "posts": ("issue", "posts"),
+    "note": ("issue", "note"),
+    "leave-out": ("issue", "leave_out"),
+    "pin": ("issue", "pin"),
+    "mark-seen": ("issue", "mark_seen"),
+    "send": ("send", "send"),
+    "history": ("send", "history"),
+    "compact": ("send", "compact"),
+    "schedule": ("schedule", "show_schedule"),
+    "run": ("schedule", "run"),
+    "approve": ("schedule", "approve"),
+    "hold": ("schedule", "hold"),
+    "subscribers": ("readers", "subscribers"),
+    "unsubscribe": ("readers", "unsubscribe"),
+    "resubscribe": ("readers", "resubscribe"),
+    "snippet": ("readers", "snippet"),
+    "bounces": ("bounces", "bounces"),
+    "archive": ("archive", "archive"),
+}

@@ -86,11 +86,16 @@ def template_section() -> list[str]:
 
 def commands() -> list[tuple[str, str]]:
     """(name, first line of help) of every `digest` command."""
+    import click
+
     from digest.cli.main import main
 
+    context = click.Context(main)
+    found = [(name, main.get_command(context, name)) for name in main.list_commands(context)]
     return [
         (name, (command.help or "").strip().splitlines()[0])
-        for name, command in sorted(main.commands.items())
+        for name, command in found
+        if command is not None
     ]
 
 

@@ -12,8 +12,6 @@ from digest.cli.output import SendProgress, err, out, print_report_problems, sum
 from digest.config.schema import Config
 from digest.core.errors import DigestError
 from digest.core.stopping import GracefulStop
-from digest.run import rehearsal
-from digest.run import send as sending
 from digest.run.history import SkippedSlot
 
 
@@ -23,6 +21,10 @@ from digest.run.history import SkippedSlot
 @with_config
 def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
     """Send the next issue to every subscriber (resuming an unfinished one first)."""
+    # Loaded here, not above: `digest history` and `compact` need none of the sending code.
+    from digest.run import rehearsal
+    from digest.run import send as sending
+
     now = current_time()
     if recipients and dry_run:
         raise click.UsageError("use either --to or --dry-run, not both")
