@@ -88,6 +88,7 @@ for command in (
     issue.mark_seen,
     send.send,
     send.history,
+    send.clicks,
     send.compact,
     schedule.show_schedule,
     schedule.run,
