@@ -703,7 +703,7 @@ class TrackingConfig(Section):
         default=60,
         ge=0,
         le=86400,
-        description="Clicks this soon after a delivery of the issue count as link scanners, e.g. 60s.",
+        description="Clicks this close to a delivery of the issue count as scanners', e.g. 60s.",
         before=_duration,
     )
 

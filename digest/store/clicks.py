@@ -85,22 +85,24 @@ class Clicks:
         return kind
 
     def just_delivered(self, issue_id: int, now: datetime, window: timedelta) -> bool:
-        """Whether `now` is within `window` after the issue's send began, or after any of its
-        messages was handed to the mail server. Deliveries are looked up only while the send
-        may still be going on (not for an issue that finished longer ago than `window`)."""
+        """Whether `now` is within `window` of the issue's send beginning, or of any of its
+        messages being handed to the mail server (either way: the web app's clock and the
+        sender's may differ). Deliveries are looked up only while the send may still be going
+        on (not for an issue that finished longer ago than `window`)."""
         row = self.db.execute(
             "SELECT created_at, finished_at FROM issues WHERE id = ?", (issue_id,)
         ).fetchone()
         if row is None:
             return False
         created, finished = parse_time(row["created_at"]), parse_time(row["finished_at"])
-        if created is not None and now < created + window:
+        if created is not None and abs(now - created) < window:
             return True
         if finished is not None and now >= finished + window:
             return False
         recent = self.db.execute(
-            "SELECT 1 FROM deliveries WHERE issue_id = ? AND updated_at >= ? LIMIT 1",
-            (issue_id, iso(now - window)),
+            "SELECT 1 FROM deliveries WHERE issue_id = ? AND updated_at > ? AND updated_at < ?"
+            " LIMIT 1",
+            (issue_id, iso(now - window), iso(now + window)),
         ).fetchone()
         return recent is not None
 
