@@ -165,3 +165,20 @@ def test_a_click_on_an_issue_sent_before_the_setting_was_turned_off_still_works(
     with digest_serve(project, env={"DIGEST_NOW": later.isoformat()}) as base:
         assert httpx.get(base + first, headers=BROWSER).status_code == 302
     assert [kind for _, kind, _ in counts(project)] == ["person"]
+
+
+def test_a_resumed_send_carries_the_same_redirects(project: Project) -> None:
+    track(project)
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(
+        text.replace("  retry_delay: 0\n", "  retry_delay: 0\n  retries: 1\n")
+    )
+    project.smtp.script.defer = {"ann@example.com": 100}
+    assert project.run("send").exit_code == 1  # ann's message left pending
+    assert project.smtp.to("ann@example.com") == []
+    project.smtp.script.defer = {}
+    resumed = project.run("send", now=project.now + timedelta(hours=1))
+    assert resumed.exit_code == 0, resumed.output
+    assert "resumed issue 1" in resumed.output
+    assert redirects(project, "ann@example.com") == redirects(project, "bob@example.com")
+    assert len(set(redirects(project, "ann@example.com")[0])) == 3
