@@ -12,7 +12,7 @@ import httpx
 from digest.core.clicks import redirect_path
 from tests.conftest import NOW, Project
 from tests.support import statefile
-from tests.support.serving import digest_serve
+from tests.support.serving import digest_serve, serving
 
 REDIRECT = re.compile(r"https://example\.org(/r/\d+/\d+/[A-Za-z0-9_-]{16})")
 POSTS = {
@@ -113,9 +113,10 @@ def test_clicks_within_seconds_of_delivery_count_as_scanners(project: Project) -
     assert project.run("send").exit_code == 0
     first = redirects(project)[0][0]
     soon = project.now + timedelta(seconds=90)
-    with digest_serve(project, env={"DIGEST_NOW": soon.isoformat()}) as base:
-        assert httpx.get(base + first, headers=BROWSER).status_code == 302
+    with serving(project, env={"DIGEST_NOW": soon.isoformat()}) as served:
+        assert httpx.get(served.public + first, headers=BROWSER).status_code == 302
     assert [kind for _, kind, _ in counts(project)] == ["scanner"]
+    assert f"click redirects: {served.public}/r/..." in served.stdout
 
 
 def test_with_tracking_off_both_parts_link_straight_to_the_posts(project: Project) -> None:
