@@ -184,6 +184,11 @@ def test_a_wrong_tracking_value_is_a_clear_error(tmp_path: Path) -> None:
     assert str(wrong.value).endswith(
         "config.yaml:9: tracking.clicks: expected one of off or aggregate, got 'per-reader'"
     )
+    with pytest.raises(ConfigError) as on:
+        _config(tmp_path, "tracking:\n  clicks: on\n")
+    assert str(on.value).endswith(
+        "tracking.clicks: expected off or aggregate, got on (write aggregate to count clicks)"
+    )
     with pytest.raises(ConfigError) as nowhere:
         _config(tmp_path, "tracking:\n  clicks: aggregate\n", public_url=False)
     assert "tracking.clicks: aggregate needs newsletter.public_url" in str(nowhere.value)

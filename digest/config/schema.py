@@ -687,7 +687,10 @@ class BackupConfig(Section):
 
 
 def _clicks_mode(value: Any) -> Any:
-    """`clicks: off` is read by YAML as false: it means "off", as written."""
+    """`clicks: off` is read by YAML as false: it means "off", as written. `on` (true) is
+    refused saying what to write instead."""
+    if value is True:
+        raise ValueError("expected off or aggregate, got on (write aggregate to count clicks)")
     return "off" if value is False else value
 
 
