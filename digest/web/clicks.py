@@ -5,8 +5,11 @@ A path this newsletter did not sign gets 400 and a page saying so, and redirects
 refused before the state is read, so nobody can use the redirect to send a reader elsewhere
 (no open redirect). A signed path leads only to the URL kept for it when the issue was frozen.
 The path names an issue and a link, never a reader, so the answer is the same for everyone
-and says nothing about who is subscribed. It is always served, whatever `tracking.clicks` says
-now, so the links of issues sent while it was on keep working.
+and says nothing about who is subscribed. It is the one public GET that writes, and all it
+writes is one more in an aggregate count: no subscription changes, and nothing about anyone
+is kept, so a scanner following it harms nothing (it is only counted apart). It is always
+served, whatever `tracking.clicks` says now, so the links of issues sent while it was on keep
+working.
 
 A count that cannot be written (the state locked past its busy timeout) is logged and lost: the
 reader still gets to the post.
