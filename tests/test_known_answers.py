@@ -22,6 +22,7 @@ import pytest
 from digest.archive.pages import issue_slug, issue_url, site_for
 from digest.bounces.report import MESSAGE_ID_PATTERN, VERP_PATTERN
 from digest.config.schema import Config, load_config
+from digest.core.clicks import read_redirect_path, redirect_path
 from digest.core.models import RenderedIssue, Subscriber
 from digest.core.tokens import (
     APPROVAL_PURPOSE,
@@ -122,6 +123,26 @@ def test_a_forgotten_international_address_is_known_by_both_of_its_forms() -> No
     kept_by_0_1_0 = {hashes[1]}
     assert is_forgotten("erin@xn--bcher-kva.example", kept_by_0_1_0, SECRET)
     assert not is_forgotten("ann@example.com", kept_by_0_1_0, SECRET)
+
+
+# ---------------------------------------------------------------- click redirects
+
+# The redirect a tracked post link goes through (tracking.clicks: aggregate): issue and link in,
+# the exact path out. Every copy of a sent issue carries these; a change of form breaks the
+# links in every inbox.
+CLICK_REDIRECTS = [
+    (1, 1, "/r/1/1/xxjS3huonRTIiJNp"),
+    (12, 3, "/r/12/3/CiAtBxBh92AwJCUA"),
+    (2026, 40, "/r/2026/40/N66488FSQIhIoe6A"),
+    (999999999999999, 999999, "/r/999999999999999/999999/rIp6wkz8HzbgGOlG"),
+]
+
+
+@pytest.mark.parametrize(("issue", "link", "path"), CLICK_REDIRECTS)
+def test_click_redirects_keep_their_form(issue: int, link: int, path: str) -> None:
+    assert redirect_path(SECRET, issue, link) == path
+    assert read_redirect_path(SECRET, path) == (issue, link)
+    assert read_redirect_path("another secret", path) is None
 
 
 # ---------------------------------------------------------------- bounce identifiers

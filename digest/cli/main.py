@@ -101,6 +101,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mark-seen": ("issue", "mark_seen"),
     "send": ("send", "send"),
     "history": ("send", "history"),
+    "clicks": ("send", "clicks"),
     "compact": ("send", "compact"),
     "schedule": ("schedule", "show_schedule"),
     "run": ("schedule", "run"),

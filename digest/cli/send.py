@@ -1,5 +1,6 @@
-"""Sending an issue and what was sent: `send` (also a test send or a dry run), `history`, and
-`compact` (old deliveries into per-issue counts)."""
+"""Sending an issue and what was sent: `send` (also a test send or a dry run), `history`,
+`clicks` (how often each tracked post link was followed), and `compact` (old deliveries into
+per-issue counts)."""
 
 from __future__ import annotations
 
@@ -116,6 +117,35 @@ def history(config: Config, limit: int) -> None:
             f"{len(compacted)} issues older than retention.deliveries show counts only:"
             " their deliveries were compacted."
         )
+
+
+@click.command()
+@click.argument("number", type=click.IntRange(min=1), required=False)
+@with_config
+def clicks(config: Config, number: int | None) -> None:
+    """How often each post link of issue NUMBER (default: the latest tracked) was followed."""
+    from digest.run.clicks import click_counts
+
+    found = click_counts(config, number)
+    if found.issue_id is None:
+        out.print(
+            "No issue was sent with tracked links yet (tracking.clicks: aggregate turns it on)."
+        )
+        return
+    if not found.links:
+        out.print(f"Issue {found.issue_id} was sent without tracked links.")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table("Link", "People", "Scanners", title=f"Issue {found.issue_id}")
+    for link in found.links:  # a URL is shown as written, never read as markup
+        table.add_row(Text(link.url, overflow="fold"), str(link.people), str(link.scanners))
+    out.print(table)
+    out.print(
+        f"{found.people} clicks by people, {found.scanners} by link scanners and prefetchers"
+        " (not counted as people)."
+    )
 
 
 @click.command()

@@ -169,6 +169,8 @@ def serve(
         click.echo(f"  sign-up: {public}/subscribe")
     if plan.archive:
         click.echo(f"  archive: {public}/archive/   feed: {public}/feed.atom")
+    if plan.clicks:
+        click.echo(f"  click redirects: {public}/r/... (digest clicks shows the counts)")
     if plan.workbench_url:
         guarded = " (password required)" if plan.password else ""
         click.echo(

@@ -686,6 +686,36 @@ class BackupConfig(Section):
     )
 
 
+def _clicks_mode(value: Any) -> Any:
+    """`clicks: off` is read by YAML as false: it means "off", as written. `on` (true) is
+    refused saying what to write instead."""
+    if value is True:
+        raise ValueError("expected off or aggregate, got on (write aggregate to count clicks)")
+    return "off" if value is False else value
+
+
+class TrackingConfig(Section):
+    """Counting clicks on post links, per issue and link, never per reader (off by default)."""
+
+    clicks: Literal["off", "aggregate"] = setting(
+        default="off",
+        description="off, or aggregate to count clicks on post links (per link, never per reader).",
+        before=_clicks_mode,
+    )
+    scanner_seconds: float = setting(
+        default=60,
+        ge=0,
+        le=86400,
+        description="Clicks this close to a delivery of the issue count as scanners', e.g. 60s.",
+        before=_duration,
+    )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether post links are tracked."""
+        return self.clicks == "aggregate"
+
+
 def _state_location(value: str) -> str:
     """`state:` is a path, or a PostgreSQL URL that names a database (ValueError otherwise,
     its password masked)."""
@@ -733,6 +763,7 @@ class Config(Section):
     backup: BackupConfig | None = setting(
         default=None, description="Backups of the state `digest run` takes on a schedule."
     )
+    tracking: TrackingConfig = setting(default_factory=TrackingConfig)
     base_dir: Path = setting(
         default=Path("."), internal=True, description="Folder holding config.yaml."
     )
@@ -741,11 +772,16 @@ class Config(Section):
     )
 
     def check(self) -> None:
-        """Approval and sign-up need the public app's address for their links."""
+        """Approval, sign-up and click counts need the public app's address for their links."""
         if self.schedule and self.schedule.approval.required and self.public_url is None:
             raise ValueError(
                 "schedule.approval.required needs newsletter.public_url (where `digest serve` is"
                 " reached) for the Approve and Hold links"
+            )
+        if self.tracking.enabled and self.public_url is None:
+            raise ValueError(
+                "tracking.clicks: aggregate needs newsletter.public_url (where `digest serve` is"
+                " reached, e.g. https://news.example.org) for the links' redirects"
             )
         if self.signup.enabled and self.public_url is None:
             raise ValueError(

@@ -30,6 +30,7 @@ from digest.mail.message import (
 )
 from digest.readers.audience import audience, record_file_consent
 from digest.readers.subscribers import load_subscribers
+from digest.render.links import post_links, redirect_urls, track_links
 from digest.render.personalise import stamp_issue_url
 from digest.run.editions import build_one, edition_messages, editions, render_variants
 from digest.store import IssueVariant, State, SuppressionKind
@@ -116,7 +117,8 @@ def _freeze(
     slot_key: str | None,
 ) -> tuple[int, RenderedIssue, dict[str, RenderedIssue | None]]:
     """Freeze a new issue and its variants; with the archive on, number it and put its page's
-    URL into every rendering, in the same transaction."""
+    URL into every rendering, and with tracking.clicks on, number and keep its post links, in
+    the same transaction."""
     rendered = prepared.rendered
     with state.transaction():
         number, slug = state.archive.next_number(), archive.issue_slug(rendered.subject)
@@ -140,12 +142,36 @@ def _freeze(
                 for choice, variant in variants.items()
             ],
         )
+        if config.tracking.enabled:
+            state.clicks.record_links(issue_id, post_links(prepared.issue))
         # The note and the pins were for this issue only; left-out posts stay left out.
         state.editorial.clear_note()
         state.editorial.unpin([(post.feed_url, post.key) for post in prepared.issue.posts])
         if config.archive.enabled:
             state.archive.publish(issue_id, number, slug, archive.summary_of(prepared.issue))
     return issue_id, rendered, variants
+
+
+def _tracked(
+    config: Config,
+    state: State,
+    secret: str,
+    issue_id: int,
+    rendered: RenderedIssue,
+    variants: dict[str, RenderedIssue | None],
+) -> tuple[RenderedIssue, dict[str, RenderedIssue | None]]:
+    """The renderings as they go out: with tracking.clicks on, each post link recorded for the
+    issue at its freeze points at its redirect (digest.render.links). The stored issue keeps
+    the straight links, and a resumed send tracks the same links the same way. An issue frozen
+    with tracking off has no links recorded and goes out untracked to the end."""
+    if not config.tracking.enabled or config.public_url is None:
+        return rendered, variants
+    links = state.clicks.links(issue_id)
+    redirects = redirect_urls(config.public_url, secret, issue_id, links)
+    return track_links(rendered, redirects), {
+        choice: track_links(variant, redirects) if variant else None
+        for choice, variant in variants.items()
+    }
 
 
 def _write_archive(config: Config, now: datetime) -> None:
@@ -257,6 +283,7 @@ def send(
                 build_one(envelope, merged.subscribers, secret)
             issue_id, rendered, variants = _freeze(config, state, prepared, variants, now, slot_key)
             post_count, resumed, issue_date = prepared.issue.post_count, False, now
+        rendered, variants = _tracked(config, state, secret, issue_id, rendered, variants)
         done = {
             address
             for address, delivery in state.ledger.deliveries(issue_id).items()

@@ -9,9 +9,9 @@ The repositories are `feeds` (feeds and posts), `ledger` (issues, deliveries, sc
 `suppressions` (with the kind of each), `secrets`, `bounces` (bounce reports),
 `signups` (sign-ups, consent, rate limits, forgotten people), `editorial` (the next issue's
 note, posts left out or pinned, approvals and the decisions on them, posts marked seen),
-`archive`, `previews` and `parsed_feeds` (caches), `webhook_nonces` and `outbox`
-(transactional emails waiting to be sent). `erasure` is the one
-module that writes across tables: erasing a person is one act.
+`archive`, `previews` and `parsed_feeds` (caches), `webhook_nonces`, `outbox`
+(transactional emails waiting to be sent) and `clicks` (tracked post links and their counts).
+`erasure` is the one module that writes across tables: erasing a person is one act.
 
 Repositories are written against `backend.Backend`, a protocol of what they need from a
 database: parameterised statements, a re-entrant transaction, named locks, errors explained as
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from digest.core.errors import StateError
+from digest.store.clicks import LinkCount
 from digest.store.feeds import FeedRecord
 from digest.store.ledger import IssueSummary, IssueVariant, StoredIssue
 from digest.store.location import DatabaseURL, StateLocation
@@ -222,6 +223,7 @@ __all__ = [
     "FeedRecord",
     "IssueSummary",
     "IssueVariant",
+    "LinkCount",
     "Location",
     "RateLimit",
     "SchemaStatus",

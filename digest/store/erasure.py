@@ -54,6 +54,7 @@ CONTENT_TABLES = frozenset(
         "issues",
         "issue_posts",
         "issue_variants",
+        "issue_links",
         "editor_note",
         "archive_issues",
         "post_choices",

@@ -200,6 +200,26 @@ OUTBOX_MIGRATION: tuple[str, ...] = (
     "CREATE INDEX outbox_email ON outbox (email)",
 )
 
+# Click counts (migration 17; digest.store.clicks): with `tracking.clicks: aggregate`, the post
+# links of an issue as frozen, numbered within it, and how often each was followed, by people
+# and by link scanners apart. No reader is named anywhere.
+CLICKS_MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE issue_links (
+    issue_id INTEGER NOT NULL REFERENCES issues (id),
+    link_id INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    PRIMARY KEY (issue_id, link_id)
+)""",
+    """CREATE TABLE link_clicks (
+    issue_id INTEGER NOT NULL,
+    link_id INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('person', 'scanner')),
+    clicks INTEGER NOT NULL,
+    PRIMARY KEY (issue_id, link_id, kind),
+    FOREIGN KEY (issue_id, link_id) REFERENCES issue_links (issue_id, link_id)
+)""",
+)
+
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: release 0.1.0.
     (
@@ -366,6 +386,12 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     COUNTS_MIGRATION,
     # 14: transactional emails waiting to be sent: see OUTBOX_MIGRATION above.
     OUTBOX_MIGRATION,
+    # 15: reserved.
+    (),
+    # 16: reserved.
+    (),
+    # 17: click counts: see CLICKS_MIGRATION above.
+    CLICKS_MIGRATION,
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0

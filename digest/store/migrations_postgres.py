@@ -239,6 +239,24 @@ COUNTS: tuple[str, ...] = (
     "CREATE INDEX bounce_reports_received ON bounce_reports (received_at)",
 )
 
+# Click counts: SQLite's migration 17 (digest.store.clicks).
+CLICKS: tuple[str, ...] = (
+    _c("""CREATE TABLE issue_links (
+    issue_id BIGINT NOT NULL REFERENCES issues (id),
+    link_id BIGINT NOT NULL,
+    url TEXT NOT NULL,
+    PRIMARY KEY (issue_id, link_id)
+)"""),
+    _c("""CREATE TABLE link_clicks (
+    issue_id BIGINT NOT NULL,
+    link_id BIGINT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('person', 'scanner')),
+    clicks BIGINT NOT NULL,
+    PRIMARY KEY (issue_id, link_id, kind),
+    FOREIGN KEY (issue_id, link_id) REFERENCES issue_links (issue_id, link_id)
+)"""),
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: the schema of release 0.2.0, the first with PostgreSQL.
     SCHEMA_0_2,
@@ -263,6 +281,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX outbox_due ON outbox (claimed_until)",
         "CREATE INDEX outbox_email ON outbox (email)",
     ),
+    # 4: reserved.
+    (),
+    # 5: reserved.
+    (),
+    # 6: click counts (SQLite's 17): see CLICKS above.
+    CLICKS,
 )
 LATEST = len(MIGRATIONS)
 

@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 from digest.store.archive import Archive
 from digest.store.backend import Backend
 from digest.store.bounces import BounceReports
+from digest.store.clicks import Clicks
 from digest.store.editor import Editorial
 from digest.store.erasure import Erasure
 from digest.store.feeds import Feeds
@@ -43,6 +44,7 @@ class State:
         self.parsed_feeds = ParsedFeeds(self.db)
         self.webhook_nonces = WebhookNonces(self.db)
         self.outbox = Outbox(self.db)
+        self.clicks = Clicks(self.db)
 
     def __enter__(self) -> State:
         return self

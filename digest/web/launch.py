@@ -374,6 +374,7 @@ class Plan:
     background: tuple[Callable[[threading.Event], None], ...] = ()  # threads beside the servers
     signup: bool = False
     archive: bool = False
+    clicks: bool = False
 
 
 def plan(
@@ -415,6 +416,7 @@ def plan(
         warnings=warnings,
         signup=site.config.signup.enabled,
         archive=site.config.archive.enabled,
+        clicks=site.config.tracking.enabled,
         state=site.config,
         background=tuple(site.background),
     )

@@ -30,6 +30,7 @@ from digest.core.tokens import verify_token
 from digest.readers.audience import is_forgotten
 from digest.web.approval import approval_routes
 from digest.web.archive import archive_routes
+from digest.web.clicks import ClickDesk, click_routes
 from digest.web.common import (
     BodyLimit,
     body_or_refusal,
@@ -125,8 +126,9 @@ class PublicSite:
 def create_public_app(site: PublicSite) -> ASGIApp:
     """The public ASGI app: /unsubscribe (GET confirms, POST records), /healthz (the process
     answers), /readyz (the state can be used: 503 with a one-line reason if not), the archive
-    (/archive/, /issues/…, /feed.atom; 404 while it is off), the approvers' /approval page, and
-    with signup.enabled the sign-up pages (/subscribe, /confirm, /preferences)."""
+    (/archive/, /issues/…, /feed.atom; 404 while it is off), the approvers' /approval page, the
+    click redirects (/r/…), and with signup.enabled the sign-up pages (/subscribe, /confirm,
+    /preferences)."""
     title = site.title
 
     def token_of(request: Request) -> str | None:
@@ -187,6 +189,7 @@ def create_public_app(site: PublicSite) -> ASGIApp:
         routes += signup_routes(desk)
         site.background.append(desk.keep_draining)
     routes += webhook_routes(WebhookDesk(site.config, site.secret, site.clock))
+    routes += click_routes(ClickDesk(site.config, site.secret, site.clock))
     app = Starlette(routes=routes, exception_handlers={StateError: state_unavailable})
     return BodyLimit(app, larger=(("/webhooks/", WEBHOOK_BODY_BYTES),))
 
