@@ -40,6 +40,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from digest.config.schema import Config
 from digest.core.errors import DigestError
 from digest.store import Location
 from digest.web.common import BUSY, COMMON_HEADERS, RETRY_AFTER_SECONDS
@@ -371,6 +372,7 @@ class Plan:
     password: bool
     warnings: list[str]
     state: Location  # where the state is, for the connection pool while serving
+    config: Config  # config.yaml as read at start (the metrics' gauges start from it)
     background: tuple[Callable[[threading.Event], None], ...] = ()  # threads beside the servers
     signup: bool = False
     archive: bool = False
@@ -416,5 +418,6 @@ def plan(
         signup=site.config.signup.enabled,
         archive=site.config.archive.enabled,
         state=site.config,
+        config=site.config,
         background=tuple(site.background),
     )
