@@ -20,6 +20,8 @@ from tests.support.serving import serving
 from tests.support.smtpserver import free_port
 from tests.test_schedule_run import SLOT, SLOT_LOG, Daemon, weekly
 from tests.test_signup import enable_signup, link_in, sign_up, wait_for_mail
+from tests.test_unsubscribe_e2e import ONE_CLICK, unsubscribe_link
+from tests.test_webhooks import ENV, POSTMARK, configure, postmark_event
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -51,7 +53,8 @@ def wait_for_sample(url: str, name: str, wanted: float, **labels: str) -> Sample
         _, samples = scrape(url)
         if value(samples, name, **labels) == wanted:
             return samples
-        assert time.monotonic() < deadline, f"{name}{labels} never {wanted}: {samples}"
+        digest = {key: found for key, found in samples.items() if key[0].startswith(name)}
+        assert time.monotonic() < deadline, f"{name}{labels} never {wanted}: {digest}"
         time.sleep(0.1)
 
 
@@ -131,6 +134,50 @@ def test_a_sign_up_and_its_confirmation_are_counted_by_serve(
         assert public.status_code == 404
         assert "digest_" not in public.text
     assert "metrics: http://127.0.0.1:" in served.stdout
+
+
+def test_bounces_complaints_webhooks_and_unsubscribes_are_counted(
+    project: Project, metrics_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a real `digest serve`: a Postmark hard bounce, a complaint, a replayed and a
+    forged request, and a one-click unsubscribe, each counted under its kind and outcome."""
+    project.write_subscribers("ann@example.com,Ann", "bob@example.com,Bob", "cy@example.com,Cy")
+    configure(project, monkeypatch)  # the providers configured, issue 1 sent to all three
+    listen = f"127.0.0.1:{metrics_port}"
+    url = f"http://{listen}/metrics"
+    with serving(project, "--no-preview", "--metrics-listen", listen, env=ENV) as served:
+        hook = f"{served.public}/webhooks/postmark"
+        bounce = postmark_event(project, "ann@example.com")
+        assert httpx.post(hook, json=bounce, auth=POSTMARK).status_code == 200
+        assert httpx.post(hook, json=bounce, auth=POSTMARK).status_code == 401  # replayed
+        complaint = postmark_event(
+            project, "bob@example.com", RecordType="SpamComplaint", Type="SpamComplaint"
+        )
+        assert httpx.post(hook, json=complaint, auth=POSTMARK).status_code == 200
+        assert httpx.post(hook, json=complaint, auth=("postmark", "wrong")).status_code == 401
+        assert httpx.post(hook, content=b"{", auth=POSTMARK).status_code == 400
+        link = unsubscribe_link(project, "cy@example.com", served.public)
+        answer = httpx.post(link, content=b"List-Unsubscribe=One-Click", headers=ONE_CLICK)
+        assert answer.status_code == 200
+        again = httpx.post(link, content=b"List-Unsubscribe=One-Click", headers=ONE_CLICK)
+        assert again.status_code == 200  # already unsubscribed: not counted twice
+        samples = wait_for_sample(url, "digest_readers", 0)
+    assert value(samples, "digest_bounces_total", kind="hard", outcome="suppressed") == 1
+    assert value(samples, "digest_bounces_total", kind="soft", outcome="counted") == 0
+    assert value(samples, "digest_complaints_total", outcome="suppressed") == 1
+    webhooks = {
+        outcome: value(
+            samples, "digest_webhook_requests_total", provider="postmark", outcome=outcome
+        )
+        for outcome in ("accepted", "refused", "malformed")
+    }
+    assert webhooks == {"accepted": 2, "refused": 2, "malformed": 1}
+    assert (
+        value(samples, "digest_webhook_requests_total", provider="mailgun", outcome="accepted") == 0
+    )
+    assert value(samples, "digest_unsubscribes_total", source="one-click") == 1
+    assert value(samples, "digest_unsubscribes_total", source="web") == 0
+    assert not [text for text in label_values(samples) if "@" in text]
 
 
 def test_a_taken_port_is_refused_with_the_reason_before_any_work(project: Project) -> None:

@@ -140,8 +140,11 @@ def enable() -> CollectorRegistry:
             Counter,
             PlatformCollector,
             ProcessCollector,
+            disable_created_metrics,
         )
 
+        # A `_created` series beside each counter is noise for Prometheus.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
