@@ -249,3 +249,16 @@ def test_an_unreadable_state_is_reported_not_raised(project: Project) -> None:
     samples = gauges(collector)
     assert value(samples, "digest_state_up") == 0
     assert value(samples, "digest_readers") is None
+
+
+def test_a_new_state_without_a_secret_is_read_not_refused(project: Project) -> None:
+    """Before the first send there is no state (and no signing secret in it): the gauges read
+    it as empty, without writing anything, and say the state is up."""
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(text.replace("secret: test-secret\n", ""), encoding="utf-8")
+    collector = StateCollector(load_config(project.config), lambda: project.now)
+    samples = gauges(collector)
+    assert value(samples, "digest_state_up") == 1
+    assert value(samples, "digest_readers") == 2
+    assert value(samples, "digest_last_successful_send_timestamp_seconds") is None
+    assert not (project.root / "state.sqlite3").exists()

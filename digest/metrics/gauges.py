@@ -23,7 +23,7 @@ from digest import __version__, store
 from digest.config.fields import SettingsError
 from digest.config.schema import Config, FeedConfig, ScheduleConfig, load_config
 from digest.core.errors import DigestError
-from digest.readers.audience import audience
+from digest.readers.audience import audience, forgetting_secret
 from digest.readers.subscribers import load_subscribers
 from digest.run.slots import next_slots
 
@@ -74,7 +74,8 @@ def read(config: Config, now: datetime) -> Reading:
     """Read the numbers from the state (opened read-only) and the subscriber file."""
     listed = load_subscribers(config.subscribers_path)
     with store.open(config, read_only=True) as state:
-        secret = state.secrets.signing_secret(config.secret)
+        # No secret is needed (nor created) to count the list while nobody has been forgotten.
+        secret = forgetting_secret(state, config.secret)
         return Reading(
             readers=len(audience(state, listed, secret).subscribers),
             pending_deliveries=state.ledger.pending_count(),
