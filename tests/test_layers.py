@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("the issue", frozenset({"digest.issue."})),
     ("running the job", frozenset({"digest.run."})),
     (
-        "metrics: counts and the state's gauges, on a port of their own",
+        "metrics: the state's gauges and the listener, on a port of their own",
         frozenset({"digest.metrics."}),
     ),
     ("public and editor's web apps", frozenset({"digest.web."})),

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from digest.config.schema import ScheduleConfig, load_config
 from digest.metrics.gauges import StateCollector, next_slot
 from tests.conftest import Project
+from tests.support.postgres import postgres_cluster, postgres_url  # noqa: F401 (fixtures)
 from tests.support.serving import serving
 from tests.support.smtpserver import free_port
 from tests.test_schedule_run import SLOT, SLOT_LOG, Daemon, weekly
@@ -262,3 +263,33 @@ def test_a_new_state_without_a_secret_is_read_not_refused(project: Project) -> N
     assert value(samples, "digest_readers") == 2
     assert value(samples, "digest_last_successful_send_timestamp_seconds") is None
     assert not (project.root / "state.sqlite3").exists()
+
+
+def test_every_replica_reports_the_same_state(
+    project: Project, request: pytest.FixtureRequest
+) -> None:
+    """Two `digest serve` replicas on one PostgreSQL state: a reader unsubscribes through one,
+    and both report the same readers and last send, read from the state at scrape time."""
+    url: str = request.getfixturevalue("postgres_url")
+    config = project.config.read_text(encoding="utf-8")
+    project.config.write_text(
+        config.replace("state: state.sqlite3", f"state: {url}"), encoding="utf-8"
+    )
+    project.write_subscribers("ann@example.com,Ann", "bob@example.com,Bob", "cy@example.com,Cy")
+    assert project.run_process("send").returncode == 0
+    ports = free_port(), free_port()
+    metrics = [f"http://127.0.0.1:{port}/metrics" for port in ports]
+    with (
+        serving(project, "--no-preview", "--metrics-listen", f"127.0.0.1:{ports[0]}") as first,
+        serving(project, "--no-preview", "--metrics-listen", f"127.0.0.1:{ports[1]}"),
+    ):
+        link = unsubscribe_link(project, "ann@example.com", first.public)
+        answer = httpx.post(link, content=b"List-Unsubscribe=One-Click", headers=ONE_CLICK)
+        assert answer.status_code == 200
+        readings = [wait_for_sample(address, "digest_readers", 2) for address in metrics]
+    sent = [value(found, "digest_last_successful_send_timestamp_seconds") for found in readings]
+    assert sent[0] is not None and sent[0] == sent[1]
+    assert [value(found, "digest_state_up") for found in readings] == [1, 1]
+    # The unsubscribe is counted by the replica that took it only.
+    counted = [value(found, "digest_unsubscribes_total", source="one-click") for found in readings]
+    assert counted == [1, 0]
