@@ -134,6 +134,11 @@ def test_a_sign_up_and_its_confirmation_are_counted_by_serve(
         public = httpx.get(f"{served.public}/metrics", timeout=10)
         assert public.status_code == 404
         assert "digest_" not in public.text
+        # The metrics port serves the metrics and nothing else.
+        assert httpx.get(f"http://127.0.0.1:{metrics_port}/", timeout=10).status_code == 404
+        assert (
+            httpx.get(f"http://127.0.0.1:{metrics_port}/unsubscribe", timeout=10).status_code == 404
+        )
     assert "metrics: http://127.0.0.1:" in served.stdout
 
 
