@@ -5,6 +5,8 @@ own parser; the listener kept off the public app; mistakes refused with a clear 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from digest.config.schema import ScheduleConfig, load_config
+from digest.core import counters
 from digest.metrics.gauges import StateCollector, next_slot
 from tests.conftest import Project
 from tests.support.postgres import postgres_cluster, postgres_url  # noqa: F401 (fixtures)
@@ -298,3 +301,37 @@ def test_every_replica_reports_the_same_state(
     # The unsubscribe is counted by the replica that took it only.
     counted = [value(found, "digest_unsubscribes_total", source="one-click") for found in readings]
     assert counted == [1, 0]
+
+
+def test_a_label_takes_only_its_listed_values() -> None:
+    """Whatever reaches a counter, a label carries one of its listed values or "other" (a
+    feed's configured name is the one free label)."""
+    spec = counters.WEBHOOK_REQUESTS
+    assert spec.label_values({"provider": "postmark", "outcome": "accepted"}) == (
+        "postmark",
+        "accepted",
+    )
+    assert spec.label_values({"provider": "ann@example.com", "outcome": "x"}) == ("other", "other")
+    with pytest.raises(ValueError, match="takes labels"):
+        spec.label_values({"provider": "postmark"})
+    fetches = counters.FEED_FETCHES.label_values({"feed": "From the blog", "outcome": "ok"})
+    assert fetches == ("From the blog", "ok")
+    assert counters.FEED_FETCHES.initial() == []  # a free label: created when first counted
+    assert len(counters.BOUNCES.initial()) == 2 * len(counters.REPORT_OUTCOMES)
+
+
+def test_with_metrics_off_nothing_of_prometheus_is_loaded() -> None:
+    """Counting is free while metrics are off: a send, the public app and the scheduler load
+    their modules without prometheus_client, and a count is a no-op."""
+    code = (
+        "import sys\n"
+        "import digest.run.send, digest.run.schedule, digest.web.public, digest.feeds.collect\n"
+        "from digest.core import counters\n"
+        "counters.count(counters.MESSAGES, outcome='sent')\n"
+        "assert not counters.enabled()\n"
+        "assert not [m for m in sys.modules if m.startswith('prometheus_client')], 'loaded'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
