@@ -53,7 +53,8 @@ MATCHER = re.compile(r'([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*"([^"]*)"')
 def exported() -> dict[str, dict[str, frozenset[str]]]:
     """Every metric name digest exports, with its labels and their fixed values (empty: any)."""
     names: dict[str, dict[str, frozenset[str]]] = {
-        f"{spec.name}_total": dict(spec.labels) for spec in counters.ALL
+        f"{spec.name}_total": {label: allowed or frozenset() for label, allowed in spec.labels}
+        for spec in counters.ALL
     }
     now = datetime(2026, 12, 7, tzinfo=UTC)
     reading = Reading(1, 0, 1, now, now, now, (("Blog", now),))

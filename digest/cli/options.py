@@ -60,7 +60,6 @@ def metrics_listen_option(function: F) -> F:
     (so that a `digest run` and a `digest serve` on one machine can each have a port)."""
 
     def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-
         if value is None:
             return None
         try:
@@ -79,6 +78,5 @@ def metrics_listen_option(function: F) -> F:
 
 def metrics_address(configured: MetricsConfig | None, given: str | None) -> tuple[str, int] | None:
     """Where to serve the metrics: --metrics-listen, else metrics.listen; None: off."""
-
     chosen = given or (configured.listen if configured else None)
     return parse_listen(chosen) if chosen else None

@@ -186,7 +186,7 @@ def serve(
         err.print(f"Warning: {warning}", markup=False)
     address = metrics_address(plan.config.metrics, metrics_listen)
     with (
-        store.pool(plan.state),  # PostgreSQL: connections kept for the requests to borrow
+        store.pool(plan.config),  # PostgreSQL: connections kept for the requests to borrow
         serving(plan.config, address, current_time) as metrics_url,
     ):
         if metrics_url:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 OTHER = "other"
-FREE = frozenset[str]()  # a label whose values are not from a fixed set (feed names)
+FREE = None  # a label whose values are not from a fixed set (feed names)
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class CounterSpec:
 
     name: str
     help: str
-    labels: tuple[tuple[str, frozenset[str]], ...] = ()
+    labels: tuple[tuple[str, frozenset[str] | None], ...] = ()
 
     def label_values(self, given: Mapping[str, str]) -> tuple[str, ...]:
         """The values to count under, in label order; an unknown value becomes "other"."""
@@ -43,7 +43,7 @@ class CounterSpec:
         values = []
         for name, allowed in self.labels:
             value = str(given[name])
-            values.append(value if allowed is FREE or value in allowed else OTHER)
+            values.append(value if allowed is None or value in allowed else OTHER)
         return tuple(values)
 
     def initial(self) -> list[tuple[str, ...]]:
@@ -51,7 +51,7 @@ class CounterSpec:
         label is FREE: those appear when first counted)."""
         combinations: list[tuple[str, ...]] = [()]
         for _, allowed in self.labels:
-            if allowed is FREE:
+            if allowed is None:
                 return []
             combinations = [(*done, value) for done in combinations for value in sorted(allowed)]
         return combinations
