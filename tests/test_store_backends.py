@@ -18,6 +18,7 @@ from digest.core.models import (
     DeliveryStatus,
     FeedResult,
     FetchStatus,
+    OutgoingMessage,
     Post,
     RenderedIssue,
 )
@@ -116,6 +117,40 @@ def test_ledger_issues_deliveries_resume_and_slots(state: store.State) -> None:
     assert state.ledger.slot_handled("2025-03-03T09:00:00+00:00")
     assert state.ledger.latest_slot_key() == "2025-03-10T09:00:00+00:00"
     assert state.ledger.issue_for_slot("2025-03-03T09:00:00+00:00") == issue
+
+
+def test_the_numbers_the_metrics_read(state: store.State) -> None:
+    """Pending deliveries, the last send that delivered anything, the outbox's size and each
+    feed's last new post, as the metrics' gauges read them."""
+    assert state.ledger.pending_count() == 0 and state.ledger.last_finished_at() is None
+    assert state.outbox.size() == 0 and state.feeds.last_new_posts() == {}
+    refused = state.ledger.create_issue(subject="0", html="h", text="t", posts=[], now=NOW)
+    state.ledger.record_delivery(refused, Delivery("ann@example.com", DeliveryStatus.FAILED), NOW)
+    state.ledger.finish_issue(refused, NOW)
+    assert state.ledger.last_finished_at() is None  # it delivered nothing
+    issue = state.ledger.create_issue(subject="1", html="h", text="t", posts=[], now=NOW)
+    state.ledger.record_delivery(issue, Delivery("ann@example.com", DeliveryStatus.SENT), NOW)
+    for address in ("bob@example.com", "cy@example.com"):
+        state.ledger.record_delivery(issue, Delivery(address, DeliveryStatus.PENDING), NOW)
+    assert state.ledger.pending_count() == 2 and state.ledger.last_finished_at() is None
+    state.ledger.give_up_pending(issue, NOW + timedelta(hours=1))
+    assert state.ledger.pending_count() == 0
+    assert state.ledger.last_finished_at() == NOW + timedelta(hours=1)
+    state.ledger.compact(NOW + timedelta(days=1), NOW + timedelta(days=1))
+    assert state.ledger.deliveries(issue) == {}
+    assert state.ledger.last_finished_at() == NOW + timedelta(hours=1)  # from its counts
+    message = OutgoingMessage(
+        "digest@example.org", "zoe@example.net", b"Subject: hi\r\n\r\n", False
+    )
+    state.outbox.add("confirmation", "zoe@example.net", message, NOW)
+    state.outbox.add("welcome", "zoe@example.net", message, NOW)
+    assert state.outbox.size() == 2
+    other = "https://example.net/feed.xml"
+    state.feeds.record_fetch(FeedResult(FEED, FetchStatus.OK, posts=(post(1),)), NOW)
+    later = NOW + timedelta(days=2)
+    state.feeds.record_fetch(FeedResult(FEED, FetchStatus.OK, posts=(post(1), post(2))), later)
+    state.feeds.record_fetch(FeedResult(other, FetchStatus.OK, posts=(post(3, other),)), NOW)
+    assert state.feeds.last_new_posts() == {FEED: later, other: NOW}
 
 
 def test_a_transaction_is_all_or_nothing(state: store.State) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from digest import store
 from digest.bounces.report import Kind, Report, read_report
 from digest.config.schema import Config
+from digest.core import counters
 from digest.core.addresses import canonical_or_none
 from digest.core.errors import DigestError
 from digest.core.tokens import TRANSACTIONAL_REFERENCE, tag_matches
@@ -189,7 +190,20 @@ def _reason(report: Report) -> str:
 def apply_report(
     config: Config, state: State, secret: str, report: Report, source: str, now: datetime
 ) -> tuple[str, str]:
-    """Record one report and act on it; (outcome, address) — the address may be empty."""
+    """Record one report and act on it; (outcome, address) — the address may be empty.
+    A bounce or complaint recorded (not a duplicate) is counted for the metrics."""
+    outcome, email = _apply_report(config, state, secret, report, source, now)
+    if outcome not in (LEFT, DUPLICATE):
+        if report.kind is Kind.COMPLAINT:
+            counters.count(counters.COMPLAINTS, outcome=outcome)
+        elif report.kind in (Kind.HARD, Kind.SOFT):
+            counters.count(counters.BOUNCES, kind=report.kind.value, outcome=outcome)
+    return outcome, email
+
+
+def _apply_report(
+    config: Config, state: State, secret: str, report: Report, source: str, now: datetime
+) -> tuple[str, str]:
     if report.kind in (Kind.NOT_BOUNCE, Kind.UNREADABLE):
         return LEFT, ""
     if state.bounces.seen(report.key):

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from digest.config.schema import load_config
+from digest.config.schema import MetricsConfig, load_config, parse_listen
 from digest.core.errors import DigestError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,3 +53,30 @@ def email_address(value: str) -> str:
         return canonical_address(value)
     except AddressError as error:
         raise click.BadParameter(f"{value!r} is not an email address: {error}") from None
+
+
+def metrics_listen_option(function: F) -> F:
+    """`--metrics-listen HOST:PORT`: serve the metrics there instead of at `metrics.listen`
+    (so that a `digest run` and a `digest serve` on one machine can each have a port)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parse_listen(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+        return value.strip()
+
+    return click.option(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        callback=check,
+        help="Serve Prometheus metrics here (default: config.yaml's metrics.listen; off if unset).",
+    )(function)
+
+
+def metrics_address(configured: MetricsConfig | None, given: str | None) -> tuple[str, int] | None:
+    """Where to serve the metrics: --metrics-listen, else metrics.listen; None: off."""
+    chosen = given or (configured.listen if configured else None)
+    return parse_listen(chosen) if chosen else None

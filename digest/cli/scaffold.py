@@ -61,6 +61,7 @@ EXAMPLES: dict[str, Any] = {
     "archive.out_dir": "public",
     "archive.subscribe_url": "https://news.example.org/subscribe",
     "schedule.grace": "6h",
+    "metrics.listen": "127.0.0.1:9464",
 }
 
 # Keys written with something other than their default, and why.

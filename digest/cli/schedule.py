@@ -8,7 +8,7 @@ from datetime import datetime
 
 import click
 
-from digest.cli.options import current_time, with_config
+from digest.cli.options import current_time, metrics_address, metrics_listen_option, with_config
 from digest.cli.output import out, summarise
 from digest.config.schema import Config
 from digest.core.errors import DigestError
@@ -42,16 +42,20 @@ def show_schedule(config: Config, count: int, after_text: str | None) -> None:
 
 @click.command()
 @click.option("--once", is_flag=True, help="Send the due slot, or else the next one, now; exit.")
+@metrics_listen_option
 @with_config
-def run(config: Config, once: bool) -> None:
+def run(config: Config, once: bool, metrics_listen: str | None) -> None:
     """Send at every slot until stopped; SIGTERM or Ctrl-C finishes the message in flight."""
+    from digest.metrics import endpoint
     from digest.run import approval, schedule
 
-    for module in (schedule, approval):
+    for module in (schedule, approval, endpoint):
         logging.getLogger(module.__name__).setLevel(logging.INFO)
     clock = schedule.Clock.starting_at(current_time())
     if not once:
-        schedule.run_forever(config, clock)
+        address = metrics_address(config.metrics, metrics_listen)
+        with endpoint.serving(config, address, clock.now):
+            schedule.run_forever(config, clock)
         return
     result = schedule.run_once(config, clock)
     if result is None:

@@ -11,7 +11,12 @@ from pathlib import Path
 import click
 
 from digest import store
-from digest.cli.options import current_time, with_config
+from digest.cli.options import (
+    current_time,
+    metrics_address,
+    metrics_listen_option,
+    with_config,
+)
 from digest.cli.output import err, out, plural, print_problems
 from digest.config.schema import Config
 from digest.core.errors import ConfigError, DigestError, StateError
@@ -144,6 +149,7 @@ def demo(directory: Path) -> None:
     show_default=True,
     help="Run the workbench (live preview); turn it off on a public server.",
 )
+@metrics_listen_option
 @click.pass_obj
 def serve(
     config_path: Path,
@@ -152,8 +158,10 @@ def serve(
     workbench_host: str,
     workbench_port: int,
     preview: bool,
+    metrics_listen: str | None,
 ) -> None:
     """Run the one-click unsubscribe endpoint and, on a port of its own, the live preview."""
+    from digest.metrics.endpoint import serving
     from digest.web import launch
 
     plan = launch.plan(
@@ -178,7 +186,13 @@ def serve(
         )
     for warning in plan.warnings:
         err.print(f"Warning: {warning}", markup=False)
-    with store.pool(plan.state):  # PostgreSQL: connections kept for the requests to borrow
+    address = metrics_address(plan.config.metrics, metrics_listen)
+    with (
+        store.pool(plan.config),  # PostgreSQL: connections kept for the requests to borrow
+        serving(plan.config, address, current_time) as metrics_url,
+    ):
+        if metrics_url:
+            click.echo(f"  metrics: {metrics_url} (not on the public port)")
         launch.serve(plan.listeners, plan.background)
 
 

@@ -30,6 +30,7 @@ _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _DURATION_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _PERIOD_PATTERN = re.compile(r"^\s*(\d+)\s*(day|week|month|year)s?\s*$", re.IGNORECASE)
+_LISTEN_PATTERN = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$", re.ASCII)
 FOREVER = "forever"
 SHORTEST_RETENTION_DAYS = 31  # bounces and complaints arrive for weeks; they need the delivery
 
@@ -65,6 +66,30 @@ def _bare_mailbox(value: str | None) -> str | None:
 
 def _header_text(value: str | None) -> str | None:
     return headervalues.header_text(value) if value is not None else None
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """(host, port) from 'host:port' or '[IPv6]:port', as `metrics.listen` takes it
+    (ValueError saying what is expected otherwise)."""
+    match = _LISTEN_PATTERN.match(value.strip())
+    port = int(match.group(3)) if match else 0
+    if match is None or not 1 <= port <= 65535:
+        raise ValueError(
+            "expected host:port such as 127.0.0.1:9464 (an IPv6 address in brackets,"
+            f" [::1]:9464; the port 1-65535), got {value!r}"
+        )
+    if match.group(1) is not None:
+        try:
+            ipaddress.IPv6Address(match.group(1))
+        except ValueError:
+            raise ValueError(f"{match.group(1)!r} is not an IPv6 address") from None
+        return match.group(1), port
+    return match.group(2), port
+
+
+def _listen(value: str) -> str:
+    parse_listen(value)
+    return value.strip()
 
 
 def _hex(value: str) -> str:
@@ -612,6 +637,15 @@ class HealthConfig(Section):
     )
 
 
+class MetricsConfig(Section):
+    """Prometheus metrics from `digest run` and `digest serve` (operator's guide: Monitoring)."""
+
+    listen: str = setting(
+        description="host:port serving them, e.g. 127.0.0.1:9464; never the public app's port.",
+        after=(_listen,),
+    )
+
+
 def _retention_period(value: str) -> str:
     """`forever`, or a whole number of days, weeks, months or years of at least a month, as
     '13 months' or '400 days' (ValueError otherwise); given back as written, trimmed."""
@@ -760,6 +794,9 @@ class Config(Section):
     bounces: BouncesConfig = setting(default_factory=BouncesConfig)
     health: HealthConfig = setting(default_factory=HealthConfig)
     retention: RetentionConfig = setting(default_factory=RetentionConfig)
+    metrics: MetricsConfig | None = setting(
+        default=None, description="Prometheus metrics from `digest run` and `digest serve`."
+    )
     backup: BackupConfig | None = setting(
         default=None, description="Backups of the state `digest run` takes on a schedule."
     )

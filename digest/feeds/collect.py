@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from digest.config.schema import FeedConfig, FetchConfig
+from digest.core import counters
 from digest.core.models import FeedResult, FetchStatus
 from digest.core.redact import redact_url
 from digest.feeds.advice import feed_advice
@@ -113,7 +114,8 @@ def collect(
             results = _run(jobs, fetch, stop)
     finally:
         parsers.close()
-    for result in results:
+    for feed, result in zip(feeds, results, strict=True):
+        counters.count(counters.FEED_FETCHES, feed=feed.name, outcome=result.status.value)
         if result.status is FetchStatus.FAILED:
             logger.info("feed %s failed: %s", redact_url(result.feed_url), result.error)
     return results

@@ -43,6 +43,7 @@ from typing import Any
 import jinja2
 
 from digest.config.schema import Config
+from digest.core import counters
 from digest.core.addresses import AddressError, canonical_address
 from digest.core.models import OutgoingMessage, Subscriber
 from digest.core.tokens import (
@@ -236,6 +237,7 @@ def submit(config: Config, form: SignupForm, *, ip: str, page: str, now: datetim
     address, with what `act` is to do later. Nothing here reads the state."""
     if form.honeypot:
         logger.info("sign-up with the honeypot filled ignored")
+        counters.count(counters.SIGNUPS, outcome="honeypot")
         return Submitted(form=form)
     address, problem = normalised_address(form.email)
     if problem:
@@ -283,10 +285,12 @@ def act(
     existing = state.signups.signup(address)
     if existing is not None and existing.status == "confirmed":
         # The form is anonymous: a subscriber's details change only through their own link.
+        counters.count(counters.SIGNUPS, outcome="already_subscribed")
         return "subscribed", None
     limits = rate_limits(config, secret, address, request.ip)
     if not state.signups.fits(limits, now):
         logger.info("sign-up over the rate limit: no confirmation email sent")
+        counters.count(counters.SIGNUPS, outcome="rate_limited")
         return "rate-limited", None
     expires = now + timedelta(seconds=config.signup.confirm_within)
     token = make_purpose_token(secret, "confirm", address, expires)
@@ -295,6 +299,7 @@ def act(
     with state.transaction():
         if not state.signups.allow(limits, now):  # another process used the last slot
             logger.info("sign-up over the rate limit: no confirmation email sent")
+            counters.count(counters.SIGNUPS, outcome="rate_limited")
             return "rate-limited", None
         state.signups.request(
             address,
@@ -312,6 +317,7 @@ def act(
             now,
             undo={"buckets": sorted({limit.bucket for limit in limits})},
         )
+    counters.count(counters.SIGNUPS, outcome="queued")
     return "queued", entry
 
 
@@ -345,6 +351,7 @@ def confirm(
         if signup is not None and config.signup.welcome
         else None
     )
+    entry = None
     with state.transaction():
         outcome = state.signups.confirm(address, now, ip=kept_ip(config, ip))
         if outcome == "confirmed":
@@ -352,8 +359,10 @@ def confirm(
             state.suppressions.unsuppress(address)
             state.signups.unforget(address_hash(secret, address))
             if welcome is not None:
-                return outcome, state.outbox.add("welcome", address, welcome, now)
-    return outcome, None
+                entry = state.outbox.add("welcome", address, welcome, now)
+    if outcome == "confirmed":
+        counters.count(counters.CONFIRMATIONS)
+    return outcome, entry
 
 
 def preferences_link(config: Config, secret: str, address: str, now: datetime) -> str:

@@ -18,6 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from digest import store
 from digest.config.fields import SettingsError
 from digest.config.schema import Config, ScheduleConfig, load_config
+from digest.core import counters
 from digest.core.errors import ConfigError, DigestError, Stopped
 from digest.core.models import SendReport
 from digest.core.stopping import GracefulStop
@@ -128,6 +129,7 @@ def _give_up(config: Config, issue_id: int, now: datetime) -> None:
     """A new slot has come: stop retrying the old issue's deferred addresses, so it goes."""
     with store.open(config) as state:
         given_up = state.ledger.give_up_pending(issue_id, now)
+    counters.count(counters.MESSAGES, len(given_up), outcome="failed")
     for delivery in given_up:
         logger.warning(
             "issue %d: %s still deferred at the next slot; marked failed (%s)",

@@ -14,6 +14,7 @@ from typing import Protocol
 from digest import store
 from digest.archive import pages as archive
 from digest.config.schema import Config
+from digest.core import counters
 from digest.core.errors import DigestError
 from digest.core.models import (
     Delivery,
@@ -36,6 +37,13 @@ from digest.run.editions import build_one, edition_messages, editions, render_va
 from digest.store import IssueVariant, State, SuppressionKind
 
 logger = logging.getLogger(__name__)
+
+# How a delivery's status is counted in digest_messages_total.
+OUTCOMES = {
+    DeliveryStatus.SENT: "sent",
+    DeliveryStatus.FAILED: "failed",
+    DeliveryStatus.PENDING: "deferred",
+}
 
 
 class Progress(Protocol):
@@ -307,6 +315,7 @@ def send(
                         refused_for_good(state, issue_id, delivery, when)
             for delivery in deliveries:
                 counts[delivery.status] += 1
+                counters.count(counters.MESSAGES, outcome=OUTCOMES[delivery.status])
                 if progress is not None:
                     progress.advance(delivery)
                 if delivery.status is DeliveryStatus.FAILED:

@@ -128,6 +128,13 @@ class Feeds:
         rows = self.db.execute("SELECT data FROM posts WHERE feed_url = ?", (feed_url,))
         return [replace(post_from_json(row["data"]), feed_url=feed_url) for row in rows]
 
+    def last_new_posts(self) -> dict[str, datetime]:
+        """Per feed URL, when a post new to digest was last recorded (for the metrics)."""
+        rows = self.db.execute(
+            "SELECT feed_url, MAX(first_seen) AS at FROM posts GROUP BY feed_url"
+        ).fetchall()
+        return {str(row["feed_url"]): datetime.fromisoformat(row["at"]) for row in rows}
+
     def first_seen(self, feed_url: str) -> dict[str, datetime]:
         """When each post of a feed was first recorded."""
         rows = self.db.execute(

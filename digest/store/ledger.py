@@ -168,6 +168,25 @@ class Ledger:
         ).fetchone()
         return issue_from_row(row) if row else None
 
+    def pending_count(self) -> int:
+        """Deliveries deferred by the server and still to be tried (a number, for the metrics)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) AS n FROM deliveries WHERE status = 'pending'"
+        ).fetchone()
+        return int(row["n"]) if row is not None else 0
+
+    def last_finished_at(self) -> datetime | None:
+        """When the newest finished send finished, having delivered at least one message (None:
+        none has): "the last successful send", for the metrics. A compacted issue's counts
+        stand for its deliveries."""
+        row = self.db.execute(
+            "SELECT MAX(finished_at) AS at FROM issues WHERE finished_at IS NOT NULL AND ("
+            " EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = issues.id"
+            " AND d.status = 'sent')"
+            " OR EXISTS (SELECT 1 FROM issue_counts c WHERE c.issue_id = issues.id AND c.sent > 0))"
+        ).fetchone()
+        return parse_time(row["at"]) if row is not None else None
+
     def finish_issue(self, issue_id: int, now: datetime) -> None:
         """Mark an issue's send complete: every subscriber has a final delivery."""
         self.db.execute("UPDATE issues SET finished_at = ? WHERE id = ?", (iso(now), issue_id))

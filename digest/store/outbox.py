@@ -164,6 +164,11 @@ class Outbox:
         rows = self.db.execute("SELECT id, kind, claim FROM outbox ORDER BY id")
         return [(int(row["id"]), row["kind"], row["claim"]) for row in rows]
 
+    def size(self) -> int:
+        """How many emails wait in the outbox (a number, for the metrics)."""
+        row = self.db.execute("SELECT COUNT(*) AS n FROM outbox").fetchone()
+        return int(row["n"]) if row is not None else 0
+
     def oldest_queued(self) -> datetime | None:
         """When the oldest entry still in the outbox was queued (None: it is empty), for
         `digest check --health` to tell an outbox nobody drains from one briefly waiting."""

@@ -40,8 +40,8 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from digest.config.schema import Config
 from digest.core.errors import DigestError
-from digest.store import Location
 from digest.web.common import BUSY, COMMON_HEADERS, RETRY_AFTER_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -370,7 +370,7 @@ class Plan:
     workbench_url: str | None
     password: bool
     warnings: list[str]
-    state: Location  # where the state is, for the connection pool while serving
+    config: Config  # config.yaml as read at start: the state's pool, the metrics
     background: tuple[Callable[[threading.Event], None], ...] = ()  # threads beside the servers
     signup: bool = False
     archive: bool = False
@@ -417,6 +417,6 @@ def plan(
         signup=site.config.signup.enabled,
         archive=site.config.archive.enabled,
         clicks=site.config.tracking.enabled,
-        state=site.config,
+        config=site.config,
         background=tuple(site.background),
     )

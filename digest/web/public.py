@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 
 from digest import store
 from digest.config.schema import load_config
+from digest.core import counters
 from digest.core.addresses import canonical_or_none
 from digest.core.errors import StateError
 from digest.core.tokens import verify_token
@@ -82,6 +83,8 @@ class PublicSite:
                 address, self.clock(), source, kind=store.SuppressionKind.UNSUBSCRIBE
             )
         logger.info("unsubscribed %s (%s)", address, source)
+        if added:
+            counters.count(counters.UNSUBSCRIBES, source=source)
         return added
 
     def unready(self) -> str | None:

@@ -39,6 +39,7 @@ from starlette.routing import Route
 
 from digest import store
 from digest.config.schema import Config
+from digest.core import counters
 from digest.core.addresses import canonical_or_none
 from digest.mail.message import DkimKey
 from digest.readers import outbox, signup
@@ -343,9 +344,10 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                     return no_longer_valid()
                 error, saved = "", False
                 if choice == "unsubscribe":
-                    state.suppressions.suppress(
+                    if state.suppressions.suppress(
                         address, desk.clock(), "preferences page", kind=SuppressionKind.UNSUBSCRIBE
-                    )
+                    ):
+                        counters.count(counters.UNSUBSCRIBES, source="preferences")
                     return desk.page(
                         "notice.html",
                         "You are unsubscribed",

@@ -39,7 +39,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +53,7 @@ from digest import store
 from digest.bounces.apply import apply_report
 from digest.bounces.report import MESSAGE_ID_PATTERN, Kind, Report, status_kind
 from digest.config.schema import Config
+from digest.core import counters
 from digest.core.addresses import canonical_or_none
 from digest.core.errors import StateError
 from digest.web.common import body_or_refusal, plain
@@ -489,6 +490,30 @@ def _basic_auth(header: str, username: str, password: str) -> bool:
 
 # -- routes ----------------------------------------------------------------------------------
 
+# How a webhook's answer is counted in digest_webhook_requests_total.
+WEBHOOK_OUTCOMES = {
+    200: "accepted",
+    400: "malformed",
+    401: "refused",
+    408: "too_slow",
+    413: "too_large",
+    503: "busy",
+}
+
+
+def counted(
+    provider: str, endpoint: Callable[[Request], Awaitable[Response]]
+) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint, its every answer counted by provider and outcome for the metrics."""
+
+    async def answer(request: Request) -> Response:
+        response = await endpoint(request)
+        outcome = WEBHOOK_OUTCOMES.get(response.status_code, counters.OTHER)
+        counters.count(counters.WEBHOOK_REQUESTS, provider=provider, outcome=outcome)
+        return response
+
+    return answer
+
 
 def webhook_routes(desk: WebhookDesk) -> list[Route]:
     """POST /webhooks/mailgun, /webhooks/sendgrid and /webhooks/postmark, for those configured."""
@@ -541,9 +566,9 @@ def webhook_routes(desk: WebhookDesk) -> list[Route]:
 
     routes: list[Route] = []
     if settings.mailgun_signing_key:
-        routes.append(Route("/webhooks/mailgun", mailgun, methods=["POST"]))
+        routes.append(Route("/webhooks/mailgun", counted("mailgun", mailgun), methods=["POST"]))
     if settings.sendgrid_public_key:
-        routes.append(Route("/webhooks/sendgrid", sendgrid, methods=["POST"]))
+        routes.append(Route("/webhooks/sendgrid", counted("sendgrid", sendgrid), methods=["POST"]))
     if settings.postmark_username and settings.postmark_password:
-        routes.append(Route("/webhooks/postmark", postmark, methods=["POST"]))
+        routes.append(Route("/webhooks/postmark", counted("postmark", postmark), methods=["POST"]))
     return routes
