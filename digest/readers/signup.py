@@ -153,10 +153,12 @@ class Submitted:
 
 @dataclass(frozen=True)
 class LinkCheck:
-    """Who a confirmation or preferences link is for, or why it cannot be used."""
+    """Who a confirmation or preferences link is for, or why it cannot be used; and the issue
+    whose message carried it, when the link names one."""
 
     address: str | None
     problem: str = ""  # "", "invalid" or "expired"
+    issue: int | None = None
 
 
 def consent_hash(config: Config) -> str:
@@ -320,7 +322,7 @@ def check_link(secret: str, purpose: str, token: str | None, now: datetime) -> L
     if not token:
         return LinkCheck(None, "invalid")
     checked = check_purpose_token(secret, purpose, token, now)
-    return LinkCheck(checked.address, checked.problem)
+    return LinkCheck(checked.address, checked.problem, checked.issue)
 
 
 def confirm(
