@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("readers", frozenset({"digest.readers."})),
     ("the archive", frozenset({"digest.archive."})),
     ("the issue", frozenset({"digest.issue."})),
+    ("reports", frozenset({"digest.reports."})),
     ("running the job", frozenset({"digest.run."})),
     ("public and editor's web apps", frozenset({"digest.web."})),
     (

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from digest.cli import archive, bounces, issue, readers, schedule, send, setup
+from digest.cli import archive, bounces, issue, readers, report, schedule, send, setup
 from digest.cli.output import err, errors_as_log_records
 from digest.core import logs
 from digest.core.errors import DigestError
@@ -89,6 +89,7 @@ for command in (
     send.send,
     send.history,
     send.compact,
+    report.report,
     schedule.show_schedule,
     schedule.run,
     schedule.approve,

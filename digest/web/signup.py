@@ -368,8 +368,9 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                         now=desk.clock(),
                     )
                     saved = not error
-                    before, prefs = prefs, signup.preferences(
-                        config, state, desk.secret, address, listed
+                    before, prefs = (
+                        prefs,
+                        signup.preferences(config, state, desk.secret, address, listed),
                     )
                     if prefs is None:
                         return no_longer_valid()
