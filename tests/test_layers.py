@@ -126,5 +126,5 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from digest.run import send\n", encoding="utf-8")
     assert "digest.run.send" in imports_of(sample)
-    assert layer_of("digest.run.send") == 8 and layer_of("digest.core.tokens") == 0
+    assert layer_of("digest.run.send") == 9 and layer_of("digest.core.tokens") == 0
     assert layer_of("digest.store.ledger") == 1 and layer_of("digest.store") == 1

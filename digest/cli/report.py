@@ -45,8 +45,9 @@ def _rate(value: float | None) -> str:
 )
 @with_config
 def report(config: Config, number: int | None, since_text: str | None, shape: str) -> None:
-    """An issue's report (the latest unless NUMBER is given), or with --since every issue sent
-    since a date with its rates; and whether its complaint and bounce rates are healthy."""
+    """An issue's report and its health; with --since, every issue since a date.
+
+    NUMBER is the issue as `digest history` numbers it; without it, the latest issue."""
     from digest.reports import formats
     from digest.reports.gather import gather
 
