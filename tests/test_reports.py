@@ -21,7 +21,7 @@ import pytest
 
 from digest.core.tokens import make_token
 from tests.conftest import Project, post
-from tests.support import reports
+from tests.support import reports, statefile
 from tests.support.serving import Serving, serving
 from tests.test_signup import enable_signup, link_in
 from tests.test_webhooks import MAILGUN_KEY, signed
@@ -211,3 +211,59 @@ def test_an_unknown_issue_and_a_bad_date_are_clear_errors(two_issues: Project) -
     bad = two_issues.run("report", "--since", "last tuesday")
     assert bad.exit_code == 2 and "is not a date such as 2026-01-01" in bad.output
     assert "Traceback" not in missing.output + bad.output
+
+
+# ---------------------------------------------------------------- the report by email
+
+
+def test_digest_run_emails_the_report_once_reports_after_the_send(project: Project) -> None:
+    from digest.config.schema import load_config
+    from digest.reports.mail import queue_due
+    from tests.test_schedule_run import Daemon, wait_until
+
+    sent_at = project.now - timedelta(days=4)  # a Thursday; the schedule's slot is Monday's
+    project.write_config(
+        'schedule:\n  day: monday\n  time: "08:00"\n  timezone: Europe/London\n'
+        "reports:\n  email_to: [Editor@Example.org]\n  after: 72h\n"
+    )
+    assert project.run("send", now=sent_at).exit_code == 0
+    complained = reports.arf(address("bob"), project.smtp.to(address("bob"))[0].data)
+    assert project.run("bounces", "--stdin", input=complained, now=sent_at).exit_code == 0
+
+    def to_editor() -> list[bytes]:
+        return [m.data for m in project.smtp.received if "editor@example.org" in m.recipients]
+
+    config = load_config(project.config)
+    assert queue_due(config, sent_at + timedelta(hours=71)) == ()  # not due yet
+    assert to_editor() == []
+    with Daemon(project, sent_at + timedelta(hours=73)) as daemon:
+        wait_until(lambda: len(to_editor()) == 1)
+        assert daemon.terminate() == 0, daemon.log
+    [message] = [m for m in project.smtp.received if "editor@example.org" in m.recipients]
+    assert message.message["Subject"] == ("Collaborate Weekly: report on issue 1 (needs attention)")
+    assert "List-Unsubscribe" not in message.message
+    text = message.part("plain")
+    assert re.search(r"Delivered\s+2\s+100%", text), text
+    assert re.search(r"Complaints\s+1\s+50%", text), text
+    assert "Warning: Issue 1's complaint rate is 50% (1 of 2 delivered)" in text
+    assert "bob@example.com" not in text + message.part("html")
+    assert queue_due(config, sent_at + timedelta(hours=74)) == ()  # queued once only
+    assert statefile.rows(project.root / "state.sqlite3", "SELECT COUNT(*) FROM outbox") == [(0,)]
+    assert len(to_editor()) == 1
+
+
+def test_a_report_is_due_after_reports_after_and_not_long_after() -> None:
+    from datetime import UTC, datetime
+
+    from digest.reports.figures import IssueCounts, issue_reports
+    from digest.reports.mail import DUE_FOR, due
+
+    sent = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    [report] = issue_reports([IssueCounts(1, "One", sent, 10, 0, 0)], [])
+    after = timedelta(hours=72)
+    assert due([report], set(), after, sent + after - timedelta(seconds=1)) == ()
+    assert due([report], set(), after, sent + after) == (report,)
+    assert due([report], {1}, after, sent + after) == ()
+    assert due([report], set(), after, sent + after + DUE_FOR) == ()
+    [nothing] = issue_reports([IssueCounts(2, "Two", sent, 0, 3, 0)], [])
+    assert due([nothing], set(), after, sent + after) == ()
