@@ -9,11 +9,12 @@ The decision, and why:
 
 - AES-SIV (RFC 5297, `cryptography`'s AESSIV) with a 512-bit key derived from the signing
   secret by HKDF-SHA256. AES-SIV is deterministic: the same address and purpose give the same
-  token, as HMAC-signed tokens did, so a List-Unsubscribe link stays the same from issue to
-  issue, sending needs no randomness and no state, and a resumed send rebuilds messages byte
-  for byte. What determinism gives away is only that two tokens are for one address, which
-  the old tokens showed outright. The purpose is bound in as associated data, so a token made
-  for one purpose is refused for any other; the expiry is inside the encrypted part.
+  token, as HMAC-signed tokens did, so sending needs no randomness and no state, and a resumed
+  send rebuilds messages byte for byte (an issue's links name the issue, so a reader's link
+  changes from one issue to the next, and only then). What determinism gives away is only
+  that two tokens are for one address, which the old tokens showed outright. The purpose is
+  bound in as associated data, so a token made for one purpose is refused for any other; the
+  expiry is inside the encrypted part.
 - Not a random id kept in the state: that would be a row written per subscriber per issue
   (100,000 rows a send), a lookup per click, and links that die with the state file.
 - Cost, measured on one core of a 2-core machine: an unsubscribe token takes about 1.8 µs to
