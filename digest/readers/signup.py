@@ -432,7 +432,10 @@ def _email_templates() -> jinja2.Environment:
     )
 
 
-def _render(template: str, **context: Any) -> str:
+def render_page(template: str, **context: Any) -> str:
+    """One of digest/pages' templates rendered: the one-off emails (confirmation, welcome, an
+    issue's report) and the sign-up form snippet, HTML autoescaped, an undefined name an
+    error."""
     return _email_templates().get_template(template).render(**context)
 
 
@@ -452,8 +455,8 @@ def _email(
         config,
         recipient,
         subject,
-        _render(f"{template}.txt", **context),
-        _render(f"{template}.html", **context),
+        render_page(f"{template}.txt", **context),
+        render_page(f"{template}.html", **context),
         now,
         dkim_key,
         delivery_tag(secret, TRANSACTIONAL_REFERENCE, recipient.email),
@@ -504,7 +507,7 @@ def _welcome(
 
 def snippet(config: Config) -> str:
     """A plain HTML form for the organisation's own site that posts to /subscribe."""
-    return _render(
+    return render_page(
         "snippet.html",
         action=f"{config.public_url}/subscribe",
         newsletter=config.newsletter,

@@ -2,8 +2,8 @@
 `digest run`: queued in the outbox, which `digest run` and `digest serve` drain, like every
 other one-off email.
 
-The email is rendered from digest/pages/report-email.txt and .html with the same Jinja2
-settings as the sign-up emails, and sent as they are (the newsletter's sender and DKIM, no
+The email is rendered from digest/pages/report-email.txt and .html as the sign-up emails are
+(digest.readers.signup.render_page), and sent as they are (the newsletter's sender and DKIM, no
 List-Unsubscribe). It holds counts only, never an address. Each issue's report is queued once
 (`report_mails`); one due more than DUE_FOR ago (an issue sent before this release, or while
 `digest run` was stopped for long) is not sent late.
@@ -15,24 +15,20 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
-from pathlib import Path
 from zoneinfo import ZoneInfo
-
-import jinja2
 
 from digest import store
 from digest.config.schema import Config
 from digest.core.dates import format_date
 from digest.core.models import OutgoingMessage, Subscriber
 from digest.mail.message import DkimKey, load_dkim, transactional_message
+from digest.readers.signup import render_page
 from digest.reports.figures import IssueReport
 from digest.reports.gather import gather
 from digest.reports.health import HealthWarning, percent
 
 logger = logging.getLogger(__name__)
 
-PAGES = Path(__file__).resolve().parent.parent / "pages"
 DUE_FOR = timedelta(days=7)
 OUTBOX_KIND = "report"
 
@@ -48,16 +44,6 @@ def due(
         if report.counts.delivered
         and report.issue_id not in mailed
         and report.counts.sent_at + after <= now < report.counts.sent_at + after + DUE_FOR
-    )
-
-
-@cache
-def _templates() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(PAGES)),
-        autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
     )
 
 
@@ -88,8 +74,8 @@ def render(
     flag = " (needs attention)" if mine else ""
     return ReportEmail(
         f"{config.newsletter.title}: report on issue {report.issue_id}{flag}",
-        _templates().get_template("report-email.txt").render(**context),
-        _templates().get_template("report-email.html").render(**context),
+        render_page("report-email.txt", **context),
+        render_page("report-email.html", **context),
     )
 
 
