@@ -25,6 +25,10 @@ def test_the_reports_page_draws_its_charts_with_their_tables(two_issues: Project
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(java_script_enabled=False)
+            page.goto(f"{served.workbench}/preview")
+            with page.expect_navigation():
+                page.get_by_role("link", name="Reports").click()
+            assert page.url == f"{served.workbench}/reports"
             answer = page.goto(f"{served.workbench}/reports")
             assert answer is not None and answer.status == 200
             assert "script-src" not in answer.headers["content-security-policy"]

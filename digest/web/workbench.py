@@ -284,7 +284,8 @@ def controls_panel(found: Sequence[Candidate], form_token: str) -> str:
     return (
         f'<div id="{CONTROLS_ID}" style="padding:10px 16px;background:#eef2f6;color:#1f2933;'
         "font:14px/1.4 sans-serif\"><strong>The next issue's posts</strong>"
-        " (editor only; not part of the email)"
+        " (editor only; not part of the email) &middot;"
+        ' <a href="reports" style="color:#0b57d0">Reports</a>'
         f'<table style="margin-top:6px;border-collapse:collapse">{body}</table></div>'
         f"{CONTROLS_END}"
     )
