@@ -267,3 +267,25 @@ def test_a_report_is_due_after_reports_after_and_not_long_after() -> None:
     assert due([report], set(), after, sent + after + DUE_FOR) == ()
     [nothing] = issue_reports([IssueCounts(2, "Two", sent, 0, 3, 0)], [])
     assert due([nothing], set(), after, sent + after) == ()
+
+
+def test_a_state_written_by_0_1_0_reports_what_it_knows(project: Project) -> None:
+    import shutil
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / "state-0.1.0.sqlite3"
+    shutil.copyfile(fixture, project.root / "state.sqlite3")
+    listed = report_json(project, "--since", "2026-01-01")
+    assert isinstance(listed, list)
+    assert [item["issue"] for item in listed] == [1, 2, 3]
+    delivered = statefile.rows(
+        project.root / "state.sqlite3",
+        "SELECT issue_id, COUNT(*) FROM deliveries WHERE status = 'sent' GROUP BY issue_id",
+    )
+    assert [(item["issue"], item["counts"]["delivered"]["count"]) for item in listed] == [
+        (int(str(issue)), int(str(count))) for issue, count in delivered
+    ]
+    assert all(item["counts"]["unsubscribes"]["count"] == 0 for item in listed)
+    shown = project.run("report", now=project.now + timedelta(days=2))
+    assert shown.exit_code == 0, shown.output
+    assert "Issue 3, sent 2026-11-30" in shown.output
