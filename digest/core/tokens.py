@@ -25,16 +25,17 @@ The decision, and why:
 
 The forms:
 
-- `u2.` + base64url(AES-SIV(address)): unsubscribe tokens, the one in every message's
-  List-Unsubscribe header and footer. They never expire (RFC 8058: an old message's button
-  must keep working).
+- `u2.` + base64url(AES-SIV(address)): unsubscribe tokens, in a message's List-Unsubscribe
+  header and footer (a test send's or a dry run's; a real issue's before the `u3` form).
+  They never expire (RFC 8058: an old message's button must keep working).
 - `p2.` + base64url(AES-SIV(expiry, address)) for everything else (confirming a sign-up, the
   preferences page, an approver's link), with the purpose as associated data.
 - `u3.` + base64url(AES-SIV(issue number, address)) and `p3.` + base64url(AES-SIV(expiry,
   issue number, address)): the same two, made for one issue's message, so an unsubscribe or a
   preferences change can be counted against the issue whose link was used (digest report).
-  The issue number is sealed in like the address, with associated data of its own, so a `u2`
-  payload can never be read as a `u3` one. Only counts per issue are kept, never who.
+  The issue number is sealed in like the address, under a version of its own in the associated
+  data, so a `u2` payload can never be read as a `u3` one; making one costs the same as
+  before. Only counts per issue are kept, never who.
 - Still accepted, never made: the forms earlier releases put in mail, which carry the address
   readably. `b64(address).sig` (0.1.0's unsubscribe tokens, an HMAC-SHA256 over the address)
   verifies for unsubscribing forever; `p1.b64(address).expiry.sig` until its own expiry.
@@ -64,7 +65,7 @@ _SEALED_UNSUBSCRIBE = "u2"
 _SEALED_PURPOSE = "p2"
 _SEALED_ISSUE_UNSUBSCRIBE = "u3"
 _SEALED_ISSUE_PURPOSE = "p3"
-_ISSUE_FORM = b"issue"  # the associated data that sets the issue forms apart
+_ISSUE_VERSION = b"digest link token 3"  # the associated data that sets the issue forms apart
 _ISSUE_BYTES = 4
 MAX_ISSUE = 2**32 - 1
 _SEALED_VERSION = b"digest link token 2"
@@ -95,7 +96,7 @@ def _sealer(secret: str) -> AESSIV:
 
 
 def _associated(purpose: bytes, issue_form: bool) -> list[bytes]:
-    return [_SEALED_VERSION, purpose, _ISSUE_FORM] if issue_form else [_SEALED_VERSION, purpose]
+    return [_ISSUE_VERSION if issue_form else _SEALED_VERSION, purpose]
 
 
 def _seal(secret: str, purpose: bytes, payload: bytes, issue_form: bool = False) -> str:
