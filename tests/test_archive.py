@@ -117,8 +117,11 @@ def test_no_page_holds_a_subscribers_address_name_or_token(archived: Project) ->
     assert archived.run("archive", "--out", str(out)).exit_code == 0
     secrets = ["%%DIGEST", "token=", "nsubscribe"]
     for email, name in SUBSCRIBERS.items():
-        token = make_token("test-secret", email)
-        secrets += [email, name, *name.split(), token, *token.split(".")]
+        # The token without an issue, and those naming each issue the messages came from.
+        for issue in (None, 1, 2, 3, 4, 5):
+            token = make_token("test-secret", email, issue)
+            secrets += [token, *token.split(".")]
+        secrets += [email, name, *name.split()]
     files = files_of(out)
     for name, data in files.items():
         text = data.decode()

@@ -118,8 +118,11 @@ def test_past_issues_join_the_archive_in_send_order_and_no_page_moves(
 
     secrets = ["%%DIGEST", "token=", "nsubscribe", NEWS_ONLY]
     for email, name in SUBSCRIBERS.items():
-        token = make_token("test-secret", email)
-        secrets += [email, name, *name.split(), token, *token.split(".")]
+        # The token without an issue, and those naming each issue the messages came from.
+        for issue in (None, 1, 2, 3, 4, 5):
+            token = make_token("test-secret", email, issue)
+            secrets += [token, *token.split(".")]
+        secrets += [email, name, *name.split()]
     for name, data in files.items():
         text = data.decode()
         for secret in secrets:

@@ -27,11 +27,13 @@ from digest.core.models import RenderedIssue, Subscriber
 from digest.core.tokens import (
     APPROVAL_PURPOSE,
     TRANSACTIONAL_REFERENCE,
+    UnsubscribeLink,
     address_hash,
     check_purpose_token,
     delivery_tag,
     make_purpose_token,
     make_token,
+    read_token,
     tag_matches,
     verify_token,
 )
@@ -89,6 +91,23 @@ def test_a_sealed_unsubscribe_token_with_a_plus_keeps_its_form() -> None:
     token = "u2.WCV5ruJtBuMCsTYZZ2H1zdP6Sm_dzbMlMQHs0tN4zQCp0Rhk"
     assert make_token(SECRET, "ann+news@example.org") == token
     assert verify_token(SECRET, token) == "ann+news@example.org"
+
+
+def test_an_unsubscribe_token_naming_its_issue_keeps_its_form() -> None:
+    token = "u3.yazuyrZ-BsXKxzXgtirV1sBLZQmSb1Ixa3qnfFD51ueFDhZPxdZd3w"
+    assert make_token(SECRET, "ann+news@example.org", 12) == token
+    assert read_token(SECRET, token) == UnsubscribeLink("ann+news@example.org", 12)
+    assert verify_token(SECRET, token) == "ann+news@example.org"
+
+
+def test_a_preferences_token_naming_its_issue_keeps_its_form() -> None:
+    expires = datetime(2027, 6, 1, 12, 30, tzinfo=UTC)
+    token = "p3.OMMQtoxIJIWdGo3e4oGW67BBr9XQ29LvjsNVDZhlkuQXG-E_AjXVIgJ2Iw"
+    assert make_purpose_token(SECRET, "preferences", "ann@example.com", expires, 12) == token
+    checked = check_purpose_token(SECRET, "preferences", token, NOW)
+    assert (checked.address, checked.issue) == ("ann@example.com", 12)
+    assert check_purpose_token(SECRET, "preferences", token, expires).problem == "expired"
+    assert check_purpose_token(SECRET, "confirm", token, NOW).problem == "invalid"
 
 
 # ---------------------------------------------------------------- forgotten addresses

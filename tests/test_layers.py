@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("readers", frozenset({"digest.readers."})),
     ("the archive", frozenset({"digest.archive."})),
     ("the issue", frozenset({"digest.issue."})),
+    ("reports", frozenset({"digest.reports."})),
     ("running the job", frozenset({"digest.run."})),
     ("public and editor's web apps", frozenset({"digest.web."})),
     (
@@ -129,6 +130,6 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from digest.run import send\n", encoding="utf-8")
     assert "digest.run.send" in imports_of(sample)
-    assert layer_of("digest.run.send") == 8 and layer_of("digest.metrics.endpoint") == 10
+    assert layer_of("digest.run.send") == 9 and layer_of("digest.metrics.endpoint") == 11
     assert layer_of("digest.core.tokens") == 0
     assert layer_of("digest.store.ledger") == 1 and layer_of("digest.store") == 1

@@ -402,3 +402,48 @@ def test_the_secret_variable_wins_and_nothing_is_kept(project: Project) -> None:
     assert not (project.root / "state.sqlite3").exists()
     files = sorted((project.root / "outbox").rglob("*.eml"))
     assert verify_token(SECRET, token_in(files[0].read_bytes())) == "ann@example.com"
+
+
+# ---------------------------------------------------------------- tokens naming their issue
+
+
+def test_a_token_names_its_issue_and_a_token_without_one_names_none() -> None:
+    from digest.core.tokens import UnsubscribeLink, read_token
+
+    assert read_token(SECRET, make_token(SECRET, "Ann@Example.com", 7)) == UnsubscribeLink(
+        "ann@example.com", 7
+    )
+    assert read_token(SECRET, make_token(SECRET, "ann@example.com")) == UnsubscribeLink(
+        "ann@example.com", None
+    )
+    made = make_purpose_token(SECRET, "preferences", "ann@example.com", EXPIRY, 4_000_000_000)
+    assert check_purpose_token(SECRET, "preferences", made, NOW) == TokenCheck(
+        "ann@example.com", issue=4_000_000_000
+    )
+    assert check_purpose_token(
+        SECRET, "preferences", make_purpose_token(SECRET, "preferences", "a@b.org", EXPIRY), NOW
+    ) == TokenCheck("a@b.org")
+
+
+def test_one_form_cannot_be_read_as_the_other() -> None:
+    """A `u2` token relabelled `u3` (or back) is refused, not read with its first bytes taken
+    for an issue number; likewise `p2` and `p3`."""
+    from digest.core.tokens import read_token
+
+    plain = make_token(SECRET, "ann@example.com")
+    named = make_token(SECRET, "ann@example.com", 3)
+    assert read_token(SECRET, "u3." + plain.partition(".")[2]) is None
+    assert read_token(SECRET, "u2." + named.partition(".")[2]) is None
+    purpose = make_purpose_token(SECRET, "preferences", "ann@example.com", EXPIRY)
+    issue = make_purpose_token(SECRET, "preferences", "ann@example.com", EXPIRY, 3)
+    for token in ("p3." + purpose.partition(".")[2], "p2." + issue.partition(".")[2]):
+        assert check_purpose_token(SECRET, "preferences", token, NOW).problem == "invalid"
+    assert read_token("another-secret-of-thirty-two-bytes-0123", named) is None
+
+
+@pytest.mark.parametrize("issue", [0, -1, 2**32])
+def test_an_issue_number_out_of_range_is_refused_when_making_a_token(issue: int) -> None:
+    with pytest.raises(ValueError, match="an issue number must be from 1 to"):
+        make_token(SECRET, "ann@example.com", issue)
+    with pytest.raises(ValueError, match="an issue number must be from 1 to"):
+        make_purpose_token(SECRET, "preferences", "ann@example.com", EXPIRY, issue)

@@ -92,7 +92,8 @@ def test_tokens_survive_restarts_with_the_secret_kept_in_the_state(project: Proj
     assert project.run("send").exit_code == 0
     with digest_serve(project) as base:
         link = unsubscribe_link(project, "bob@example.com", base)
-        assert urlsplit(link).query == f"token={make_token(secret, 'bob@example.com')}"
+        # The link names issue 1, the issue its message belongs to.
+        assert urlsplit(link).query == f"token={make_token(secret, 'bob@example.com', 1)}"
         response = httpx.post(link, content=b"List-Unsubscribe=One-Click", headers=ONE_CLICK)
         assert response.status_code == 200
     assert suppressions(project) == [("bob@example.com", "one-click")]

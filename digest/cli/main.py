@@ -102,6 +102,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "send": ("send", "send"),
     "history": ("send", "history"),
     "clicks": ("send", "clicks"),
+    "report": ("report", "report"),
     "compact": ("send", "compact"),
     "schedule": ("schedule", "show_schedule"),
     "run": ("schedule", "run"),

@@ -750,6 +750,61 @@ class TrackingConfig(Section):
         return self.clicks == "aggregate"
 
 
+def _percent(value: Any) -> Any:
+    """A rate given as "0.1%" is the number 0.1 (percent); a bare number is percent already."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1])
+        except ValueError:
+            raise ValueError(f"expected a percentage such as 0.1%, got {value!r}") from None
+    return value
+
+
+def _report_addresses(value: list[str]) -> list[str]:
+    """Each address in the canonical form; ValueError naming one that is not an address."""
+    from digest.core.addresses import canonical_or_none
+
+    found = []
+    for text in value:
+        address = canonical_or_none(text)
+        if address is None:
+            raise ValueError(f"not an email address: {text!r}")
+        found.append(address)
+    return found
+
+
+class ReportsConfig(Section):
+    """Per-issue reports and deliverability health (see the guide, "Reports")."""
+
+    max_complaint_rate: float = setting(
+        default=0.1,
+        ge=0,
+        le=100,
+        description="Complaints per delivered message above which an issue is unhealthy, e.g."
+        " 0.1%.",
+        before=_percent,
+    )
+    max_hard_bounce_rate: float = setting(
+        default=2.0,
+        ge=0,
+        le=100,
+        description="Hard bounces per delivered message above which an issue is unhealthy,"
+        " e.g. 2%.",
+        before=_percent,
+    )
+    email_to: list[str] = setting(
+        default_factory=list,
+        description="Addresses `digest run` emails each issue's report to; none: not emailed.",
+        after=(_report_addresses,),
+    )
+    after: float = setting(
+        default=72 * 3600,
+        gt=0,
+        description="How long after an issue is sent its report is emailed, e.g. 72h.",
+        before=_duration,
+    )
+
+
 def _state_location(value: str) -> str:
     """`state:` is a path, or a PostgreSQL URL that names a database (ValueError otherwise,
     its password masked)."""
@@ -797,6 +852,7 @@ class Config(Section):
     metrics: MetricsConfig | None = setting(
         default=None, description="Prometheus metrics from `digest run` and `digest serve`."
     )
+    reports: ReportsConfig = setting(default_factory=ReportsConfig)
     backup: BackupConfig | None = setting(
         default=None, description="Backups of the state `digest run` takes on a schedule."
     )

@@ -9,11 +9,12 @@ The decision, and why:
 
 - AES-SIV (RFC 5297, `cryptography`'s AESSIV) with a 512-bit key derived from the signing
   secret by HKDF-SHA256. AES-SIV is deterministic: the same address and purpose give the same
-  token, as HMAC-signed tokens did, so a List-Unsubscribe link stays the same from issue to
-  issue, sending needs no randomness and no state, and a resumed send rebuilds messages byte
-  for byte. What determinism gives away is only that two tokens are for one address, which
-  the old tokens showed outright. The purpose is bound in as associated data, so a token made
-  for one purpose is refused for any other; the expiry is inside the encrypted part.
+  token, as HMAC-signed tokens did, so sending needs no randomness and no state, and a resumed
+  send rebuilds messages byte for byte (an issue's links name the issue, so a reader's link
+  changes from one issue to the next, and only then). What determinism gives away is only
+  that two tokens are for one address, which the old tokens showed outright. The purpose is
+  bound in as associated data, so a token made for one purpose is refused for any other; the
+  expiry is inside the encrypted part.
 - Not a random id kept in the state: that would be a row written per subscriber per issue
   (100,000 rows a send), a lookup per click, and links that die with the state file.
 - Cost, measured on one core of a 2-core machine: an unsubscribe token takes about 1.8 µs to
@@ -24,11 +25,17 @@ The decision, and why:
 
 The forms:
 
-- `u2.` + base64url(AES-SIV(address)): unsubscribe tokens, the one in every message's
-  List-Unsubscribe header and footer. They never expire (RFC 8058: an old message's button
-  must keep working).
+- `u2.` + base64url(AES-SIV(address)): unsubscribe tokens, in a message's List-Unsubscribe
+  header and footer (a test send's or a dry run's; a real issue's before the `u3` form).
+  They never expire (RFC 8058: an old message's button must keep working).
 - `p2.` + base64url(AES-SIV(expiry, address)) for everything else (confirming a sign-up, the
   preferences page, an approver's link), with the purpose as associated data.
+- `u3.` + base64url(AES-SIV(issue number, address)) and `p3.` + base64url(AES-SIV(expiry,
+  issue number, address)): the same two, made for one issue's message, so an unsubscribe or a
+  preferences change can be counted against the issue whose link was used (digest report).
+  The issue number is sealed in like the address, under a version of its own in the associated
+  data, so a `u2` payload can never be read as a `u3` one; making one costs the same as
+  before. Only counts per issue are kept, never who.
 - Still accepted, never made: the forms earlier releases put in mail, which carry the address
   readably. `b64(address).sig` (0.1.0's unsubscribe tokens, an HMAC-SHA256 over the address)
   verifies for unsubscribing forever; `p1.b64(address).expiry.sig` until its own expiry.
@@ -56,6 +63,11 @@ MAX_TOKEN_LENGTH = 1024
 _PURPOSE_PREFIX = "p1"  # the readable purpose form, still accepted
 _SEALED_UNSUBSCRIBE = "u2"
 _SEALED_PURPOSE = "p2"
+_SEALED_ISSUE_UNSUBSCRIBE = "u3"
+_SEALED_ISSUE_PURPOSE = "p3"
+_ISSUE_VERSION = b"digest link token 3"  # the associated data that sets the issue forms apart
+_ISSUE_BYTES = 4
+MAX_ISSUE = 2**32 - 1
 _SEALED_VERSION = b"digest link token 2"
 _UNSUBSCRIBE_PURPOSE = b"\0unsubscribe"  # cannot clash with a purpose token's purpose
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
@@ -83,11 +95,15 @@ def _sealer(secret: str) -> AESSIV:
     return AESSIV(key)
 
 
-def _seal(secret: str, purpose: bytes, payload: bytes) -> str:
-    return _b64(_sealer(secret).encrypt(payload, [_SEALED_VERSION, purpose]))
+def _associated(purpose: bytes, issue_form: bool) -> list[bytes]:
+    return [_ISSUE_VERSION if issue_form else _SEALED_VERSION, purpose]
 
 
-def _unseal(secret: str, purpose: bytes, sealed: str) -> bytes | None:
+def _seal(secret: str, purpose: bytes, payload: bytes, issue_form: bool = False) -> str:
+    return _b64(_sealer(secret).encrypt(payload, _associated(purpose, issue_form)))
+
+
+def _unseal(secret: str, purpose: bytes, sealed: str, issue_form: bool = False) -> bytes | None:
     """The payload of a sealed token made with `secret` for `purpose`, or None."""
     from cryptography.exceptions import InvalidTag
 
@@ -100,7 +116,7 @@ def _unseal(secret: str, purpose: bytes, sealed: str) -> bytes | None:
     if _b64(data) != sealed:  # one spelling only: no padding, no stray low bits
         return None
     try:
-        return _sealer(secret).decrypt(data, [_SEALED_VERSION, purpose])
+        return _sealer(secret).decrypt(data, _associated(purpose, issue_form))
     except (InvalidTag, ValueError):
         return None
 
@@ -110,22 +126,54 @@ def _signature(secret: str, address: str) -> bytes:
     return digest.digest()[:_SIGNATURE_BYTES]
 
 
-def make_token(secret: str, address: str) -> str:
+def _issue_bytes(issue: int) -> bytes:
+    if not 0 < issue <= MAX_ISSUE:
+        raise ValueError(f"an issue number must be from 1 to {MAX_ISSUE}")
+    return issue.to_bytes(_ISSUE_BYTES, "big")
+
+
+def make_token(secret: str, address: str, issue: int | None = None) -> str:
     """A URL-safe unsubscribe token for the address, which only the secret's holder can make
-    or read."""
-    sealed = _seal(secret, _UNSUBSCRIBE_PURPOSE, address.lower().encode("utf-8"))
-    return f"{_SEALED_UNSUBSCRIBE}.{sealed}"
+    or read; with `issue`, one that also names the issue whose message carries it."""
+    encoded = address.lower().encode("utf-8")
+    if issue is None:
+        return f"{_SEALED_UNSUBSCRIBE}.{_seal(secret, _UNSUBSCRIBE_PURPOSE, encoded)}"
+    sealed = _seal(secret, _UNSUBSCRIBE_PURPOSE, _issue_bytes(issue) + encoded, issue_form=True)
+    return f"{_SEALED_ISSUE_UNSUBSCRIBE}.{sealed}"
 
 
-def verify_token(secret: str, token: str) -> str | None:
-    """The address an unsubscribe token names, or None when it is malformed or not ours."""
+@dataclass(frozen=True)
+class UnsubscribeLink:
+    """What an unsubscribe token names: the address, and the issue it was sent in (None for
+    tokens made without one, as every token before the issue forms was)."""
+
+    address: str
+    issue: int | None = None
+
+
+def read_token(secret: str, token: str) -> UnsubscribeLink | None:
+    """The address (and issue, if named) of an unsubscribe token, or None when it is malformed
+    or not ours."""
     if len(token) > MAX_TOKEN_LENGTH:
         return None
     kind, _, sealed = token.partition(".")
     if kind == _SEALED_UNSUBSCRIBE:
         payload = _unseal(secret, _UNSUBSCRIBE_PURPOSE, sealed)
-        return payload.decode("utf-8") if payload else None
-    return _verify_readable_token(secret, token)
+        return UnsubscribeLink(payload.decode("utf-8")) if payload else None
+    if kind == _SEALED_ISSUE_UNSUBSCRIBE:
+        payload = _unseal(secret, _UNSUBSCRIBE_PURPOSE, sealed, issue_form=True)
+        if payload is None or len(payload) <= _ISSUE_BYTES:
+            return None
+        issue = int.from_bytes(payload[:_ISSUE_BYTES], "big")
+        return UnsubscribeLink(payload[_ISSUE_BYTES:].decode("utf-8"), issue or None)
+    address = _verify_readable_token(secret, token)
+    return UnsubscribeLink(address) if address is not None else None
+
+
+def verify_token(secret: str, token: str) -> str | None:
+    """The address an unsubscribe token names, or None when it is malformed or not ours."""
+    found = read_token(secret, token)
+    return found.address if found else None
 
 
 def _verify_readable_token(secret: str, token: str) -> str | None:
@@ -149,6 +197,7 @@ class TokenCheck:
 
     address: str | None
     problem: str = ""  # "", "invalid" or "expired"
+    issue: int | None = None  # the issue whose message carried the link (p3 tokens)
 
 
 def _purpose_signature(secret: str, purpose: str, address: str, expires: int) -> bytes:
@@ -160,23 +209,31 @@ def _purpose_signature(secret: str, purpose: str, address: str, expires: int) ->
 APPROVAL_PURPOSE = "approval"  # the purpose of an approver's Approve / Hold link
 
 
-def make_purpose_token(secret: str, purpose: str, address: str, expires: datetime) -> str:
+def make_purpose_token(
+    secret: str, purpose: str, address: str, expires: datetime, issue: int | None = None
+) -> str:
     """A URL-safe token for one purpose (e.g. "confirm"), good until `expires`, which only
-    the secret's holder can make or read."""
+    the secret's holder can make or read; with `issue`, one that also names the issue whose
+    message carries it."""
     if expires.tzinfo is None:
         raise ValueError("a token's expiry must be timezone-aware")
     seconds = max(0, int(expires.timestamp()))
-    payload = seconds.to_bytes(_EXPIRY_BYTES, "big") + address.lower().encode("utf-8")
-    return f"{_SEALED_PURPOSE}.{_seal(secret, purpose.encode('utf-8'), payload)}"
+    expiry = seconds.to_bytes(_EXPIRY_BYTES, "big")
+    encoded = address.lower().encode("utf-8")
+    if issue is None:
+        return f"{_SEALED_PURPOSE}.{_seal(secret, purpose.encode('utf-8'), expiry + encoded)}"
+    payload = expiry + _issue_bytes(issue) + encoded
+    sealed = _seal(secret, purpose.encode("utf-8"), payload, issue_form=True)
+    return f"{_SEALED_ISSUE_PURPOSE}.{sealed}"
 
 
-def _checked(address: str, seconds: int, now: datetime) -> TokenCheck:
+def _checked(address: str, seconds: int, now: datetime, issue: int | None = None) -> TokenCheck:
     # Compared as seconds, not as datetimes: an expiry past the year 9999 (one made in a zone
     # west of UTC late in 9999, or a 12-digit readable one) is a valid time to compare with,
     # though datetime cannot hold it.
     if now.timestamp() >= seconds:
         return TokenCheck(None, "expired")
-    return TokenCheck(address)
+    return TokenCheck(address, issue=issue)
 
 
 def check_purpose_token(secret: str, purpose: str, token: str, now: datetime) -> TokenCheck:
@@ -192,6 +249,16 @@ def check_purpose_token(secret: str, purpose: str, token: str, now: datetime) ->
         if seconds > 10**12:  # far beyond the year 9999; never made here
             return TokenCheck(None, "invalid")
         return _checked(payload[_EXPIRY_BYTES:].decode("utf-8"), seconds, now)
+    if kind == _SEALED_ISSUE_PURPOSE:
+        payload = _unseal(secret, purpose.encode("utf-8"), sealed, issue_form=True)
+        head = _EXPIRY_BYTES + _ISSUE_BYTES
+        if payload is None or len(payload) <= head:
+            return TokenCheck(None, "invalid")
+        seconds = int.from_bytes(payload[:_EXPIRY_BYTES], "big")
+        if seconds > 10**12:
+            return TokenCheck(None, "invalid")
+        issue = int.from_bytes(payload[_EXPIRY_BYTES:head], "big") or None
+        return _checked(payload[head:].decode("utf-8"), seconds, now, issue)
     return _check_readable_purpose_token(secret, purpose, token, now)
 
 

@@ -154,10 +154,12 @@ class Submitted:
 
 @dataclass(frozen=True)
 class LinkCheck:
-    """Who a confirmation or preferences link is for, or why it cannot be used."""
+    """Who a confirmation or preferences link is for, or why it cannot be used; and the issue
+    whose message carried it, when the link names one."""
 
     address: str | None
     problem: str = ""  # "", "invalid" or "expired"
+    issue: int | None = None
 
 
 def consent_hash(config: Config) -> str:
@@ -326,7 +328,7 @@ def check_link(secret: str, purpose: str, token: str | None, now: datetime) -> L
     if not token:
         return LinkCheck(None, "invalid")
     checked = check_purpose_token(secret, purpose, token, now)
-    return LinkCheck(checked.address, checked.problem)
+    return LinkCheck(checked.address, checked.problem, checked.issue)
 
 
 def confirm(
@@ -439,7 +441,10 @@ def _email_templates() -> jinja2.Environment:
     )
 
 
-def _render(template: str, **context: Any) -> str:
+def render_page(template: str, **context: Any) -> str:
+    """One of digest/pages' templates rendered: the one-off emails (confirmation, welcome, an
+    issue's report) and the sign-up form snippet, HTML autoescaped, an undefined name an
+    error."""
     return _email_templates().get_template(template).render(**context)
 
 
@@ -459,8 +464,8 @@ def _email(
         config,
         recipient,
         subject,
-        _render(f"{template}.txt", **context),
-        _render(f"{template}.html", **context),
+        render_page(f"{template}.txt", **context),
+        render_page(f"{template}.html", **context),
         now,
         dkim_key,
         delivery_tag(secret, TRANSACTIONAL_REFERENCE, recipient.email),
@@ -511,7 +516,7 @@ def _welcome(
 
 def snippet(config: Config) -> str:
     """A plain HTML form for the organisation's own site that posts to /subscribe."""
-    return _render(
+    return render_page(
         "snippet.html",
         action=f"{config.public_url}/subscribe",
         newsletter=config.newsletter,

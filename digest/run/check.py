@@ -5,8 +5,9 @@ only prints it. A config, subscriber file or template that cannot be read at all
 ConfigError as usual (one line, exit 2); problems found once those are read are collected as
 errors (exit 2: a local feed file missing, an unusable DKIM key, a bad smtp.return_path) or
 warnings (exit 0: feeds that moved, went or keep failing, no one-click unsubscribe, a weak
-signing secret, bounces tied by address alone, invalid or duplicate subscriber rows, an issue
-too big for some clients). `health_problems` is `digest check --health`: what a running
+signing secret, bounces tied by address alone, the latest issue's complaint or hard-bounce rate
+over the `reports:` limits, invalid or duplicate subscriber rows, an issue too big for some
+clients). `health_problems` is `digest check --health`: what a running
 newsletter needs an operator for (a missed slot, a feed failing for days, too many complaints,
 emails stuck in the outbox, a scheduled backup that stopped being taken).
 """
@@ -143,6 +144,14 @@ def bounce_attribution_warnings(config: Config) -> list[str]:
     ]
 
 
+def deliverability_warnings(config: Config) -> list[str]:
+    """The latest issue's complaint or hard-bounce rate over `reports.max_complaint_rate` or
+    `reports.max_hard_bounce_rate`, in plain words with what to do (digest.reports.health)."""
+    from digest.reports.gather import latest_warnings
+
+    return [f"{found.text} {found.advice}" for found in latest_warnings(config)]
+
+
 def dkim_errors(config: Config) -> list[str]:
     """A DKIM key that cannot sign, said without quoting any of the key file."""
     from digest.mail.message import load_dkim
@@ -197,6 +206,7 @@ def check_project(config: Config, environ: Mapping[str, str]) -> CheckReport:
             warnings.extend(f"feed {feed.name!r}: {phrase}" for phrase in advice)
     warnings.extend(unsubscribe_warnings(config))
     warnings.extend(bounce_attribution_warnings(config))
+    warnings.extend(deliverability_warnings(config))
     secret = signing_secret_in_use(config, environ)
     if secret is not None:
         warnings.extend(secret_warnings(secret))

@@ -54,9 +54,12 @@ def messages(
 ) -> Iterator[OutgoingMessage]:
     """Each subscriber's message, built only when the mailer is ready for it."""
     offer_preferences = envelope.preferences_url_template is not None and preferences_expire
+    # A frozen issue's links name it, so an unsubscribe or a preferences change made through
+    # them is counted against it (digest report); a rehearsal's links name none.
+    issue = int(envelope.reference) if envelope.reference.isdigit() else None
     for subscriber in subscribers:
         preferences = (
-            make_purpose_token(secret, "preferences", subscriber.email, preferences_expire)
+            make_purpose_token(secret, "preferences", subscriber.email, preferences_expire, issue)
             if offer_preferences and preferences_expire
             else ""
         )
@@ -64,7 +67,7 @@ def messages(
             delivery_tag(secret, envelope.reference, subscriber.email) if envelope.reference else ""
         )
         yield build_message(
-            envelope, subscriber, make_token(secret, subscriber.email), preferences, tag
+            envelope, subscriber, make_token(secret, subscriber.email, issue), preferences, tag
         )
 
 

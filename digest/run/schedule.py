@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 OUTBOX_EVERY = 30.0  # seconds between two looks at the outbox (at most half the lease)
 BACKUP_LOOK_EVERY = 3600.0  # seconds between two looks at whether a backup is due
+REPORTS_LOOK_EVERY = 600.0  # seconds between two looks at whether an issue's report is due
 ASK_EARLY = timedelta(seconds=1)  # the approval job may fire a moment before slot - before
 
 
@@ -338,6 +339,19 @@ def drain_outbox(config: Config, clock: Clock) -> None:
         )
 
 
+def queue_reports(config: Config, clock: Clock) -> None:
+    """Queue the report of each issue sent reports.after ago for reports.email_to (the outbox
+    then sends it); a failure is logged, never fatal."""
+    from digest.reports.mail import queue_due
+
+    if not config.reports.email_to:
+        return
+    try:
+        queue_due(config, clock.now())
+    except DigestError as error:
+        logger.warning("reports not queued this time: %s", error)
+
+
 def take_backup(config: Config, clock: Clock) -> None:
     """Take a backup of the state into backup.to when the newest there is backup.every old
     (digest.store.backup), and remove those past backup.keep; a failure is logged, never fatal.
@@ -406,6 +420,16 @@ def run_forever(config: Config, clock: Clock) -> None:
                 lambda: poll_bounces(attempts.current_config(), clock),
                 IntervalTrigger(seconds=config.bounces.poll_every),
                 id="bounces",
+            )
+        if config.reports.email_to:
+
+            def look_at_reports() -> None:
+                queue_reports(attempts.current_config(), clock)
+                drain_outbox(attempts.current_config(), clock)
+
+            scheduler.add_job(look_at_reports, id="reports-start-up")
+            scheduler.add_job(
+                look_at_reports, IntervalTrigger(seconds=REPORTS_LOOK_EVERY), id="reports"
             )
         scheduler.add_job(
             lambda: drain_outbox(attempts.current_config(), clock),

@@ -10,8 +10,9 @@ The repositories are `feeds` (feeds and posts), `ledger` (issues, deliveries, sc
 `signups` (sign-ups, consent, rate limits, forgotten people), `editorial` (the next issue's
 note, posts left out or pinned, approvals and the decisions on them, posts marked seen),
 `archive`, `previews` and `parsed_feeds` (caches), `webhook_nonces`, `outbox`
-(transactional emails waiting to be sent) and `clicks` (tracked post links and their counts).
-`erasure` is the one module that writes across tables: erasing a person is one act.
+(transactional emails waiting to be sent), `clicks` (tracked post links and their counts) and
+`reports` (unsubscribes and preference changes counted per issue, and the reports queued for the
+editor). `erasure` is the one module that writes across tables: erasing a person is one act.
 
 Repositories are written against `backend.Backend`, a protocol of what they need from a
 database: parameterised statements, a re-entrant transaction, named locks, errors explained as
@@ -43,6 +44,7 @@ from digest.store.clicks import LinkCount
 from digest.store.feeds import FeedRecord
 from digest.store.ledger import IssueSummary, IssueVariant, StoredIssue
 from digest.store.location import DatabaseURL, StateLocation
+from digest.store.reports import ReaderCounts, ReaderEvent
 from digest.store.secrets import SECRET_ENVIRONMENT_VARIABLE, configured_secret
 from digest.store.signups import ConsentEvent, RateLimit, Signup
 from digest.store.sqlite import (
@@ -226,6 +228,8 @@ __all__ = [
     "LinkCount",
     "Location",
     "RateLimit",
+    "ReaderCounts",
+    "ReaderEvent",
     "SchemaStatus",
     "Signup",
     "State",

@@ -10,7 +10,8 @@ hash in `forgotten` keeps them off the list for good); deliveries and bounce rep
 their row under the hash, so each issue's totals in `digest history` stay right, with the
 server's reply and the report's text dropped; rate-limit buckets under the person's hash are
 deleted, an approval decided by them (any table's `decided_by`) no longer names them, and the
-preview cache is emptied.
+preview cache is emptied. The per-issue counts of unsubscribes and preference changes
+(`reader_events`, digest.store.reports) never hold an address, so they stay as they are.
 
 Deleting a row is not enough for the bytes, and what more it takes depends on the database: the
 backend does that part (digest.store.backend: `erase_securely`, `flush`, `holds_bytes`,

@@ -220,6 +220,25 @@ CLICKS_MIGRATION: tuple[str, ...] = (
 )""",
 )
 
+# What readers did through an issue's links (migration 16; digest.store.reports): one row per
+# unsubscribe or preferences change, with the issue its link named (NULL for a link made before
+# links named one) and when. Counts per issue only: no address, nothing to tell one reader from
+# another. `report_mails` records which issue's report was queued for the editor.
+REPORTS_MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE reader_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    issue_id INTEGER,
+    kind TEXT NOT NULL,
+    at TEXT NOT NULL
+)""",
+    "CREATE INDEX reader_events_issue ON reader_events (issue_id, kind)",
+    "CREATE INDEX reader_events_at ON reader_events (at)",
+    """CREATE TABLE report_mails (
+    issue_id INTEGER PRIMARY KEY,
+    queued_at TEXT NOT NULL
+)""",
+)
+
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: release 0.1.0.
     (
@@ -388,8 +407,8 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     OUTBOX_MIGRATION,
     # 15: reserved.
     (),
-    # 16: reserved.
-    (),
+    # 16: what readers did through an issue's links: see REPORTS_MIGRATION above.
+    REPORTS_MIGRATION,
     # 17: click counts: see CLICKS_MIGRATION above.
     CLICKS_MIGRATION,
 )

@@ -15,6 +15,7 @@ from digest.store.ledger import Ledger
 from digest.store.outbox import Outbox
 from digest.store.parsed import ParsedFeeds
 from digest.store.previews import Previews
+from digest.store.reports import Reports
 from digest.store.secrets import Secrets
 from digest.store.signups import Signups
 from digest.store.suppressions import Suppressions
@@ -45,6 +46,7 @@ class State:
         self.webhook_nonces = WebhookNonces(self.db)
         self.outbox = Outbox(self.db)
         self.clicks = Clicks(self.db)
+        self.reports = Reports(self.db)
 
     def __enter__(self) -> State:
         return self

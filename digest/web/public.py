@@ -27,7 +27,7 @@ from digest.config.schema import load_config
 from digest.core import counters
 from digest.core.addresses import canonical_or_none
 from digest.core.errors import StateError
-from digest.core.tokens import verify_token
+from digest.core.tokens import UnsubscribeLink, read_token
 from digest.readers.audience import is_forgotten
 from digest.web.approval import approval_routes
 from digest.web.archive import archive_routes
@@ -65,23 +65,28 @@ class PublicSite:
         with store.open(self) as state:
             self.secret = state.secrets.signing_secret(config.secret)
 
-    def address_for(self, token: str) -> str | None:
-        """The address a token names, if it was signed with this newsletter's secret, in the
-        canonical form (an older message's token may carry a Unicode domain)."""
-        address = verify_token(self.secret, token)
-        if address is None:
+    def link_for(self, token: str) -> UnsubscribeLink | None:
+        """The address a token names (in the canonical form: an older message's token may
+        carry a Unicode domain) and the issue it was sent in, if it was signed with this
+        newsletter's secret."""
+        link = read_token(self.secret, token)
+        if link is None:
             return None
-        return canonical_or_none(address) or address.lower()
+        return UnsubscribeLink(canonical_or_none(link.address) or link.address.lower(), link.issue)
 
-    def suppress(self, address: str, source: str) -> bool:
-        """Record the address as unsubscribed; False if it already was, or if its owner was
-        forgotten (their hash keeps them off the list; their address is not written again)."""
-        with store.open(self) as state:
+    def suppress(self, address: str, source: str, issue: int | None = None) -> bool:
+        """Record the address as unsubscribed, counted against the issue whose link was used;
+        False if it already was (counted once), or if its owner was forgotten (their hash keeps
+        them off the list; their address is not written again)."""
+        with store.open(self) as state, state.transaction():
             if is_forgotten(address, state.signups.forgotten(), self.secret):
                 return False
+            now = self.clock()
             added = state.suppressions.suppress(
-                address, self.clock(), source, kind=store.SuppressionKind.UNSUBSCRIBE
+                address, now, source, kind=store.SuppressionKind.UNSUBSCRIBE
             )
+            if added:
+                state.reports.record(store.ReaderEvent.UNSUBSCRIBE, issue, now)
         logger.info("unsubscribed %s (%s)", address, source)
         if added:
             counters.count(counters.UNSUBSCRIBES, source=source)
@@ -140,7 +145,8 @@ def create_public_app(site: PublicSite) -> ASGIApp:
 
     async def unsubscribe(request: Request) -> Response:
         token = token_of(request)
-        address = site.address_for(token) if token else None
+        link = site.link_for(token) if token else None
+        address = link.address if link else None
         if request.method == "POST":
             body = await body_or_refusal(request)
             if isinstance(body, Response):
@@ -149,7 +155,7 @@ def create_public_app(site: PublicSite) -> ASGIApp:
                 return plain(BAD_TOKEN, status=400)
             one_click = is_one_click(request.headers.get("content-type", ""), body)
             source = "one-click" if one_click else "web"
-            await run_in_threadpool(site.suppress, address, source)
+            await run_in_threadpool(site.suppress, address, source, link.issue if link else None)
             return page(
                 "You are unsubscribed",
                 f"<p><strong>{html.escape(address)}</strong> will not receive"

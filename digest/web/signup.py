@@ -46,7 +46,7 @@ from digest.readers import outbox, signup
 from digest.readers.audience import section_titles
 from digest.readers.subscribers import load_subscribers
 from digest.render.theme import theme_view
-from digest.store import State, SuppressionKind
+from digest.store import ReaderEvent, State, SuppressionKind
 from digest.web.common import COMMON_HEADERS, body_or_refusal
 
 logger = logging.getLogger(__name__)
@@ -344,10 +344,12 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                     return no_longer_valid()
                 error, saved = "", False
                 if choice == "unsubscribe":
+                    now = desk.clock()
                     if state.suppressions.suppress(
-                        address, desk.clock(), "preferences page", kind=SuppressionKind.UNSUBSCRIBE
+                        address, now, "preferences page", kind=SuppressionKind.UNSUBSCRIBE
                     ):
                         counters.count(counters.UNSUBSCRIBES, source="preferences")
+                        state.reports.record(ReaderEvent.UNSUBSCRIBE, check.issue, now)
                     return desk.page(
                         "notice.html",
                         "You are unsubscribed",
@@ -368,9 +370,14 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                         now=desk.clock(),
                     )
                     saved = not error
-                    prefs = signup.preferences(config, state, desk.secret, address, listed)
+                    before, prefs = (
+                        prefs,
+                        signup.preferences(config, state, desk.secret, address, listed),
+                    )
                     if prefs is None:
                         return no_longer_valid()
+                    if saved and prefs != before:
+                        state.reports.record(ReaderEvent.PREFERENCES, check.issue, desk.clock())
                 return desk.page(
                     "preferences.html",
                     f"Your {config.newsletter.title} preferences",

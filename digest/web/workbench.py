@@ -1,5 +1,6 @@
-"""The editor's workbench: the live preview (/preview, /preview.txt, /preview/version) and
-the controls that leave a post out of the next issue or pin it (POST /posts/ID/ACTION).
+"""The editor's workbench: the live preview (/preview, /preview.txt, /preview/version), the
+controls that leave a post out of the next issue or pin it (POST /posts/ID/ACTION), and the
+Reports page (/reports: per-issue figures, health warnings and charts, see digest.reports).
 
 It collects feeds and renders, so it runs as its own app on its own server (see launch.py),
 with its own small worker pool and a bounded feed cache; an optional password
@@ -47,8 +48,9 @@ from digest.feeds.collect import collect
 from digest.issue import choices as editor
 from digest.issue.group import Candidate
 from digest.render.htmltext import after_body_tag
+from digest.reports.figures import IssueReport
 from digest.run import preview
-from digest.web.common import COMMON_HEADERS, BodyLimit, body_or_refusal, plain
+from digest.web.common import COMMON_HEADERS, PAGE_POLICY, BodyLimit, body_or_refusal, plain
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +284,8 @@ def controls_panel(found: Sequence[Candidate], form_token: str) -> str:
     return (
         f'<div id="{CONTROLS_ID}" style="padding:10px 16px;background:#eef2f6;color:#1f2933;'
         "font:14px/1.4 sans-serif\"><strong>The next issue's posts</strong>"
-        " (editor only; not part of the email)"
+        " (editor only; not part of the email) &middot;"
+        ' <a href="reports" style="color:#0b57d0">Reports</a>'
         f'<table style="margin-top:6px;border-collapse:collapse">{body}</table></div>'
         f"{CONTROLS_END}"
     )
@@ -361,6 +364,22 @@ class Workbench:
         config = load_config(self.config_path)
         return editor.choose(
             config, post_id, choice, self.clock(), undo=undo, collector=self._feeds().collect
+        )
+
+    def reports_page(self) -> str:
+        """The Reports page: health warnings, the latest issue's figures and the charts, read
+        from the state without changing it."""
+        from digest.reports.charts import report_page
+        from digest.reports.gather import gather
+
+        config = load_config(self.config_path)
+        found = gather(config, self.clock())
+        return report_page(
+            found.reports,
+            found.weeks,
+            [(w.text, w.advice) for w in found.warnings if w.issue_id == _latest(found.reports)],
+            config.reports.max_complaint_rate,
+            config.reports.max_hard_bounce_rate,
         )
 
     def allows(self, token: str) -> bool:
@@ -692,16 +711,31 @@ def create_workbench_app(
     async def preview_version(request: Request) -> Response:
         return plain(await in_pool(workbench.version), status=200)
 
+    async def reports(request: Request) -> Response:
+        try:
+            document = await in_pool(workbench.reports_page)
+        except DigestError as error:
+            return plain(f"The reports could not be read: {error}\n", status=503)
+        headers = {**COMMON_HEADERS, "Content-Security-Policy": PAGE_POLICY}
+        return HTMLResponse(document, headers=headers)
+
     routes = [
         Route("/preview", preview_html, methods=["GET"]),
         Route("/preview.txt", preview_text, methods=["GET"]),
         Route("/preview/version", preview_version, methods=["GET"]),
         Route("/posts/{post_id}/{action}", post_action, methods=["POST"]),
+        Route("/reports", reports, methods=["GET"]),
     ]
     app: ASGIApp = BodyLimit(Starlette(routes=routes))
     if password:
         app = BasicAuth(app, password, attempts=attempts)
     return HostCheck(app, allowed_names(workbench.config.workbench.hosts, listen_host))
+
+
+def _latest(reports: Sequence[IssueReport]) -> int | None:
+    """The number of the latest issue that delivered anything."""
+    delivered = [report.issue_id for report in reports if report.counts.delivered]
+    return delivered[-1] if delivered else None
 
 
 def _describe(error: BaseException) -> str:
