@@ -207,7 +207,12 @@ def test_a_postgresql_state_of_the_release_before_gains_the_outbox(
         )
     with connect_database(url, autocommit=True) as connection:  # as the migration before left it
         connection.execute("DROP TABLE outbox")
-        for later in ("reader_events", "report_mails"):  # made by the migrations after it
+        for later in (
+            "reader_events",
+            "report_mails",
+            "link_clicks",
+            "issue_links",
+        ):  # made by the migrations after it
             connection.execute(f"DROP TABLE {later}")
         connection.execute("UPDATE digest_schema SET version = %s", (OUTBOX_VERSION - 1,))
     with store.open(database) as state:
