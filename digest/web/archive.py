@@ -1,4 +1,5 @@
-"""The archive on the web: /archive/, /issues/NUMBER-SLUG/ and /feed.atom, for a Starlette app.
+"""The archive on the web: /archive/, /issues/NUMBER-SLUG/, /feed.atom and its page for people,
+/feed/, for a Starlette app.
 
 The answers are byte for byte the files `digest archive --out` writes (both come from
 digest.archive.pages); a withdrawn issue answers 410 Gone. Reads the state read-only, per request,
@@ -82,8 +83,14 @@ def archive_routes(config: Callable[[], Config], clock: Callable[[], datetime]) 
             media_type="application/atom+xml; charset=utf-8",
         )
 
+    async def feed_page(request: Request) -> Response:
+        if not config().archive.enabled:
+            return _not_found()
+        return _answer(archive.feed_page(archive.site_for(config())))
+
     return [
         Route("/archive/", index, methods=["GET", "HEAD"]),
+        Route("/feed/", feed_page, methods=["GET", "HEAD"]),
         Route("/archive/{page:int}/", index, methods=["GET", "HEAD"]),
         Route("/issues/{key}/", issue, methods=["GET", "HEAD"]),
         Route("/feed.atom", atom, methods=["GET", "HEAD"]),
