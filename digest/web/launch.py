@@ -392,8 +392,7 @@ def plan(
     warnings = secret_warnings(site.secret)
     bound_port = int(listeners[0].sock.getsockname()[1])
     for warning in listening_warnings(site.config, public[0], bound_port):
-        logger.warning("%s", warning)
-        warnings.append(warning)
+        logger.warning("%s", warning)  # in the log, where a proxied server's operator looks
     password: str | None = None
     if workbench is not None:
         # Imported only when wanted: the preview machinery is the heavy part.
