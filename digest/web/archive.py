@@ -21,6 +21,7 @@ from digest import store
 from digest.archive import pages as archive
 from digest.config.schema import Config
 from digest.store.archive import ArchivedIssue
+from digest.web.common import not_found, public_look
 
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -36,14 +37,11 @@ def _answer(body: bytes, media_type: str = HTML, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type=media_type, headers=HEADERS)
 
 
-def _not_found() -> Response:
-    return Response(
-        "Not found.\n", status_code=404, media_type="text/plain; charset=utf-8", headers=HEADERS
-    )
-
-
 def archive_routes(config: Callable[[], Config], clock: Callable[[], datetime]) -> list[Route]:
     """The archive's routes; they answer 404 while archive.enabled is false."""
+
+    def _not_found() -> Response:
+        return not_found(public_look(config()))
 
     def load(number: int | None = None) -> tuple[Config, list[ArchivedIssue], ArchivedIssue | None]:
         """The config, the published issues (no content) and issue `number` with its content."""

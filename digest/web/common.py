@@ -3,6 +3,7 @@ limits."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,6 +114,21 @@ def notice(
         again=again,
     )
     return HTMLResponse(document, status_code=status, headers=page_headers())
+
+
+def not_found(look: PageLook) -> HTMLResponse:
+    """The 404 page: nothing here, and the way back to the newsletter."""
+    start = (
+        f'<a href="{html.escape(look.home)}">{html.escape(look.title)}</a>'
+        if look.home
+        else f"the latest email from {html.escape(look.title)}"
+    )
+    return page(
+        look,
+        "Page not found",
+        f"<p>There is no page at this address. Check the link, or start again from {start}.</p>",
+        status=404,
+    )
 
 
 def page_headers(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -39,6 +39,7 @@ from digest.web.common import (
     body_or_refusal,
     busy,
     is_one_click,
+    not_found,
     notice,
     page,
     plain,
@@ -282,19 +283,8 @@ def create_public_app(site: PublicSite) -> ASGIApp:
             status=503 if problem else 200,
         )
 
-    async def not_found(request: Request, error: Exception) -> Response:
-        start = (
-            f'<a href="{html.escape(look.home)}">{html.escape(title)}</a>'
-            if look.home
-            else f"the latest email from {html.escape(title)}"
-        )
-        return page(
-            look,
-            "Page not found",
-            "<p>There is no page at this address. Check the link, or start again from"
-            f" {start}.</p>",
-            status=404,
-        )
+    async def missing(request: Request, error: Exception) -> Response:
+        return not_found(look)
 
     async def not_allowed(request: Request, error: Exception) -> Response:
         return page(
@@ -323,7 +313,7 @@ def create_public_app(site: PublicSite) -> ASGIApp:
     routes += webhook_routes(WebhookDesk(site.config, site.secret, site.clock))
     app = Starlette(
         routes=routes,
-        exception_handlers={StateError: state_unavailable, 404: not_found, 405: not_allowed},
+        exception_handlers={StateError: state_unavailable, 404: missing, 405: not_allowed},
     )
     return BodyLimit(app, larger=(("/webhooks/", WEBHOOK_BODY_BYTES),))
 
