@@ -20,7 +20,8 @@ from digest.config.schema import load_config
 from digest.core.errors import ConfigError
 from digest.core.tokens import make_purpose_token
 from digest.readers import signup
-from digest.render.pagelook import how_often
+from digest.render.pagelook import PAGE_BACKGROUND, how_often, page_look
+from digest.render.theme import contrast_ratio
 from digest.run.check import listening_warnings, local_link_warnings
 from digest.store import SuppressionKind
 from tests.conftest import Project
@@ -103,6 +104,16 @@ def test_every_public_page_is_drawn_in_one_frame(site: tuple[Project, Serving]) 
         assert "--accent:#1d4f91" in text and "prefers-color-scheme:dark" in text, path
         assert text.count("<style>") == 1 and "Collaborate Weekly" in text, path
         assert "default-src 'none'" in answer.headers["content-security-policy"], path
+
+
+def test_a_method_a_page_does_not_answer_is_a_designed_405(
+    site: tuple[Project, Serving],
+) -> None:
+    _, served = site
+    answer = httpx.put(f"{served.public}/unsubscribe", timeout=10)
+    assert answer.status_code == 405 and "Nothing was changed" in answer.text
+    assert {"GET", "POST"} <= {m.strip() for m in answer.headers["allow"].split(",")}
+    assert '<main id="main" class="card">' in answer.text
 
 
 def test_the_app_root_leads_to_the_archive_or_the_sign_up_page(project: Project) -> None:
@@ -362,3 +373,14 @@ def test_the_public_app_pages_pass_the_nu_html_checker(site: tuple[Project, Serv
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("accent", ["#1d4f91", "#ffcc00", "#3fa9f5", "#808080", "#000000"])
+def test_the_pages_colours_stay_readable_whatever_the_accent(project: Project, accent: str) -> None:
+    project.write_config(f'theme:\n  accent: "{accent}"\n')
+    look = page_look(load_config(project.config))
+    assert contrast_ratio(look.accent, look.theme.on_accent) >= 4.5  # the header and buttons
+    for surface in (PAGE_BACKGROUND, "#ffffff"):
+        assert contrast_ratio(look.link, surface) >= 4.5, surface
+    for surface in ("#121417", "#1a1f25"):  # the dark page and its cards
+        assert contrast_ratio(look.theme.link_dark, surface) >= 4.5, surface

@@ -292,6 +292,7 @@ def create_public_app(site: PublicSite) -> ASGIApp:
             "This page cannot do that",
             _para("This address answers links and forms only. Nothing was changed."),
             status=405,
+            headers=getattr(error, "headers", None),  # Allow: what it does answer
         )
 
     routes = [
