@@ -1,11 +1,13 @@
-"""Screenshots of the web pages in headless Chromium: the sign-up form, its confirmation
-page, the archive index and an issue page, from a `digest demo` run served by `digest serve`;
-and the workbench's Reports page, after a made-up half year of weekly issues is written into
-the demo's state (`seed_history`: invented counts, no real person).
+"""Screenshots of every public page a reader sees, at 1280 and 375 px wide, in headless Chromium:
+sign-up (with and without an error), check your inbox, confirm, subscribed, preferences,
+unsubscribe (confirm and done, with "Subscribe again"), subscribed again, the archive index,
+an issue, the feed's page and the 404 page; plus the sign-up form in dark mode. From a
+`digest demo` run served by `digest serve`. And the workbench's Reports page, after a made-up
+half year of weekly issues is written into a state of its own (`seed_history`: invented
+counts, no real person).
 
-Writes docs/screenshots/signup-form.png, signup-confirm.png, archive-index.png,
-archive-issue.png and workbench-reports.png. Needs Debian's chromium and the dev extras
-(playwright).
+Writes docs/screenshots/page-NAME-WIDTH.png (and page-signup-375-dark.png) and
+workbench-reports.png. Needs Debian's chromium and the dev extras (playwright).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from digest import store  # noqa: E402
 from digest.config.schema import Config, load_config  # noqa: E402
 from digest.core.models import Delivery, DeliveryStatus  # noqa: E402
-from digest.core.tokens import make_purpose_token  # noqa: E402
+from digest.core.tokens import make_purpose_token, make_token  # noqa: E402
 from digest.run.demo import run_demo  # noqa: E402
 from digest.run.editions import signing_secret  # noqa: E402
 
@@ -36,6 +40,8 @@ PORT = 8025  # the demo's config points its links here
 WORKBENCH_PORT = 8026
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+WIDTHS = (1280, 375)
+READER = "amara.okafor@example.com"  # in the demo's subscriber file
 
 
 def wait_for(port: int) -> None:
@@ -93,31 +99,88 @@ def seed_history(config: Config, now: datetime, weeks: int = 20) -> None:
             readers += joined - week % 4 - 1
 
 
+def pages(base: str, secret: str, now: datetime) -> list[tuple[str, Callable[[Any], None]]]:
+    """(name, how to reach the page from a fresh tab) for every page shown."""
+    week = now + timedelta(days=7)
+    confirm = make_purpose_token(secret, "confirm", "reader@example.org", week)
+    preferences = make_purpose_token(secret, "preferences", READER, week)
+    unsubscribe = make_token(secret, READER)
+
+    def go(path: str) -> Callable[[Any], None]:
+        return lambda page: page.goto(base + path)
+
+    def signup_error(page: Any) -> None:
+        page.goto(f"{base}/subscribe")
+        page.get_by_label("Email address").fill("reader@example")
+        page.get_by_role("button", name="Subscribe").click()
+
+    def check_inbox(page: Any) -> None:
+        page.goto(f"{base}/subscribe")
+        page.get_by_label("Email address").fill("reader@example.org")
+        page.get_by_role("button", name="Subscribe").click()
+
+    def subscribed(page: Any) -> None:
+        page.goto(f"{base}/confirm?token={confirm}")
+        page.get_by_role("button", name="Confirm").click()
+
+    def unsubscribed(page: Any) -> None:
+        page.goto(f"{base}/unsubscribe?token={unsubscribe}")
+        page.get_by_role("button", name="Unsubscribe").click()
+
+    def subscribed_again(page: Any) -> None:
+        unsubscribed(page)
+        page.get_by_role("button", name="Subscribe again").click()
+
+    def issue(page: Any) -> None:
+        page.goto(f"{base}/archive/")
+        page.locator("main a[href*='/issues/']").first.click()
+        page.wait_for_load_state("load")
+
+    def filled_form(page: Any) -> None:
+        page.goto(f"{base}/subscribe")
+        page.get_by_label("Email address").fill("reader@example.org")
+        page.get_by_label("Name").fill("Rhiannon")
+
+    return [
+        ("signup", filled_form),
+        ("signup-error", signup_error),
+        ("check-inbox", check_inbox),
+        ("confirm", go(f"/confirm?token={confirm}")),
+        ("subscribed", subscribed),
+        ("preferences", go(f"/preferences?token={preferences}")),
+        ("unsubscribe", go(f"/unsubscribe?token={unsubscribe}")),
+        ("unsubscribed", unsubscribed),
+        ("subscribed-again", subscribed_again),
+        ("archive-index", go("/archive/")),
+        ("archive-issue", issue),
+        ("feed", go("/feed/")),
+        ("not-found", go("/no-such-page")),
+    ]
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
     OUT.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
+    written: list[Path] = []
     with tempfile.TemporaryDirectory() as folder:
         result = run_demo(Path(folder) / "demo", now)
-        config = load_config(result.config)
         # The Reports page is shown from a state of its own, so the demo's issue stays apart.
         history = result.config.with_name("config-reports.yaml")
         text = result.config.read_text(encoding="utf-8")
         history.write_text(re.sub(r"(?m)^state: .*$", "state: reports.sqlite3", text), "utf-8")
         seed_history(load_config(history), now)
-        token = make_purpose_token(
-            signing_secret(config), "confirm", "reader@example.org", now + timedelta(days=7)
-        )
+        secret = signing_secret(load_config(result.config))
         command = [sys.executable, "-m", "digest", "--config", str(result.config), "serve"]
         server = subprocess.Popen(
             [*command, "--port", str(PORT), "--no-preview"],
             env={**os.environ, "DIGEST_NOW": now.isoformat()},
             stdout=subprocess.DEVNULL,
         )
+        reports_command = [sys.executable, "-m", "digest", "--config", str(history), "serve"]
         workbench = subprocess.Popen(
-            [sys.executable, "-m", "digest", "--config", str(history), "serve"]
-            + ["--port", "0", "--workbench-port", str(WORKBENCH_PORT)],
+            [*reports_command, "--port", "0", "--workbench-port", str(WORKBENCH_PORT)],
             env={**os.environ, "DIGEST_NOW": now.isoformat()},
             stdout=subprocess.DEVNULL,
         )
@@ -127,36 +190,33 @@ def main() -> None:
             base = f"http://127.0.0.1:{PORT}"
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                page = browser.new_page(viewport={"width": 760, "height": 860})
-                page.goto(f"{base}/subscribe")
-                page.get_by_label("Email address").fill("reader@example.org")
-                page.get_by_label("Name").fill("Rhiannon")
-                page.screenshot(path=str(OUT / "signup-form.png"), full_page=True)
-                page.goto(f"{base}/confirm?token={token}")
-                page.screenshot(path=str(OUT / "signup-confirm.png"), full_page=True)
-                page.set_viewport_size({"width": 900, "height": 700})
-                page.goto(f"{base}/archive/")
-                page.screenshot(path=str(OUT / "archive-index.png"), full_page=True)
-                page.locator("main a[href*='/issues/']").first.click()
-                page.wait_for_load_state("load")
-                page.screenshot(path=str(OUT / "archive-issue.png"))
-                page.set_viewport_size({"width": 1000, "height": 900})
+                for width in WIDTHS:
+                    for name, reach in pages(base, secret, now):
+                        page = browser.new_page(viewport={"width": width, "height": 900})
+                        reach(page)
+                        path = OUT / f"page-{name}-{width}.png"
+                        # An issue page is as long as its email: its first screen shows enough.
+                        page.screenshot(path=str(path), full_page=name != "archive-issue")
+                        written.append(path)
+                        page.close()
+                page = browser.new_page(viewport={"width": 375, "height": 900})
+                page.emulate_media(color_scheme="dark")
+                pages(base, secret, now)[0][1](page)
+                path = OUT / "page-signup-375-dark.png"
+                page.screenshot(path=str(path), full_page=True)
+                written.append(path)
+                page = browser.new_page(viewport={"width": 1000, "height": 900})
                 page.goto(f"http://127.0.0.1:{WORKBENCH_PORT}/reports")
                 page.locator("#rates summary").click()
-                page.screenshot(path=str(OUT / "workbench-reports.png"), full_page=True)
+                path = OUT / "workbench-reports.png"
+                page.screenshot(path=str(path), full_page=True)
+                written.append(path)
                 browser.close()
         finally:
             for process in (server, workbench):
                 process.terminate()
                 process.wait()
-    for name in (
-        "signup-form",
-        "signup-confirm",
-        "archive-index",
-        "archive-issue",
-        "workbench-reports",
-    ):
-        path = OUT / f"{name}.png"
+    for path in written:
         if shutil.which("pngquant"):
             subprocess.run(
                 ["pngquant", "--force", "--skip-if-larger", "--output", str(path), str(path)],

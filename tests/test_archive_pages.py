@@ -33,7 +33,8 @@ def test_index_pages_and_issue_pages_pass_the_nu_html_checker(project: Project) 
     assert gone.status_code == 410
     (project.root / "gone.html").write_bytes(gone.content)
     pages = [*sorted(out.rglob("*.html")), project.root / "gone.html"]
-    assert len(pages) == 6  # two index pages, three issues, the withdrawn answer
+    # two index pages, three issues, the feed's page for people, the withdrawn answer
+    assert len(pages) == 7
     checked = subprocess.run(
         [str(VALIDATOR), "--show-warnings", *map(str, pages)],
         capture_output=True,

@@ -173,6 +173,32 @@ def test_suppressions_keep_the_first_with_its_kind(state: store.State) -> None:
     assert state.suppressions.suppressed() == {"ann@example.com"}
 
 
+def test_subscribing_again_lifts_only_the_readers_own_unsubscribe(state: store.State) -> None:
+    kinds = store.SuppressionKind
+    state.suppressions.suppress("ann@example.com", NOW, "web", kind=kinds.UNSUBSCRIBE)
+    state.suppressions.suppress("bob@example.com", NOW, "report", kind=kinds.COMPLAINT)
+    assert not state.suppressions.lift_unsubscribe("bob@example.com")
+    assert not state.suppressions.lift_unsubscribe("cat@example.com")
+    assert state.suppressions.lift_unsubscribe("Ann@Example.com")
+    assert state.suppressions.suppressed() == {"bob@example.com"}
+    state.signups.resubscribed(
+        "Ann@Example.com",
+        NOW,
+        "unsubscribe page",
+        page="https://x/unsubscribe",
+        ip="192.0.2.0",
+        consent_sha256="cd",
+    )
+    (event,) = state.signups.consents("ann@example.com")
+    assert (event.event, event.source, event.page, event.ip, event.consent_sha256) == (
+        "resubscribed",
+        "unsubscribe page",
+        "https://x/unsubscribe",
+        "192.0.2.0",
+        "cd",
+    )
+
+
 def test_signups_consents_and_rate_limits(state: store.State) -> None:
     signups = state.signups
     status = signups.request(

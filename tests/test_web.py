@@ -127,8 +127,8 @@ def test_bad_tokens_get_400_and_record_nothing(
     for method in ("GET", "POST"):
         response = client.request(method, "/unsubscribe", params={"token": token})
         assert response.status_code == 400
-        assert "not valid" in response.text
-        assert response.headers["content-type"].startswith("text/plain")
+        assert "not valid" in response.text and "Nothing was changed" in response.text
+        assert response.headers["content-type"].startswith("text/html")
     assert suppressions(project) == []
 
 

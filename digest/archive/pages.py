@@ -22,7 +22,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -38,12 +38,12 @@ from digest.core.dates import format_date
 from digest.core.models import MAX_TITLE, Issue, RenderedIssue
 from digest.mail.message import sender_address
 from digest.render.htmltext import collapse, shorten
+from digest.render.pagelook import PAGE_BACKGROUND, Link, PageLook, page_look
 from digest.render.personalise import depersonalise
 from digest.render.theme import readable_on
 from digest.store.archive import ArchivedIssue
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
-PAGE_BACKGROUND = "#f2f4f7"  # the pages' grey; cards are white, so links read on both
 MAX_SLUG = 60
 MAX_SUMMARY = 300
 SUMMARY_TITLES = 5
@@ -78,6 +78,7 @@ class Site:
     subscribe_url: str
     link_colour: str
     logo_url: str
+    look: PageLook  # the frame shared with the public app's pages (links set per page)
 
     def issue_url(self, entry: ArchivedIssue) -> str:
         """The issue page's absolute URL."""
@@ -101,6 +102,7 @@ def site_for(config: Config) -> Site:
         subscribe_url=subscribe_url(config),
         link_colour=readable_on(config.theme.accent, PAGE_BACKGROUND),
         logo_url=newsletter.logo_url or "",
+        look=page_look(config),
     )
 
 
@@ -194,10 +196,22 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _render(name: str, site: Site, **context: Any) -> bytes:
+def _render(name: str, site: Site, *, root: str, **context: Any) -> bytes:
     template = _environment().get_template(name)
-    text = template.render(site=site, policy=PAGE_POLICY, fit_script=FIT_SCRIPT, **context)
+    look = replace(site.look, home=f"{root}archive/", nav=_navigation(site, root))
+    text = template.render(
+        site=site, look=look, root=root, policy=PAGE_POLICY, fit_script=FIT_SCRIPT, **context
+    )
     return text.encode("utf-8")
+
+
+def _navigation(site: Site, root: str) -> tuple[Link, ...]:
+    """The archive's links, relative to a page `root` below the archive's folder."""
+    return (
+        Link(f"{root}archive/", "All issues"),
+        Link(f"{root}feed/", "Feed"),
+        Link(site.subscribe_url, "Subscribe"),
+    )
 
 
 def page_count(site: Site, issues: Sequence[ArchivedIssue]) -> int:
@@ -281,6 +295,18 @@ def gone_page(site: Site) -> bytes:
     return _render("gone.html", site, root="../../", canonical="")
 
 
+def feed_page(site: Site) -> bytes:
+    """A page for people at the feed's link: what a feed is for and the address to copy into a
+    feed reader (a browser shows the feed itself as raw XML)."""
+    return _render(
+        "feed.html", site, root="../", canonical=f"{site.base_url}/feed/", feed_url=_feed_url(site)
+    )
+
+
+def _feed_url(site: Site) -> str:
+    return f"{site.base_url}/feed.atom"
+
+
 def feed(site: Site, issues: Sequence[ArchivedIssue], now: datetime) -> bytes:
     """An Atom feed of the published issues, newest first, one entry per issue with its summary."""
     ElementTree.register_namespace("", ATOM)
@@ -321,11 +347,13 @@ def _atom_time(moment: datetime) -> str:
 def site_files(
     site: Site, issues: Sequence[ArchivedIssue], now: datetime
 ) -> Iterator[tuple[str, bytes]]:
-    """Every file of the static archive as (relative path, bytes): index pages, issues, feed."""
+    """Every file of the static archive as (relative path, bytes): index pages, issues, the
+    feed and its page for people."""
     for page in range(1, page_count(site, issues) + 1):
         document = index_page(site, issues, page)
         if document is not None:
             yield f"{index_path(page)}index.html", document
     for entry in issues:
         yield f"issues/{entry.key}/index.html", issue_page(site, issues, entry)
+    yield "feed/index.html", feed_page(site)
     yield "feed.atom", feed(site, issues, now)

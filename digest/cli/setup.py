@@ -128,7 +128,8 @@ def demo(directory: Path) -> None:
     default=8025,
     show_default=True,
     type=click.IntRange(0, 65535),
-    help="Public app's port (unsubscribe, health); 0: any.",
+    help="Public app's port (unsubscribe, sign-up, archive, health); 0: any. Warns when"
+    " newsletter.public_url names another.",
 )
 @click.option(
     "--workbench-host",

@@ -327,6 +327,11 @@ class SignupConfig(Section):
         default="Send me the newsletter by email. I can unsubscribe at any time.",
         description="Consent sentence on the form; its SHA-256 is kept with each sign-up.",
     )
+    privacy_url: str | None = setting(
+        default=None,
+        description="http(s) URL of the privacy notice the sign-up pages link to.",
+        after=(_http_url,),
+    )
     confirm_within: float = setting(
         default=7 * 86400,
         gt=0,

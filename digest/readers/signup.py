@@ -64,6 +64,10 @@ PAGES = Path(__file__).resolve().parent.parent / "pages"
 HONEYPOT_FIELD = "website"
 MAX_NAME = 100
 MAX_EMAIL = 254
+CHOOSE_ONE = "Choose at least one thing you would like to receive."
+RESUBSCRIBE_PURPOSE = "resubscribe"
+# How long the "Subscribe again" button on the page that unsubscribed a reader works.
+RESUBSCRIBE_WITHIN = timedelta(days=1)
 
 
 # Mail providers whose names are often mistyped; a domain one edit away from one of these gets
@@ -150,6 +154,7 @@ class Submitted:
     form: SignupForm = SignupForm()
     request: SignupRequest | None = None
     asked: bool = False  # the error is a "did you mean": the same address again goes ahead
+    field: str = ""  # the field the error is about: "email" or "sections"
 
 
 @dataclass(frozen=True)
@@ -227,11 +232,15 @@ def normalised_address(text: str) -> tuple[str, str]:
     this process has seen before, and the time of the answer must not say that.
     """
     if not text.strip():
-        return "", "Please enter your email address."
+        return "", "Enter your email address."
     try:
         return canonical_address.__wrapped__(text), ""
-    except AddressError as error:
-        return "", f"That does not look like an email address: {error}"
+    except AddressError:
+        # The validator's reasons are written for developers ("the part after the @-sign is
+        # not valid"); a reader is told plainly what an address looks like.
+        if "@" not in text:
+            return "", "Enter an email address with an @ in it, like name@example.com."
+        return "", "Enter an email address in the right format, like name@example.com."
 
 
 def submit(config: Config, form: SignupForm, *, ip: str, page: str, now: datetime) -> Submitted:
@@ -243,16 +252,17 @@ def submit(config: Config, form: SignupForm, *, ip: str, page: str, now: datetim
         return Submitted(form=form)
     address, problem = normalised_address(form.email)
     if problem:
-        return Submitted(error=problem, form=form)
+        return Submitted(error=problem, form=form, field="email")
     likely = suggestion(address)
     if likely and form.checked != form.email:
         return Submitted(
             error=f"Did you mean {likely}? If {address} is right, press Subscribe again.",
             form=form,
             asked=True,
+            field="email",
         )
     if config.newsletter.choosable_sections and not form.sections:
-        return Submitted(error="Please choose at least one section.", form=form)
+        return Submitted(error=CHOOSE_ONE, form=form, field="sections")
     request = SignupRequest(
         address=address,
         name=display_name(form.name, MAX_NAME),
@@ -374,6 +384,51 @@ def preferences_link(config: Config, secret: str, address: str, now: datetime) -
     return f"{config.public_url}/preferences?token={token}"
 
 
+def resubscribe_token(secret: str, address: str, now: datetime) -> str:
+    """The token of the "Subscribe again" button shown to a reader who just unsubscribed: it
+    names their address only, so it cannot bring anyone else back."""
+    return make_purpose_token(secret, RESUBSCRIBE_PURPOSE, address, now + RESUBSCRIBE_WITHIN)
+
+
+def resubscribe(
+    config: Config,
+    state: State,
+    secret: str,
+    address: str,
+    listed: Subscriber | None,
+    *,
+    source: str,
+    page: str,
+    ip: str,
+    now: datetime,
+) -> bool:
+    """Subscribe again a reader who unsubscribed themselves (their "Subscribe again" button):
+    lift their unsubscribe and record it as a fresh consent, with the page and the consent
+    sentence shown. Their name and sections were kept, so they get what they got before.
+
+    False, changing nothing, for an address that is nobody's to bring back: forgotten, neither
+    in the subscriber file (`listed`) nor a confirmed sign-up, or not unsubscribed by its
+    reader (a bounce, a complaint or the editor's suppression stays)."""
+    if is_forgotten(address, state.signups.forgotten(), secret):
+        return False
+    signup = state.signups.signup(address)
+    if listed is None and (signup is None or signup.status != "confirmed"):
+        return False
+    with state.transaction():
+        if not state.suppressions.lift_unsubscribe(address):
+            return address not in state.suppressions.suppressed()
+        state.signups.resubscribed(
+            address,
+            now,
+            source,
+            page=page,
+            ip=kept_ip(config, ip),
+            consent_sha256=consent_hash(config),
+        )
+    logger.info("subscribed again %s (%s)", address, source)
+    return True
+
+
 NO_LONGER_SUBSCRIBED = "This address is no longer subscribed, so there is nothing to change."
 
 
@@ -421,7 +476,7 @@ def save_preferences(
     """Save a name and sections from the preferences page of a subscriber (one `preferences`
     found, `listed` when the subscriber file lists them); an error to show, or ""."""
     if config.newsletter.choosable_sections and not form.sections:
-        return "Choose at least one section, or unsubscribe below."
+        return f"{CHOOSE_ONE[:-1]}, or unsubscribe below."
     saved = state.signups.update_preferences(
         address, form.name, form.sections, now, listed=listed, ip=kept_ip(config, ip)
     )

@@ -38,6 +38,11 @@ SECRET_ENVIRONMENT_VARIABLE = "DIGEST_SECRET"
 PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme", "secret", "your-secret-here"})
 MIN_SECRET_BYTES = 32
 
+# Where `digest serve` listens unless told otherwise (its --host and --port defaults).
+SERVE_HOST = "127.0.0.1"
+SERVE_PORT = 8025
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
 # How much later than backup.every the newest scheduled backup may be before it is a problem:
 # `digest run` looks whether one is due every hour, and a backup of a large state takes a while.
 BACKUP_MARGIN = timedelta(hours=2)
@@ -73,6 +78,42 @@ def secret_warnings(secret: str) -> list[str]:
             'e.g. from `python3 -c "import secrets; print(secrets.token_urlsafe(32))"`'
         ]
     return []
+
+
+def listening_warnings(config: Config, host: str, port: int) -> list[str]:
+    """Whether the links in emails and pages (newsletter.public_url, or unsubscribe_url's
+    address) reach `digest serve` listening on host:port; a warning when their port differs,
+    since a reader would then click into nothing, unless a reverse proxy forwards them."""
+    from urllib.parse import urlsplit
+
+    if config.public_url is None:
+        return []
+    parts = urlsplit(config.public_url)
+    try:
+        linked = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return []
+    if linked == port:
+        return []
+    shown = f"[{host}]" if ":" in host else host
+    return [
+        f"links point to {config.public_url} (port {linked}) but digest serve listens on"
+        f" {shown}:{port}; fine behind a reverse proxy that forwards {config.public_url} here,"
+        f" otherwise run `digest serve --port {linked}` or set newsletter.public_url"
+    ]
+
+
+def local_link_warnings(config: Config) -> list[str]:
+    """`digest check`'s half of listening_warnings: links to this machine (localhost) on a
+    port other than the one `digest serve` listens on by default."""
+    from urllib.parse import urlsplit
+
+    if config.public_url is None or urlsplit(config.public_url).hostname not in _LOOPBACK:
+        return []
+    return [
+        warning.replace("digest serve listens", "digest serve listens by default")
+        for warning in listening_warnings(config, SERVE_HOST, SERVE_PORT)
+    ]
 
 
 def unsubscribe_warnings(config: Config) -> list[str]:
@@ -205,6 +246,7 @@ def check_project(config: Config, environ: Mapping[str, str]) -> CheckReport:
             )
             warnings.extend(f"feed {feed.name!r}: {phrase}" for phrase in advice)
     warnings.extend(unsubscribe_warnings(config))
+    warnings.extend(local_link_warnings(config))
     warnings.extend(bounce_attribution_warnings(config))
     warnings.extend(deliverability_warnings(config))
     secret = signing_secret_in_use(config, environ)

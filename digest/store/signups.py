@@ -5,7 +5,8 @@ confirmation link is used, then `confirmed`. A reader in the editor's subscriber
 saves their preferences gets a `listed` row: their name and sections, which count only while
 the file lists them (it is no sign-up). Every step that bears on consent is a row in
 `consents` (submitted, confirmed, added by the editor, listed in the subscriber file,
-preferences changed), so an organisation can show when and how each person agreed.
+preferences changed, subscribed again after unsubscribing), so an organisation can show when
+and how each person agreed.
 
 Rate limits are a sliding-window log: each confirmation email sent is a row (bucket, time),
 and a new one is allowed only while every bucket it touches has fewer than its limit of rows
@@ -252,6 +253,21 @@ class Signups:
                 return False
             self._consent(email, "preferences", now, "preferences page", ip=ip)
         return True
+
+    def resubscribed(
+        self, email: str, now: datetime, source: str, *, page: str, ip: str, consent_sha256: str
+    ) -> None:
+        """Put on record that a reader subscribed again from the page that unsubscribed them:
+        a fresh consent, with the page it was given on and the consent sentence shown."""
+        self._consent(
+            address_key(email),
+            "resubscribed",
+            now,
+            source,
+            page=page,
+            ip=ip,
+            consent_sha256=consent_sha256,
+        )
 
     def drop_pending(self, email: str) -> bool:
         """Drop a sign-up still awaiting confirmation (its confirmation bounced)."""

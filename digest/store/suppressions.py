@@ -89,6 +89,16 @@ class Suppressions:
         cursor = self.db.execute("DELETE FROM suppressions WHERE email = ?", (address_key(email),))
         return cursor.rowcount > 0
 
+    def lift_unsubscribe(self, email: str) -> bool:
+        """Take back the reader's own unsubscribe (they subscribed again from the page that
+        unsubscribed them); False if the address is not suppressed that way. A bounce, a
+        complaint or the editor's suppression stays."""
+        cursor = self.db.execute(
+            "DELETE FROM suppressions WHERE email = ? AND kind = ?",
+            (address_key(email), SuppressionKind.UNSUBSCRIBE.value),
+        )
+        return cursor.rowcount > 0
+
     def suppressed(self) -> set[str]:
         """Every suppressed address, in the canonical form."""
         return {row["email"] for row in self.db.execute("SELECT email FROM suppressions")}

@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from digest import store
 from digest.core.tokens import APPROVAL_PURPOSE, check_purpose_token
+from digest.render.pagelook import PageLook
 from digest.run.slots import slot_key
 from digest.store.editor import Approval, Decision
 from digest.web.common import BodyTooLarge, BodyTooSlow, page, read_body
@@ -96,9 +97,9 @@ class Outcome:
 
 
 def approval_routes(
-    where: store.Location, secret: str, clock: Callable[[], datetime]
+    where: store.Location, secret: str, clock: Callable[[], datetime], look: PageLook
 ) -> list[Route]:
-    """GET and POST /approval?token=…"""
+    """GET and POST /approval?token=…, in the frame of the public pages (`look`)."""
 
     def current(key: str) -> Outcome:
         with store.open(where, read_only=True) as state:
@@ -138,6 +139,7 @@ def approval_routes(
             earlier = f"<p>Every decision on this draft:</p><ul>{items}</ul>"
         unchanged = "Nothing was changed: this" if pressed else "This"
         return page(
+            look,
             f"Issue already {found.status}" if pressed else f"Issue {found.status}",
             f"<p>The issue due <strong>{when}</strong> was {html.escape(said)}: it"
             f" {verdict}.</p>{earlier}"
@@ -150,29 +152,33 @@ def approval_routes(
         tokens = request.query_params.getlist("token")
         link = link_of_token(secret, tokens[0] if len(tokens) == 1 else None, clock())
         if link is None:
-            return page("Approval", f"<p>{html.escape(BAD_LINK)}</p>", status=400)
+            return page(look, "Approval", f"<p>{html.escape(BAD_LINK)}</p>", status=400)
         when = html.escape(link.slot_key)
         if request.method == "POST":
             try:
                 body = await read_body(request)
             except BodyTooLarge:
-                return page("Approval", "<p>Request body too large.</p>", status=413)
+                return page(look, "Approval", "<p>Request body too large.</p>", status=413)
             except BodyTooSlow:
-                return page("Approval", "<p>Request body too slow.</p>", status=408)
+                return page(look, "Approval", "<p>Request body too slow.</p>", status=408)
             fields = parse_qs(body.decode("utf-8", errors="replace"))
             answer = ANSWERS.get((fields.get("answer") or [""])[0])
             if answer is None:
-                return page("Approval", "<p>Choose Approve or Hold.</p>", status=400)
+                return page(look, "Approval", "<p>Choose Approve or Hold.</p>", status=400)
             ip = request.client.host if request.client else ""
             outcome = await run_in_threadpool(decide, link, answer, ip)
             if outcome.result == "unknown":
-                return page("Approval", "<p>No draft is waiting for that slot.</p>", status=404)
+                return page(
+                    look, "Approval", "<p>No draft is waiting for that slot.</p>", status=404
+                )
             if outcome.result == "done":
-                return page("Approval", f"<p>The issue due {when} is already sent or skipped.</p>")
+                return page(
+                    look, "Approval", f"<p>The issue due {when} is already sent or skipped.</p>"
+                )
             if outcome.result == "already":
                 return decided_page(when, outcome, pressed=True)
             verdict = "goes out at its slot" if answer == "approved" else "will not be sent"
-            return page(f"Issue {answer}", f"<p>The issue due {when} {verdict}.</p>")
+            return page(look, f"Issue {answer}", f"<p>The issue due {when} {verdict}.</p>")
         outcome = await run_in_threadpool(current, link.slot_key)
         if outcome.result == "done":
             shown = "already sent or skipped"
@@ -181,11 +187,12 @@ def approval_routes(
         else:
             shown = "requested" if outcome.approval else "not drafted yet"
         return page(
+            look,
             "Approve this issue?",
             f"<p>The issue due <strong>{when}</strong>: {html.escape(shown)}.</p>"
             '<form method="post"><input type="hidden" name="answer" value="approve">'
             '<button type="submit">Approve</button></form>'
-            '<form method="post" style="margin-top:1em">'
+            '<form method="post">'
             '<input type="hidden" name="answer" value="hold">'
             '<button type="submit">Hold</button></form>'
             "<p>Nothing changes until you press a button.</p>",

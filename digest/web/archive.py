@@ -1,4 +1,5 @@
-"""The archive on the web: /archive/, /issues/NUMBER-SLUG/ and /feed.atom, for a Starlette app.
+"""The archive on the web: /archive/, /issues/NUMBER-SLUG/, /feed.atom and its page for people,
+/feed/, for a Starlette app.
 
 The answers are byte for byte the files `digest archive --out` writes (both come from
 digest.archive.pages); a withdrawn issue answers 410 Gone. Reads the state read-only, per request,
@@ -20,6 +21,7 @@ from digest import store
 from digest.archive import pages as archive
 from digest.config.schema import Config
 from digest.store.archive import ArchivedIssue
+from digest.web.common import not_found, public_look
 
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -35,14 +37,11 @@ def _answer(body: bytes, media_type: str = HTML, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type=media_type, headers=HEADERS)
 
 
-def _not_found() -> Response:
-    return Response(
-        "Not found.\n", status_code=404, media_type="text/plain; charset=utf-8", headers=HEADERS
-    )
-
-
 def archive_routes(config: Callable[[], Config], clock: Callable[[], datetime]) -> list[Route]:
     """The archive's routes; they answer 404 while archive.enabled is false."""
+
+    def _not_found() -> Response:
+        return not_found(public_look(config()))
 
     def load(number: int | None = None) -> tuple[Config, list[ArchivedIssue], ArchivedIssue | None]:
         """The config, the published issues (no content) and issue `number` with its content."""
@@ -82,8 +81,14 @@ def archive_routes(config: Callable[[], Config], clock: Callable[[], datetime]) 
             media_type="application/atom+xml; charset=utf-8",
         )
 
+    async def feed_page(request: Request) -> Response:
+        if not config().archive.enabled:
+            return _not_found()
+        return _answer(archive.feed_page(archive.site_for(config())))
+
     return [
         Route("/archive/", index, methods=["GET", "HEAD"]),
+        Route("/feed/", feed_page, methods=["GET", "HEAD"]),
         Route("/archive/{page:int}/", index, methods=["GET", "HEAD"]),
         Route("/issues/{key}/", issue, methods=["GET", "HEAD"]),
         Route("/feed.atom", atom, methods=["GET", "HEAD"]),

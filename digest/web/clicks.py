@@ -17,7 +17,6 @@ reader still gets to the post.
 
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -31,7 +30,7 @@ from digest import store
 from digest.config.schema import Config
 from digest.core.clicks import read_redirect_path, scanner_reason
 from digest.core.errors import StateError
-from digest.web.common import COMMON_HEADERS, page
+from digest.web.common import COMMON_HEADERS, notice, public_look
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +82,16 @@ class ClickDesk:
 
 def click_routes(desk: ClickDesk) -> list[Route]:
     """GET and HEAD /r/ISSUE/LINK/SIGNATURE: 302 to the post, 400 for anything unsigned."""
+    look = public_look(desk.config)
 
     async def redirect(request: Request) -> Response:
         found = read_redirect_path(desk.secret, str(request.scope.get("path", "")))
         if found is None:
-            return page("Link not valid", f"<p>{html.escape(BAD_LINK)}</p>", status=400)
+            return notice(look, "Link not valid", [BAD_LINK], status=400)
         reason = scanner_reason(request.method, request.headers.get("user-agent", ""))
         url = await run_in_threadpool(desk.follow, *found, reason)
         if url is None:
-            return page("Link not found", f"<p>{html.escape(GONE_LINK)}</p>", status=404)
+            return notice(look, "Link not found", [GONE_LINK], status=404)
         return RedirectResponse(url, status_code=302, headers=dict(COMMON_HEADERS))
 
     return [Route("/r/{rest:path}", redirect, methods=["GET", "HEAD"])]

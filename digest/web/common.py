@@ -1,14 +1,29 @@
-"""What the public app and the workbench share: small pages, safety headers and body limits."""
+"""What the public app and the workbench share: the public pages' frame, safety headers and body
+limits."""
 
 from __future__ import annotations
 
 import html
-from urllib.parse import parse_qs
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote
 
 import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from digest.config.schema import Config
+from digest.render.pagelook import Link, PageLook, page_look
+
+if TYPE_CHECKING:
+    import jinja2
+
+PAGES = Path(__file__).resolve().parent.parent / "pages"
 
 MAX_BODY_BYTES = 8 * 1024
 # How long a client told the server is busy (503) is asked to wait before it tries again.
@@ -22,9 +37,11 @@ COMMON_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
+# Every public page's policy: its one inline stylesheet, the logo (an https URL), forms that
+# post back to this app, and nothing else.
 PAGE_POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "base-uri 'none'; frame-ancestors 'none'"
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self';"
+    " base-uri 'none'; frame-ancestors 'none'"
 )
 
 
@@ -41,20 +58,82 @@ class BodyCutOff(BodyTooSlow):
     it or cut it off at its request deadline. Any answer goes nowhere."""
 
 
-def page(title: str, body: str, *, status: int = 200) -> HTMLResponse:
-    """A small self-contained HTML page; `body` must already be escaped markup."""
-    document = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:Helvetica,Arial,sans-serif;max-width:34em;margin:3em auto;"
-        "padding:0 1em;line-height:1.5;color:#222}button{font-size:1em;padding:.6em 1.2em;"
-        "cursor:pointer}pre{white-space:pre-wrap;background:#fff4f4;border:1px solid #c33;"
-        "padding:1em}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+@cache
+def _pages() -> jinja2.Environment:
+    import jinja2  # only when a page is drawn: the public app starts without it
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(PAGES)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    headers = {**COMMON_HEADERS, "Content-Security-Policy": PAGE_POLICY}
-    return HTMLResponse(document, status_code=status, headers=headers)
+
+
+def render(look: PageLook, template: str, heading: str, **context: Any) -> str:
+    """One of the public pages (digest/pages/`template`), in the shared frame."""
+    return _pages().get_template(template).render(look=look, heading=heading, **context)
+
+
+def page(
+    look: PageLook,
+    title: str,
+    body: str,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """A public page in the shared frame, with `title` as its heading; `body` must already be
+    escaped markup."""
+    document = render(look, "message.html", title, body=body)
+    return HTMLResponse(document, status_code=status, headers=page_headers(headers))
+
+
+def notice(
+    look: PageLook,
+    heading: str,
+    paragraphs: Sequence[str],
+    *,
+    status: int = 200,
+    button: str = "",
+    action: str = "",
+    links: Sequence[Link] = (),
+    again: SubscribeAgain | None = None,
+) -> HTMLResponse:
+    """A public page of plain paragraphs, with a button that posts to `action`, links, and the
+    "Subscribe again" button, as given."""
+    document = render(
+        look,
+        "notice.html",
+        heading,
+        paragraphs=paragraphs,
+        button=button,
+        action=action,
+        links=links,
+        again=again,
+    )
+    return HTMLResponse(document, status_code=status, headers=page_headers())
+
+
+def not_found(look: PageLook) -> HTMLResponse:
+    """The 404 page: nothing here, and the way back to the newsletter."""
+    start = (
+        f'<a href="{html.escape(look.home)}">{html.escape(look.title)}</a>'
+        if look.home
+        else f"the latest email from {html.escape(look.title)}"
+    )
+    return page(
+        look,
+        "Page not found",
+        f"<p>There is no page at this address. Check the link, or start again from {start}.</p>",
+        status=404,
+    )
+
+
+def page_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers of a public page: the common safety headers and the page policy."""
+    return {**COMMON_HEADERS, "Content-Security-Policy": PAGE_POLICY, **(extra or {})}
 
 
 def plain(text: str, *, status: int, headers: dict[str, str] | None = None) -> PlainTextResponse:
@@ -134,3 +213,43 @@ async def body_or_refusal(request: Request, limit: int = MAX_BODY_BYTES) -> byte
         return plain("Request body too large.\n", status=413)
     except BodyTooSlow:
         return plain("Request body too slow.\n", status=408)
+
+
+def public_look(config: Config) -> PageLook:
+    """The frame of the public app's pages: the title leads to the archive (or the sign-up
+    page when there is no archive), and the navigation to the issues, the feed's page and
+    the sign-up page, where they are on."""
+    from digest.archive.pages import subscribe_url
+
+    nav: list[Link] = []
+    home = ""
+    if config.archive.enabled and config.newsletter.archive_url:
+        archive = config.newsletter.archive_url.rstrip("/")
+        home = f"{archive}/archive/"
+        nav += [Link(home, "All issues"), Link(f"{archive}/feed/", "Feed")]
+    if config.signup.enabled or config.archive.subscribe_url:
+        subscribe = subscribe_url(config)
+        home = home or subscribe
+        nav.append(Link(subscribe, "Subscribe"))
+    return page_look(config, home, tuple(nav))
+
+
+@dataclass(frozen=True)
+class SubscribeAgain:
+    """The "Changed your mind? Subscribe again" button of a page that unsubscribed a reader."""
+
+    action: str  # the signed /resubscribe link, relative to the public app's root
+    source: str  # the page it is on: "unsubscribe" or "preferences"
+    consent_text: str  # the consent sentence shown above the button
+
+
+def subscribe_again(
+    config: Config, secret: str, address: str, source: str, now: datetime
+) -> SubscribeAgain:
+    """The button that subscribes `address` again: its token names that address alone."""
+    from digest.readers.signup import resubscribe_token
+
+    token = resubscribe_token(secret, address, now)
+    return SubscribeAgain(
+        f"resubscribe?token={quote(token, safe='')}", source, config.signup.consent_text
+    )

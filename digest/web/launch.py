@@ -385,12 +385,15 @@ def plan(
     workbench: tuple[str, int] | None,
 ) -> Plan:
     """Bind the public app and, unless `workbench` is None, the workbench; collect warnings."""
-    from digest.run.check import secret_warnings
+    from digest.run.check import listening_warnings, secret_warnings
     from digest.web.public import PublicSite, create_public_app
 
     site = PublicSite(config_path, clock)
     listeners = [Listener("public", create_public_app(site), listen(*public))]
     warnings = secret_warnings(site.secret)
+    bound_port = int(listeners[0].sock.getsockname()[1])
+    for warning in listening_warnings(site.config, public[0], bound_port):
+        logger.warning("%s", warning)  # in the log, where a proxied server's operator looks
     password: str | None = None
     if workbench is not None:
         # Imported only when wanted: the preview machinery is the heavy part.

@@ -14,31 +14,39 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from digest import store
+from digest.archive.pages import subscribe_url
 from digest.config.schema import load_config
 from digest.core import counters
 from digest.core.addresses import canonical_or_none
 from digest.core.errors import StateError
 from digest.core.tokens import UnsubscribeLink, read_token
 from digest.readers.audience import is_forgotten
+from digest.render.pagelook import Link
 from digest.web.approval import approval_routes
 from digest.web.archive import archive_routes
 from digest.web.clicks import ClickDesk, click_routes
 from digest.web.common import (
+    COMMON_HEADERS,
     BodyLimit,
     body_or_refusal,
     busy,
     is_one_click,
+    not_found,
+    notice,
     page,
     plain,
+    public_look,
+    subscribe_again,
 )
 from digest.web.webhooks import WEBHOOK_BODY_BYTES, WebhookDesk, webhook_routes
 
@@ -46,8 +54,12 @@ logger = logging.getLogger(__name__)
 
 BAD_TOKEN = (
     "This unsubscribe link is not valid: the token is missing, damaged or was not issued by"
-    " this newsletter. Nothing was changed.\n\nCopy the whole link from the email, or reply to"
-    " the email and ask to be removed.\n"
+    " this newsletter. Nothing was changed."
+)
+BAD_TOKEN_HELP = "Copy the whole link from the email, or reply to the email and ask to be removed."
+BAD_AGAIN = (
+    "This link cannot subscribe anyone again: it is incomplete, damaged, was not issued by this"
+    " newsletter, or is more than a day old. Nothing was changed."
 )
 
 
@@ -60,6 +72,7 @@ class PublicSite:
         self.title = config.newsletter.title
         self.state_path = config.state_path
         self.clock = clock
+        self.look = public_look(config)
         # Work `digest serve` runs on threads of its own beside the servers, until told to stop.
         self.background: list[Callable[[threading.Event], None]] = []
         with store.open(self) as state:
@@ -91,6 +104,40 @@ class PublicSite:
         if added:
             counters.count(counters.UNSUBSCRIBES, source=source)
         return added
+
+    def check_again(self, token: str | None) -> str | None:
+        """The address a "Subscribe again" button's token names, if it is ours and fresh."""
+        from digest.readers.signup import RESUBSCRIBE_PURPOSE, check_link
+
+        return check_link(self.secret, RESUBSCRIBE_PURPOSE, token, self.clock()).address
+
+    def resubscribe(self, address: str, source: str, ip: str) -> bool:
+        """Subscribe again a reader who unsubscribed themselves (digest.readers.signup)."""
+        from digest.readers.signup import resubscribe
+        from digest.readers.subscribers import load_subscribers
+
+        listed = {
+            s.email: s for s in load_subscribers(self.config.subscribers_path).subscribers
+        }.get(address)
+        page = f"{self.config.public_url or ''}/{source}"
+        with store.open(self) as state:
+            return resubscribe(
+                self.config,
+                state,
+                self.secret,
+                address,
+                listed,
+                source=f"{source} page",
+                page=page,
+                ip=ip,
+                now=self.clock(),
+            )
+
+    def preferences_link(self, address: str) -> str:
+        """A fresh link to the address's preferences page."""
+        from digest.readers.signup import preferences_link
+
+        return preferences_link(self.config, self.secret, address, self.clock())
 
     def unready(self) -> str | None:
         """Why the app cannot serve readers now, in one line fit for anyone to read, or None.
@@ -132,16 +179,22 @@ class PublicSite:
 
 
 def create_public_app(site: PublicSite) -> ASGIApp:
-    """The public ASGI app: /unsubscribe (GET confirms, POST records), /healthz (the process
+    """The public ASGI app: /unsubscribe (GET confirms, POST records), /resubscribe (the signed
+    "Subscribe again" button of the page that unsubscribed a reader), /healthz (the process
     answers), /readyz (the state can be used: 503 with a one-line reason if not), the archive
-    (/archive/, /issues/…, /feed.atom; 404 while it is off), the approvers' /approval page, the
-    click redirects (/r/…), and with signup.enabled the sign-up pages (/subscribe, /confirm,
-    /preferences)."""
+    (/archive/, /issues/…, /feed/, /feed.atom; 404 while it is off), the approvers' /approval
+    page, the click redirects (/r/…), with signup.enabled the sign-up pages (/subscribe,
+    /confirm, /preferences), and `/`, which leads to the archive, else the sign-up page."""
     title = site.title
+    config = site.config
+    look = site.look
 
     def token_of(request: Request) -> str | None:
         tokens = request.query_params.getlist("token")
         return tokens[0] if len(tokens) == 1 else None
+
+    def bad_token() -> Response:
+        return notice(look, "This link cannot be used", [BAD_TOKEN, BAD_TOKEN_HELP], status=400)
 
     async def unsubscribe(request: Request) -> Response:
         token = token_of(request)
@@ -152,25 +205,82 @@ def create_public_app(site: PublicSite) -> ASGIApp:
             if isinstance(body, Response):
                 return body
             if address is None:
-                return plain(BAD_TOKEN, status=400)
+                return bad_token()
             one_click = is_one_click(request.headers.get("content-type", ""), body)
             source = "one-click" if one_click else "web"
             await run_in_threadpool(site.suppress, address, source, link.issue if link else None)
-            return page(
+            again = subscribe_again(config, site.secret, address, "unsubscribe", site.clock())
+            return notice(
+                look,
                 "You are unsubscribed",
-                f"<p><strong>{html.escape(address)}</strong> will not receive"
-                f" {html.escape(title)} again.</p>"
-                "<p>If this was a mistake, reply to any issue and ask to be added back.</p>",
+                [f"{address} will not receive {title} again."],
+                again=again,
             )
         if address is None:
-            return plain(BAD_TOKEN, status=400)
-        return page(
+            return bad_token()
+        return notice(
+            look,
             f"Unsubscribe from {title}?",
-            f"<p>Stop sending {html.escape(title)} to"
-            f" <strong>{html.escape(address)}</strong>?</p>"
-            '<form method="post"><input type="hidden" name="confirm" value="yes">'
-            '<button type="submit">Unsubscribe</button></form>'
-            "<p>Nothing changes until you press the button.</p>",
+            [f"Stop sending {title} to {address}?"],
+            button="Unsubscribe",
+            action="",
+        )
+
+    async def resubscribe(request: Request) -> Response:
+        address = site.check_again(token_of(request))
+        body = b""
+        if request.method == "POST":
+            read = await body_or_refusal(request)
+            if isinstance(read, Response):
+                return read
+            body = read
+        if address is None:
+            return notice(look, "This link cannot be used", [BAD_AGAIN], status=400)
+        if request.method == "GET":
+            again = subscribe_again(config, site.secret, address, "unsubscribe", site.clock())
+            return notice(
+                look,
+                f"Subscribe to {title} again?",
+                [f"Send {title} to {address} again?"],
+                again=again,
+            )
+        fields = parse_qs(body.decode("utf-8", errors="replace"))
+        source = "preferences" if fields.get("from") == ["preferences"] else "unsubscribe"
+        ip = request.client.host if request.client else ""
+        if not await run_in_threadpool(site.resubscribe, address, source, ip):
+            return notice(
+                look,
+                "This address cannot be subscribed again here",
+                [
+                    f"{address} cannot be subscribed to {title} again from this page. Nothing was"
+                    " changed."
+                ],
+                links=[Link(subscribe_url(config), "Sign up")] if config.signup.enabled else [],
+                status=409,
+            )
+        return notice(
+            look,
+            "You are subscribed again",
+            [f"{address} will get the next issue of {title}, with the same choices as before."],
+            links=(
+                [Link(site.preferences_link(address), "Change your name or what you receive")]
+                if config.signup.enabled
+                else []
+            ),
+        )
+
+    async def home(request: Request) -> Response:
+        if config.archive.enabled:
+            return RedirectResponse("archive/", status_code=307, headers=COMMON_HEADERS)
+        if config.signup.enabled:
+            return RedirectResponse("subscribe", status_code=307, headers=COMMON_HEADERS)
+        return page(
+            look,
+            title,
+            _para(
+                f"This is where readers of {title} manage their subscription: the links in"
+                " every email lead here."
+            ),
         )
 
     async def healthz(request: Request) -> Response:
@@ -183,13 +293,27 @@ def create_public_app(site: PublicSite) -> ASGIApp:
             status=503 if problem else 200,
         )
 
+    async def missing(request: Request, error: Exception) -> Response:
+        return not_found(look)
+
+    async def not_allowed(request: Request, error: Exception) -> Response:
+        return page(
+            look,
+            "This page cannot do that",
+            _para("This address answers links and forms only. Nothing was changed."),
+            status=405,
+            headers=getattr(error, "headers", None),  # Allow: what it does answer
+        )
+
     routes = [
+        Route("/", home, methods=["GET", "HEAD"]),
         Route("/unsubscribe", unsubscribe, methods=["GET", "POST"]),
+        Route("/resubscribe", resubscribe, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
     routes += archive_routes(lambda: site.config, site.clock)
-    routes += approval_routes(site, site.secret, site.clock)
+    routes += approval_routes(site, site.secret, site.clock, look)
     if site.config.signup.enabled:
         from digest.mail.message import load_dkim
         from digest.web.signup import SignupDesk, signup_routes
@@ -199,8 +323,16 @@ def create_public_app(site: PublicSite) -> ASGIApp:
         site.background.append(desk.keep_draining)
     routes += webhook_routes(WebhookDesk(site.config, site.secret, site.clock))
     routes += click_routes(ClickDesk(site.config, site.secret, site.clock))
-    app = Starlette(routes=routes, exception_handlers={StateError: state_unavailable})
+    app = Starlette(
+        routes=routes,
+        exception_handlers={StateError: state_unavailable, 404: missing, 405: not_allowed},
+    )
     return BodyLimit(app, larger=(("/webhooks/", WEBHOOK_BODY_BYTES),))
+
+
+def _para(text: str) -> str:
+    """A paragraph of plain text, escaped."""
+    return f"<p>{html.escape(text)}</p>"
 
 
 async def state_unavailable(request: Request, error: Exception) -> Response:

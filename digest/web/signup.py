@@ -25,12 +25,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-import jinja2
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -45,28 +44,22 @@ from digest.mail.message import DkimKey
 from digest.readers import outbox, signup
 from digest.readers.audience import section_titles
 from digest.readers.subscribers import load_subscribers
-from digest.render.theme import theme_view
+from digest.render.pagelook import Link, how_often
 from digest.store import ReaderEvent, State, SuppressionKind
-from digest.web.common import COMMON_HEADERS, body_or_refusal
+from digest.web.common import (
+    SubscribeAgain,
+    body_or_refusal,
+    page_headers,
+    public_look,
+    render,
+    subscribe_again,
+)
 
 logger = logging.getLogger(__name__)
 
-SIGNUP_PAGE_POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self';"
-    " base-uri 'none'; frame-ancestors 'none'"
-)
 MAX_WAITING = 1000  # sign-ups waiting for the background at most
 MAX_DRAINS_WAITING = 2  # one running, one to follow
 DRAIN_EVERY = 10.0  # seconds between two looks at the outbox (at most half the lease)
-
-
-@cache
-def _pages() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(signup.PAGES)),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
 
 
 class SignupDesk:
@@ -92,6 +85,7 @@ class SignupDesk:
         self.drains_waiting = threading.BoundedSemaphore(MAX_DRAINS_WAITING)
         # One drain at a time in this process, sign-ups included: they are carried out in turn.
         self.draining = threading.Lock()
+        self.look = public_look(config)
 
     def state(self) -> State:
         """The state, opened for one request."""
@@ -148,19 +142,9 @@ class SignupDesk:
                 return
 
     def page(self, template: str, heading: str, *, status: int = 200, **context: Any) -> Response:
-        """One of the sign-up pages, branded like the email."""
-        document = (
-            _pages()
-            .get_template(template)
-            .render(
-                newsletter=self.config.newsletter,
-                theme=theme_view(self.config),
-                heading=heading,
-                **context,
-            )
-        )
-        headers = {**COMMON_HEADERS, "Content-Security-Policy": SIGNUP_PAGE_POLICY}
-        return HTMLResponse(document, status_code=status, headers=headers)
+        """One of the sign-up pages, in the frame every public page shares."""
+        document = render(self.look, template, heading, **context)
+        return HTMLResponse(document, status_code=status, headers=page_headers())
 
 
 def _client_ip(request: Request) -> str:
@@ -174,10 +158,44 @@ async def _form_fields(request: Request) -> dict[str, list[str]] | Response:
     return parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
 
 
+RECENT_ISSUES = 3  # how many of the latest issues the sign-up page lists
+
+
+@dataclass(frozen=True)
+class ArchiveLinks:
+    """Where the public pages point readers at issues: the newest ones and the index."""
+
+    recent: tuple[dict[str, str], ...]  # href, subject and date of the newest few
+    latest: str  # the newest issue's page, else the index; "" with the archive off
+    index: str
+
+
+def archive_links(config: Config) -> ArchiveLinks:
+    """The newest issues and the archive's index, while the archive is on (read-only)."""
+    if not (config.archive.enabled and config.newsletter.archive_url):
+        return ArchiveLinks((), "", "")
+    from digest.archive.pages import site_for
+
+    site = site_for(config)
+    with store.open(config, read_only=True) as state:
+        issues = state.archive.issues()[:RECENT_ISSUES]
+    index = f"{site.base_url}/archive/"
+    recent = tuple(
+        {
+            "href": site.issue_url(entry),
+            "subject": entry.issue.subject,
+            "date": site.date(entry.issue.created_at),
+        }
+        for entry in issues
+    )
+    return ArchiveLinks(recent, recent[0]["href"] if recent else index, index)
+
+
 def signup_routes(desk: SignupDesk) -> list[Route]:
     """The routes of the sign-up pages, for the public app."""
     config = desk.config
     sections = section_titles(config) if config.newsletter.choosable_sections else []
+    often = how_often(config)
     check_inbox = [
         "Thank you. If that address can be subscribed, an email is on its way to it with a link"
         " to confirm.",
@@ -186,24 +204,32 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
     ]
 
     def subscribe_page(
-        form: signup.SignupForm, error: str = "", status: int = 200, asked: bool = False
+        form: signup.SignupForm,
+        error: str = "",
+        status: int = 200,
+        asked: bool = False,
+        field: str = "",
     ) -> Response:
+        links = archive_links(config)
         return desk.page(
             "subscribe.html",
             f"Subscribe to {config.newsletter.title}",
             status=status,
             form=form,
             error=error,
+            field=field,
             sections=sections,
             consent_text=config.signup.consent_text,
-            privacy="",
+            how_often=often,
+            recent=links.recent,
+            archive=links.index,
             action="subscribe",
             asked=asked,
         )
 
     async def subscribe(request: Request) -> Response:
         if request.method == "GET":
-            return subscribe_page(signup.SignupForm())
+            return await run_in_threadpool(subscribe_page, signup.SignupForm())
         fields = await _form_fields(request)
         if isinstance(fields, Response):
             return fields
@@ -218,7 +244,9 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
             now=desk.clock(),
         )
         if outcome.error:
-            return subscribe_page(outcome.form, outcome.error, status=400, asked=outcome.asked)
+            return await run_in_threadpool(
+                subscribe_page, outcome.form, outcome.error, 400, outcome.asked, outcome.field
+            )
         answer = desk.page("notice.html", "Check your inbox", paragraphs=check_inbox, button="")
         if outcome.request is not None:
             # Handed over only once the answer is sent, so no work on this address (which
@@ -245,8 +273,7 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
             status=400,
             paragraphs=text,
             button="",
-            link="subscribe" if what == "confirmation" else "",
-            link_text="Sign up again",
+            links=[Link("subscribe", "Sign up again")] if what == "confirmation" else [],
         )
 
     def token_of(request: Request) -> str | None:
@@ -270,14 +297,12 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                 paragraphs=[f"Send {config.newsletter.title} to {check.address}?"],
                 button="Confirm",
                 action=action,
-                link="",
-                link_text="",
             )
         address = canonical_or_none(check.address) or check.address  # an older link's form
 
-        def handle() -> tuple[str, int | None]:
+        def handle() -> tuple[str, int | None, ArchiveLinks]:
             with desk.state() as state:
-                return signup.confirm(
+                outcome, welcome = signup.confirm(
                     config,
                     state,
                     desk.secret,
@@ -286,20 +311,19 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                     now=desk.clock(),
                     dkim_key=desk.dkim_key,
                 )
+            return outcome, welcome, archive_links(config)
 
-        outcome, welcome = await run_in_threadpool(handle)
+        outcome, welcome, links = await run_in_threadpool(handle)
         if outcome == "unknown":
             return bad_link(signup.LinkCheck(None, "invalid"), "confirmation")
         if welcome is not None:
             desk.drain_later()
-        latest = config.newsletter.archive_url or ""
         return desk.page(
             "notice.html",
             "You are subscribed",
             paragraphs=[f"{address} will get the next issue of {config.newsletter.title}."],
             button="",
-            link=latest,
-            link_text="Read the latest issue",
+            links=[Link(links.latest, "Read the latest issue")] if links.latest else [],
         )
 
     async def preferences(request: Request) -> Response:
@@ -329,9 +353,11 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                     "To receive it again, sign up.",
                 ],
                 button="",
-                link="subscribe",
-                link_text="Sign up again",
+                links=[Link("subscribe", "Sign up again")],
             )
+
+        def again() -> SubscribeAgain:
+            return subscribe_again(config, desk.secret, address, "preferences", desk.clock())
 
         def handle() -> Response:
             listed = {
@@ -355,10 +381,9 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                         "You are unsubscribed",
                         paragraphs=[f"{address} will not receive {config.newsletter.title} again."],
                         button="",
-                        link="",
-                        link_text="",
+                        again=again(),
                     )
-                if choice == "save":
+                if choice == "save" and not prefs.unsubscribed:
                     form = signup.parse_form(config, fields)
                     error = signup.save_preferences(
                         config,
@@ -387,6 +412,7 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
                     error=error,
                     saved=saved,
                     action=action,
+                    again=again() if prefs.unsubscribed else None,
                 )
 
         return await run_in_threadpool(handle)

@@ -34,10 +34,12 @@ def serving(
     env: dict[str, str] | None = None,
     workbench_host: str = "127.0.0.1",
     wrapper: tuple[str, ...] = (),
+    port: int | None = None,
 ) -> Iterator[Serving]:
-    """Run `digest serve` (after `wrapper`, a command that runs the rest, if given); yields once
-    /healthz answers, stops it (SIGTERM) on the way out."""
-    port, workbench_port = free_port(), free_port()
+    """Run `digest serve` (after `wrapper`, a command that runs the rest, if given), the public
+    app on `port` (a free one if None); yields once /healthz answers, stops it (SIGTERM) on the
+    way out."""
+    port, workbench_port = port or free_port(), free_port()
     environment = {**os.environ, "DIGEST_NOW": project.now.isoformat(), **(env or {})}
     environment.pop("DIGEST_SECRET", None)
     if env is None or "DIGEST_WORKBENCH_PASSWORD" not in env:
