@@ -120,6 +120,17 @@ def test_an_issue_sent_with_tracking_off_says_its_clicks_were_not_counted(
         )
     )
     assert {row["issue"] for row in rows} == {"1"} and len(rows) == 3
+    # The emailed report says so too.
+    from digest.config.schema import load_config
+    from digest.reports.gather import gather
+    from digest.reports.mail import render
+
+    config = load_config(project.config)
+    found = gather(config, project.now + timedelta(days=3))
+    email = render(config, found.reports[-1], found.warnings, timedelta(hours=72))
+    assert "Clicks were not counted for this issue (tracking.clicks is off)." in email.text
+    assert "Clicks were not counted for this issue (tracking.clicks is off)." in email.html
+    assert "Top links" not in email.text + email.html
 
 
 def test_the_emailed_report_lists_the_top_links(clicked: Clicked) -> None:
