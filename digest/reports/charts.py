@@ -76,14 +76,15 @@ def _frame(chart_id: str, title: str, summary: str, labels: Sequence[str], top: 
     return parts
 
 
-def _legend(series: Sequence[Series]) -> str:
+def _legend(series: Sequence[Series], height: int = HEIGHT) -> str:
+    """Each series' colour and name, along the foot of a chart `height` high."""
     parts = []
     x = LEFT
     for index, one in enumerate(series):
         colour = COLOURS[index % len(COLOURS)]
         parts.append(
-            f'<rect x="{x}" y="{HEIGHT - 18}" width="12" height="12" fill="{colour}"/>'
-            f'<text x="{x + 16}" y="{HEIGHT - 8}" fill="#222">{escape(one.name)}</text>'
+            f'<rect x="{x}" y="{height - 18}" width="12" height="12" fill="{colour}"/>'
+            f'<text x="{x + 16}" y="{height - 8}" fill="#222">{escape(one.name)}</text>'
         )
         x += 24 + 8 * len(one.name)
     return "".join(parts)
@@ -360,8 +361,7 @@ def link_chart(chart_id: str, title: str, summary: str, links: Sequence[TopLink]
                 f' fill="{COLOURS[index % len(COLOURS)]}"><title>{escape(one.name)},'
                 f" {escape(link.url)}: {_number(value)}</title></rect>"
             )
-    legend = _legend(series).replace(f'y="{HEIGHT - 18}"', f'y="{height - 18}"')
-    parts.append(legend.replace(f'y="{HEIGHT - 8}"', f'y="{height - 8}"'))
+    parts.append(_legend(series, height))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -424,8 +424,8 @@ def report_page(
 ) -> str:
     """The workbench's Reports page: the health warnings in plain words (text, advice), the
     latest issue's figures and its top links (when its clicks were counted), and the three
-    charts each with its table. `reports` oldest
-    first; the rates chart shows the last 12 issues."""
+    charts each with its table. `reports` oldest first; the rates chart shows the last 12
+    issues."""
     parts = [
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
