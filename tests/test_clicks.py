@@ -286,3 +286,30 @@ def test_an_issue_sent_untracked_has_no_links(state: store.State) -> None:
     assert state.clicks.links(issue_id) == {}
     assert state.clicks.counts(issue_id) == []
     assert state.clicks.latest_tracked_issue() is None
+
+
+def test_every_tracked_issue_s_counts_read_at_once(state: store.State) -> None:
+    """What the reports read: each tracked issue's links and counts in one query, the same as
+    `counts` gives them one issue at a time; an untracked issue is absent."""
+    first = _issue(state)
+    untracked = state.ledger.create_issue(
+        subject="U", html="<p>h</p>", text="t", posts=POSTS, now=NOW
+    )
+    second = _issue(state)
+    later = NOW + timedelta(hours=1)
+    for issue_id, link_id, scanner in ((first, 2, False), (second, 1, True), (second, 1, False)):
+        state.clicks.count(issue_id, link_id, later, scanner=scanner, window=WINDOW)
+    found = state.clicks.by_issue()
+    assert set(found) == {first, second} and untracked not in found
+    assert (
+        found[first]
+        == state.clicks.counts(first)
+        == [
+            LinkCount("https://example.org/a?x=1&y=2", 0, 0),
+            LinkCount("https://example.org/a", 1, 0),
+        ]
+    )
+    assert found[second] == [
+        LinkCount("https://example.org/a?x=1&y=2", 1, 1),
+        LinkCount("https://example.org/a", 0, 0),
+    ]

@@ -8,10 +8,11 @@ import io
 import json
 import re
 from datetime import UTC, date, datetime, timedelta
+from html import escape
 
-from digest.reports.charts import bar_chart, rates_chart, report_page, weekly_chart
+from digest.reports.charts import bar_chart, rates_chart, report_page, top_links_chart, weekly_chart
 from digest.reports.figures import IssueCounts, issue_reports, monday, rate, weeks
-from digest.reports.formats import as_csv, as_json
+from digest.reports.formats import as_csv, as_json, as_links_csv
 from digest.reports.health import Limits, percent, warnings
 
 MONDAY = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -132,3 +133,76 @@ def test_each_chart_draws_what_its_table_holds() -> None:
     assert re.findall(r"<title>(Sign-ups[^<]+)</title>", week_markup) == ["Sign-ups, 30 Nov: 1"]
     empty = bar_chart("e", "Nothing", "No figures.", ["a"], [])
     assert empty.startswith("<svg") and empty.endswith("</svg>")
+
+
+# ---------------------------------------------------------------- top links
+
+
+def tracked(*links: tuple[str, int, int], delivered: int = 200) -> IssueCounts:
+    from digest.store import LinkCount
+
+    return IssueCounts(
+        1, "Issue 1", MONDAY, delivered, 0, 0, links=tuple(LinkCount(*link) for link in links)
+    )
+
+
+def test_top_links_are_the_most_followed_by_people_with_a_click_rate_over_delivered() -> None:
+    [report] = issue_reports(
+        [
+            tracked(
+                ("https://example.org/a", 1, 9),
+                ("https://example.org/b", 5, 0),
+                ("https://example.org/c", 1, 9),
+                ("https://example.org/d", 1, 2),
+                ("https://example.org/e", 0, 0),
+            )
+        ],
+        [],
+    )
+    assert report.tracked
+    shown = report.links(3)
+    assert [(link.rank, link.url[-1], link.people, link.scanners) for link in shown] == [
+        (1, "b", 5, 0),
+        (2, "a", 1, 9),  # ties: more scanners first, then the order the issue shows them
+        (3, "c", 1, 9),
+    ]
+    assert shown[0].rate == 2.5 and len(report.links()) == 5
+    [untracked] = issue_reports([counts(2, MONDAY)], [])
+    assert not untracked.tracked and untracked.links() == ()
+    assert json.loads(as_json([untracked], (), one=True))["links"] is None
+    [nothing_delivered] = issue_reports([tracked(("https://example.org/a", 1, 0), delivered=0)], [])
+    assert nothing_delivered.links()[0].rate is None
+
+
+def test_the_links_csv_keeps_a_link_from_running_as_a_formula() -> None:
+    reports = issue_reports([tracked(("=HYPERLINK(1)", 2, 1), ("https://example.org/a", 1, 0))], [])
+    rows = list(csv.DictReader(io.StringIO(as_links_csv(reports))))
+    assert [(r["rank"], r["url"], r["people"], r["scanners"], r["click_rate"]) for r in rows] == [
+        ("1", "'=HYPERLINK(1)", "2", "1", "1.00"),
+        ("2", "https://example.org/a", "1", "0", "0.50"),
+    ]
+    assert as_links_csv(issue_reports([counts(2, MONDAY)], [])) == (
+        "issue,rank,url,people,scanners,click_rate\r\n"
+    )
+
+
+def test_the_top_links_chart_escapes_its_links_and_draws_what_its_table_holds() -> None:
+    hostile = "https://example.org/?q=<script>alert(1)</script>"
+    many = [(f"https://example.org/post-{n}", n, 1) for n in range(12)]
+    [report] = issue_reports([tracked((hostile, 20, 3), *many)], [])
+    markup = top_links_chart(report)
+    assert "<script" not in markup and "&lt;script&gt;" in markup
+    assert markup.count('role="img"') == 1 and "aria-labelledby" in markup
+    assert re.findall(r"<title>(People[^<]+)</title></rect>", markup)[:2] == [
+        f"People, {escape(hostile)}: 20",
+        "People, https://example.org/post-11: 11",
+    ]
+    rows = re.findall(r"<tr><th scope=\"row\">([^<]+)</th>", markup)
+    assert len(rows) == 10 and rows[0] == escape(hostile)  # the ten most followed
+    assert "<td>20</td><td>3</td><td>10%</td>" in markup
+    page = report_page([report], weeks([report], [], [], MONDAY, 3), [], 0.1, 2.0)
+    assert page.count('role="img"') == 4 and 'id="top-links"' in page
+    [untracked] = issue_reports([counts(1, MONDAY)], [])
+    plain = report_page([untracked], weeks([untracked], [], [], MONDAY, 3), [], 0.1, 2.0)
+    assert 'id="top-links"' not in plain and plain.count('role="img"') == 3
+    assert "Clicks were not counted for issue 1 (tracking.clicks is off)." in plain

@@ -1,6 +1,7 @@
 """`report`: one issue's report (delivered, failed, bounces, complaints, unsubscribes and
-preference changes, each a number and a rate; sign-ups; list size), or every issue since a
-date with its rates, as a table, JSON or CSV; and the health warnings in plain words."""
+preference changes, each a number and a rate; sign-ups; list size; the links people followed
+most, when the issue's clicks were counted), or every issue since a date with its rates, as a
+table, JSON or CSV; and the health warnings in plain words."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from digest.cli.options import current_time, with_config
 from digest.cli.output import out
 from digest.config.schema import Config
 from digest.core.errors import DigestError
-from digest.reports.figures import IssueReport
+from digest.reports.figures import TOP_LINKS, IssueReport
 from digest.reports.health import HealthWarning, percent
 
 
@@ -43,17 +44,29 @@ def _rate(value: float | None) -> str:
     show_default=True,
     help="A table to read, or JSON or CSV for a board report.",
 )
+@click.option(
+    "--links",
+    is_flag=True,
+    help="With --format csv: the issues' tracked links and their clicks, one row per link.",
+)
 @with_config
-def report(config: Config, number: int | None, since_text: str | None, shape: str) -> None:
+def report(
+    config: Config, number: int | None, since_text: str | None, shape: str, links: bool
+) -> None:
     """An issue's report and its health; with --since, every issue since a date.
 
-    NUMBER is the issue as `digest history` numbers it; without it, the latest issue."""
+    NUMBER is the issue as `digest history` numbers it; without it, the latest issue. An issue
+    sent with tracking.clicks on shows the links people followed most."""
     from digest.reports import formats
     from digest.reports.gather import gather
 
     since = _since(since_text)
     if since is not None and number is not None:
         raise click.UsageError("give either an issue NUMBER or --since, not both")
+    if links and shape != "csv":
+        raise click.UsageError(
+            "--links goes with --format csv (the table and the JSON show the links already)"
+        )
     found = gather(config, current_time())
     if since is not None:
         chosen = found.since(since)
@@ -68,7 +81,8 @@ def report(config: Config, number: int | None, since_text: str | None, shape: st
         if shape == "json":
             out.print("[]" if since is not None else "null", markup=False)
         elif shape == "csv":
-            out.print(formats.as_csv((), ()), end="", markup=False)
+            empty = formats.as_links_csv(()) if links else formats.as_csv((), ())
+            out.print(empty, end="", markup=False)
         else:
             out.print("No issues sent since then." if since else "No issues sent yet.")
         return
@@ -76,9 +90,11 @@ def report(config: Config, number: int | None, since_text: str | None, shape: st
     if shape == "json":
         out.print(formats.as_json(chosen, warnings, one=since is None), end="", markup=False)
     elif shape == "csv":
-        out.print(formats.as_csv(chosen, warnings), end="", markup=False, soft_wrap=True)
+        written = formats.as_links_csv(chosen) if links else formats.as_csv(chosen, warnings)
+        out.print(written, end="", markup=False, soft_wrap=True)
     elif since is None:
         _print_one(chosen[0])
+        _print_links(chosen[0])
         _print_warnings(warnings)
     else:
         _print_many(chosen)
@@ -107,6 +123,41 @@ def _print_one(one: IssueReport) -> None:
         out.print(f"{one.counts.pending:,} messages are still pending.")
     if one.counts.compacted:
         out.print("Its deliveries were compacted (retention.deliveries): these are its counts.")
+
+
+def _print_links(one: IssueReport) -> None:
+    """The links people followed most, with people and scanners apart; or why there are none."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if not one.tracked:
+        out.print("Clicks were not counted for this issue (tracking.clicks is off).")
+        return
+    every = one.links()
+    if not every:
+        out.print("This issue carried no post links to count.")
+        return
+    table = Table("Link", "People", "Scanners", "Click rate", title="Top links")
+    for link in every[:TOP_LINKS]:  # a URL is shown as written, never read as markup
+        table.add_row(
+            Text(link.url, overflow="fold"),
+            f"{link.people:,}",
+            f"{link.scanners:,}",
+            _rate(link.rate),
+        )
+    out.print(table)
+    people, scanners = sum(link.people for link in every), sum(link.scanners for link in every)
+    out.print(
+        f"{people:,} clicks by people, {scanners:,} by link scanners and prefetchers (not"
+        " counted as people). A click rate is clicks by people per 100 messages delivered:"
+        " clicks, not readers."
+    )
+    if len(every) > TOP_LINKS:
+        out.print(
+            f"{len(every) - TOP_LINKS} more links not shown: `digest clicks {one.issue_id}`"
+            " lists every one.",
+            markup=False,
+        )
 
 
 def _print_many(chosen: tuple[IssueReport, ...]) -> None:

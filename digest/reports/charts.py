@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from digest.reports.figures import IssueReport, Week
+from digest.reports.figures import TOP_LINKS, IssueReport, TopLink, Week
 from digest.reports.health import percent
 
 WIDTH, HEIGHT = 720, 260
@@ -76,14 +76,15 @@ def _frame(chart_id: str, title: str, summary: str, labels: Sequence[str], top: 
     return parts
 
 
-def _legend(series: Sequence[Series]) -> str:
+def _legend(series: Sequence[Series], height: int = HEIGHT) -> str:
+    """Each series' colour and name, along the foot of a chart `height` high."""
     parts = []
     x = LEFT
     for index, one in enumerate(series):
         colour = COLOURS[index % len(COLOURS)]
         parts.append(
-            f'<rect x="{x}" y="{HEIGHT - 18}" width="12" height="12" fill="{colour}"/>'
-            f'<text x="{x + 16}" y="{HEIGHT - 8}" fill="#222">{escape(one.name)}</text>'
+            f'<rect x="{x}" y="{height - 18}" width="12" height="12" fill="{colour}"/>'
+            f'<text x="{x + 16}" y="{height - 8}" fill="#222">{escape(one.name)}</text>'
         )
         x += 24 + 8 * len(one.name)
     return "".join(parts)
@@ -291,6 +292,110 @@ def rates_chart(
     )
 
 
+LABEL_WIDTH, ROW = 280, 26  # the links chart: room for a link's name, height of one link
+
+
+def _short(url: str, room: int = 40) -> str:
+    """A link as a chart names it: without its scheme, and when longer than `room`
+    characters, its host and the end of the rest (where links to one site differ); the table
+    and each bar's title give it whole."""
+    bare = url.split("://", 1)[-1]
+    if len(bare) <= room:
+        return bare
+    host, _, rest = bare.partition("/")
+    if len(host) > room // 2:
+        return bare[: room - 1] + "…"
+    return f"{host}/…{rest[-(room - len(host) - 2) :]}"
+
+
+def _count_scale(values: Sequence[float]) -> float:
+    """A top for an axis of counts in four steps, each a whole 1, 2 or 5 times a power of
+    ten, so no gridline falls between two counts."""
+    need = max(values, default=0.0) / 4
+    if need <= 1:
+        return 4.0
+    magnitude = 10 ** math.floor(math.log10(need))
+    return float(4 * next(f * magnitude for f in (1, 2, 5, 10) if f * magnitude >= need))
+
+
+def link_chart(chart_id: str, title: str, summary: str, links: Sequence[TopLink]) -> str:
+    """Horizontal bars, one pair per link (people, scanners), each link named at its left:
+    links are long, so they read across rather than under a column."""
+    series = (
+        Series("People", tuple(float(link.people) for link in links)),
+        Series("Scanners", tuple(float(link.scanners) for link in links)),
+    )
+    top = _count_scale([value or 0.0 for one in series for value in one.values])
+    height = TOP + ROW * max(1, len(links)) + 52
+    left, inner_w = LABEL_WIDTH, WIDTH - LABEL_WIDTH - RIGHT
+    bottom = TOP + ROW * max(1, len(links))
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}"'
+        f' width="100%" role="img" aria-labelledby="{chart_id}-title {chart_id}-desc"'
+        ' style="max-width:720px;font:12px sans-serif">',
+        f'<title id="{chart_id}-title">{escape(title)}</title>',
+        f'<desc id="{chart_id}-desc">{escape(summary)}</desc>',
+    ]
+    for step in range(5):
+        x = left + inner_w * step / 4
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{bottom}"'
+            ' stroke="#ddd" stroke-width="1"/>'
+            f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="middle" fill="#444">'
+            f"{_number(top * step / 4)}</text>"
+        )
+    bar = (ROW - 6) / len(series)
+    for position, link in enumerate(links):
+        y = TOP + ROW * position
+        parts.append(
+            f'<text x="{left - 8}" y="{y + ROW / 2 + 4:.1f}" text-anchor="end" fill="#222">'
+            f"{link.rank}. {escape(_short(link.url))}</text>"
+        )
+        for index, one in enumerate(series):
+            value = one.values[position] or 0.0
+            if not value:
+                continue
+            parts.append(
+                f'<rect x="{left}" y="{y + 3 + bar * index:.1f}"'
+                f' width="{inner_w * value / top:.1f}" height="{bar:.1f}"'
+                f' fill="{COLOURS[index % len(COLOURS)]}"><title>{escape(one.name)},'
+                f" {escape(link.url)}: {_number(value)}</title></rect>"
+            )
+    parts.append(_legend(series, height))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def top_links_chart(report: IssueReport) -> str:
+    """The links people followed most in an issue (at most TOP_LINKS), people and scanners
+    apart, with their table; a one-line note instead when its clicks were not counted."""
+    if not report.tracked:
+        return (
+            '<p class="note">Clicks were not counted for issue'
+            f" {report.issue_id} (tracking.clicks is off).</p>"
+        )
+    every = report.links()
+    shown = every[:TOP_LINKS]
+    people = sum(link.people for link in every)
+    scanners = sum(link.scanners for link in every)
+    summary = (
+        f"The {len(shown)} links of issue {report.issue_id} people followed most:"
+        f" {people:,} clicks by people and {scanners:,} by link scanners over its"
+        f" {len(every)} links. A click rate is clicks by people per 100 messages delivered."
+    )
+    name = f"Top links of issue {report.issue_id}"
+    svg = link_chart("top-links", name, summary, shown)
+    rows = [
+        (link.url, f"{link.people:,}", f"{link.scanners:,}", _shown(link.rate)) for link in shown
+    ]
+    return _figure(
+        "top-links",
+        "Top links",
+        svg,
+        table(name, ("Link", "People", "Scanners", "Click rate"), rows),
+    )
+
+
 def _shown(value: float | None) -> str:
     return "–" if value is None else percent(value)
 
@@ -303,6 +408,9 @@ PAGE_STYLE = (
     "summary{cursor:pointer;color:#1f4fa0}"
     "th[scope=row],td:nth-child(3){text-align:left}figure{margin:2em 0}"
     "figcaption{font-size:1.2em;font-weight:bold}"
+    "#top-links th[scope=row]{white-space:normal;overflow-wrap:anywhere;font-weight:normal}"
+    "#top-links thead th:first-child{text-align:left}#top-links td{text-align:right}"
+    ".note{color:#555}"
     ".warning{background:#fff4e5;border-left:4px solid #c2410c;padding:.6em 1em;margin:1em 0}"
 )
 
@@ -315,8 +423,9 @@ def report_page(
     max_hard_bounce_rate: float,
 ) -> str:
     """The workbench's Reports page: the health warnings in plain words (text, advice), the
-    latest issue's figures, and the three charts each with its table. `reports` oldest
-    first; the rates chart shows the last 12 issues."""
+    latest issue's figures and its top links (when its clicks were counted), and the three
+    charts each with its table. `reports` oldest first; the rates chart shows the last 12
+    issues."""
     parts = [
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -348,6 +457,7 @@ def report_page(
                 rows,
             )
         )
+        parts.append(top_links_chart(latest))
     parts.append(list_size_chart(weeks))
     parts.append(weekly_chart(weeks))
     if reports:

@@ -6,6 +6,11 @@ messages delivered, as mailbox providers reckon a complaint rate. The list size 
 issue is how many readers it was addressed to; after, that less those it lost (hard bounces,
 complaints and unsubscribes attributed to it). New sign-ups are those confirmed after the
 previous issue was sent, up to this one.
+
+An issue sent with `tracking.clicks: aggregate` also carries its post links' click counts: its
+top links are those people followed most, each with a click rate, clicks by people per 100
+messages delivered. A count is of clicks, not of readers (one reader clicking twice counts
+twice), so a rate may pass 100%.
 """
 
 from __future__ import annotations
@@ -13,6 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from digest.store.clicks import LinkCount
+
+TOP_LINKS = 10  # links a report shows; `digest clicks` lists every one
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,7 @@ class IssueCounts:
     unsubscribes: int = 0
     preference_changes: int = 0
     compacted: bool = False
+    links: tuple[LinkCount, ...] | None = None  # None: sent without tracked links
 
 
 # Each count of a report: (field, label, over what its rate is taken).
@@ -55,6 +67,19 @@ class Figure:
     key: str
     label: str
     count: int
+    rate: float | None
+
+
+@dataclass(frozen=True)
+class TopLink:
+    """One post link of an issue: its place among the issue's links by clicks from people
+    (1 the most followed), the clicks counted as people's and as link scanners', and the
+    people's clicks in percent of messages delivered (None when none was delivered)."""
+
+    rank: int
+    url: str
+    people: int
+    scanners: int
     rate: float | None
 
 
@@ -85,6 +110,25 @@ class IssueReport:
             whole = self.addressed if over == "addressed" else self.counts.delivered
             found.append(Figure(key, label, count, rate(count, whole)))
         return tuple(found)
+
+    @property
+    def tracked(self) -> bool:
+        """Whether the issue was sent with tracked links (tracking.clicks: aggregate)."""
+        return self.counts.links is not None
+
+    def links(self, limit: int | None = None) -> tuple[TopLink, ...]:
+        """The issue's tracked links, the most followed by people first (then by scanners,
+        then in the order the issue shows them), at most `limit`; empty when untracked."""
+        ordered = sorted(
+            enumerate(self.counts.links or ()),
+            key=lambda item: (-item[1].people, -item[1].scanners, item[0]),
+        )
+        return tuple(
+            TopLink(
+                rank, link.url, link.people, link.scanners, rate(link.people, self.counts.delivered)
+            )
+            for rank, (_, link) in enumerate(ordered[:limit], start=1)
+        )
 
     def rate_of(self, key: str) -> float | None:
         """The rate of one count (a key of COUNTS)."""

@@ -3,6 +3,11 @@
 Rates are percentages rounded to two decimals (null/empty when there is nothing to divide
 by). A CSV cell that a spreadsheet would run as a formula (a subject starting with `=`, `+`,
 `-` or `@`: subjects come from feed posts) is written with a leading apostrophe.
+
+The JSON of an issue sent with tracked links holds every link in `links`, the most followed
+by people first (null for an issue sent without). The CSV keeps one row per issue with columns
+that do not change; the links are a CSV of their own (`as_links_csv`, `digest report --links`),
+one row per issue and link, so each file is one table a spreadsheet reads as it is.
 """
 
 from __future__ import annotations
@@ -39,6 +44,18 @@ def as_data(report: IssueReport, warnings: Sequence[HealthWarning] = ()) -> dict
             figure.key: {"count": figure.count, "rate": _rounded(figure.rate)}
             for figure in report.figures()
         },
+        "links": None
+        if not report.tracked
+        else [
+            {
+                "rank": link.rank,
+                "url": link.url,
+                "people": link.people,
+                "scanners": link.scanners,
+                "click_rate": _rounded(link.rate),
+            }
+            for link in report.links()
+        ],
         "warnings": [
             {
                 "kind": warning.kind,
@@ -98,4 +115,28 @@ def as_csv(reports: Sequence[IssueReport], warnings: Sequence[HealthWarning]) ->
             row += [figure.count, "" if figure.rate is None else f"{figure.rate:.2f}"]
         row.append("no" if report.issue_id in unhealthy else "yes")
         writer.writerow([_cell(value) for value in row])
+    return out.getvalue()
+
+
+LINK_COLUMNS: tuple[str, ...] = ("issue", "rank", "url", "people", "scanners", "click_rate")
+
+
+def as_links_csv(reports: Sequence[IssueReport]) -> str:
+    """The tracked links of the reports' issues as CSV, one row per issue and link (the most
+    followed by people first within an issue), with a header row; issues sent without tracked
+    links have no rows."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(LINK_COLUMNS)
+    for report in reports:
+        for link in report.links():
+            row: list[object] = [
+                report.issue_id,
+                link.rank,
+                link.url,
+                link.people,
+                link.scanners,
+                "" if link.rate is None else f"{link.rate:.2f}",
+            ]
+            writer.writerow([_cell(value) for value in row])
     return out.getvalue()

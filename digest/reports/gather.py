@@ -4,7 +4,8 @@ An issue's bounces and complaints are those tied to it (a compacted issue's, the
 when it was compacted); its unsubscribes and preference changes are those made through its
 links. An issue sent before links named their issue, or before this release, shows what is
 known: its deliveries, bounces and complaints, and no unsubscribes it cannot be credited with
-(those are listed apart, as made through links that name no issue).
+(those are listed apart, as made through links that name no issue). An issue sent with
+tracked links carries its links' click counts; one sent without, none.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def _counts(state: store.State) -> list[IssueCounts]:
     """Every issue's counts, oldest first."""
     bounced = {**state.bounces.by_issue(), **state.ledger.compacted_bounces()}
     readers = state.reports.by_issue()
+    clicked = state.clicks.by_issue()
     counts = []
     for row in state.reports.totals():
         drew = bounced.get(row.issue_id)
@@ -64,6 +66,7 @@ def _counts(state: store.State) -> list[IssueCounts]:
                 unsubscribes=did.unsubscribes,
                 preference_changes=did.preference_changes,
                 compacted=row.compacted,
+                links=tuple(clicked[row.issue_id]) if row.issue_id in clicked else None,
             )
         )
     return counts

@@ -4,7 +4,8 @@ other one-off email.
 
 The email is rendered from digest/pages/report-email.txt and .html as the sign-up emails are
 (digest.readers.signup.render_page), and sent as they are (the newsletter's sender and DKIM, no
-List-Unsubscribe). It holds counts only, never an address. Each issue's report is queued once
+List-Unsubscribe). It holds counts only, never an address; an issue sent with tracked links
+lists the links people followed most. Each issue's report is queued once
 (`report_mails`); one due more than DUE_FOR ago (an issue sent before this release, or while
 `digest run` was stopped for long) is not sent late.
 """
@@ -23,7 +24,7 @@ from digest.core.dates import format_date
 from digest.core.models import OutgoingMessage, Subscriber
 from digest.mail.message import DkimKey, load_dkim, transactional_message
 from digest.readers.signup import render_page
-from digest.reports.figures import IssueReport
+from digest.reports.figures import TOP_LINKS, IssueReport
 from digest.reports.gather import gather
 from digest.reports.health import HealthWarning, percent
 
@@ -68,6 +69,16 @@ def render(
         "figures": report.figures(),
         "rates": {f.key: "–" if f.rate is None else percent(f.rate) for f in report.figures()},
         "warnings": mine,
+        "tracked": report.tracked,
+        "links": [
+            {
+                "url": link.url,
+                "people": link.people,
+                "scanners": link.scanners,
+                "rate": "–" if link.rate is None else percent(link.rate),
+            }
+            for link in report.links(TOP_LINKS)
+        ],
         "hours": round(after.total_seconds() / 3600),
         "sent": format_date(report.counts.sent_at, config.newsletter.date_format, zone),
     }

@@ -109,16 +109,34 @@ class Clicks:
     def counts(self, issue_id: int) -> list[LinkCount]:
         """Every tracked link of an issue in the order the issue shows them, with its counts
         (0 for a link nobody followed); empty when the issue was sent untracked."""
+        return self._counted(issue_id).get(issue_id, [])
+
+    def by_issue(self) -> dict[int, list[LinkCount]]:
+        """Every tracked issue's links with their counts, as `counts` gives them, in one
+        query (what the reports read); an issue sent untracked is absent."""
+        return self._counted(None)
+
+    def _counted(self, issue_id: int | None) -> dict[int, list[LinkCount]]:
+        """The links and counts of one issue, or of every issue when `issue_id` is None, by
+        issue."""
+        where, parameters = (
+            ("WHERE l.issue_id = ?", (issue_id,)) if issue_id is not None else ("", ())
+        )
         rows = self.db.execute(
-            "SELECT l.url,"
+            "SELECT l.issue_id, l.url,"
             " COALESCE(SUM(CASE WHEN c.kind = 'person' THEN c.clicks END), 0) AS people,"
             " COALESCE(SUM(CASE WHEN c.kind = 'scanner' THEN c.clicks END), 0) AS scanners"
             " FROM issue_links l LEFT JOIN link_clicks c"
             " ON c.issue_id = l.issue_id AND c.link_id = l.link_id"
-            " WHERE l.issue_id = ? GROUP BY l.link_id, l.url ORDER BY l.link_id",
-            (issue_id,),
+            f" {where} GROUP BY l.issue_id, l.link_id, l.url ORDER BY l.issue_id, l.link_id",
+            parameters,
         )
-        return [LinkCount(str(r["url"]), int(r["people"]), int(r["scanners"])) for r in rows]
+        found: dict[int, list[LinkCount]] = {}
+        for r in rows:
+            found.setdefault(int(r["issue_id"]), []).append(
+                LinkCount(str(r["url"]), int(r["people"]), int(r["scanners"]))
+            )
+        return found
 
     def issue_exists(self, issue_id: int) -> bool:
         """Whether the state holds an issue with this number."""
