@@ -97,6 +97,16 @@ def seed_history(config: Config, now: datetime, weeks: int = 20) -> None:
                     f"new{week}-{number}@example.org", "", None, "form", sent_at + timedelta(days=3)
                 )
             readers += joined - week % 4 - 1
+            if week == 1:  # the latest seeded issue was sent with click counting on
+                links = state.clicks.record_links(
+                    issue, [f"https://example.org/blog/post-{number}" for number in range(1, 7)]
+                )
+                clicked_at = sent_at + timedelta(days=1)
+                for number, link in enumerate(links.values()):
+                    for click in range(40 - 6 * number):
+                        state.clicks.count(
+                            issue, link, clicked_at, scanner=click % 5 == 0, window=timedelta()
+                        )
 
 
 def pages(base: str, secret: str, now: datetime) -> list[tuple[str, Callable[[Any], None]]]:
