@@ -54,6 +54,7 @@ from digest.core.tokens import (
 )
 from digest.mail.message import DkimKey, transactional_message
 from digest.readers.audience import is_forgotten, section_titles
+from digest.render.message import render_message
 from digest.render.personalise import display_name
 from digest.store import RateLimit, State
 
@@ -341,7 +342,9 @@ def confirm(
     waits only for a subscriber on record."""
     signup = state.signups.signup(address)
     welcome = (
-        _welcome(config, secret, address, signup.name, now, dkim_key)
+        _welcome(
+            config, secret, address, signup.name, latest_issue_url(config, state), now, dkim_key
+        )
         if signup is not None and config.signup.welcome
         else None
     )
@@ -421,7 +424,8 @@ def save_preferences(
 
 
 @cache
-def _email_templates() -> jinja2.Environment:
+def _form_templates() -> jinja2.Environment:
+    """The sign-up form snippet's template (a page part, not an email)."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(PAGES)),
         autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
@@ -431,7 +435,7 @@ def _email_templates() -> jinja2.Environment:
 
 
 def _render(template: str, **context: Any) -> str:
-    return _email_templates().get_template(template).render(**context)
+    return _form_templates().get_template(template).render(**context)
 
 
 def _email(
@@ -443,19 +447,43 @@ def _email(
     context: dict[str, Any],
     now: datetime,
     dkim_key: DkimKey | None,
+    *,
+    heading: str,
 ) -> OutgoingMessage:
-    """A sign-up email from `template`.txt and `template`.html, tagged for bounce handling."""
-    context = {"newsletter": config.newsletter, "name": display_name(recipient.name), **context}
+    """A sign-up email from `template`.html and `template`.txt, built like the issue
+    (digest.render.message), tagged for bounce handling."""
+    rendered = render_message(
+        config,
+        template,
+        subject=subject,
+        heading=heading,
+        recipient=recipient.email,
+        context={"name": display_name(recipient.name), **context},
+    )
     return transactional_message(
         config,
         recipient,
-        subject,
-        _render(f"{template}.txt", **context),
-        _render(f"{template}.html", **context),
+        rendered.subject,
+        rendered.text,
+        rendered.html,
         now,
         dkim_key,
         delivery_tag(secret, TRANSACTIONAL_REFERENCE, recipient.email),
     )
+
+
+def latest_issue_url(config: Config, state: State) -> str:
+    """Where the welcome's "Read the latest issue" goes: with the archive on, the newest
+    published issue's page (the archive's index while it has none), both served by `digest
+    serve`; with it off, newsletter.archive_url (the editor's own web copy); else "" (no
+    button)."""
+    base = (config.newsletter.archive_url or "").rstrip("/")
+    if not config.archive.enabled:
+        return config.newsletter.archive_url or ""
+    if not base:
+        return ""
+    published = state.archive.issues()
+    return f"{base}/issues/{published[0].key}/" if published else f"{base}/archive/"
 
 
 def _confirmation(
@@ -477,6 +505,7 @@ def _confirmation(
         {"link": link, "days": days},
         now,
         dkim_key,
+        heading="Confirm your subscription",
     )
 
 
@@ -485,6 +514,7 @@ def _welcome(
     secret: str,
     address: str,
     name: str,
+    latest_url: str,
     now: datetime,
     dkim_key: DkimKey | None,
 ) -> OutgoingMessage:
@@ -494,9 +524,10 @@ def _welcome(
         Subscriber(address, name),
         f"Welcome to {config.newsletter.title}",
         "welcome-email",
-        {"preferences": preferences_link(config, secret, address, now)},
+        {"preferences": preferences_link(config, secret, address, now), "latest_url": latest_url},
         now,
         dkim_key,
+        heading=f"Welcome to {config.newsletter.title}",
     )
 
 
