@@ -187,7 +187,7 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
     def subscribe_page(
         form: signup.SignupForm, error: str = "", status: int = 200, asked: bool = False
     ) -> Response:
-        return desk.page(
+        page = desk.page(
             "subscribe.html",
             f"Subscribe to {config.newsletter.title}",
             status=status,
@@ -199,6 +199,10 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
             action="subscribe",
             asked=asked,
         )
+        # The form's own page alone sends its address with the form (to this site only): the
+        # page a sign-up came from goes on its consent record. Every other page sends none.
+        page.headers["Referrer-Policy"] = "same-origin"
+        return page
 
     async def subscribe(request: Request) -> Response:
         if request.method == "GET":
