@@ -215,6 +215,60 @@ def _line_of_blocks(blocks: list[_Block]) -> str:
     return "".join(parts)
 
 
+MAX_LINKS = 50  # links of one fragment link_spans looks at
+
+
+class _Links(HTMLParser):
+    """The http(s) links of an HTML fragment: each one's text, collapsed, and its URL."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, str]] = []
+        self.href = ""  # the link being read, if any
+        self.words: list[str] = []
+        self.dropping: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.dropping:
+            if tag == self.dropping[-1] and tag not in _VOID:
+                self.dropping.append(tag)
+        elif tag in _DROPPED:
+            self.dropping.append(tag)
+        elif tag == "a" and not self.href and len(self.found) < MAX_LINKS:
+            href = (dict(attrs).get("href") or "").strip()
+            if _WEB_URL.match(href):
+                self.href, self.words = href, []
+        elif tag in _BLOCKS or tag in _HEADINGS or tag in _LISTS or tag in ("br", "li", "tr"):
+            self.words.append("\n")  # a link across blocks is no single run of text
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.dropping:
+            if tag == self.dropping[-1]:
+                self.dropping.pop()
+        elif tag == "a" and self.href:
+            label = "".join(self.words)
+            if "\n" not in label and collapse(label):
+                self.found.append((collapse(label), self.href))
+            self.href = ""
+
+    def handle_data(self, data: str) -> None:
+        if self.href and not self.dropping:
+            self.words.append(data)
+
+
+_WEB_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+\Z", re.IGNORECASE)
+
+
+def link_spans(html: str) -> list[tuple[str, str]]:
+    """(text, URL) of each http(s) link in an HTML fragment whose text is one run of words,
+    in document order, at most MAX_LINKS; its text as html_to_line shows it. mailto: and other
+    schemes are left out."""
+    parser = _Links()
+    parser.feed(html)
+    parser.close()
+    return parser.found
+
+
 def collapse(text: str) -> str:
     """Whitespace runs to single spaces, control characters removed, ends trimmed."""
     return _ANY_SPACE.sub(" ", _CONTROL.sub("", text)).strip()
