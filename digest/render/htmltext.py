@@ -226,6 +226,7 @@ class _Links(HTMLParser):
         self.found: list[tuple[str, str]] = []
         self.href = ""  # the link being read, if any
         self.words: list[str] = []
+        self.split = False  # a block, line break or list item inside the link being read
         self.dropping: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -237,18 +238,18 @@ class _Links(HTMLParser):
         elif tag == "a" and not self.href and len(self.found) < MAX_LINKS:
             href = (dict(attrs).get("href") or "").strip()
             if _WEB_URL.match(href):
-                self.href, self.words = href, []
+                self.href, self.words, self.split = href, [], False
         elif tag in _BLOCKS or tag in _HEADINGS or tag in _LISTS or tag in ("br", "li", "tr"):
-            self.words.append("\n")  # a link across blocks is no single run of text
+            self.split = True  # a link across blocks is no single run of text
 
     def handle_endtag(self, tag: str) -> None:
         if self.dropping:
             if tag == self.dropping[-1]:
                 self.dropping.pop()
         elif tag == "a" and self.href:
-            label = "".join(self.words)
-            if "\n" not in label and collapse(label):
-                self.found.append((collapse(label), self.href))
+            label = collapse("".join(self.words))
+            if label and not self.split:
+                self.found.append((label, self.href))
             self.href = ""
 
     def handle_data(self, data: str) -> None:
