@@ -14,6 +14,8 @@ import lxml.html
 import pytest
 
 from digest.config.schema import Config
+from digest.core.errors import TemplateError
+from digest.issue.samples import check_templates
 from digest.render.message import RenderedMessage, render_message
 from digest.render.theme import contrast_ratio
 from tests.test_render import URL_LINE, declarations, make_config, parse, top_level_rules
@@ -270,3 +272,18 @@ def test_in_chromium_each_email_fits_600_and_375_pixels_light_and_dark(config: C
                         page.close()
         finally:
             browser.close()
+
+
+def test_digest_check_renders_the_emails_and_names_a_mistakes_file_and_line(
+    tmp_path: Path,
+) -> None:
+    assert check_templates(make_config(tmp_path)) == []
+    (tmp_path / "templates").mkdir()
+    broken = tmp_path / "templates" / "welcome-email.html"
+    broken.write_text(
+        '{% extends "bundled/welcome-email.html" %}\n{% block content %}\n'
+        "<p>{{ newsletter.no_such_key }}</p>\n{% endblock %}\n"
+    )
+    with pytest.raises(TemplateError) as raised:
+        check_templates(make_config(tmp_path))
+    assert f"{broken}:3:" in str(raised.value) and "no_such_key" in str(raised.value)

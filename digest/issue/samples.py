@@ -106,9 +106,11 @@ def sample_config(config: Config) -> Config:
 def check_templates(config: Config) -> list[str]:
     """Render the templates on sample data with every feature on; warnings, or TemplateError."""
     from digest.render.issue import render_issue
+    from digest.render.message import check_messages
 
     full = sample_config(config)
     render_issue(sample_issue(full), full)
+    check_messages(full)
     render_issue(sample_issue(config, 1), config)
     per_section = config.digest.max_posts_per_section
     sections = max(1, len({feed.heading for feed in config.feeds}))

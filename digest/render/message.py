@@ -43,6 +43,27 @@ MESSAGE_VARIABLES: dict[str, str] = {
 }
 
 
+# What each email is rendered with by `digest check` (check_messages), every feature on.
+SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
+    "confirm-email": {
+        "name": "Sam Reader",
+        "link": "https://example.org/confirm?token=sample",
+        "days": 2,
+    },
+    "welcome-email": {
+        "name": "Sam Reader",
+        "preferences": "https://example.org/preferences?token=sample",
+        "latest_url": "https://example.org/issues/1-sample/",
+    },
+    "held-email": {
+        "due": "2017-12-01T08:00:00+00:00",
+        "why": "not approved in time",
+        "until": "2017-12-01T14:00:00+00:00",
+        "approval_url": "https://example.org/approval?token=sample",
+    },
+}
+
+
 @dataclass(frozen=True)
 class RenderedMessage:
     """A one-off email's subject, HTML (CSS inlined) and plain-text part."""
@@ -81,3 +102,17 @@ def render_message(
     html = inline_css(render_template(env, f"{name}.html", values), inliner)
     text = wrap_text(render_template(env, f"{name}.txt", values))
     return RenderedMessage(subject=subject, html=html, text=text)
+
+
+def check_messages(config: Config) -> None:
+    """Render every one-off email on sample values, so a mistake in an editor's template is a
+    TemplateError naming its file and line now, not when a reader signs up."""
+    for name in MESSAGES:
+        render_message(
+            config,
+            name,
+            subject=f"Sample {name}",
+            heading=f"Sample {name}",
+            recipient="sam@example.org",
+            context=SAMPLE_CONTEXTS[name],
+        )
