@@ -205,7 +205,7 @@ def test_link_spans_leaves_out_links_whose_text_is_not_one_run() -> None:
         "<table><tr><td>a</td></tr></table>",
     ):
         assert link_spans(f'<a href="https://a.example">{inner}</a>') == [], inner
-    for inner in ("<h2>a</h2>", "a<div>b</div>"):
+    for inner in ("<h2>a</h2>", "a<div>b</div>", "a<li>b", "a<tr>b"):
         assert link_spans(f'<a href="https://a.example">{inner}</a>') == [], inner
     assert link_spans('<a href="https://a.example"> <img src="x.png"> </a>') == []
     # A block before or after a link does not stop it.
@@ -224,6 +224,10 @@ def test_link_spans_skips_what_dropped_elements_hold() -> None:
     )
     assert link_spans(fragment) == [("out", "https://out.example")]
     assert link_spans('<svg><br/></svg><a href="https://out.example">out</a>') == [
+        ("out", "https://out.example")
+    ]
+    # Only the dropped element's own tag nests: an unclosed tag inside it does not hold it open.
+    assert link_spans('<svg><p></svg><a href="https://out.example">out</a>') == [
         ("out", "https://out.example")
     ]
 
