@@ -296,7 +296,7 @@ def index_page(site: Site, issues: Sequence[ArchivedIssue], page: int) -> bytes 
                 "date": site.date(entry.issue.created_at),
                 "date_iso": entry.issue.created_at.astimezone(site.zone).date().isoformat(),
                 "count": entry.issue.post_count,
-                "summary": "" if entry.summary else entry.issue.subject,  # the headline has it
+                "summary": "",  # the headline is the summary
             }
             for entry in shown
         ],

@@ -512,10 +512,10 @@ def latest_issue_url(config: Config, state: State) -> str:
     published issue's page (the archive's index while it has none), both served by `digest
     serve`; with it off, newsletter.archive_url (the editor's own web copy); else "" (no
     button)."""
-    base = (config.newsletter.archive_url or "").rstrip("/")
     if not config.archive.enabled:
         return config.newsletter.archive_url or ""
-    if not base:
+    base = (config.newsletter.archive_url or "").rstrip("/")
+    if not base:  # the config requires it with the archive on
         return ""
     published = state.archive.issues()
     return f"{base}/issues/{published[0].key}/" if published else f"{base}/archive/"
