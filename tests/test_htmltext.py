@@ -242,3 +242,8 @@ def test_link_spans_reads_the_outer_of_nested_links_and_stops_at_the_bound() -> 
         str(MAX_LINKS - 1),
         f"https://a.example/{MAX_LINKS - 1}",
     )
+
+
+def test_a_closed_list_item_ends_its_block() -> None:
+    assert html_to_text("<ul><li>one</li>after</ul>") == "- one\n- after"
+    assert html_to_line("<ul><li>one</li>after</ul>") == "one; after"
