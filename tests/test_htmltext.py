@@ -13,6 +13,7 @@ from digest.render.htmltext import (
     html_to_text,
     link_spans,
     shorten,
+    web_url,
 )
 from tests.conftest import Project
 
@@ -247,3 +248,19 @@ def test_link_spans_reads_the_outer_of_nested_links_and_stops_at_the_bound() -> 
 def test_a_closed_list_item_ends_its_block() -> None:
     assert html_to_text("<ul><li>one</li>after</ul>") == "- one\n- after"
     assert html_to_line("<ul><li>one</li>after</ul>") == "one; after"
+
+
+def test_web_url_keeps_only_absolute_http_urls_without_whitespace() -> None:
+    assert web_url("  https://a.example/x?y=1 ") == "https://a.example/x?y=1"
+    assert web_url("HTTP://a.example") == "HTTP://a.example"
+    for url in (
+        "mailto:a@b",
+        "/x",
+        "javascript:x",
+        "https://a b",
+        "https://a\tb",
+        "http://[::1",
+        "",
+    ):
+        assert web_url(url) == "", url
+    assert web_url("https://a.example/\u2028x") == ""

@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
 
@@ -45,7 +44,7 @@ from digest.config.schema import Config
 from digest.core.dates import format_date
 from digest.core.models import MAX_TITLE, Issue, RenderedIssue
 from digest.mail.message import sender_address
-from digest.render.htmltext import collapse, shorten
+from digest.render.htmltext import collapse, shorten, web_url
 from digest.render.personalise import depersonalise
 from digest.render.theme import readable_on
 from digest.store import State
@@ -206,13 +205,6 @@ def lead_posts(state: State, issues: Sequence[ArchivedIssue]) -> dict[int, list[
     return leads
 
 
-def _web_url(url: str) -> str:
-    url = url.strip()
-    if any(ch in url for ch in "\r\n\t ") or urlsplit(url).scheme.lower() not in ("http", "https"):
-        return ""
-    return url
-
-
 def feed_summary(entry: ArchivedIssue, leads: Sequence[ArchivedPost]) -> str:
     """A feed entry's summary as HTML: each lead post's title (linked, http(s) only) and excerpt,
     every feed text escaped, then how many more posts the issue has; without lead posts, the
@@ -222,7 +214,7 @@ def feed_summary(entry: ArchivedIssue, leads: Sequence[ArchivedPost]) -> str:
     parts: list[str] = []
     for post in leads:
         title = html.escape(shorten(collapse(post.title), MAX_TITLE))
-        link = _web_url(post.link)
+        link = web_url(post.link)
         heading = f'<a href="{html.escape(link, quote=True)}">{title}</a>' if link else title
         excerpt = html.escape(shorten(collapse(post.excerpt), MAX_FEED_EXCERPT))
         parts.append(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from urllib.parse import urlsplit
 
 _DROPPED = frozenset(
     {"script", "style", "template", "noscript", "iframe", "object", "svg", "math", "head"}
@@ -216,6 +217,16 @@ def _line_of_blocks(blocks: list[_Block]) -> str:
 
 
 MAX_LINKS = 50  # links of one fragment link_spans looks at
+
+
+def web_url(url: str) -> str:
+    """The URL, trimmed, if it is an absolute http(s) one with no whitespace in it; else ""."""
+    url = url.strip()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        return ""
+    return url if scheme in ("http", "https") and not _ANY_SPACE.search(url) else ""
 
 
 class _Links(HTMLParser):
