@@ -62,6 +62,8 @@ def test_with_nothing_published_yet_the_welcome_links_the_archives_index(
 
 def test_without_an_archive_the_welcome_has_no_latest_issue_button(project: Project) -> None:
     enable_signup(project)
+    # An archive_url without the archive is a "view in browser" address digest does not serve.
+    project.add_newsletter_lines(f"  archive_url: {ARCHIVE_URL}/\n")
     with serving(project, "--no-preview") as served:
         html, text = welcome_of(project, served, "zoe@example.net")
     assert "Read the latest issue" not in html and "latest issue" not in text

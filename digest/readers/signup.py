@@ -508,14 +508,11 @@ def _email(
 
 
 def latest_issue_url(config: Config, state: State) -> str:
-    """Where the welcome's "Read the latest issue" goes: with the archive on, the newest
-    published issue's page (the archive's index while it has none), both served by `digest
-    serve`; with it off, newsletter.archive_url (the editor's own web copy); else "" (no
-    button)."""
-    if not config.archive.enabled:
-        return config.newsletter.archive_url or ""
+    """Where the welcome's "Read the latest issue" goes: the newest published issue's page, or
+    the archive's index while nothing is published, both served by `digest serve`; "" (no
+    button) with the archive off, as newsletter.archive_url alone may be any page, or none."""
     base = (config.newsletter.archive_url or "").rstrip("/")
-    if not base:  # the config requires it with the archive on
+    if not config.archive.enabled or not base:  # the config requires the address when on
         return ""
     published = state.archive.issues()
     return f"{base}/issues/{published[0].key}/" if published else f"{base}/archive/"
