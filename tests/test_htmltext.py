@@ -264,3 +264,4 @@ def test_web_url_keeps_only_absolute_http_urls_without_whitespace() -> None:
     ):
         assert web_url(url) == "", url
     assert web_url("https://a.example/\u2028x") == ""
+    assert web_url("https://a.example/\x7f") == "" and web_url("https:///no-host") == ""

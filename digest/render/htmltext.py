@@ -220,13 +220,16 @@ MAX_LINKS = 50  # links of one fragment link_spans looks at
 
 
 def web_url(url: str) -> str:
-    """The URL, trimmed, if it is an absolute http(s) one with no whitespace in it; else ""."""
+    """The URL, trimmed, if it is an absolute http(s) one with a host and no whitespace or
+    control character in it; else ""."""
     url = url.strip()
     try:
-        scheme = urlsplit(url).scheme.lower()
+        parts = urlsplit(url)
     except ValueError:  # e.g. an unclosed [ of an IPv6 address
         return ""
-    return url if scheme in ("http", "https") and not _ANY_SPACE.search(url) else ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    return "" if _ANY_SPACE.search(url) or _CONTROL.search(url) else url
 
 
 class _Links(HTMLParser):
@@ -247,8 +250,8 @@ class _Links(HTMLParser):
         elif tag in _DROPPED:
             self.dropping.append(tag)
         elif tag == "a" and not self.href and len(self.found) < MAX_LINKS:
-            href = (dict(attrs).get("href") or "").strip()
-            if _WEB_URL.match(href):
+            href = web_url(dict(attrs).get("href") or "")
+            if href:
                 self.href, self.words, self.split = href, [], False
         elif tag in _BLOCKS or tag in _HEADINGS or tag in _LISTS or tag in ("br", "li", "tr"):
             self.split = True  # a link across blocks is no single run of text
@@ -266,9 +269,6 @@ class _Links(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.href and not self.dropping:
             self.words.append(data)
-
-
-_WEB_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+\Z", re.IGNORECASE)
 
 
 def link_spans(html: str) -> list[tuple[str, str]]:
