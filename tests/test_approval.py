@@ -75,6 +75,13 @@ def test_approval_is_asked_before_the_slot_and_an_approved_issue_goes_out_once(
         draft = next(m for m in project.smtp.received if APPROVER in m.recipients)
         assert "https://news.example.org/approval?token=" in draft.part("plain")
         assert "Post number 1" in draft.part("html")
+        # The banner's link is a bulletproof button: a table cell in the accent holding it.
+        button = re.search(
+            r'<td align="center" bgcolor="#1d4f91"[^>]*><a href="'
+            r'https://news\.example\.org/approval\?token=[^"]+"[^>]*>Approve or hold it</a>',
+            draft.part("html"),
+        )
+        assert button, draft.part("html")[:3000]
         assert to(project, "ann@example.com") == []
         (asked,) = rows(project, "SELECT requested_at FROM approvals")
         lead = SLOT - datetime.fromisoformat(asked[0])
@@ -104,6 +111,14 @@ def test_no_answer_holds_and_tells_the_approvers_then_a_late_approval_sends(
         assert to(project, APPROVER)[1] == "Held: Collaborate Weekly, 2026-11-30"
         notice = [m for m in project.smtp.received if APPROVER in m.recipients][1]
         assert "was not sent: not approved in time" in notice.part("plain")
+        # Built like the issue: its head and dark mode, the button to the approver's page.
+        held_html = notice.part("html")
+        assert "@media (prefers-color-scheme: dark)" in held_html
+        assert re.search(
+            r'<a class="button-link" href="https://news\.example\.org/approval\?token=[^"]+"',
+            held_html,
+        )
+        assert "https://news.example.org/approval?token=" in notice.part("plain")
         assert to(project, "ann@example.com") == []
         assert rows(project, "SELECT COUNT(*) FROM issues") == [(0,)]
 

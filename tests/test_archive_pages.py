@@ -62,7 +62,7 @@ def test_a_browser_opens_the_index_follows_a_link_and_sees_the_issue(project: Pr
             )
             page.goto(f"{base}/archive/")
             sync_api.expect(page.locator("h1")).to_contain_text("All issues of Collaborate")
-            page.get_by_role("link", name="3 new posts").click()
+            page.get_by_role("link", name="Post number 1 · Post number 2 · Post number 10").click()
             sync_api.expect(page).to_have_url(
                 f"{base}/issues/1-collaborate-weekly-3-new-posts-30-november-2026/"
             )

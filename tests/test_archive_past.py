@@ -95,8 +95,8 @@ def test_past_issues_join_the_archive_in_send_order_and_no_page_moves(
     assert [key.split("-")[0] for key in keys] == ["1", "3", "2"]  # most recently sent first
     assert f"{ARCHIVE_URL}/issues/{keys[0]}/" == third_link  # the sent link still works
     assert f"issues/{keys[0]}/index.html" in files
-    # Past issues are summarised by their posts' titles, in the order their frozen text shows.
-    summaries = re.findall(r"<p>(Post number [^<]*)</p>", index)
+    # Past issues are titled by their posts' titles, in the order their frozen text shows.
+    summaries = re.findall(r'<h2><a href="[^"]+">(Post number [^<]*)</a></h2>', index)
     assert summaries == [
         "Post number 102",
         "Post number 101",

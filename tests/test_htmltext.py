@@ -5,12 +5,15 @@ from __future__ import annotations
 import pytest
 
 from digest.render.htmltext import (
+    MAX_LINKS,
     after_body_tag,
     collapse,
     error_line,
     html_to_line,
     html_to_text,
+    link_spans,
     shorten,
+    web_url,
 )
 from tests.conftest import Project
 
@@ -164,3 +167,101 @@ def test_the_text_part_shows_a_summarys_list_as_lines(project: Project) -> None:
     ]
     html = message.part("html")
     assert "Start before the specification exists; Pay people for their time;" in html
+
+
+# -- link_spans: the links an excerpt can keep ------------------------------------
+
+
+def test_link_spans_gives_each_web_links_text_and_url_in_order() -> None:
+    fragment = (
+        '<p>See <a href="https://a.example/x?y=1&amp;z=2">the  <em>full</em>\n report</a>,'
+        ' <A HREF=" HTTP://B.example/ ">B &amp; co</A> and <a href="https://c.example">c</a>.</p>'
+    )
+    assert link_spans(fragment) == [
+        ("the full report", "https://a.example/x?y=1&z=2"),
+        ("B & co", "HTTP://B.example/"),
+        ("c", "https://c.example"),
+    ]
+
+
+def test_link_spans_leaves_out_other_schemes_and_unusable_urls() -> None:
+    for href in (
+        "mailto:a@example.org",
+        "/relative",
+        "javascript:x()",
+        "https://a b",
+        "",
+        "ftp://x",
+    ):
+        assert link_spans(f'<a href="{href}">text</a>') == [], href
+    assert link_spans("<a>no href</a> <a name=x>anchor</a>") == []
+    assert link_spans('<a href="https://a.example/\x01">x</a>') == []
+
+
+def test_link_spans_leaves_out_links_whose_text_is_not_one_run() -> None:
+    for inner in (
+        "<p>a</p>",
+        "a<br>b",
+        "<ul><li>a</li></ul>",
+        "<table><tr><td>a</td></tr></table>",
+    ):
+        assert link_spans(f'<a href="https://a.example">{inner}</a>') == [], inner
+    for inner in ("<h2>a</h2>", "a<div>b</div>", "a<li>b", "a<tr>b"):
+        assert link_spans(f'<a href="https://a.example">{inner}</a>') == [], inner
+    assert link_spans('<a href="https://a.example"> <img src="x.png"> </a>') == []
+    # A block before or after a link does not stop it.
+    assert link_spans('<p>x</p><a href="https://a.example">a</a><p>y</p>') == [
+        ("a", "https://a.example")
+    ]
+
+
+def test_link_spans_skips_what_dropped_elements_hold() -> None:
+    assert link_spans('<a href="https://a.example">a<script>hidden</script>c</a>') == [
+        ("ac", "https://a.example")
+    ]
+    fragment = (
+        '<svg><svg><a href="https://in.example">in</a></svg><img><a href="https://in2.example">'
+        'in</a></svg><a href="https://out.example">out</a>'
+    )
+    assert link_spans(fragment) == [("out", "https://out.example")]
+    assert link_spans('<svg><br/></svg><a href="https://out.example">out</a>') == [
+        ("out", "https://out.example")
+    ]
+    # Only the dropped element's own tag nests: an unclosed tag inside it does not hold it open.
+    assert link_spans('<svg><p></svg><a href="https://out.example">out</a>') == [
+        ("out", "https://out.example")
+    ]
+
+
+def test_link_spans_reads_the_outer_of_nested_links_and_stops_at_the_bound() -> None:
+    nested = '<a href="https://a.example">a <a href="https://b.example">b</a> c</a>'
+    assert link_spans(nested) == [("a b", "https://a.example")]
+    assert link_spans('</a><a href="https://a.example">a</a></a>') == [("a", "https://a.example")]
+    many = "".join(f'<a href="https://a.example/{n}">{n}</a>' for n in range(MAX_LINKS + 1))
+    found = link_spans(many)
+    assert len(found) == MAX_LINKS and found[-1] == (
+        str(MAX_LINKS - 1),
+        f"https://a.example/{MAX_LINKS - 1}",
+    )
+
+
+def test_a_closed_list_item_ends_its_block() -> None:
+    assert html_to_text("<ul><li>one</li>after</ul>") == "- one\n- after"
+    assert html_to_line("<ul><li>one</li>after</ul>") == "one; after"
+
+
+def test_web_url_keeps_only_absolute_http_urls_without_whitespace() -> None:
+    assert web_url("  https://a.example/x?y=1 ") == "https://a.example/x?y=1"
+    assert web_url("HTTP://a.example") == "HTTP://a.example"
+    for url in (
+        "mailto:a@b",
+        "/x",
+        "javascript:x",
+        "https://a b",
+        "https://a\tb",
+        "http://[::1",
+        "",
+    ):
+        assert web_url(url) == "", url
+    assert web_url("https://a.example/\u2028x") == ""
+    assert web_url("https://a.example/\x7f") == "" and web_url("https:///no-host") == ""

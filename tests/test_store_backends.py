@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -280,6 +280,20 @@ def test_archive_numbers_titles_and_withdrawal(state: store.State) -> None:
     assert state.archive.withdraw(number, NOW) is True
     archived = state.archive.issue(number)
     assert archived is not None and archived.withdrawn_at == NOW
+
+
+def test_archive_reads_an_issues_posts_as_last_stored(state: store.State) -> None:
+    excerpted = replace(post(2), excerpt='It\'s 100% "done" ?')
+    state.feeds.record_fetch(FeedResult(FEED, FetchStatus.OK, posts=(post(1), excerpted)), NOW)
+    issue = state.ledger.create_issue(
+        subject="S", html="h", text="t", posts=[post(1), excerpted], now=NOW
+    )
+    found = {p.title: p for p in state.archive.posts(issue)}
+    assert set(found) == {post(1).title, post(2).title}
+    assert found[post(2).title].link == "https://example.org/2"
+    assert found[post(2).title].excerpt == 'It\'s 100% "done" ?'
+    assert found[post(1).title].excerpt == ""
+    assert state.archive.posts(issue + 1) == []
 
 
 def test_caches_previews_and_parsed_feeds(state: store.State) -> None:

@@ -76,6 +76,7 @@ def withdraw(config: Config, number: int, now: datetime) -> Withdrawal:
 def _publish(config: Config, out: Path, now: datetime) -> int:
     with store.open(config, read_only=True) as state:
         issues = state.archive.issues(content=True)
+        leads = archive.lead_posts(state, issues)
     site = archive.site_for(config)
     _remove_leftovers(out)
     try:
@@ -86,7 +87,7 @@ def _publish(config: Config, out: Path, now: datetime) -> int:
     try:
         staging.chmod(0o755)
         (staging / MARKER).write_text("Written by digest; replaced whole on every update.\n")
-        for relative, data in archive.site_files(site, issues, now):
+        for relative, data in archive.site_files(site, issues, now, leads):
             target = staging / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)

@@ -5,8 +5,14 @@ One builder serves both ways of publishing: `digest archive --out DIR` writes it
 Links between pages are relative, so an uploaded copy works wherever it is put; the canonical
 URL, Open Graph tags and the feed's links are absolute, under newsletter.archive_url.
 
+An issue is titled in the index and the feed by its lead posts' titles (`headline`): its subject
+can only say the newsletter's title, the date and the post count, which the index already shows,
+so every subject reads alike. A feed entry's summary is the lead posts, linked, with their
+excerpts (`lead_posts`, as last stored, in the order the issue shows them).
+
 An issue page shows the email as it was sent: the frozen HTML, with every per-subscriber placeholder
-filled with a neutral value (digest.render.personalise.depersonalise), inside a sandboxed frame
+filled with a neutral value (digest.render.personalise.depersonalise) and its links to itself
+("View this issue in your browser", "Read it online") taken out, inside a sandboxed frame
 (`srcdoc`) of a page that is itself valid HTML5. Not a web version re-rendered from the posts:
 the posts are not frozen with the issue (only their keys are), so a re-render would show
 today's templates and today's feed text, not what readers got; and an email's markup
@@ -18,10 +24,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
@@ -37,16 +44,20 @@ from digest.config.schema import Config
 from digest.core.dates import format_date
 from digest.core.models import MAX_TITLE, Issue, RenderedIssue
 from digest.mail.message import sender_address
-from digest.render.htmltext import collapse, shorten
+from digest.render.htmltext import collapse, shorten, web_url
 from digest.render.pagelook import PAGE_BACKGROUND, Link, PageLook, page_look
 from digest.render.personalise import depersonalise
 from digest.render.theme import readable_on
-from digest.store.archive import ArchivedIssue
+from digest.store import State
+from digest.store.archive import ArchivedIssue, ArchivedPost
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 MAX_SLUG = 60
 MAX_SUMMARY = 300
 SUMMARY_TITLES = 5
+MAX_HEADLINE = 120
+FEED_LEAD_POSTS = 3
+MAX_FEED_EXCERPT = 300
 ATOM = "http://www.w3.org/2005/Atom"
 FRAME_ID = "issue-frame"
 # Grows the frame to the email's height once it has loaded (the frame itself runs no script).
@@ -173,6 +184,50 @@ def sent_order(entry: ArchivedIssue) -> tuple[datetime, int]:
     return entry.issue.created_at, entry.number
 
 
+def headline(entry: ArchivedIssue) -> str:
+    """The issue's title in the index and the feed: its top post titles (the summary), else
+    its subject."""
+    return shorten(entry.summary, MAX_HEADLINE) if entry.summary else entry.issue.subject
+
+
+def lead_posts(state: State, issues: Sequence[ArchivedIssue]) -> dict[int, list[ArchivedPost]]:
+    """Each issue's lead posts for its feed entry, by issue number: those whose titles its
+    summary names, in that order (the order the issue showed them), at most FEED_LEAD_POSTS."""
+    leads: dict[int, list[ArchivedPost]] = {}
+    for entry in issues:
+        shown = entry.summary
+        found: dict[str, tuple[int, ArchivedPost]] = {}
+        for post in state.archive.posts(entry.issue.id):
+            title = shorten(collapse(post.title), MAX_TITLE)
+            where = shown.find(title) if title else -1
+            if where >= 0 and title not in found:
+                found[title] = (where, post)
+        ordered = sorted(found.values(), key=lambda pair: pair[0])
+        leads[entry.number] = [post for _, post in ordered[:FEED_LEAD_POSTS]]
+    return leads
+
+
+def feed_summary(entry: ArchivedIssue, leads: Sequence[ArchivedPost]) -> str:
+    """A feed entry's summary as HTML: each lead post's title (linked, http(s) only) and excerpt,
+    every feed text escaped, then how many more posts the issue has; without lead posts, the
+    one-line description."""
+    if not leads:
+        return html.escape(describe(entry))
+    parts: list[str] = []
+    for post in leads:
+        title = html.escape(shorten(collapse(post.title), MAX_TITLE))
+        link = web_url(post.link)
+        heading = f'<a href="{html.escape(link, quote=True)}">{title}</a>' if link else title
+        excerpt = html.escape(shorten(collapse(post.excerpt), MAX_FEED_EXCERPT))
+        parts.append(
+            f"<p><strong>{heading}</strong>" + (f"<br>{excerpt}" if excerpt else "") + "</p>"
+        )
+    more = entry.issue.post_count - len(leads)
+    if more > 0:
+        parts.append(f"<p>And {more} more {'post' if more == 1 else 'posts'}.</p>")
+    return "".join(parts)
+
+
 def describe(entry: ArchivedIssue) -> str:
     """The issue in one line for the feed and link previews: how many posts, and which."""
     count = entry.issue.post_count
@@ -243,11 +298,11 @@ def index_page(site: Site, issues: Sequence[ArchivedIssue], page: int) -> bytes 
         entries=[
             {
                 "href": f"{root}issues/{entry.key}/",
-                "subject": entry.issue.subject,
+                "subject": headline(entry),
                 "date": site.date(entry.issue.created_at),
                 "date_iso": entry.issue.created_at.astimezone(site.zone).date().isoformat(),
                 "count": entry.issue.post_count,
-                "summary": entry.summary,
+                "summary": "",  # the headline is the summary
             }
             for entry in shown
         ],
@@ -263,7 +318,11 @@ def issue_page(site: Site, issues: Sequence[ArchivedIssue], entry: ArchivedIssue
     frozen = RenderedIssue(
         entry.issue.subject, entry.issue.html, entry.issue.text, marker=entry.issue.marker
     )
-    email = depersonalise(frozen, site.subscribe_url, f"Subscribe to {site.title}")
+    email = without_links_to(
+        depersonalise(frozen, site.subscribe_url, f"Subscribe to {site.title}"),
+        site.issue_url(entry),
+        f"/issues/{entry.key}/",
+    )
     return _render(
         "issue.html",
         site,
@@ -276,9 +335,25 @@ def issue_page(site: Site, issues: Sequence[ArchivedIssue], entry: ArchivedIssue
         published=entry.issue.created_at.astimezone(UTC).isoformat(),
         count=entry.issue.post_count,
         email=_frame_document(email),
-        older={"href": f"../{older.key}/", "subject": older.issue.subject} if older else None,
-        newer={"href": f"../{newer.key}/", "subject": newer.issue.subject} if newer else None,
+        older={"href": f"../{older.key}/", "subject": headline(older)} if older else None,
+        newer={"href": f"../{newer.key}/", "subject": headline(newer)} if newer else None,
     )
+
+
+_TOPBAR_ROW = re.compile(
+    r"<tr\b[^>]*>\s*<td\b[^>]*\bclass=[\"'][^\"']*\btopbar\b[^>]*>.*?</td>\s*</tr>",
+    re.DOTALL | re.IGNORECASE,
+)
+
+
+def without_links_to(email: str, url: str, path: str) -> str:
+    """The web copy without what only makes sense in a mailbox: the bundled template's "View
+    this issue in your browser" row, and every link to the issue's own page (`url`, or any
+    address ending in `path`, for an archive moved since), with the " · " before it."""
+    email = _TOPBAR_ROW.sub("", email)
+    own = f"(?:{re.escape(html.escape(url, quote=True))}|[^\"'<>]*{re.escape(path)})"
+    link = rf"(?: · )?<a\b[^>]*\bhref=([\"']){own}\1[^>]*>.*?</a>"
+    return re.sub(link, "", email, flags=re.DOTALL | re.IGNORECASE)
 
 
 def _frame_document(email: str) -> str:
@@ -307,8 +382,14 @@ def _feed_url(site: Site) -> str:
     return f"{site.base_url}/feed.atom"
 
 
-def feed(site: Site, issues: Sequence[ArchivedIssue], now: datetime) -> bytes:
-    """An Atom feed of the published issues, newest first, one entry per issue with its summary."""
+def feed(
+    site: Site,
+    issues: Sequence[ArchivedIssue],
+    now: datetime,
+    leads: Mapping[int, Sequence[ArchivedPost]] | None = None,
+) -> bytes:
+    """An Atom feed of the published issues, newest first, one entry per issue: titled by its
+    headline, its summary the lead posts with their excerpts (`leads`, see lead_posts)."""
     ElementTree.register_namespace("", ATOM)
 
     def add(parent: ElementTree.Element, tag: str, text: str = "", **attributes: str) -> None:
@@ -329,12 +410,12 @@ def feed(site: Site, issues: Sequence[ArchivedIssue], now: datetime) -> bytes:
     add(author, "name", site.title)
     for entry in issues:
         item = ElementTree.SubElement(root, f"{{{ATOM}}}entry")
-        add(item, "title", entry.issue.subject)
+        add(item, "title", headline(entry))
         add(item, "id", site.issue_url(entry))
         add(item, "link", rel="alternate", type="text/html", href=site.issue_url(entry))
         add(item, "published", _atom_time(entry.issue.created_at))
         add(item, "updated", _atom_time(entry.issue.created_at))
-        add(item, "summary", describe(entry))
+        add(item, "summary", feed_summary(entry, (leads or {}).get(entry.number, ())), type="html")
     ElementTree.indent(root)
     body = ElementTree.tostring(root, encoding="unicode")
     return f'<?xml version="1.0" encoding="utf-8"?>\n{body}\n'.encode()
@@ -345,7 +426,10 @@ def _atom_time(moment: datetime) -> str:
 
 
 def site_files(
-    site: Site, issues: Sequence[ArchivedIssue], now: datetime
+    site: Site,
+    issues: Sequence[ArchivedIssue],
+    now: datetime,
+    leads: Mapping[int, Sequence[ArchivedPost]] | None = None,
 ) -> Iterator[tuple[str, bytes]]:
     """Every file of the static archive as (relative path, bytes): index pages, issues, the
     feed and its page for people."""
@@ -356,4 +440,4 @@ def site_files(
     for entry in issues:
         yield f"issues/{entry.key}/index.html", issue_page(site, issues, entry)
     yield "feed/index.html", feed_page(site)
-    yield "feed.atom", feed(site, issues, now)
+    yield "feed.atom", feed(site, issues, now, leads)

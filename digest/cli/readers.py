@@ -100,14 +100,26 @@ def _subscriber_counts(config: Config) -> None:
 
 
 @click.command()
+@click.option(
+    "--page",
+    default="",
+    metavar="URL",
+    help="The address of the page the form goes on, kept on each sign-up's consent record.",
+)
 @with_config
-def snippet(config: Config) -> None:
+def snippet(config: Config, page: str) -> None:
     """Print an HTML sign-up form to paste into the organisation's own site."""
     from digest.readers import signup
 
     if not config.signup.enabled:
         raise DigestError("sign-up is off: set signup.enabled: true in config.yaml first")
-    click.echo(signup.snippet(config), nl=False)
+    recorded = signup.recorded_page(page)
+    if page and not recorded:
+        raise DigestError(
+            f"--page must be the http(s) address of the page the form goes on, of at most"
+            f" {signup.MAX_PAGE} characters, e.g. https://example.org/newsletter"
+        )
+    click.echo(signup.snippet(config, recorded), nl=False)
 
 
 @subscribers.command("export")

@@ -29,8 +29,23 @@ def slug(text: str, used: set[str]) -> str:
     return render_slug(text, used)
 
 
-def sample_issue(config: Config, posts_per_section: int = 3) -> Issue:
-    """A realistic issue with every feature (authors, images, hostile titles) for checks."""
+SAMPLE_NOTE = (
+    "**This is a sample issue.** Nothing is new since the last issue, so `digest send` would"
+    " send nothing now: these made-up posts, dated today and without images, only show the"
+    " design."
+)
+
+
+def sample_issue(
+    config: Config,
+    posts_per_section: int = 3,
+    *,
+    date: datetime = SAMPLE_DATE,
+    images: bool = True,
+) -> Issue:
+    """A realistic issue with every feature (authors, images, hostile titles) for checks.
+    `date` is the issue's (its posts are a few hours older each); without `images`, no post
+    has a thumbnail (the sample's image addresses are not real images)."""
     headings = list(dict.fromkeys(feed.heading for feed in config.feeds))
     sections = []
     number = 0
@@ -46,7 +61,7 @@ def sample_issue(config: Config, posts_per_section: int = 3) -> Issue:
                     link_key=f"example.org/posts/{number}",
                     title=title if number <= len(SAMPLE_TITLES) else f"{title} ({number})",
                     link=f"https://example.org/posts/{number}-{slug(title, set())}",
-                    published=SAMPLE_DATE - timedelta(hours=7 * number),
+                    published=date - timedelta(hours=7 * number),
                     author=""
                     if n == 1
                     else ("Priya Natarajan", "Tom Ellis", "Ngozi Okafor")[n % 3],
@@ -55,12 +70,21 @@ def sample_issue(config: Config, posts_per_section: int = 3) -> Issue:
                     excerpt="The spending review settled budgets for three years, but the detail"
                     " matters for services on the ground. We look at what changes, who gains,"
                     " and what the sector should ask for next.",
-                    image_url=f"https://example.org/images/{number}.jpg" if n % 2 == 0 else "",
+                    image_url=f"https://example.org/images/{number}.jpg"
+                    if images and n % 2 == 0
+                    else "",
                     categories=("Policy", "Health"),
                 )
             )
         sections.append(Section(title=heading, posts=tuple(posts)))
-    return Issue(title=config.newsletter.title, date=SAMPLE_DATE, sections=tuple(sections))
+    return Issue(title=config.newsletter.title, date=date, sections=tuple(sections))
+
+
+def preview_sample(config: Config, now: datetime) -> Issue:
+    """What the preview shows when nothing is new: the sample issue dated `now`, with no remote
+    images, and labelled a sample in the issue itself (as its note), so a saved or forwarded
+    preview says so too."""
+    return replace(sample_issue(config, date=now, images=False), note=SAMPLE_NOTE)
 
 
 def sample_config(config: Config) -> Config:
@@ -82,9 +106,11 @@ def sample_config(config: Config) -> Config:
 def check_templates(config: Config) -> list[str]:
     """Render the templates on sample data with every feature on; warnings, or TemplateError."""
     from digest.render.issue import render_issue
+    from digest.render.message import check_messages
 
     full = sample_config(config)
     render_issue(sample_issue(full), full)
+    check_messages(full)
     render_issue(sample_issue(config, 1), config)
     per_section = config.digest.max_posts_per_section
     sections = max(1, len({feed.heading for feed in config.feeds}))

@@ -24,8 +24,13 @@ Rate limits (kept in the state file, so every process shares them): one confirma
 address per `per_address_every`, `per_address_per_day` a day, and `per_ip_per_hour` sign-ups
 from one IP address. Addresses and IPs are keyed-hashed in the rate log.
 
-Consent on record: when the form was submitted, from which page (Referer) and IP (truncated by
-`signup.keep_ip`), the SHA-256 of the consent sentence shown, and when it was confirmed.
+Consent on record: when the form was submitted, from which page and IP (truncated by
+`signup.keep_ip`), the SHA-256 of the consent sentence shown, and when it was confirmed. The
+page is the form's hidden `page` field (`digest snippet --page URL` writes it into a form for
+the organisation's site), else the Referer, which the built-in form's own page sends (its
+Referrer-Policy is same-origin; every other page sends none). Either way it is only data for
+the record: an http(s) URL without its fragment or credentials, at most MAX_PAGE characters
+(the query goes first when it is too long), else nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import jinja2
 
@@ -55,6 +61,7 @@ from digest.core.tokens import (
 )
 from digest.mail.message import DkimKey, transactional_message
 from digest.readers.audience import is_forgotten, section_titles
+from digest.render.message import render_message
 from digest.render.personalise import display_name
 from digest.store import RateLimit, State
 
@@ -62,6 +69,8 @@ logger = logging.getLogger(__name__)
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 HONEYPOT_FIELD = "website"
+PAGE_FIELD = "page"
+MAX_PAGE = 500
 MAX_NAME = 100
 MAX_EMAIL = 254
 CHOOSE_ONE = "Choose at least one thing you would like to receive."
@@ -102,6 +111,29 @@ class SignupForm:
     sections: tuple[str, ...] | None = None  # None: every section
     honeypot: bool = False  # the hidden field had something in it
     checked: str = ""  # an address the reader was asked about once and submitted again
+    page: str = ""  # the page the form says it is on (recorded_page), or ""
+
+
+def recorded_page(text: str) -> str:
+    """The page a sign-up came from as kept on record: an absolute http(s) URL with no
+    whitespace or control characters, without its fragment or any user:password, at most
+    MAX_PAGE characters (without its query when that makes it fit); "" for anything else.
+    Never used for anything but the record."""
+    text = text.strip()
+    if not text or len(text) > 8 * MAX_PAGE or not text.isprintable() or " " in text:
+        return ""
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or parts.port > 0  # a port that is not a number raises
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or not port_ok:
+        return ""
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    page = urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
+    if len(page) > MAX_PAGE:
+        page = urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", "", ""))
+    return page if len(page) <= MAX_PAGE else ""
 
 
 def _one_edit_apart(first: str, second: str) -> bool:
@@ -206,6 +238,7 @@ def parse_form(config: Config, fields: Mapping[str, Sequence[str]]) -> SignupFor
         sections=sections,
         honeypot=any(value != "" for value in fields.get(HONEYPOT_FIELD) or []),
         checked=first("checked", MAX_EMAIL + 10),
+        page=recorded_page((fields.get(PAGE_FIELD) or [""])[0]),
     )
 
 
@@ -245,7 +278,8 @@ def normalised_address(text: str) -> tuple[str, str]:
 
 def submit(config: Config, form: SignupForm, *, ip: str, page: str, now: datetime) -> Submitted:
     """Look at a submitted form's text only: an error to show, or the same answer for every
-    address, with what `act` is to do later. Nothing here reads the state."""
+    address, with what `act` is to do later. Nothing here reads the state. `page` is the
+    request's Referer: the page recorded is the form's own `page` field, else that."""
     if form.honeypot:
         logger.info("sign-up with the honeypot filled ignored")
         counters.count(counters.SIGNUPS, outcome="honeypot")
@@ -268,7 +302,7 @@ def submit(config: Config, form: SignupForm, *, ip: str, page: str, now: datetim
         name=display_name(form.name, MAX_NAME),
         sections=form.sections,
         ip=ip,
-        page=page[:500],
+        page=form.page or recorded_page(page),
         at=now,
     )
     return Submitted(form=form, request=request)
@@ -359,7 +393,9 @@ def confirm(
     waits only for a subscriber on record."""
     signup = state.signups.signup(address)
     welcome = (
-        _welcome(config, secret, address, signup.name, now, dkim_key)
+        _welcome(
+            config, secret, address, signup.name, latest_issue_url(config, state), now, dkim_key
+        )
         if signup is not None and config.signup.welcome
         else None
     )
@@ -487,20 +523,22 @@ def save_preferences(
 
 
 @cache
-def _email_templates() -> jinja2.Environment:
+def _form_templates() -> jinja2.Environment:
+    """The sign-up form snippet's template (a page part, not an email)."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(PAGES)),
         autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
 
 
 def render_page(template: str, **context: Any) -> str:
-    """One of digest/pages' templates rendered: the one-off emails (confirmation, welcome, an
-    issue's report) and the sign-up form snippet, HTML autoescaped, an undefined name an
-    error."""
-    return _email_templates().get_template(template).render(**context)
+    """One of digest/pages' templates rendered: an issue's report to the editor and the sign-up
+    form snippet, HTML autoescaped, an undefined name an error."""
+    return _form_templates().get_template(template).render(**context)
 
 
 def _email(
@@ -512,19 +550,40 @@ def _email(
     context: dict[str, Any],
     now: datetime,
     dkim_key: DkimKey | None,
+    *,
+    heading: str,
 ) -> OutgoingMessage:
-    """A sign-up email from `template`.txt and `template`.html, tagged for bounce handling."""
-    context = {"newsletter": config.newsletter, "name": display_name(recipient.name), **context}
+    """A sign-up email from `template`.html and `template`.txt, built like the issue
+    (digest.render.message), tagged for bounce handling."""
+    rendered = render_message(
+        config,
+        template,
+        subject=subject,
+        heading=heading,
+        recipient=recipient.email,
+        context={"name": display_name(recipient.name), **context},
+    )
     return transactional_message(
         config,
         recipient,
-        subject,
-        render_page(f"{template}.txt", **context),
-        render_page(f"{template}.html", **context),
+        rendered.subject,
+        rendered.text,
+        rendered.html,
         now,
         dkim_key,
         delivery_tag(secret, TRANSACTIONAL_REFERENCE, recipient.email),
     )
+
+
+def latest_issue_url(config: Config, state: State) -> str:
+    """Where the welcome's "Read the latest issue" goes: the newest published issue's page, or
+    the archive's index while nothing is published, both served by `digest serve`; "" (no
+    button) with the archive off, as newsletter.archive_url alone may be any page, or none."""
+    base = (config.newsletter.archive_url or "").rstrip("/")
+    if not config.archive.enabled or not base:  # the config requires the address when on
+        return ""
+    published = state.archive.issues()
+    return f"{base}/issues/{published[0].key}/" if published else f"{base}/archive/"
 
 
 def _confirmation(
@@ -546,6 +605,7 @@ def _confirmation(
         {"link": link, "days": days},
         now,
         dkim_key,
+        heading="Confirm your subscription",
     )
 
 
@@ -554,6 +614,7 @@ def _welcome(
     secret: str,
     address: str,
     name: str,
+    latest_url: str,
     now: datetime,
     dkim_key: DkimKey | None,
 ) -> OutgoingMessage:
@@ -563,16 +624,22 @@ def _welcome(
         Subscriber(address, name),
         f"Welcome to {config.newsletter.title}",
         "welcome-email",
-        {"preferences": preferences_link(config, secret, address, now)},
+        {"preferences": preferences_link(config, secret, address, now), "latest_url": latest_url},
         now,
         dkim_key,
+        heading=f"Welcome to {config.newsletter.title}",
     )
 
 
-def snippet(config: Config) -> str:
-    """A plain HTML form for the organisation's own site that posts to /subscribe."""
+def snippet(config: Config, page: str = "") -> str:
+    """A plain HTML form for the organisation's own site that posts to /subscribe; with `page`
+    (the address of the page it goes on), a hidden field that puts that page on each sign-up's
+    consent record. Browsers send another site only the origin as Referer, so without it the
+    record holds just the site's address."""
     return render_page(
         "snippet.html",
+        page=page,
+        page_field=PAGE_FIELD,
         action=f"{config.public_url}/subscribe",
         newsletter=config.newsletter,
         sections=section_titles(config) if config.newsletter.choosable_sections else [],

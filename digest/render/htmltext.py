@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from urllib.parse import urlsplit
 
 _DROPPED = frozenset(
     {"script", "style", "template", "noscript", "iframe", "object", "svg", "math", "head"}
@@ -213,6 +214,71 @@ def _line_of_blocks(blocks: list[_Block]) -> str:
             parts.append(line)
         previous = block
     return "".join(parts)
+
+
+MAX_LINKS = 50  # links of one fragment link_spans looks at
+
+
+def web_url(url: str) -> str:
+    """The URL, trimmed, if it is an absolute http(s) one with a host and no whitespace or
+    control character in it; else ""."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    return "" if _ANY_SPACE.search(url) or _CONTROL.search(url) else url
+
+
+class _Links(HTMLParser):
+    """The http(s) links of an HTML fragment: each one's text, collapsed, and its URL."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, str]] = []
+        self.href = ""  # the link being read, if any
+        self.words: list[str] = []
+        self.split = False  # a block, line break or list item inside the link being read
+        self.dropping: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.dropping:
+            if tag == self.dropping[-1] and tag not in _VOID:
+                self.dropping.append(tag)
+        elif tag in _DROPPED:
+            self.dropping.append(tag)
+        elif tag == "a" and not self.href and len(self.found) < MAX_LINKS:
+            href = web_url(dict(attrs).get("href") or "")
+            if href:
+                self.href, self.words, self.split = href, [], False
+        elif tag in _BLOCKS or tag in _HEADINGS or tag in _LISTS or tag in ("br", "li", "tr"):
+            self.split = True  # a link across blocks is no single run of text
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.dropping:
+            if tag == self.dropping[-1]:
+                self.dropping.pop()
+        elif tag == "a" and self.href:
+            label = collapse("".join(self.words))
+            if label and not self.split:
+                self.found.append((label, self.href))
+            self.href = ""
+
+    def handle_data(self, data: str) -> None:
+        if self.href and not self.dropping:
+            self.words.append(data)
+
+
+def link_spans(html: str) -> list[tuple[str, str]]:
+    """(text, URL) of each http(s) link in an HTML fragment whose text is one run of words,
+    in document order, at most MAX_LINKS; its text as html_to_line shows it. mailto: and other
+    schemes are left out."""
+    parser = _Links()
+    parser.feed(html)
+    parser.close()
+    return parser.found
 
 
 def collapse(text: str) -> str:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import nh3
@@ -22,7 +21,7 @@ from digest.config.schema import Config
 from digest.core.dates import format_date
 from digest.core.errors import ConfigError, TemplateError
 from digest.core.models import MAX_AUTHOR, MAX_TITLE, Issue, Post, RenderedIssue
-from digest.render.htmltext import collapse, shorten
+from digest.render.htmltext import collapse, link_spans, shorten, web_url
 from digest.render.inline import inline_css
 from digest.render.personalise import issue_url_placeholder, new_marker, placeholder
 from digest.render.templates import TEXT_WIDTH, render_template, template_environment
@@ -55,7 +54,10 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "post.date_iso": "The post's date as YYYY-MM-DD.",
     "post.author": "The author's name, or empty.",
     "post.excerpt": "A short plain-text excerpt, cut at a word boundary.",
-    "post.excerpt_text": 'The excerpt in lines, list items as "- " lines, for the text part.',
+    "post.excerpt_html": "The excerpt as HTML with the summary's http(s) links kept (safe to"
+    " output as is).",
+    "post.excerpt_text": 'The excerpt in lines, list items as "- " lines, links as text (URL),'
+    " for the text part.",
     "post.summary_html": "The feed's summary as sanitised HTML (safe to output as is).",
     "post.image_url": "An absolute http(s) thumbnail URL, or empty.",
     "post.categories": "The post's categories (a list of text).",
@@ -92,6 +94,7 @@ class PostView:
     date_iso: str
     author: str
     excerpt: str
+    excerpt_html: Markup
     excerpt_text: str
     summary_html: Markup
     image_url: str
@@ -139,11 +142,26 @@ def _one_line(text: str, limit: int) -> str:
     return shorten(collapse(text), limit)
 
 
-def _safe_url(url: str) -> str:
-    url = url.strip()
-    if any(ch in url for ch in "\r\n\t ") or urlsplit(url).scheme.lower() not in ("http", "https"):
-        return ""
-    return url
+def _with_links(text: str, links: list[tuple[str, str]], *, html: bool) -> str:
+    """The excerpt with each link's text, where it appears whole (in order), linked: an HTML
+    link (everything else escaped) or, for the text part, "text (URL)", or the bare URL when
+    that is the text. Links whose text the excerpt cut off are left out."""
+    pieces: list[str] = []
+    cursor = 0
+    for label, url in links:
+        found = text.find(label, cursor)
+        if found < 0:
+            continue
+        before = text[cursor:found]
+        if html:
+            link = f'<a href="{html_lib.escape(url, quote=True)}">{html_lib.escape(label)}</a>'
+            pieces += [html_lib.escape(before), link]
+        else:
+            pieces += [before, url if label == url else f"{label} ({url})"]
+        cursor = found + len(label)
+    rest = text[cursor:]
+    pieces.append(html_lib.escape(rest) if html else rest)
+    return "".join(pieces)
 
 
 def _zone(config: Config) -> ZoneInfo:
@@ -225,17 +243,20 @@ def markdown_text(text: str) -> str:
 
 def _post_view(post: Post, date_format: str, zone: ZoneInfo) -> PostView:
     published = post.published
+    excerpt = " ".join(post.excerpt.split())
+    excerpt_text = "\n".join(line.rstrip() for line in post.excerpt_text.splitlines()) or excerpt
+    links = [(label, url) for label, url in link_spans(post.summary_html) if web_url(url)]
     return PostView(
         title=_one_line(post.title, MAX_TITLE) or "(untitled)",
-        link=_safe_url(post.link),
+        link=web_url(post.link),
         date=format_date(published, date_format, zone) if published else "",
         date_iso=published.astimezone(zone).strftime("%Y-%m-%d") if published else "",
         author=_one_line(post.author, MAX_AUTHOR),
-        excerpt=" ".join(post.excerpt.split()),
-        excerpt_text="\n".join(line.rstrip() for line in post.excerpt_text.splitlines())
-        or " ".join(post.excerpt.split()),
+        excerpt=excerpt,
+        excerpt_html=Markup(_with_links(excerpt, links, html=True)),
+        excerpt_text=_with_links(excerpt_text, links, html=False),
         summary_html=Markup(post.summary_html),
-        image_url=_safe_url(post.image_url),
+        image_url=web_url(post.image_url),
         categories=tuple(post.categories),
     )
 

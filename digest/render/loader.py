@@ -134,6 +134,46 @@ TEMPLATE_BLOCKS: tuple[BlockDoc, ...] = (
         " address. Keep `{{ unsubscribe_url }}` in yours, or call `{{ super() }}`.",
         "`subscriber.recipient`, `unsubscribe_url`, `newsletter.footer`, `.title`, `.address`",
     ),
+    BlockDoc(
+        "message.html",
+        "styles",
+        "`<head>`",
+        "As email.html's: email.css inlined, email-head.css kept. The confirmation, welcome and"
+        " held emails (confirm-email.html, welcome-email.html, held-email.html) extend"
+        " message.html.",
+        "`theme.*` (in the CSS files)",
+    ),
+    BlockDoc(
+        "message.html",
+        "header",
+        '`<td class="card header">`',
+        "The logo and the email's heading.",
+        "`heading`, `newsletter.logo_url`, `.logo_width`, `.logo_height`, `.title`",
+    ),
+    BlockDoc(
+        "message.html",
+        "content",
+        '`<td class="card message">`',
+        "The email's own text, with a button (`{{ button(url, label) }}`, from button.html);"
+        " each email fills it.",
+        "that email's variables (see the one-off emails' variables)",
+    ),
+    BlockDoc(
+        "message.html",
+        "footer",
+        '`<td class="footer">`',
+        "Who it was sent to and the postal address.",
+        "`recipient`, `newsletter.title`, `.address`",
+    ),
+    BlockDoc("message.txt", "header", "the top", "The heading underlined with =.", "`heading`"),
+    BlockDoc("message.txt", "content", "the body", "The email's own text.", "that email's"),
+    BlockDoc(
+        "message.txt",
+        "footer",
+        "the end",
+        "A -- line, who it was sent to and the postal address.",
+        "`recipient`, `newsletter.title`, `.address`",
+    ),
 )
 
 OVERRIDE_RULES: tuple[str, ...] = (
@@ -146,6 +186,9 @@ OVERRIDE_RULES: tuple[str, ...] = (
     "In an extending template only the blocks count: text outside them is not shown.",
     "Files the bundled templates include (post.html, email.css, email-head.css) are taken from"
     " your folder first, so replacing post.html or email.css also changes an extended email.html.",
+    "The confirmation, welcome and held emails (confirm-email, welcome-email, held-email, each an"
+    " .html and a .txt) extend message.html and message.txt, which use the same email.css,"
+    " email-head.css and theme as the issue: replacing message.html changes all three.",
     "Templates ending in .html are autoescaped (write `{{ value|safe }}` only for trusted HTML);"
     " .txt and .css are not. Any variable misspelt is an error naming the file and line.",
 )

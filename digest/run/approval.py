@@ -7,7 +7,7 @@ import hashlib
 import html
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from digest import store
@@ -20,7 +20,9 @@ from digest.issue.prepare import Collection, Prepared, narrowed, prepare
 from digest.mail.message import envelope_for, load_dkim, transactional_message
 from digest.mail.smtp import Mailer
 from digest.render.htmltext import after_body_tag
+from digest.render.message import render_message
 from digest.render.personalise import personalise
+from digest.render.theme import theme_view
 from digest.run.editions import PREVIEW_SUBSCRIBER
 from digest.run.preview import preview_unsubscribe
 from digest.run.send import Gate, GateAnswer
@@ -70,13 +72,29 @@ def approval_link(config: Config, secret: str, slot: datetime, approver: str = "
     return f"{config.public_url}/approval?token={quote(token, safe='')}"
 
 
-def _banner_html(link: str, slot: datetime) -> str:
+def _banner_html(config: Config, link: str, slot: datetime) -> str:
+    """The draft's banner, put at the top of the issue's (already inlined) HTML: styles inline,
+    the link a bulletproof button (a table cell in the accent holding a padded link)."""
+    theme = theme_view(config)
+    font = html.escape(theme.font, quote=True)
+    due = html.escape(slot.isoformat())
     return (
-        '<div style="padding:12px 16px;background:#fff3cd;color:#3d2e00;'
-        'font:15px/1.5 sans-serif;text-align:center">'
-        f"Draft of the issue due {html.escape(slot.isoformat())}: it goes to subscribers only"
-        f' once approved. <a href="{html.escape(link)}" style="font-weight:bold">Approve</a>'
-        f' &middot; <a href="{html.escape(link)}" style="font-weight:bold">Hold</a></div>'
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0"'
+        ' style="border-collapse:collapse"><tr>'
+        '<td align="center" bgcolor="#fff3cd" style="padding:14px 16px;background-color:#fff3cd;'
+        f"border-bottom:4px solid {theme.accent};font-family:{font};font-size:15px;"
+        'line-height:22px;color:#3d2e00">'
+        f'<p style="margin:0 0 10px 0;font-family:{font};font-size:15px;line-height:22px;'
+        f'color:#3d2e00">Draft of the issue due {due}: it goes to subscribers only once'
+        " approved.</p>"
+        '<table role="presentation" cellpadding="0" cellspacing="0" border="0"'
+        ' style="border-collapse:collapse"><tr>'
+        f'<td align="center" bgcolor="{theme.accent}" style="background-color:{theme.accent};'
+        f'border-radius:4px"><a href="{html.escape(link, quote=True)}" target="_blank"'
+        f' style="display:inline-block;padding:10px 20px;font-family:{font};font-size:15px;'
+        f"line-height:20px;font-weight:bold;color:{theme.on_accent};text-decoration:none;"
+        'border-radius:4px">Approve or hold it</a></td></tr></table>'
+        "</td></tr></table>"
     )
 
 
@@ -118,7 +136,12 @@ def request(
             f"Draft of the issue due {slot.isoformat()}: it goes to subscribers only once"
             f" approved.\nApprove or hold it: {link}\n(or `digest approve` / `digest hold`)\n\n"
         )
-        return address, subject, banner_text + text, after_body_tag(page, _banner_html(link, slot))
+        return (
+            address,
+            subject,
+            banner_text + text,
+            after_body_tag(page, _banner_html(config, link, slot)),
+        )
 
     _send(config, [draft(address) for address in approval.approvers], now)
     logger.info(
@@ -127,20 +150,34 @@ def request(
 
 
 def _tell_held(config: Config, state: State, slot: datetime, why: str, now: datetime) -> None:
+    """Tell the approvers, once per slot, that its issue was not sent, why, and until when
+    approving it still sends it: an email built like the issue (held-email.html and .txt)."""
     key = slot_key(slot)
     found = state.editorial.approval(key)
     if found is None or found.hold_told:
         return
     schedule = require_schedule(config)
     until = slot + timedelta(seconds=schedule.grace)
-    text = (
-        f"The issue due {slot.isoformat()} was not sent: {why}.\n"
-        f"Approve it by {until.isoformat()} (`digest approve`, or the link in the draft) and it"
-        " goes out then; otherwise its posts wait for the next slot.\n"
-    )
+    secret = state.secrets.signing_secret(config.secret)
     subject = f"Held: {config.newsletter.title}, {slot:%Y-%m-%d}"
-    body = f"<p>{html.escape(text)}</p>"
-    _send(config, [(a, subject, text, body) for a in schedule.approval.approvers], now)
+
+    def notice(address: str) -> tuple[str, str, str, str]:
+        rendered = render_message(
+            config,
+            "held-email",
+            subject=subject,
+            heading=f"The issue due {slot.astimezone(UTC):%Y-%m-%d %H:%M} UTC is held",
+            recipient=address,
+            context={
+                "due": slot.isoformat(),
+                "why": why,
+                "until": until.isoformat(),
+                "approval_url": approval_link(config, secret, slot, address),
+            },
+        )
+        return address, subject, rendered.text, rendered.html
+
+    _send(config, [notice(address) for address in schedule.approval.approvers], now)
     state.editorial.told_of_hold(key)
 
 

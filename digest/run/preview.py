@@ -26,7 +26,7 @@ from digest.issue.prepare import (
     next_issue,
     render_issue,
 )
-from digest.issue.samples import sample_issue
+from digest.issue.samples import preview_sample
 from digest.mail.message import (
     IssueEnvelope,
     envelope_for,
@@ -97,7 +97,7 @@ def preview(
         # so an editor working on the templates still sees them filled.
         sample = issue.post_count == 0 and config.digest.skip_if_empty
         if sample:
-            issue = sample_issue(config)
+            issue = preview_sample(config, now)
         key = preview_key(config, issue) if cache else ""
         rendered = state.previews.cached(key) if cache else None
     if rendered is None:

@@ -32,6 +32,15 @@ class ArchivedIssue:
         return f"{self.number}-{self.slug}"
 
 
+@dataclass(frozen=True)
+class ArchivedPost:
+    """One post of a published issue as last stored: its title, link and excerpt."""
+
+    title: str
+    link: str
+    excerpt: str
+
+
 class Archive:
     """The archive_issues table."""
 
@@ -70,6 +79,21 @@ class Archive:
             (issue_id,),
         )
         return [str(row["title"]) for row in rows.fetchall() if row["title"]]
+
+    def posts(self, issue_id: int) -> list[ArchivedPost]:
+        """An issue's posts as last stored (posts are frozen by key only), in no set order."""
+        rows = self.db.execute(
+            "SELECT json_extract(p.data, '$.title') AS title,"
+            " json_extract(p.data, '$.link') AS link,"
+            " json_extract(p.data, '$.excerpt') AS excerpt FROM issue_posts ip"
+            " JOIN posts p ON p.feed_url = ip.feed_url AND p.post_key = ip.post_key"
+            " WHERE ip.issue_id = ? ORDER BY p.feed_url, p.post_key",
+            (issue_id,),
+        )
+        return [
+            ArchivedPost(str(row["title"] or ""), str(row["link"] or ""), str(row["excerpt"] or ""))
+            for row in rows.fetchall()
+        ]
 
     def issues(
         self, *, include_withdrawn: bool = False, content: bool = False

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from digest import store
 from digest.archive import pages as archive
 from digest.config.schema import Config
-from digest.store.archive import ArchivedIssue
+from digest.store.archive import ArchivedIssue, ArchivedPost
 from digest.web.common import not_found, public_look
 
 HEADERS = {
@@ -50,6 +50,13 @@ def archive_routes(config: Callable[[], Config], clock: Callable[[], datetime]) 
             issues = state.archive.issues()
             return current, issues, state.archive.issue(number) if number else None
 
+    def load_feed() -> tuple[Config, list[ArchivedIssue], dict[int, list[ArchivedPost]]]:
+        """The config, the published issues (no content) and their lead posts, for the feed."""
+        current = config()
+        with store.open(current, read_only=True) as state:
+            issues = state.archive.issues()
+            return current, issues, archive.lead_posts(state, issues)
+
     async def index(request: Request) -> Response:
         page = int(request.path_params.get("page", 1))
         if not config().archive.enabled or (page == 1 and "page" in request.path_params):
@@ -75,9 +82,9 @@ def archive_routes(config: Callable[[], Config], clock: Callable[[], datetime]) 
     async def atom(request: Request) -> Response:
         if not config().archive.enabled:
             return _not_found()
-        current, issues, _ = await run_in_threadpool(load)
+        current, issues, leads = await run_in_threadpool(load_feed)
         return _answer(
-            archive.feed(archive.site_for(current), issues, clock()),
+            archive.feed(archive.site_for(current), issues, clock(), leads),
             media_type="application/atom+xml; charset=utf-8",
         )
 

@@ -211,7 +211,7 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
         field: str = "",
     ) -> Response:
         links = archive_links(config)
-        return desk.page(
+        page = desk.page(
             "subscribe.html",
             f"Subscribe to {config.newsletter.title}",
             status=status,
@@ -226,6 +226,10 @@ def signup_routes(desk: SignupDesk) -> list[Route]:
             action="subscribe",
             asked=asked,
         )
+        # The form's own page alone sends its address with the form (to this site only): the
+        # page a sign-up came from goes on its consent record. Every other page sends none.
+        page.headers["Referrer-Policy"] = "same-origin"
+        return page
 
     async def subscribe(request: Request) -> Response:
         if request.method == "GET":
