@@ -1,5 +1,6 @@
-"""One-off emails (confirmation, welcome, "held" notice) pass the issue's rendering checks: the
-600px frame with Outlook's fixed table, presentational tables, alt texts, CSS inlined with only
+"""One-off emails (confirmation, welcome, "held" notice, the editor's report) pass the issue's
+rendering checks: the 600px frame with Outlook's fixed table, presentational tables (the report's
+figures are data tables, with a caption and header cells), alt texts, CSS inlined with only
 dark-mode and phone rules kept, no external CSS, the theme, AA contrast, a bulletproof button and
 a text part for people; and in Chromium they fit 600 and 375 px, light and dark."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import lxml.etree
@@ -18,12 +20,20 @@ from digest.core.errors import TemplateError
 from digest.issue.samples import check_templates
 from digest.render.message import RenderedMessage, render_message
 from digest.render.theme import contrast_ratio
+from digest.reports import mail
+from digest.reports.figures import IssueCounts, issue_reports
+from digest.reports.health import Limits, warnings
+from digest.store.clicks import LinkCount
 from tests.test_render import URL_LINE, declarations, make_config, parse, top_level_rules
 
 LINK = "https://news.example.org/confirm?token=" + "abcdefghij" * 8
 PREFERENCES = "https://news.example.org/preferences?token=" + "klmnopqrst" * 8
 LATEST = "https://news.example.org/issues/3-collaborate-weekly/"
 APPROVAL = "https://news.example.org/approval?token=xyz"
+ISSUE_PAGE = "https://news.example.org/issues/3-collaborate-weekly/"
+LONG_LINK = (
+    "https://example.org/blog/a-post-whose-address-is-much-too-long-for-one-row-of-the-table"
+)
 
 Render = Callable[[Config], RenderedMessage]
 
@@ -66,10 +76,33 @@ def held(config: Config) -> RenderedMessage:
     )
 
 
+def report(config: Config) -> RenderedMessage:
+    counts = IssueCounts(
+        3,
+        "Collaborate Weekly, 30 November",
+        datetime(2026, 11, 30, 8, 0, tzinfo=UTC),
+        delivered=998,
+        failed=2,
+        pending=0,
+        complaints=2,
+        links=(LinkCount(LONG_LINK, 31, 2), LinkCount("https://example.org/short", 4, 0)),
+    )
+    [issue] = issue_reports([counts], [])
+    email = mail.render(
+        config,
+        issue,
+        warnings([issue], Limits()),
+        timedelta(hours=72),
+        archive_page=ISSUE_PAGE,
+    )
+    return RenderedMessage(email.subject, email.html, email.text)
+
+
 EMAILS: dict[str, tuple[Render, str, str]] = {
     "confirmation": (confirmation, LINK, "Confirm your subscription"),
     "welcome": (welcome, LATEST, "Read the latest issue"),
     "held": (held, APPROVAL, "Approve or hold it"),
+    "report": (report, ISSUE_PAGE, "See the issue in the archive"),
 }
 
 
@@ -109,7 +142,12 @@ def test_tables_are_presentational_and_the_logo_has_alt_and_size(
     email: tuple[RenderedMessage, str, str],
 ) -> None:
     doc = parse(email[0].html)
-    assert all(t.get("role") == "presentation" for t in doc.xpath("//table"))
+    for table in doc.xpath("//table"):
+        if table.find("caption") is not None:  # the report's figures: a data table
+            assert table.get("role") is None and table.xpath("thead//th[@scope='col']")
+            assert table.xpath("tbody/tr/th[@scope='row']")
+        else:
+            assert table.get("role") == "presentation"
     images = doc.xpath("//img")
     assert len(images) == 1
     assert images[0].get("alt") == "Collaborate Weekly"
@@ -131,7 +169,7 @@ def test_css_is_inlined_with_only_dark_mode_and_phone_rules_kept_and_none_extern
             for selector in prelude.split(","):
                 assert client_specific.match(selector.strip()), f"{selector!r} should be inlined"
     assert not doc.xpath("//link") and "@import" not in rendered.html
-    for element in doc.xpath("//h1 | //p | //td"):
+    for element in doc.xpath("//h1 | //p | //td | //th | //caption"):
         assert "font-family" in declarations(element.get("style", ""))
     assert not re.search(r"#[0-9a-fA-F]{3}\b", rendered.html), "colours must be six-digit hex"
 
@@ -212,6 +250,28 @@ def test_an_editors_template_replaces_the_bundled_one(tmp_path: Path) -> None:
     )
     html = welcome(make_config(tmp_path)).html
     assert "Glad you are here." in html and "Read the latest issue" in html
+
+
+def test_an_editors_report_template_replaces_the_bundled_one(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "report-email.txt").write_text(
+        '{% extends "bundled/report-email.txt" %}\n'
+        "{% block content %}For the board: {{ issue_subject }}\n{{ super() }}{% endblock %}\n"
+    )
+    rendered = report(make_config(tmp_path))
+    assert "For the board: Collaborate Weekly, 30 November" in rendered.text
+    assert "List size: 1,000 before, 998 after." in rendered.text
+    assert "For the board" not in rendered.html
+
+
+def test_the_report_without_an_archive_page_has_no_button(config: Config) -> None:
+    [issue] = issue_reports(
+        [IssueCounts(3, "Three", datetime(2026, 11, 30, 8, 0, tzinfo=UTC), 10, 0, 0)], []
+    )
+    email = mail.render(config, issue, (), timedelta(hours=72))
+    assert not parse(email.html).xpath("//table[contains(@class, 'button')]")
+    assert "archive" not in email.text + email.html
+    assert "Clicks were not counted for this issue (tracking.clicks is off)." in email.text
 
 
 def test_the_welcome_without_a_latest_issue_has_no_button(config: Config) -> None:

@@ -247,9 +247,46 @@ def test_digest_run_emails_the_report_once_reports_after_the_send(project: Proje
     assert re.search(r"Complaints\s+1\s+50%", text), text
     assert "Warning: Issue 1's complaint rate is 50% (1 of 2 delivered)" in text
     assert "bob@example.com" not in text + message.part("html")
+    assert "archive" not in text + message.part("html")  # the archive is off: no button
     assert queue_due(config, sent_at + timedelta(hours=74)) == ()  # queued once only
     assert statefile.rows(project.root / "state.sqlite3", "SELECT COUNT(*) FROM outbox") == [(0,)]
     assert len(to_editor()) == 1
+
+
+def test_the_emailed_report_links_the_issues_archive_page_while_it_is_published(
+    project: Project,
+) -> None:
+    from email import message_from_bytes, policy
+
+    import lxml.html
+
+    from digest import store
+    from digest.config.schema import load_config
+    from digest.reports.mail import archive_page, queue_due
+    from tests.test_archive import ARCHIVE_URL, enable_archive
+
+    sent_at = project.now - timedelta(days=4)
+    enable_archive(project, "reports:\n  email_to: [editor@example.org]\n")
+    assert project.run("send", now=sent_at).exit_code == 0
+    config = load_config(project.config)
+    assert queue_due(config, sent_at + timedelta(hours=73)) == (1,)
+    [(data,)] = statefile.rows(
+        project.root / "state.sqlite3", "SELECT data FROM outbox WHERE kind = 'report'"
+    )
+    queued = message_from_bytes(bytes(data), policy=policy.default)
+    html, text = (queued.get_body(preferencelist=(kind,)) for kind in ("html", "plain"))
+    assert html is not None and text is not None
+    [button] = lxml.html.fromstring(html.get_content()).xpath("//a[@class='button-link']")
+    page = button.get("href")
+    assert re.fullmatch(re.escape(ARCHIVE_URL) + r"/issues/1-[a-z0-9-]+/", page), page
+    assert button.text_content() == "See the issue in the archive"
+    lines = text.get_content().splitlines()
+    assert lines[lines.index("See the issue in the archive:") + 1] == page
+
+    # Withdrawn, the issue has no page to go to: no button.
+    assert project.run("archive", "withdraw", "1").exit_code == 0
+    with store.open(config) as state:
+        assert archive_page(config, state, 1) == ""
 
 
 def test_a_report_is_due_after_reports_after_and_not_long_after() -> None:

@@ -150,8 +150,8 @@ def generate() -> str:
         lines.append("The renderer publishes no variable table yet.")
     lines += ["", "### The one-off emails' variables", ""]
     lines += [
-        "What confirm-email, welcome-email and held-email (and message.html and message.txt,"
-        " which they extend) can use.",
+        "What confirm-email, welcome-email, held-email and report-email (and message.html and"
+        " message.txt, which they extend) can use.",
         "",
         "| Variable | Description |",
         "| --- | --- |",

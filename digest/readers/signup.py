@@ -536,8 +536,8 @@ def _form_templates() -> jinja2.Environment:
 
 
 def render_page(template: str, **context: Any) -> str:
-    """One of digest/pages' templates rendered: an issue's report to the editor and the sign-up
-    form snippet, HTML autoescaped, an undefined name an error."""
+    """One of digest/pages' templates rendered: the sign-up form snippet (a page part, not an
+    email), HTML autoescaped, an undefined name an error."""
     return _form_templates().get_template(template).render(**context)
 
 

@@ -138,9 +138,9 @@ TEMPLATE_BLOCKS: tuple[BlockDoc, ...] = (
         "message.html",
         "styles",
         "`<head>`",
-        "As email.html's: email.css inlined, email-head.css kept. The confirmation, welcome and"
-        " held emails (confirm-email.html, welcome-email.html, held-email.html) extend"
-        " message.html.",
+        "As email.html's: email.css inlined, email-head.css kept. The confirmation, welcome,"
+        " held and report emails (confirm-email.html, welcome-email.html, held-email.html,"
+        " report-email.html) extend message.html.",
         "`theme.*` (in the CSS files)",
     ),
     BlockDoc(
@@ -186,9 +186,10 @@ OVERRIDE_RULES: tuple[str, ...] = (
     "In an extending template only the blocks count: text outside them is not shown.",
     "Files the bundled templates include (post.html, email.css, email-head.css) are taken from"
     " your folder first, so replacing post.html or email.css also changes an extended email.html.",
-    "The confirmation, welcome and held emails (confirm-email, welcome-email, held-email, each an"
-    " .html and a .txt) extend message.html and message.txt, which use the same email.css,"
-    " email-head.css and theme as the issue: replacing message.html changes all three.",
+    "The confirmation, welcome, held and report emails (confirm-email, welcome-email, held-email,"
+    " report-email, each an .html and a .txt) extend message.html and message.txt, which use the"
+    " same email.css, email-head.css and theme as the issue: replacing message.html changes all"
+    " four.",
     "Templates ending in .html are autoescaped (write `{{ value|safe }}` only for trusted HTML);"
     " .txt and .css are not. Any variable misspelt is an error naming the file and line.",
 )

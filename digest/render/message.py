@@ -1,4 +1,5 @@
-"""One-off emails (the sign-up confirmation, the welcome, the "held" notice), built like the issue.
+"""One-off emails (the sign-up confirmation, the welcome, the "held" notice, the editor's report),
+built like the issue.
 
 They use the issue's template system rather than a page template of their own: the editor's
 templates/ folder over the bundled files, the sandboxed and bounded environment, the same head,
@@ -21,13 +22,13 @@ from digest.render.issue import PREHEADER_LENGTH, wrap_text
 from digest.render.templates import render_template, template_environment
 from digest.render.theme import theme_view
 
-MESSAGES = ("confirm-email", "welcome-email", "held-email")
+MESSAGES = ("confirm-email", "welcome-email", "held-email", "report-email")
 
 MESSAGE_VARIABLES: dict[str, str] = {
     "subject": "The email's subject line.",
     "heading": "The heading at the top of the email.",
     "preheader": "The hidden preview line mail lists show.",
-    "recipient": "Who the email is sent to: the address.",
+    "recipient": "Who the email is sent to: the address (report-email: every reports.email_to).",
     "newsletter": "Every newsletter.* key of config.yaml.",
     "theme": "The theme, as in the issue (accent, font, link, link_dark, on_accent).",
     "button(url, label)": "A macro (button.html): a bulletproof button in the accent colour.",
@@ -40,6 +41,18 @@ MESSAGE_VARIABLES: dict[str, str] = {
     "why": "held-email: why it was not sent.",
     "until": "held-email: until when approving it still sends it.",
     "approval_url": "held-email: the approver's link to the approval page.",
+    "issue": "report-email: the issue's number, as `digest report` and `digest history` show it.",
+    "issue_subject": "report-email: the issue's subject line.",
+    "sent": "report-email: when the issue was sent, in newsletter.date_format.",
+    "hours": "report-email: how many hours after the send the figures were taken.",
+    "warnings": "report-email: the health warnings, each with .text and .advice.",
+    "figures": "report-email: each figure's .label, .count and .rate, counts only.",
+    "list_before": "report-email: the list's size before the issue.",
+    "list_after": "report-email: the list's size after it.",
+    "signups": "report-email: new confirmed sign-ups since the previous issue.",
+    "tracked": "report-email: whether the issue's clicks were counted (tracking.clicks).",
+    "links": "report-email: the top links, each .url, .people, .scanners and .rate.",
+    "issue_url": "report-email: the issue's page in the archive, or empty (archive off).",
 }
 
 
@@ -60,6 +73,31 @@ SAMPLE_CONTEXTS: dict[str, dict[str, Any]] = {
         "why": "not approved in time",
         "until": "2017-12-01T14:00:00+00:00",
         "approval_url": "https://example.org/approval?token=sample",
+    },
+    "report-email": {
+        "issue": 12,
+        "issue_subject": "Sample issue",
+        "sent": "1 December 2017",
+        "hours": 72,
+        "warnings": [
+            {
+                "text": "Issue 12's complaint rate is 0.2% (2 of 1,000 delivered), above the 0.1%"
+                " set in reports.max_complaint_rate.",
+                "advice": "Make sure everyone on the list asked for the newsletter.",
+            }
+        ],
+        "figures": [
+            {"label": "Delivered", "count": "1,000", "rate": "99.5%"},
+            {"label": "Complaints", "count": "2", "rate": "0.2%"},
+        ],
+        "list_before": "1,005",
+        "list_after": "1,003",
+        "signups": "4",
+        "tracked": True,
+        "links": [
+            {"url": "https://example.org/post", "people": "30", "scanners": "2", "rate": "3%"}
+        ],
+        "issue_url": "https://example.org/issues/12-sample/",
     },
 }
 

@@ -2,12 +2,17 @@
 `digest run`: queued in the outbox, which `digest run` and `digest serve` drain, like every
 other one-off email.
 
-The email is rendered from digest/pages/report-email.txt and .html as the sign-up emails are
-(digest.readers.signup.render_page), and sent as they are (the newsletter's sender and DKIM, no
-List-Unsubscribe). It holds counts only, never an address; an issue sent with tracked links
-lists the links people followed most. Each issue's report is queued once
-(`report_mails`); one due more than DUE_FOR ago (an issue sent before this release, or while
-`digest run` was stopped for long) is not sent late.
+The email is built like every other one-off email (digest.render.message: templates/
+report-email.html and .txt in the issue's frame, so the theme, logo, dark mode and inlined CSS
+are the issue's and the editor can override them) and sent as they are (the newsletter's sender
+and DKIM, no List-Unsubscribe). It holds counts only, never an address; an issue sent with
+tracked links lists the links people followed most. Its one button goes to the issue's page in
+the public archive, when the archive is on and the issue is published there: the workbench's
+Reports page would be the obvious place, but it listens on the editor's machine only, so a link
+to it from an email would not open anywhere else. With the archive off, no button.
+
+Each issue's report is queued once (`report_mails`); one due more than DUE_FOR ago (an issue
+sent before this release, or while `digest run` was stopped for long) is not sent late.
 """
 
 from __future__ import annotations
@@ -19,14 +24,16 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from digest import store
+from digest.archive.pages import issue_url
 from digest.config.schema import Config
 from digest.core.dates import format_date
 from digest.core.models import OutgoingMessage, Subscriber
 from digest.mail.message import DkimKey, load_dkim, transactional_message
-from digest.readers.signup import render_page
+from digest.render.message import render_message
 from digest.reports.figures import TOP_LINKS, IssueReport
 from digest.reports.gather import gather
 from digest.reports.health import HealthWarning, percent
+from digest.store import State
 
 logger = logging.getLogger(__name__)
 
@@ -58,36 +65,71 @@ class ReportEmail:
 
 
 def render(
-    config: Config, report: IssueReport, warnings: Sequence[HealthWarning], after: timedelta
+    config: Config,
+    report: IssueReport,
+    warnings: Sequence[HealthWarning],
+    after: timedelta,
+    *,
+    archive_page: str = "",
 ) -> ReportEmail:
-    """One issue's report as an email to the editor."""
+    """One issue's report as an email to the editor (templates/report-email.html and .txt);
+    `archive_page`, the issue's page in the archive (see `archive_page`), is its button, none
+    if empty. The figures are formatted here, as templates cannot format numbers."""
     mine = [w for w in warnings if w.issue_id == report.issue_id]
     zone = ZoneInfo(config.schedule.timezone if config.schedule else "UTC")
+    hours = round(after.total_seconds() / 3600)
+    sent = format_date(report.counts.sent_at, config.newsletter.date_format, zone)
     context = {
-        "newsletter": config.newsletter,
-        "report": report,
-        "figures": report.figures(),
-        "rates": {f.key: "–" if f.rate is None else percent(f.rate) for f in report.figures()},
-        "warnings": mine,
+        "issue": report.issue_id,
+        "issue_subject": report.counts.subject,
+        "sent": sent,
+        "hours": hours,
+        "warnings": [{"text": w.text, "advice": w.advice} for w in mine],
+        "figures": [
+            {
+                "label": f.label,
+                "count": f"{f.count:,}",
+                "rate": "–" if f.rate is None else percent(f.rate),
+            }
+            for f in report.figures()
+        ],
+        "list_before": f"{report.list_before:,}",
+        "list_after": f"{report.list_after:,}",
+        "signups": f"{report.signups:,}",
         "tracked": report.tracked,
         "links": [
             {
                 "url": link.url,
-                "people": link.people,
-                "scanners": link.scanners,
+                "people": f"{link.people:,}",
+                "scanners": f"{link.scanners:,}",
                 "rate": "–" if link.rate is None else percent(link.rate),
             }
             for link in report.links(TOP_LINKS)
         ],
-        "hours": round(after.total_seconds() / 3600),
-        "sent": format_date(report.counts.sent_at, config.newsletter.date_format, zone),
+        "issue_url": archive_page,
     }
     flag = " (needs attention)" if mine else ""
-    return ReportEmail(
-        f"{config.newsletter.title}: report on issue {report.issue_id}{flag}",
-        render_page("report-email.txt", **context),
-        render_page("report-email.html", **context),
+    rendered = render_message(
+        config,
+        "report-email",
+        subject=f"{config.newsletter.title}: report on issue {report.issue_id}{flag}",
+        heading=f"{config.newsletter.title}: the report on issue {report.issue_id}",
+        recipient=", ".join(config.reports.email_to),
+        context=context,
+        preheader=(mine[0].text if mine else f"Sent {sent}: the figures {hours} hours later."),
     )
+    return ReportEmail(rendered.subject, rendered.text, rendered.html)
+
+
+def archive_page(config: Config, state: State, issue_id: int) -> str:
+    """The issue's page in the public archive, or "" with the archive off, or while the issue
+    is not published there (not numbered yet, or withdrawn)."""
+    if not config.archive.enabled or not config.newsletter.archive_url:
+        return ""
+    for entry in state.archive.issues():
+        if entry.issue.id == issue_id:
+            return issue_url(config, entry.number, entry.slug)
+    return ""
 
 
 def messages(
@@ -113,7 +155,14 @@ def queue_due(config: Config, now: datetime) -> tuple[int, ...]:
     queued = []
     with store.open(config) as state:
         for report in due(found.reports, state.reports.mailed(), after, now):
-            built = messages(config, render(config, report, found.warnings, after), now, dkim_key)
+            email = render(
+                config,
+                report,
+                found.warnings,
+                after,
+                archive_page=archive_page(config, state, report.issue_id),
+            )
+            built = messages(config, email, now, dkim_key)
             with state.transaction():
                 if not state.reports.queue_mail(report.issue_id, now):
                     continue  # another process queued it meanwhile
