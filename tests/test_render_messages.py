@@ -93,7 +93,7 @@ def report(config: Config) -> RenderedMessage:
         issue,
         warnings([issue], Limits()),
         timedelta(hours=72),
-        archive_page=ISSUE_PAGE,
+        issue_page=ISSUE_PAGE,
     )
     return RenderedMessage(email.subject, email.html, email.text)
 

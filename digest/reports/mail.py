@@ -70,10 +70,10 @@ def render(
     warnings: Sequence[HealthWarning],
     after: timedelta,
     *,
-    archive_page: str = "",
+    issue_page: str = "",
 ) -> ReportEmail:
     """One issue's report as an email to the editor (templates/report-email.html and .txt);
-    `archive_page`, the issue's page in the archive (see `archive_page`), is its button, none
+    `issue_page`, the issue's page in the archive (see `archive_page`), is its button, none
     if empty. The figures are formatted here, as templates cannot format numbers."""
     mine = [w for w in warnings if w.issue_id == report.issue_id]
     zone = ZoneInfo(config.schedule.timezone if config.schedule else "UTC")
@@ -106,7 +106,7 @@ def render(
             }
             for link in report.links(TOP_LINKS)
         ],
-        "issue_url": archive_page,
+        "issue_url": issue_page,
     }
     flag = " (needs attention)" if mine else ""
     rendered = render_message(
@@ -160,7 +160,7 @@ def queue_due(config: Config, now: datetime) -> tuple[int, ...]:
                 report,
                 found.warnings,
                 after,
-                archive_page=archive_page(config, state, report.issue_id),
+                issue_page=archive_page(config, state, report.issue_id),
             )
             built = messages(config, email, now, dkim_key)
             with state.transaction():
