@@ -62,10 +62,12 @@ def hold_lock(
     wait: float = 0.0,
     stop: threading.Event | None = None,
     command: str | None = None,
+    transient: bool = False,
 ) -> Iterator[Path]:
     """Hold the named lock for the block; LockHeld if another process keeps it past `wait` s.
 
     `command` (default: the lock's name) is the digest command recorded as the holder.
+    `transient`: the lock file is removed when released (a lock named for one process only).
     """
     path = lock_path(state_path, name).resolve()
     key = (path, threading.get_ident())
@@ -89,8 +91,31 @@ def hold_lock(
     finally:
         with _held_guard:
             del _held[key]
+        if transient:
+            path.unlink(missing_ok=True)
         os.ftruncate(descriptor, 0)
         fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
+def lock_is_free(state_path: Path, name: str) -> bool:
+    """Whether nobody holds the named lock now: its holder released it or died (the kernel
+    drops a dead process's flock). A free lock's file is removed: it was a transient one's."""
+    path = lock_path(state_path, name).resolve()
+    try:
+        descriptor = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    except OSError as error:
+        raise DigestError(f"{path}: cannot open the lock file: {error.strerror}") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        path.unlink(missing_ok=True)
+        return True
+    finally:
         os.close(descriptor)
 
 

@@ -263,6 +263,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX outbox_due ON outbox (claimed_until)",
         "CREATE INDEX outbox_email ON outbox (email)",
     ),
+    # 4: deliveries queued at freeze, claimed in leased batches (SQLite's 15).
+    (
+        "ALTER TABLE deliveries ADD COLUMN name TEXT COLLATE \"C\" NOT NULL DEFAULT ''",
+        'ALTER TABLE deliveries ADD COLUMN edition TEXT COLLATE "C"',
+        "ALTER TABLE deliveries ADD COLUMN claim TEXT COLLATE \"C\" NOT NULL DEFAULT ''",
+        "ALTER TABLE deliveries ADD COLUMN claimed_until TEXT COLLATE \"C\" NOT NULL DEFAULT ''",
+        'ALTER TABLE issues ADD COLUMN queued_at TEXT COLLATE "C"',
+        "CREATE INDEX deliveries_claimable ON deliveries (issue_id, status, claimed_until)",
+    ),
 )
 LATEST = len(MIGRATIONS)
 
