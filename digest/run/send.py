@@ -354,9 +354,11 @@ def send(
     progress: Progress | None = None,
     clock: Callable[[], datetime] | None = None,
     gate: Gate | None = None,
+    join: bool = False,
 ) -> SendReport:
     """The real send: resume an unfinished issue first, else freeze and send a new one; or,
-    while another sender sends an issue, join it.
+    while another sender sends an issue, join it. With `join`, only help send an issue being
+    sent (or resume one unfinished): never freeze a new one.
 
     `gate` (the scheduler's approval check) sees a new issue once it is built and may hold it
     back by saying why; nothing is frozen or recorded then, so the slot can be tried again. Or
@@ -393,6 +395,8 @@ def send(
         variants: dict[str, RenderedIssue | None]
         if joined is not None and (stored is None or stored.id != joined.id):
             return SendReport(joined.id, joined.post_count, resumed=True)
+        if stored is None and join:
+            return SendReport(None, 0, skipped_reason="no issue is being sent")
         if stored is not None:
             if joined is None:
                 logger.info(

@@ -263,14 +263,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX outbox_due ON outbox (claimed_until)",
         "CREATE INDEX outbox_email ON outbox (email)",
     ),
-    # 4: deliveries queued at freeze, claimed in leased batches (SQLite's 15).
+    # 4: deliveries queued at freeze, claimed in leased batches (SQLite's 15; written to be
+    # safe to run again).
     (
-        "ALTER TABLE deliveries ADD COLUMN name TEXT COLLATE \"C\" NOT NULL DEFAULT ''",
-        'ALTER TABLE deliveries ADD COLUMN edition TEXT COLLATE "C"',
-        "ALTER TABLE deliveries ADD COLUMN claim TEXT COLLATE \"C\" NOT NULL DEFAULT ''",
-        "ALTER TABLE deliveries ADD COLUMN claimed_until TEXT COLLATE \"C\" NOT NULL DEFAULT ''",
-        'ALTER TABLE issues ADD COLUMN queued_at TEXT COLLATE "C"',
-        "CREATE INDEX deliveries_claimable ON deliveries (issue_id, status, claimed_until)",
+        _c("ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS name TEXT NOT NULL DEFAULT ''"),
+        _c("ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS edition TEXT"),
+        _c("ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS claim TEXT NOT NULL DEFAULT ''"),
+        _c(
+            "ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS claimed_until TEXT NOT NULL DEFAULT ''"
+        ),
+        _c("ALTER TABLE issues ADD COLUMN IF NOT EXISTS queued_at TEXT"),
+        "CREATE INDEX IF NOT EXISTS deliveries_claimable"
+        " ON deliveries (issue_id, status, claimed_until)",
     ),
 )
 LATEST = len(MIGRATIONS)
