@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -286,3 +287,45 @@ def test_an_issue_the_previous_release_left_unfinished_is_finished_once_each(
         "SELECT reply, attempts FROM deliveries WHERE email = 'ann@example.com'"
     ) == [("250 Message accepted for delivery", 1)]
     assert earlier_release("SELECT COUNT(*) FROM issues WHERE finished_at IS NULL") == [(0,)]
+
+
+def test_send_join_with_no_issue_being_sent_starts_none(project: Project) -> None:
+    joined = project.run("send", "--join")
+    assert joined.exit_code == 0, joined.output
+    assert "Nothing sent: no issue is being sent." in joined.output
+    assert project.smtp.received == []
+    path = project.root / "state.sqlite3"
+    assert statefile_rows(path, "SELECT COUNT(*) FROM issues") in ([], [(0,)])
+    with store.lock(load_config(project.config), "send"):  # a send being prepared elsewhere
+        waiting = project.run_process("send", "--join")
+    assert waiting.returncode == 0, waiting.stderr
+    assert "Nothing sent: no issue is being sent." in waiting.stdout
+    assert project.smtp.received == []
+
+
+def test_a_scheduler_that_finds_an_issue_being_sent_helps_send_it(project: Project) -> None:
+    from digest.run import schedule
+    from digest.run.schedule import Clock
+
+    project.write_config('schedule:\n  day: monday\n  time: "08:00"\n  grace: 6h\n')
+    set_smtp(project, "  connections: 2\n  batch: 20\n")
+    readers = READERS[:400]
+    project.write_subscribers(*readers)
+    project.smtp.script.data_delay = 0.01
+    path = project.root / "state.sqlite3"
+    sender = start_send(project)
+    wait_for("the send got going", lambda: len(project.smtp.received) >= 40, sender)
+
+    config = load_config(project.config)
+    result = schedule.fire(config, Clock.starting_at(project.now), threading.Event())
+    _, err = sender.communicate(timeout=120)
+    assert sender.returncode == 0, err
+    helped = statefile_rows(
+        path, f"SELECT COUNT(*) FROM deliveries WHERE claim LIKE '%:{os.getpid()}:%'"
+    )
+    assert helped[0][0] > 0  # the scheduler sent some of the issue
+    assert project.smtp.counts() == dict.fromkeys(readers, 1)
+    assert statefile_rows(path, "SELECT COUNT(*) FROM issues WHERE finished_at IS NULL") == [(0,)]
+    # Then it saw to its slot as usual: nothing new since the issue it helped send.
+    assert result is not None and result.report is not None
+    assert result.report.skipped_reason

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from digest import store
@@ -188,6 +188,12 @@ _SENDER_POLL = 1.0
 _QUEUE_POLL = 0.5
 
 
+def _wall_clock() -> datetime:
+    """The real time, for leases: they are compared across processes and hosts, so they run
+    on the real clock, never on a shifted one (a rehearsal's or a test's `clock`)."""
+    return datetime.now(UTC)
+
+
 def _sender_claim() -> str:
     """This sender's claim on the rows it sends: host, pid and a random part (the part its
     liveness lock is named after)."""
@@ -299,7 +305,7 @@ def _deliver(
             batch = state.ledger.claim(
                 issue.id,
                 claim,
-                at(),
+                _wall_clock(),
                 lease,
                 config.smtp.batch,
                 gone=_forgotten(state.signups.forgotten(), secret),
@@ -319,7 +325,7 @@ def _deliver(
                 mailer.send_all(claimed(), record, stop)
                 if stop is not None and stop.is_set():
                     break
-                left = state.ledger.outstanding(issue.id, claim, at())
+                left = state.ledger.outstanding(issue.id, claim, _wall_clock())
                 if not left.leases:
                     break
                 gone = [c for c, _ in left.leases if store.lock_is_free(config, _sender_lock(c))]
@@ -334,7 +340,7 @@ def _deliver(
                     )
                     continue
                 until = min(end for _, end in left.leases)
-                wait = min(max((until - at()).total_seconds(), 0.05), _SENDER_POLL)
+                wait = min(max((until - _wall_clock()).total_seconds(), 0.05), _SENDER_POLL)
                 if stop is not None:
                     if stop.wait(wait):
                         break
@@ -385,7 +391,12 @@ def send(
     dkim_key = load_dkim(config)
     at = clock if clock is not None else (lambda: now)
     with ExitStack() as stack:
-        joined = _lead_or_join(config, stop, stack)
+        try:
+            joined = _lead_or_join(config, stop, stack)
+        except LockHeld:
+            if join:  # another process holds the lock, but sends nothing to help with
+                return SendReport(None, 0, skipped_reason="no issue is being sent")
+            raise
         state = stack.enter_context(store.open(config))
         mailer = stack.enter_context(Mailer(config.smtp))
         secret = state.secrets.signing_secret(config.secret)
