@@ -329,3 +329,21 @@ def test_a_scheduler_that_finds_an_issue_being_sent_helps_send_it(project: Proje
     # Then it saw to its slot as usual: nothing new since the issue it helped send.
     assert result is not None and result.report is not None
     assert result.report.skipped_reason
+
+
+def test_a_batch_slower_than_the_lease_stays_its_senders_while_it_works(project: Project) -> None:
+    """Each batch takes four times the lease at the rate cap: the senders renew their leases as
+    outcomes come, so neither takes over the other's batch and nobody gets two copies."""
+    set_smtp(project, "  connections: 1\n  batch: 20\n  lease: 1\n  max_per_second: 5\n")
+    readers = READERS[:60]
+    project.write_subscribers(*readers)
+    first = start_send(project)
+    wait_for("the first sender got going", lambda: len(project.smtp.received) >= 1, first)
+    second = start_send(project)
+    for sender in (first, second):
+        _, err = sender.communicate(timeout=120)
+        assert sender.returncode == 0, err
+    assert project.smtp.counts() == dict.fromkeys(readers, 1)
+    path = project.root / "state.sqlite3"
+    claims = statefile_rows(path, "SELECT COUNT(DISTINCT claim) FROM deliveries")
+    assert claims == [(2,)]  # both sent a share

@@ -264,7 +264,8 @@ def _deliver(
     """Claim batches of the issue's pending deliveries and send them until none is left to
     claim; outcomes are recorded as the server answers. When what is left is leased by other
     senders, wait for them, taking over at once the rows of one that has gone (its lock is
-    free) and, when a lease runs out, its rows. Rows claimed but not sent are handed back on
+    free) and, when a lease runs out, its rows. This sender renews its own lease as outcomes
+    come, so a slow batch stays its own. Rows claimed but not sent are handed back on
     the way out. This sender's counts of outcomes."""
     claim = _sender_claim()
     lease = timedelta(seconds=config.smtp.lease)
@@ -276,13 +277,19 @@ def _deliver(
     }
     expire = now + timedelta(seconds=config.signup.preferences_valid_for)
     counts = {status: 0 for status in DeliveryStatus}
+    renewed = [_wall_clock()]
 
     def record(deliveries: Sequence[Delivery]) -> None:
         # Called on this thread only (the SQLite connection never crosses threads), with
-        # the outcomes that arrived together: one commit for them all.
+        # the outcomes that arrived together: one commit for them all. A third of the lease
+        # after the last renewal, the batch's lease is renewed with them.
         when = at()
+        wall = _wall_clock()
         with state.transaction():
             state.ledger.settle(issue.id, claim, deliveries, when)
+            if wall - renewed[0] >= lease / 3:
+                state.ledger.renew(issue.id, claim, wall + lease)
+                renewed[0] = wall
             for delivery in deliveries:
                 if delivery.status is DeliveryStatus.FAILED:
                     refused_for_good(state, issue.id, delivery, when)

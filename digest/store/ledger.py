@@ -530,6 +530,15 @@ class Ledger:
             ],
         )
 
+    def renew(self, issue_id: int, claim: str, until: datetime) -> int:
+        """Extend this claim's running leases to `until`: a sender still at work on a batch
+        keeps it however long the batch takes (a slow server, a low rate cap); how many."""
+        return self.db.execute(
+            "UPDATE deliveries SET claimed_until = ? WHERE issue_id = ? AND claim = ?"
+            " AND status = 'pending' AND claimed_until != ''",
+            (iso(until), issue_id, claim),
+        ).rowcount
+
     def release(self, issue_id: int, claims: Sequence[str]) -> int:
         """Hand back the rows these claims hold and have not settled, for anyone to claim at
         once (a sender stopping, or one found gone); how many."""
