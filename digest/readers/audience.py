@@ -226,7 +226,7 @@ def queue_audience(
             )
     with state.transaction():
         state.ledger.drop_suppressed(issue_id)
-        state.ledger.mark_queued(issue_id)
+        state.ledger.mark_queued(issue_id, now)
     for problem in invalid:
         logger.info("skipping subscriber %s", problem)
     return Queueing(tuple(invalid))

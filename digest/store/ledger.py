@@ -434,11 +434,11 @@ class Ledger:
             (issue_id,),
         ).rowcount
 
-    def mark_queued(self, issue_id: int) -> None:
+    def mark_queued(self, issue_id: int, now: datetime) -> None:
         """Every reader's row is written: senders may claim them."""
         self.db.execute(
-            "UPDATE issues SET queued_at = created_at WHERE id = ? AND queued_at IS NULL",
-            (issue_id,),
+            "UPDATE issues SET queued_at = ? WHERE id = ? AND queued_at IS NULL",
+            (iso(now), issue_id),
         )
 
     def queue_counts(self, issue_id: int) -> dict[str, int]:
