@@ -8,7 +8,11 @@ Each named lock is an `fcntl.flock` on a small file next to the state file:
 
 - `run` (digest.sqlite3.run.lock): held by `digest run` for its whole life; one scheduler per state.
 - `send` (digest.sqlite3.send.lock): held for the duration of any send, by the scheduler or by
-  `digest send`, so a manual send never overlaps a scheduled one.
+  `digest send`, so two issues are never frozen at once. Another sender started meanwhile joins
+  the issue being sent without it (digest.run.send).
+- `sender-...` (one per sending process, named by a random part of its claim): held while that
+  process sends; free means the process is gone, so the others take its batch over at once. Its
+  file is removed when released (`transient`).
 - `archive` (digest.sqlite3.archive.lock): held while the archive's files are written.
 
 The lock file records who holds it (pid, host, start time, command) for the error message.
