@@ -232,11 +232,6 @@ def queue_audience(
     return Queueing(tuple(invalid))
 
 
-def record_file_consent(state: State, listed: SubscriberList, now: datetime) -> int:
-    """Put the file's addresses on record (consent source "file") the first time they are seen."""
-    return state.signups.record_listed((s.email for s in listed.subscribers), now)
-
-
 def export(state: State, listed: SubscriberList) -> list[dict[str, Any]]:
     """Everything held about each person: details, status, sections, consent, deliveries."""
     signups = {signup.email: signup for signup in state.signups.signups()}
