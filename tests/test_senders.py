@@ -347,3 +347,20 @@ def test_a_batch_slower_than_the_lease_stays_its_senders_while_it_works(project:
     path = project.root / "state.sqlite3"
     claims = statefile_rows(path, "SELECT COUNT(DISTINCT claim) FROM deliveries")
     assert claims == [(2,)]  # both sent a share
+
+
+def test_two_senders_started_together_share_the_issue_one_of_them_freezes(
+    project: Project,
+) -> None:
+    set_smtp(project, "  connections: 2\n  batch: 20\n")
+    readers = READERS[:300]
+    project.write_subscribers(*readers)
+    project.smtp.script.data_delay = 0.01
+    senders = [start_send(project), start_send(project)]
+    outputs = [sender.communicate(timeout=120) for sender in senders]
+    for sender, (_, err) in zip(senders, outputs, strict=True):
+        assert sender.returncode == 0, err
+    assert project.smtp.counts() == dict.fromkeys(readers, 1)
+    path = project.root / "state.sqlite3"
+    assert statefile_rows(path, "SELECT COUNT(*) FROM issues") == [(1,)]
+    assert statefile_rows(path, "SELECT COUNT(DISTINCT claim) FROM deliveries") == [(2,)]

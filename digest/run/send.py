@@ -186,6 +186,8 @@ def _compact(config: Config, now: datetime) -> None:
 _SENDER_POLL = 1.0
 # Seconds between looks at an issue another sender is still queueing, before joining it.
 _QUEUE_POLL = 0.5
+# Seconds a sender waits, while another holds the send lock, for it to freeze an issue to join.
+_PREPARE_WAIT = 60.0
 
 
 def _wall_clock() -> datetime:
@@ -211,11 +213,14 @@ def _forgotten(forgotten: set[str], secret: str) -> Callable[[str], bool]:
 
 
 def _lead_or_join(
-    config: Config, stop: threading.Event | None, stack: ExitStack
+    config: Config, stop: threading.Event | None, stack: ExitStack, *, join: bool
 ) -> StoredIssue | None:
     """Take the send lock (None: this sender leads: it resumes or freezes the issue), or, when
     another sender holds it while an issue is being sent, join that issue (returned) without
-    it. An issue still being queued is waited for; with none unfinished, LockHeld as always."""
+    it. An issue still being queued is waited for, and so, for up to _PREPARE_WAIT, is one
+    not frozen yet (two senders started together: one prepares the issue, the other joins
+    it); then LockHeld as always. With `join`, LockHeld at once when no issue is unfinished."""
+    deadline = time.monotonic() + _PREPARE_WAIT
     while True:
         try:
             stack.enter_context(store.lock(config, "send", command="send"))
@@ -223,9 +228,9 @@ def _lead_or_join(
         except LockHeld:
             with store.open(config) as state:
                 stored = state.ledger.unfinished_issue()
-            if stored is None:
+            if stored is None and (join or time.monotonic() >= deadline):
                 raise
-            if stored.queued:
+            if stored is not None and stored.queued:
                 logger.info(
                     "joining the send of issue %d",
                     stored.id,
@@ -399,7 +404,7 @@ def send(
     at = clock if clock is not None else (lambda: now)
     with ExitStack() as stack:
         try:
-            joined = _lead_or_join(config, stop, stack)
+            joined = _lead_or_join(config, stop, stack, join=join)
         except LockHeld:
             if join:  # another process holds the lock, but sends nothing to help with
                 return SendReport(None, 0, skipped_reason="no issue is being sent")
