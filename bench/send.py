@@ -15,6 +15,13 @@
    sections (choosable_sections), beside the same four-feed issue sent to 10,000 who all get
    every section: the issue is rendered once per choice, never per subscriber.
 
+With `--subscribers N` it measures one thing instead, at any size: `digest send` to N
+subscribers, its peak memory (each sending process's own max RSS) and messages per second,
+on a SQLite file or, with `--state postgresql://...` (an empty database; emptied before each
+run), on PostgreSQL. `--senders K` runs K `digest send` processes on the one state at once
+(one freezes the issue, the others join it); with `--max-per-second X` each is capped at X
+(smtp.max_per_second), and the same send by one capped sender is run first to compare with.
+
 smtp-sink (Debian package postfix) accepts and discards everything: the figures measure the
 sender, not a mail server's disk.
 
@@ -25,6 +32,7 @@ median of each round's own ratio (digest against the baselines run beside it).
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shutil
@@ -88,20 +96,30 @@ def feed(name: str, count: int) -> str:
     return f'<?xml version="1.0"?><rss version="2.0">{channel}</rss>'
 
 
-def make_project(root: Path, port: int, subscribers: int) -> Path:
+def make_project(
+    root: Path,
+    port: int,
+    subscribers: int,
+    *,
+    state: str | None = None,
+    max_per_second: float | None = None,
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "blog.xml").write_text(feed("blog", 20), encoding="utf-8")
     (root / "news.xml").write_text(feed("news", 20), encoding="utf-8")
-    rows = "".join(f"reader{n}@example.com,Reader {n}\n" for n in range(subscribers))
-    (root / "subscribers.csv").write_text("email,name\n" + rows, encoding="utf-8")
+    with (root / "subscribers.csv").open("w", encoding="utf-8") as listing:
+        listing.write("email,name\n")
+        for n in range(subscribers):
+            listing.write(f"reader{n}@example.com,Reader {n}\n")
+    cap = f"  max_per_second: {max_per_second}\n" if max_per_second else ""
     config = root / "config.yaml"
     config.write_text(
         "newsletter:\n  title: Bench Weekly\n  from: Bench <bench@example.org>\n"
         '  unsubscribe_url: "https://example.org/unsubscribe?token={token}"\n'
         "feeds:\n  - name: Blog\n    url: blog.xml\n  - name: News\n    url: news.xml\n"
         "digest:\n  max_posts_per_section: 20\n"
-        f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: none\n"
-        "secret: bench-secret\n",
+        f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: none\n{cap}"
+        "secret: bench-secret\n" + (f"state: {state}\n" if state else ""),
         encoding="utf-8",
     )
     return config
@@ -155,6 +173,107 @@ def run_digest(config: Path) -> tuple[float, int, str]:
     if status != 0:
         sys.exit(f"digest send failed:\n{out}\n{err}")
     return elapsed, usage.ru_maxrss, out.strip().splitlines()[-1]
+
+
+def run_senders(config: Path, senders: int) -> tuple[float, list[int]]:
+    """(seconds, each process's peak RSS in KiB) for `senders` `digest send` processes on one
+    state, started together; all must finish cleanly."""
+    command = [sys.executable, "-m", "digest", "--config", str(config), "send"]
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV
+        )
+        for _ in range(senders)
+    ]
+    peaks = []
+    for process in processes:
+        _, status, usage = os.wait4(process.pid, 0)
+        err = process.stderr.read() if process.stderr else ""
+        if status != 0:
+            sys.exit(f"digest send failed:\n{err}")
+        peaks.append(usage.ru_maxrss)
+    return time.perf_counter() - started, peaks
+
+
+def fresh_state(config_path: Path) -> None:
+    """Empty the state before a run: the SQLite file deleted, or the database's tables dropped."""
+    config = load_config(config_path)
+    where = config.state_path
+    if isinstance(where, store.DatabaseURL):
+        import psycopg
+
+        with psycopg.connect(where.url, autocommit=True) as connection:
+            connection.execute("DROP SCHEMA public CASCADE")
+            connection.execute("CREATE SCHEMA public")
+        return
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{where}{suffix}").unlink(missing_ok=True)
+
+
+def delivered(config_path: Path) -> int:
+    with store.open(load_config(config_path)) as state:
+        return state.ledger.history(1)[0].sent
+
+
+def scale(sink: str, subscribers: int, state: str | None, senders: int, cap: float | None) -> None:
+    """`digest send` to `subscribers` by `senders` processes: time, rate and peak memory."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder, SinkRunning(sink, port, Path(folder)):
+        root = Path(folder)
+        where = "PostgreSQL" if state else "SQLite"
+        print(f"`digest send` to {subscribers:,} subscribers via smtp-sink, state on {where}")
+        print(f"Machine: {machine()}")
+        runs = [1, senders] if senders > 1 else [1]
+        rates: dict[int, float] = {}
+        for count in runs:
+            config = make_project(
+                root / f"senders-{count}", port, subscribers, state=state, max_per_second=cap
+            )
+            fresh_state(config)
+            elapsed, peaks = run_senders(config, count)
+            sent = delivered(config)
+            if sent != subscribers:
+                sys.exit(f"{sent} of {subscribers} delivered")
+            rates[count] = subscribers / elapsed
+            capped = f", each capped at {cap:g} msg/s" if cap else ""
+            print(
+                f"  {count} sender{'s' if count > 1 else ''}{capped}: {elapsed:7.1f} s"
+                f"  {rates[count]:7.0f} msg/s  peak RSS "
+                + ", ".join(f"{peak / 1024:.0f} MiB" for peak in peaks)
+            )
+        if senders > 1:
+            print(f"  {senders} senders: {rates[senders] / rates[1]:.2f}x one sender's rate")
+
+
+class SinkRunning:
+    """Postfix's smtp-sink on 127.0.0.1:port for the block, its output to a file."""
+
+    def __init__(self, sink: str, port: int, folder: Path) -> None:
+        self.sink, self.port, self.folder = sink, port, folder
+        self.server: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> SinkRunning:
+        log = (self.folder / "sink.log").open("wb")
+        self.server = subprocess.Popen(
+            [self.sink, "-u", "nobody", "-c", f"127.0.0.1:{self.port}", "1024"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    sys.exit("smtp-sink did not start")
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait()
 
 
 def sample_message(config_path: Path) -> bytes:
@@ -241,6 +360,12 @@ def machine() -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, help="measure one send to this many")
+    parser.add_argument("--state", help="a PostgreSQL URL (an empty database) for the state")
+    parser.add_argument("--senders", type=int, default=1, help="digest send processes at once")
+    parser.add_argument("--max-per-second", type=float, help="smtp.max_per_second of each")
+    args = parser.parse_args()
     sink = shutil.which("smtp-sink") or (
         "/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None
     )
@@ -248,6 +373,11 @@ def main() -> None:
         sys.exit(
             "smtp-sink not found: install Postfix (apt-get install postfix), or run `make bench`"
         )
+    if args.subscribers:
+        scale(sink, args.subscribers, args.state, args.senders, args.max_per_second)
+        return
+    if args.state or args.senders != 1 or args.max_per_second:
+        parser.error("--state, --senders and --max-per-second go with --subscribers")
     port = free_port()
     server = subprocess.Popen(
         [sink, "-u", "nobody", "-c", f"127.0.0.1:{port}", "1024"],

@@ -162,7 +162,8 @@ def test_the_0_1_0_state_gains_the_outbox_and_keeps_its_rows(tmp_path: Path) -> 
     after = statefile.dump(path, old_tables)
     for table in old_tables:
         assert len(after[table]) >= len(before[table]), table
-    assert after["deliveries"] == before["deliveries"]
+    width = len(before["deliveries"][0])  # migration 15 added the queue's columns after these
+    assert [row[:width] for row in after["deliveries"]] == before["deliveries"]
     assert count_rows(path, "outbox") == 1
 
 
@@ -195,10 +196,9 @@ def test_a_postgresql_state_of_the_release_before_gains_the_outbox(
     request: pytest.FixtureRequest,
 ) -> None:
     from digest.store.location import database_url
-
-    OUTBOX_VERSION = 3  # PostgreSQL's migration 3 made the outbox
     from tests.support.postgres import connect as connect_database
 
+    outbox_version = 3  # PostgreSQL's migration that made the outbox
     url: str = request.getfixturevalue("postgres_url")
     database = Where(database_url(url))
     with store.open(database) as state:
@@ -207,14 +207,9 @@ def test_a_postgresql_state_of_the_release_before_gains_the_outbox(
         )
     with connect_database(url, autocommit=True) as connection:  # as the migration before left it
         connection.execute("DROP TABLE outbox")
-        for later in (
-            "reader_events",
-            "report_mails",
-            "link_clicks",
-            "issue_links",
-        ):  # made by the migrations after it
-            connection.execute(f"DROP TABLE {later}")
-        connection.execute("UPDATE digest_schema SET version = %s", (OUTBOX_VERSION - 1,))
+        for later in ("reader_events", "report_mails", "link_clicks", "issue_links"):
+            connection.execute(f"DROP TABLE {later}")  # made by the migrations after it
+        connection.execute("UPDATE digest_schema SET version = %s", (outbox_version - 1,))
     with store.open(database) as state:
         assert state.suppressions.suppressed() == {"ann@example.com"}
         state.outbox.add("welcome", "bob@example.com", message("bob@example.com"), NOW)

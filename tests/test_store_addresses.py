@@ -56,8 +56,8 @@ def test_upgrading_0_1_0_rewrites_its_addresses_and_keeps_every_delivery(tmp_pat
                 ("ZO\u00cb@xn--bcher-kva.example", "2026-11-05T08:00:00+00:00", "one-click"),
             ],
         )
-    untouched = (
-        "SELECT * FROM deliveries WHERE email IN"
+    untouched = (  # the columns release 0.1.0 wrote
+        "SELECT issue_id, email, status, reply, attempts, updated_at FROM deliveries WHERE email IN"
         " ('ann@example.com', 'bob@example.com', 'dave@example.com', 'erin@example.com')"
         " ORDER BY issue_id, email"
     )
@@ -66,9 +66,11 @@ def test_upgrading_0_1_0_rewrites_its_addresses_and_keeps_every_delivery(tmp_pat
         history = {summary.issue.id: summary for summary in state.ledger.history()}
     assert user_version(old) == LATEST
     assert rows(old, untouched) == kept
-    assert rows(old, f"SELECT * FROM deliveries WHERE email = '{ZOE}'") == [
-        (1, ZOE, "sent", "250 ok", 2, "2026-11-02T08:00:01+00:00")
-    ]
+    assert rows(
+        old,
+        "SELECT issue_id, email, status, reply, attempts, updated_at FROM deliveries"
+        f" WHERE email = '{ZOE}'",
+    ) == [(1, ZOE, "sent", "250 ok", 2, "2026-11-02T08:00:01+00:00")]
     assert rows(old, "SELECT email FROM deliveries WHERE email LIKE 'fred%'") == [
         ("fred@example.com",)
     ]

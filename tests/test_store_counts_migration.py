@@ -40,7 +40,8 @@ def test_the_0_1_0_file_upgrades_keeping_every_row(tmp_path: Path) -> None:
     assert statefile.user_version(path) == migrations.LATEST >= COUNTS
     assert "issue_counts" in statefile.tables(path)
     after = statefile.dump(path, list(before))
-    assert after["deliveries"] == before["deliveries"]
+    width = len(before["deliveries"][0])  # migration 15 added the queue's columns after these
+    assert [row[:width] for row in after["deliveries"]] == before["deliveries"]
     width = len(before["issues"][0])  # earlier migrations added columns after these
     assert [row[:width] for row in after["issues"]] == before["issues"]
     assert shown and all(not row.compacted for row in _history(path))

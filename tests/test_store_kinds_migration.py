@@ -59,7 +59,8 @@ def test_the_0_1_0_file_gets_kinds_and_keeps_every_row(tmp_path: Path) -> None:
     after = statefile.dump(path, old_tables)
     for table in old_tables:  # migration 3 adds the rows of a moved feed, nothing goes
         assert len(after[table]) >= len(before[table]), table
-    assert after["deliveries"] == before["deliveries"]
+    width = len(before["deliveries"][0])  # migration 15 added the queue's columns after these
+    assert [row[:width] for row in after["deliveries"]] == before["deliveries"]
     assert [row[:3] for row in after["suppressions"]] == before["suppressions"]
 
 

@@ -75,16 +75,18 @@ def test_upgrading_0_1_0_keeps_every_row_and_repairs_moved_feeds(old: Path) -> N
         unfinished = state.ledger.unfinished_issue()
     assert user_version(old) == LATEST
     after = {table: set(rows(old, f"SELECT * FROM {table}")) for table in TABLES}
-    for table in ("meta", "feeds", "deliveries", "skipped_slots"):
+    for table in ("meta", "feeds", "skipped_slots"):
         assert after[table] == before[table], table
+    # Deliveries gained migration 15's empty name, no rendering yet, and no claim.
+    assert after["deliveries"] == {(*row, "", None, "", "") for row in before["deliveries"]}
     # Suppressions gained migration 6's empty reason, issue and report, migration 12's kind,
     # and nothing else.
     kinds = {"carol@example.com": "manual", "erin@example.com": "unsubscribe"}
     assert after["suppressions"] == {
         (*row, "", None, None, kinds[str(row[0])]) for row in before["suppressions"]
     }
-    # Issues gained an empty marker and nothing else.
-    assert after["issues"] == {(*row, "") for row in before["issues"]}
+    # Issues gained an empty marker, not yet queued, and nothing else.
+    assert after["issues"] == {(*row, "", None) for row in before["issues"]}
     # Migration 3 copied the moved news feed's rows under its configured URL; none went away.
     without_data = "SELECT feed_url, post_key, link_key, first_seen FROM posts"
     assert set(rows(FIXTURE, without_data)) < set(rows(old, without_data))

@@ -19,9 +19,18 @@ from digest.run.history import SkippedSlot
 @click.command()
 @click.option("--to", "recipients", multiple=True, help="Test send to these addresses only.")
 @click.option("--dry-run", is_flag=True, help="Write .eml files to the outbox; no SMTP.")
+@click.option(
+    "--join",
+    is_flag=True,
+    help="Only help send an issue another sender is sending; never start one.",
+)
 @with_config
-def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
-    """Send the next issue to every subscriber (resuming an unfinished one first)."""
+def send(config: Config, recipients: tuple[str, ...], dry_run: bool, join: bool) -> None:
+    """Send the next issue to every subscriber (resuming an unfinished one first).
+
+    While another process sends an issue, this one joins it: each claims batches of the
+    deliveries, so several hosts share one send.
+    """
     # Loaded here, not above: `digest history` and `compact` need none of the sending code.
     from digest.run import rehearsal
     from digest.run import send as sending
@@ -29,6 +38,8 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
     now = current_time()
     if recipients and dry_run:
         raise click.UsageError("use either --to or --dry-run, not both")
+    if join and (recipients or dry_run):
+        raise click.UsageError("--join goes with neither --to nor --dry-run")
     if dry_run:
         report = rehearsal.dry_run(config, now)
         print_report_problems(report)
@@ -45,7 +56,12 @@ def send(config: Config, recipients: tuple[str, ...], dry_run: bool) -> None:
     else:
         with GracefulStop() as stop, SendProgress(err) as progress:
             report = sending.send(
-                config, now, progress=progress, clock=lambda: datetime.now(UTC), stop=stop
+                config,
+                now,
+                progress=progress,
+                clock=lambda: datetime.now(UTC),
+                stop=stop,
+                join=join,
             )
         summarise(report, "Sent")
         if stop.is_set() and report.pending:

@@ -408,7 +408,23 @@ class SmtpConfig(Section):
         le=32,
         description="Connections used in parallel (fewer if the server refuses more).",
     )
-    max_per_second: float | None = setting(default=None, gt=0, description="Optional rate cap.")
+    max_per_second: float | None = setting(
+        default=None,
+        gt=0,
+        description="Optional rate cap: messages a second from each sending process.",
+    )
+    batch: int = setting(
+        default=500,
+        ge=1,
+        le=10000,
+        description="Deliveries a sender claims at a time; several senders share one issue.",
+    )
+    lease: float = setting(
+        default=300,
+        ge=1,
+        le=86400,
+        description="Seconds a claimed batch stays a sender's before another may take it over.",
+    )
     dkim: DkimConfig | None = setting(default=None, description="Sign messages with DKIM.")
     return_path: str | None = setting(
         default=None,

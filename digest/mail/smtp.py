@@ -425,14 +425,17 @@ class Mailer:
         self.connector = connector
         self.clock = clock
         self.limiter = RateLimiter(smtp.max_per_second, clock)
+        self.entered = False
 
     def __enter__(self) -> Mailer:
         self.first = connect_with_retries(
             self.config, initial=True, connector=self.connector, clock=self.clock
         )
+        self.entered = True
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.entered = False
         if self.first is not None:
             _quit(self.first)
             self.first = None
@@ -509,10 +512,15 @@ class Mailer:
         Messages are drawn from the iterator only as connections become free, so memory stays
         flat however long the list. When `stop` is set, messages already handed to the server
         finish and the rest are left for the next run. Raises SmtpError (or a DigestError) when
-        the send cannot go on; every outcome recorded before that stands.
+        the send cannot go on; every outcome recorded before that stands. May be called again
+        (a sender with more to send later): the pool is opened afresh.
         """
-        if self.first is None:
+        if not self.entered:
             raise RuntimeError("use Mailer as a context manager")
+        if self.first is None:
+            self.first = connect_with_retries(
+                self.config, initial=False, stop=stop, connector=self.connector, clock=self.clock
+            )
         count = self.config.connections
         jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         results: queue.SimpleQueue[_Result] = queue.SimpleQueue()

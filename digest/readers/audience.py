@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,11 +21,17 @@ from datetime import datetime
 from typing import Any
 
 from digest.config.schema import Config
-from digest.core.models import Subscriber, SubscriberList
+from digest.core.models import RenderedIssue, Subscriber, SubscriberList
 from digest.core.tokens import address_hash
+from digest.readers.subscribers import stream_subscribers
 from digest.store import State
 from digest.store.addresses import earlier_forms
 from digest.store.erasure import ErasureReport
+
+logger = logging.getLogger(__name__)
+
+# Readers written to the send queue per transaction.
+QUEUE_BATCH = 500
 
 
 def section_titles(config: Config) -> list[str]:
@@ -125,9 +132,104 @@ def audience(state: State, listed: SubscriberList, secret: str) -> Audience:
     )
 
 
-def record_file_consent(state: State, listed: SubscriberList, now: datetime) -> int:
-    """Put the file's addresses on record (consent source "file") the first time they are seen."""
-    return state.signups.record_listed((s.email for s in listed.subscribers), now)
+def edition_of(
+    config: Config, subscriber: Subscriber, variants: dict[str, RenderedIssue | None]
+) -> str | None:
+    """Which rendering a reader gets: "" the whole issue, else their choice of sections; None
+    when their sections had nothing new and signup.empty_choice is "skip". A choice with no
+    frozen variant (preferences changed while an issue was being sent) gets the whole issue."""
+    choice = section_choice(config, subscriber)
+    if not choice or choice not in variants:
+        return ""
+    if variants[choice] is not None:
+        return choice
+    return "" if config.signup.empty_choice == "send_all" else None
+
+
+def chosen_choices(config: Config, state: State) -> set[str]:
+    """The distinct choices of sections (as section_choice keys, "" left out) among readers
+    who may get the next issue: the variants an issue is rendered in."""
+    return {
+        section_choice(config, Subscriber("reader@example.org", "", sections))
+        for sections in state.signups.chosen_sections()
+    } - {""}
+
+
+@dataclass(frozen=True)
+class Queueing:
+    """What writing an issue's queue found: the file's rows skipped (with why)."""
+
+    invalid: tuple[str, ...]
+
+
+def queue_audience(
+    config: Config,
+    state: State,
+    issue_id: int,
+    secret: str,
+    variants: dict[str, RenderedIssue | None],
+    now: datetime,
+    *,
+    batch: int = QUEUE_BATCH,
+) -> Queueing:
+    """Write one pending delivery per reader of a frozen issue, with the rendering each gets:
+    everyone the next issue goes to (see `merge`: file, then preferences, then sign-ups; minus
+    suppressed and forgotten people), streamed `batch` at a time from the subscriber file and
+    the sign-ups, each batch its own transaction, so a list of any length takes little memory
+    and other writers are never held up long. The file's addresses are put on record (consent
+    source "file") on the way. Rows already settled are left alone, so an interrupted queue
+    (or one an earlier release began) is completed by running it again; the issue is marked
+    queued at the end."""
+    forgotten = state.signups.forgotten()
+
+    def kept(address: str) -> bool:
+        return not (forgotten and is_forgotten(address, forgotten, secret))
+
+    invalid: list[str] = []
+    chunk: list[Subscriber] = []
+
+    def write(listed: list[Subscriber]) -> None:
+        with state.transaction():
+            state.ledger.queue_listed(
+                issue_id, [(s.email, s.name) for s in listed if kept(s.email)], now
+            )
+            state.signups.record_listed((s.email for s in listed), now)
+
+    for subscriber in stream_subscribers(config.subscribers_path, invalid):
+        chunk.append(subscriber)
+        if len(chunk) >= batch:
+            write(chunk)
+            chunk = []
+    if chunk:
+        write(chunk)
+    with state.transaction():
+        state.ledger.queue_chosen(
+            issue_id,
+            [
+                (s.email, s.name, edition_of(config, s, variants))
+                for s in state.signups.listed_preferences()
+            ],
+            now,
+            listed_only=True,
+        )
+    for signed_up in state.signups.confirmed_batches(batch):
+        with state.transaction():
+            state.ledger.queue_chosen(
+                issue_id,
+                [
+                    (s.email, s.name, edition_of(config, s, variants))
+                    for s in signed_up
+                    if kept(s.email)
+                ],
+                now,
+                listed_only=False,
+            )
+    with state.transaction():
+        state.ledger.drop_suppressed(issue_id)
+        state.ledger.mark_queued(issue_id, now)
+    for problem in invalid:
+        logger.info("skipping subscriber %s", problem)
+    return Queueing(tuple(invalid))
 
 
 def export(state: State, listed: SubscriberList) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +63,21 @@ def _yaml_rows(path: Path, text: str) -> Iterable[tuple[int, dict[str, Any]]]:
         yield line, item
 
 
-def _csv_rows(path: Path, text: str) -> Iterable[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+def _csv_rows(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    first: list[str] = []
+
+    def remembered() -> Iterator[str]:
+        for line in lines:
+            if not first:
+                first.append(line)
+            yield line
+
+    reader = csv.DictReader(remembered())
     try:
         fields = [name.strip().lower() for name in reader.fieldnames or []]
         if "email" not in fields:
-            first = text.split("\n", 1)[0].strip()
-            shown = first[:_SHOWN_HEADER] + ("..." if len(first) > _SHOWN_HEADER else "")
+            header = (first[0] if first else "").split("\n", 1)[0].strip()
+            shown = header[:_SHOWN_HEADER] + ("..." if len(header) > _SHOWN_HEADER else "")
             raise ConfigError(
                 f"{path}:1: the first line must be a header naming an 'email' column"
                 f" (e.g. email,name), got {shown!r}"
@@ -97,7 +105,7 @@ def _rows(path: Path, text: str) -> Iterable[tuple[int, dict[str, Any]]]:
         )
     if path.suffix.lower() in (".yaml", ".yml"):
         return _yaml_rows(path, text)
-    return _csv_rows(path, text)
+    return _csv_rows(path, io.StringIO(text, newline=""))
 
 
 def _clean_name(name: str) -> str:
@@ -164,23 +172,92 @@ def parse_subscribers(path: Path, text: str) -> SubscriberList:
     return SubscriberList(tuple(subscribers), tuple(invalid), tuple(duplicates))
 
 
+def _not_found(path: Path) -> ConfigError:
+    return ConfigError(
+        f"{path}: subscribers file not found; create it (a CSV with header email,name) "
+        "or fix `subscribers:` in config.yaml"
+    )
+
+
+def _not_utf8(path: Path, line: int, byte: int) -> ConfigError:
+    return ConfigError(
+        f"{path}:{line}: not UTF-8 text (byte 0x{byte:02x}); save the subscriber list as UTF-8"
+    )
+
+
 def load_subscribers(path: Path) -> SubscriberList:
     """Read the subscriber file named in config.yaml."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: subscribers file not found; create it (a CSV with header email,name) "
-            "or fix `subscribers:` in config.yaml"
-        ) from None
+        raise _not_found(path) from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the subscribers file: {error.strerror}") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
-        raise ConfigError(
-            f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); save the subscriber"
-            " list as UTF-8"
-        ) from None
+        raise _not_utf8(path, line, raw[error.start]) from None
     return parse_subscribers(path, text)
+
+
+def _is_yaml(path: Path) -> bool:
+    return path.suffix.lower() in (".yaml", ".yml")
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The file's lines as text, one at a time, with the checks load_subscribers makes of the
+    whole: UTF-8 (a BOM dropped) and no NUL byte, each refused naming its line."""
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
+        raise _not_found(path) from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the subscribers file: {error.strerror}") from None
+    with file:
+        for number, raw in enumerate(file, 1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise _not_utf8(path, number, raw[error.start]) from None
+            if "\x00" in line:
+                raise ConfigError(
+                    f"{path}:{number}: contains a NUL byte: this looks like a binary file, not"
+                    " a subscriber list"
+                )
+            yield line
+
+
+def check_subscriber_file(path: Path) -> None:
+    """Read the whole file as a send will, keeping nothing: ConfigError (naming the line) if
+    it cannot be a subscriber list, so nothing is frozen from the wrong file. Rows with a bad
+    address are not errors here: the send skips and reports them."""
+    if _is_yaml(path):
+        load_subscribers(path)
+        return
+    for _ in _csv_rows(path, _lines(path)):
+        pass
+
+
+def stream_subscribers(path: Path, invalid: list[str]) -> Iterator[Subscriber]:
+    """Each valid entry of the subscriber file in file order, a CSV read a line at a time (a
+    YAML list is read whole), so a long list is never held in memory. A row with a bad address
+    is skipped and described in `invalid`; duplicates are left for the caller to merge (the
+    send queue keeps the first). ConfigError as load_subscribers."""
+    if _is_yaml(path):
+        listed = load_subscribers(path)
+        invalid.extend(listed.invalid)
+        yield from listed.subscribers
+        return
+    checker = AddressChecker()
+    for line, row in _csv_rows(path, _lines(path)):
+        raw = str(row.get("email") or "").strip()
+        if not raw:
+            invalid.append(f"{path.name}:{line}: no email address")
+            continue
+        try:
+            address = checker.check(raw)
+        except AddressError as error:
+            invalid.append(f"{path.name}:{line}: {raw!r}: {error}")
+            continue
+        yield Subscriber(email=address, name=_clean_name(str(row.get("name") or "")))

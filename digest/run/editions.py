@@ -46,6 +46,29 @@ def signing_secret(config: Config) -> str:
         return state.secrets.secret()
 
 
+def message_for(
+    envelope: IssueEnvelope,
+    subscriber: Subscriber,
+    secret: str,
+    preferences_expire: datetime | None = None,
+) -> OutgoingMessage:
+    """One subscriber's message, with their unsubscribe, preferences and delivery tokens.
+
+    A frozen issue's links name it, so an unsubscribe or a preferences change made through them
+    is counted against it (digest report); a rehearsal's links name none."""
+    issue = int(envelope.reference) if envelope.reference.isdigit() else None
+    offer_preferences = envelope.preferences_url_template is not None and preferences_expire
+    preferences = (
+        make_purpose_token(secret, "preferences", subscriber.email, preferences_expire, issue)
+        if offer_preferences and preferences_expire
+        else ""
+    )
+    tag = delivery_tag(secret, envelope.reference, subscriber.email) if envelope.reference else ""
+    return build_message(
+        envelope, subscriber, make_token(secret, subscriber.email, issue), preferences, tag
+    )
+
+
 def messages(
     envelope: IssueEnvelope,
     subscribers: Iterable[Subscriber],
@@ -53,22 +76,8 @@ def messages(
     preferences_expire: datetime | None = None,
 ) -> Iterator[OutgoingMessage]:
     """Each subscriber's message, built only when the mailer is ready for it."""
-    offer_preferences = envelope.preferences_url_template is not None and preferences_expire
-    # A frozen issue's links name it, so an unsubscribe or a preferences change made through
-    # them is counted against it (digest report); a rehearsal's links name none.
-    issue = int(envelope.reference) if envelope.reference.isdigit() else None
     for subscriber in subscribers:
-        preferences = (
-            make_purpose_token(secret, "preferences", subscriber.email, preferences_expire, issue)
-            if offer_preferences and preferences_expire
-            else ""
-        )
-        tag = (
-            delivery_tag(secret, envelope.reference, subscriber.email) if envelope.reference else ""
-        )
-        yield build_message(
-            envelope, subscriber, make_token(secret, subscriber.email, issue), preferences, tag
-        )
+        yield message_for(envelope, subscriber, secret, preferences_expire)
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,15 @@ def render_variants(
     config: Config, issue: Issue, subscribers: Iterable[Subscriber]
 ) -> dict[str, RenderedIssue | None]:
     """The issue rendered once per distinct choice of sections (None: nothing new in them)."""
+    return render_choices(config, issue, {section_choice(config, s) for s in subscribers})
+
+
+def render_choices(
+    config: Config, issue: Issue, choices: Iterable[str]
+) -> dict[str, RenderedIssue | None]:
+    """The issue rendered once per choice of sections, "" (the whole issue) left out."""
     variants: dict[str, RenderedIssue | None] = {}
-    for choice in sorted({section_choice(config, s) for s in subscribers} - {""}):
+    for choice in sorted(set(choices) - {""}):
         part = only_sections(issue, frozenset(json.loads(choice)))
         variants[choice] = render_issue(part, config) if part.post_count else None
     return variants

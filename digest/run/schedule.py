@@ -19,7 +19,7 @@ from digest import store
 from digest.config.fields import SettingsError
 from digest.config.schema import Config, ScheduleConfig, load_config
 from digest.core import counters
-from digest.core.errors import ConfigError, DigestError, Stopped
+from digest.core.errors import ConfigError, DigestError, LockHeld, Stopped
 from digest.core.models import SendReport
 from digest.core.stopping import GracefulStop
 from digest.readers import outbox
@@ -84,6 +84,13 @@ def fire(
     if stop.is_set():
         return None
     wait = max(schedule.grace, ON_TIME.total_seconds())
+    if _sending_elsewhere(config):
+        # Another sender (on another host, say) is sending an issue: help send it, then see
+        # to the slot as usual (it is most likely the slot that issue was frozen for).
+        joined = sending.send(config, clock.now(), stop=stop, clock=clock.now, join=True)
+        _log_slot(None, joined, schedule, clock.now())
+        if stop.is_set():
+            return SlotResult(None, joined)
     with store.lock(config, "send", wait=wait, stop=stop, command="run"):
         now = clock.now()
         with store.open(config) as state:
@@ -124,6 +131,18 @@ def fire(
         report = sending.send(config, now, slot_key=key, stop=stop, clock=clock.now, gate=gate)
     _log_slot(slot, report, schedule, clock.now())
     return SlotResult(slot, report)
+
+
+def _sending_elsewhere(config: Config) -> bool:
+    """Whether another process holds the send lock while an issue is being sent (its queue
+    written): then this one joins that send rather than wait for the lock."""
+    try:
+        with store.lock(config, "send", command="run"):
+            return False
+    except LockHeld:
+        with store.open(config) as state:
+            unfinished = state.ledger.unfinished_issue()
+        return unfinished is not None and unfinished.queued
 
 
 def _give_up(config: Config, issue_id: int, now: datetime) -> None:

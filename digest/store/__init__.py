@@ -42,7 +42,7 @@ from typing import Any, Literal, Protocol
 from digest.core.errors import StateError
 from digest.store.clicks import LinkCount
 from digest.store.feeds import FeedRecord
-from digest.store.ledger import IssueSummary, IssueVariant, StoredIssue
+from digest.store.ledger import IssueSummary, IssueVariant, Outstanding, Queued, StoredIssue
 from digest.store.location import DatabaseURL, StateLocation
 from digest.store.reports import ReaderCounts, ReaderEvent
 from digest.store.secrets import SECRET_ENVIRONMENT_VARIABLE, configured_secret
@@ -107,11 +107,14 @@ def lock(
     wait: float = 0.0,
     stop: threading.Event | None = None,
     command: str | None = None,
+    transient: bool = False,
 ) -> Iterator[str]:
     """Hold the state's lock `name` for the block, naming what holds it in messages.
 
     "send" is held by whatever sends (or must not overlap a send), "run" by `digest run` for
-    its whole life, "archive" while the archive's files are written. LockHeld when another
+    its whole life, "archive" while the archive's files are written; each sender holds one of
+    its own while it sends ("sender-..."; `transient`: its lock file goes when released), so
+    the others can tell when it has gone (`lock_is_free`). LockHeld when another
     process keeps it past `wait` seconds (or until `stop` is set); `command` (default: the
     lock's name) is the digest command recorded as the holder. The SQLite state locks a file
     beside the state file (digest.store.locks), so taking a lock never opens the database; a
@@ -126,8 +129,22 @@ def lock(
         with postgres.hold_lock(where, name, wait=wait, stop=stop, command=command) as held:
             yield held
         return
-    with lock_beside(where, name, wait=wait, stop=stop, command=command) as held:
+    with lock_beside(
+        where, name, wait=wait, stop=stop, command=command, transient=transient
+    ) as held:
         yield held
+
+
+def lock_is_free(config: Location, name: str) -> bool:
+    """Whether nobody holds the state's lock `name` now (its holder released it or died)."""
+    where = config.state_path
+    if isinstance(where, DatabaseURL):
+        from digest.store import postgres
+
+        return postgres.lock_is_free(where, name)
+    from digest.store.locks import lock_is_free as file_lock_is_free
+
+    return file_lock_is_free(where, name)
 
 
 @dataclass(frozen=True)
@@ -227,6 +244,8 @@ __all__ = [
     "IssueVariant",
     "LinkCount",
     "Location",
+    "Outstanding",
+    "Queued",
     "RateLimit",
     "ReaderCounts",
     "ReaderEvent",
@@ -239,6 +258,7 @@ __all__ = [
     "SuppressionKind",
     "configured_secret",
     "lock",
+    "lock_is_free",
     "open",
     "open_path",
     "pool",

@@ -114,7 +114,7 @@ class Archive:
         columns = "i.html, i.text" if content else "'' AS html, '' AS text"
         rows = self.db.execute(
             "SELECT a.number, a.slug, a.summary, a.withdrawn_at, i.id, i.created_at,"
-            f" i.finished_at, i.slot_key, i.subject, i.post_count, i.marker, {columns}"
+            f" i.finished_at, i.slot_key, i.subject, i.post_count, i.marker, i.queued_at, {columns}"
             f" FROM archive_issues a JOIN issues i ON i.id = a.issue_id{where}"
             " ORDER BY i.created_at DESC, a.number DESC",
             parameters,

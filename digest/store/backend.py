@@ -79,6 +79,12 @@ class Backend(Executor, Protocol):
         ...
 
     @property
+    def skip_locked(self) -> str:
+        """What a SELECT that claims rows ends with: " FOR UPDATE SKIP LOCKED" where the
+        database locks rows, "" where a writing transaction already excludes other writers."""
+        ...
+
+    @property
     def where(self) -> str:
         """The state's file or address, for messages."""
         ...

@@ -10,9 +10,9 @@ done in the same transaction as the counts it keeps, so a report is never stripp
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from digest.core.models import Delivery, DeliveryStatus, Post
@@ -33,6 +33,25 @@ class StoredIssue:
     text: str
     post_count: int
     marker: str = ""  # the per-issue random marker in html/text; empty for 0.1.0 issues
+    queued: bool = False  # every reader's delivery row is written: senders may claim them
+
+
+@dataclass(frozen=True)
+class Queued:
+    """One pending delivery as a sender claimed it: the address, the name its To header shows,
+    and which rendering it gets ("" the whole issue, else a choice of sections)."""
+
+    email: str
+    name: str
+    edition: str
+
+
+@dataclass(frozen=True)
+class Outstanding:
+    """What is left of an issue's send, as one sender sees it when it can claim nothing."""
+
+    pending: int  # deliveries still pending, whoever holds them
+    leases: tuple[tuple[str, datetime], ...]  # other senders' running leases: (claim, earliest end)
 
 
 @dataclass(frozen=True)
@@ -81,6 +100,7 @@ def issue_from_row(row: Any) -> StoredIssue:
         text=row["text"],
         post_count=row["post_count"],
         marker=row["marker"],
+        queued=row["queued_at"] is not None,
     )
 
 
@@ -188,8 +208,12 @@ class Ledger:
         return parse_time(row["at"]) if row is not None else None
 
     def finish_issue(self, issue_id: int, now: datetime) -> None:
-        """Mark an issue's send complete: every subscriber has a final delivery."""
-        self.db.execute("UPDATE issues SET finished_at = ? WHERE id = ?", (iso(now), issue_id))
+        """Mark an issue's send complete: every subscriber has a final delivery. The first
+        sender to see it finished marks it; the time stays the first one."""
+        self.db.execute(
+            "UPDATE issues SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
+            (iso(now), issue_id),
+        )
 
     def give_up_pending(self, issue_id: int, now: datetime) -> list[Delivery]:
         """Mark an issue's still-pending deliveries failed and finish it, so it stops blocking."""
@@ -358,6 +382,210 @@ class Ledger:
             " updated_at = excluded.updated_at",
             (issue_id, delivery.email.lower(), delivery.status.value, delivery.reply, iso(now)),
         )
+
+    # -- the send queue ----------------------------------------------------------
+    #
+    # When an issue is frozen, one pending row per reader is written (`queue_listed`,
+    # `queue_chosen`, then `drop_suppressed` and `mark_queued`), in batches. Then every sender
+    # claims batches of pending rows (`claim`), sends them and records each outcome (`settle`),
+    # until nothing is left to claim. A claim is a lease: `claimed_until` is when another
+    # sender may take the rows over; `release` hands unsent rows back at once. A row a sender
+    # settled as still pending (a temporary failure past its retries) keeps that sender's claim
+    # with no lease: others may try it, the same sender does not again.
+
+    def queue_listed(
+        self, issue_id: int, readers: Sequence[tuple[str, str]], now: datetime
+    ) -> None:
+        """Queue readers from the subscriber file, (address, name), for the whole issue. A
+        reader queued already keeps their row (the file's first entry wins); a row an earlier
+        release left pending, without a rendering, is given one."""
+        self.db.executemany(
+            "INSERT INTO deliveries (issue_id, email, status, reply, attempts, updated_at, name,"
+            " edition) VALUES (?, ?, 'pending', '', 0, ?, ?, '') ON CONFLICT (issue_id, email)"
+            " DO UPDATE SET name = excluded.name, edition = excluded.edition"
+            " WHERE deliveries.status = 'pending' AND deliveries.edition IS NULL",
+            [(issue_id, email, iso(now), name) for email, name in readers],
+        )
+
+    def queue_chosen(
+        self,
+        issue_id: int,
+        readers: Sequence[tuple[str, str, str | None]],
+        now: datetime,
+        *,
+        listed_only: bool,
+    ) -> None:
+        """Queue readers with a choice of their own, (address, name, edition): a name given
+        wins over the file's, the edition replaces the file's, and an edition of None (their
+        sections had nothing new) takes them off this issue. `listed_only`: the choices readers
+        in the file made on their preferences page, which bring nobody in."""
+        update = (
+            "UPDATE deliveries SET name = CASE WHEN ? != '' THEN ? ELSE name END, edition = ?"
+            " WHERE issue_id = ? AND email = ? AND status = 'pending'"
+        )
+        insert = (
+            "INSERT INTO deliveries (issue_id, email, status, reply, attempts, updated_at, name,"
+            " edition) VALUES (?, ?, 'pending', '', 0, ?, ?, ?) ON CONFLICT (issue_id, email)"
+            " DO UPDATE SET name = CASE WHEN excluded.name != '' THEN excluded.name"
+            " ELSE deliveries.name END, edition = excluded.edition"
+            " WHERE deliveries.status = 'pending'"
+        )
+        kept = [row for row in readers if row[2] is not None]
+        if listed_only:
+            self.db.executemany(
+                update, [(name, name, edition, issue_id, email) for email, name, edition in kept]
+            )
+        else:
+            self.db.executemany(
+                insert,
+                [(issue_id, email, iso(now), name, edition) for email, name, edition in kept],
+            )
+        self.db.executemany(
+            "DELETE FROM deliveries WHERE issue_id = ? AND email = ? AND status = 'pending'",
+            [(issue_id, email) for email, _, edition in readers if edition is None],
+        )
+
+    def drop_suppressed(self, issue_id: int) -> int:
+        """Take suppressed readers off the issue's pending rows; how many."""
+        return self.db.execute(
+            "DELETE FROM deliveries WHERE issue_id = ? AND status = 'pending'"
+            " AND email IN (SELECT email FROM suppressions)",
+            (issue_id,),
+        ).rowcount
+
+    def mark_queued(self, issue_id: int, now: datetime) -> None:
+        """Every reader's row is written: senders may claim them."""
+        self.db.execute(
+            "UPDATE issues SET queued_at = ? WHERE id = ? AND queued_at IS NULL",
+            (iso(now), issue_id),
+        )
+
+    def queue_counts(self, issue_id: int) -> dict[str, int]:
+        """The issue's deliveries by status (sent, failed, pending)."""
+        counts = dict.fromkeys(("sent", "failed", "pending"), 0)
+        for row in self.db.execute(
+            "SELECT status, COUNT(*) AS n FROM deliveries WHERE issue_id = ? GROUP BY status",
+            (issue_id,),
+        ):
+            counts[str(row["status"])] = int(row["n"])
+        return counts
+
+    def claim(
+        self,
+        issue_id: int,
+        claim: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        *,
+        gone: Callable[[str], bool] | None = None,
+    ) -> list[Queued]:
+        """Claim up to `limit` pending rows nobody's lease holds and that this claim has not
+        settled as pending, until `now + lease`, in one writing transaction (on PostgreSQL the
+        rows are also locked, skipping those another transaction holds).
+
+        A reader who left since the freeze (suppressed, or `gone`: forgotten) is taken off the
+        issue here, at claim time, and not returned."""
+        due = iso(now)
+        with self.db.transaction():
+            rows = self.db.execute(
+                "SELECT email, name, edition FROM deliveries WHERE issue_id = ?"
+                " AND status = 'pending' AND claimed_until <= ? AND claim != ?"
+                f" LIMIT ?{self.db.skip_locked}",
+                (issue_id, due, claim, limit),
+            ).fetchall()
+            if not rows:
+                return []
+            emails = [str(row["email"]) for row in rows]
+            marks = ", ".join("?" * len(emails))
+            left = {
+                str(row["email"])
+                for row in self.db.execute(
+                    f"SELECT email FROM suppressions WHERE email IN ({marks})", emails
+                )
+            }
+            if gone is not None:
+                left.update(email for email in emails if gone(email))
+            self.db.executemany(
+                "DELETE FROM deliveries WHERE issue_id = ? AND email = ? AND status = 'pending'",
+                [(issue_id, email) for email in sorted(left)],
+            )
+            until = iso(now + lease)
+            self.db.executemany(
+                "UPDATE deliveries SET claim = ?, claimed_until = ? WHERE issue_id = ?"
+                " AND email = ?",
+                [(claim, until, issue_id, email) for email in emails if email not in left],
+            )
+        return [
+            Queued(str(row["email"]), str(row["name"]), str(row["edition"] or ""))
+            for row in rows
+            if row["email"] not in left
+        ]
+
+    def settle(
+        self, issue_id: int, claim: str, deliveries: Sequence[Delivery], now: datetime
+    ) -> None:
+        """Record outcomes of claimed rows, in the caller's transaction: the lease ends, the
+        name is dropped once the outcome is final, and a row settled as pending keeps the
+        claim (see above). A row another sender settled meanwhile keeps its outcome; a row
+        erased meanwhile stays gone."""
+        self.db.executemany(
+            "UPDATE deliveries SET status = ?, reply = ?, attempts = attempts + 1,"
+            " updated_at = ?, name = CASE WHEN ? = 'pending' THEN name ELSE '' END,"
+            " claim = ?, claimed_until = ''"
+            " WHERE issue_id = ? AND email = ? AND (status = 'pending' OR claim = ?)",
+            [
+                (
+                    d.status.value,
+                    d.reply,
+                    iso(now),
+                    d.status.value,
+                    claim,
+                    issue_id,
+                    d.email.lower(),
+                    claim,
+                )
+                for d in deliveries
+            ],
+        )
+
+    def renew(self, issue_id: int, claim: str, until: datetime) -> int:
+        """Extend this claim's running leases to `until`: a sender still at work on a batch
+        keeps it however long the batch takes (a slow server, a low rate cap); how many."""
+        return self.db.execute(
+            "UPDATE deliveries SET claimed_until = ? WHERE issue_id = ? AND claim = ?"
+            " AND status = 'pending' AND claimed_until != ''",
+            (iso(until), issue_id, claim),
+        ).rowcount
+
+    def release(self, issue_id: int, claims: Sequence[str]) -> int:
+        """Hand back the rows these claims hold and have not settled, for anyone to claim at
+        once (a sender stopping, or one found gone); how many."""
+        released = 0
+        for claim in claims:
+            released += self.db.execute(
+                "UPDATE deliveries SET claim = '', claimed_until = '' WHERE issue_id = ?"
+                " AND claim = ? AND status = 'pending' AND claimed_until != ''",
+                (issue_id, claim),
+            ).rowcount
+        return released
+
+    def outstanding(self, issue_id: int, claim: str, now: datetime) -> Outstanding:
+        """How many rows are pending, and which other claims hold running leases on some."""
+        row = self.db.execute(
+            "SELECT COUNT(*) AS n FROM deliveries WHERE issue_id = ? AND status = 'pending'",
+            (issue_id,),
+        ).fetchone()
+        leases = tuple(
+            (str(lease["claim"]), datetime.fromisoformat(lease["ends"]))
+            for lease in self.db.execute(
+                "SELECT claim, MIN(claimed_until) AS ends FROM deliveries WHERE issue_id = ?"
+                " AND status = 'pending' AND claimed_until > ? AND claim != ?"
+                " GROUP BY claim ORDER BY claim",
+                (issue_id, iso(now), claim),
+            )
+        )
+        return Outstanding(int(row["n"]), leases)
 
     # -- schedule slots --------------------------------------------------------
 

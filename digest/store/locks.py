@@ -8,7 +8,11 @@ Each named lock is an `fcntl.flock` on a small file next to the state file:
 
 - `run` (digest.sqlite3.run.lock): held by `digest run` for its whole life; one scheduler per state.
 - `send` (digest.sqlite3.send.lock): held for the duration of any send, by the scheduler or by
-  `digest send`, so a manual send never overlaps a scheduled one.
+  `digest send`, so two issues are never frozen at once. Another sender started meanwhile joins
+  the issue being sent without it (digest.run.send).
+- `sender-...` (one per sending process, named by a random part of its claim): held while that
+  process sends; free means the process is gone, so the others take its batch over at once. Its
+  file is removed when released (`transient`).
 - `archive` (digest.sqlite3.archive.lock): held while the archive's files are written.
 
 The lock file records who holds it (pid, host, start time, command) for the error message.
@@ -62,10 +66,12 @@ def hold_lock(
     wait: float = 0.0,
     stop: threading.Event | None = None,
     command: str | None = None,
+    transient: bool = False,
 ) -> Iterator[Path]:
     """Hold the named lock for the block; LockHeld if another process keeps it past `wait` s.
 
     `command` (default: the lock's name) is the digest command recorded as the holder.
+    `transient`: the lock file is removed when released (a lock named for one process only).
     """
     path = lock_path(state_path, name).resolve()
     key = (path, threading.get_ident())
@@ -89,8 +95,31 @@ def hold_lock(
     finally:
         with _held_guard:
             del _held[key]
+        if transient:
+            path.unlink(missing_ok=True)
         os.ftruncate(descriptor, 0)
         fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
+def lock_is_free(state_path: Path, name: str) -> bool:
+    """Whether nobody holds the named lock now: its holder released it or died (the kernel
+    drops a dead process's flock). A free lock's file is removed: it was a transient one's."""
+    path = lock_path(state_path, name).resolve()
+    try:
+        descriptor = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    except OSError as error:
+        raise DigestError(f"{path}: cannot open the lock file: {error.strerror}") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        path.unlink(missing_ok=True)
+        return True
+    finally:
         os.close(descriptor)
 
 

@@ -239,6 +239,20 @@ REPORTS_MIGRATION: tuple[str, ...] = (
 )""",
 )
 
+# Deliveries queued at freeze and claimed by senders (migration 15; digest.store.ledger): each
+# pending row says which rendering its reader gets (`edition`: "" the whole issue, else a choice
+# of sections; NULL on rows an earlier release wrote, which a resumed send fills in) and the name
+# the To header shows until the outcome is recorded; `claim` and `claimed_until` are the lease a
+# sender holds on it while it sends. `queued_at` on the issue: every reader's row is written.
+QUEUE_MIGRATION: tuple[str, ...] = (
+    "ALTER TABLE deliveries ADD COLUMN name TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE deliveries ADD COLUMN edition TEXT",
+    "ALTER TABLE deliveries ADD COLUMN claim TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE deliveries ADD COLUMN claimed_until TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE issues ADD COLUMN queued_at TEXT",
+    "CREATE INDEX deliveries_claimable ON deliveries (issue_id, status, claimed_until)",
+)
+
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: release 0.1.0.
     (
@@ -405,8 +419,8 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     COUNTS_MIGRATION,
     # 14: transactional emails waiting to be sent: see OUTBOX_MIGRATION above.
     OUTBOX_MIGRATION,
-    # 15: reserved.
-    (),
+    # 15: deliveries queued at freeze, claimed in leased batches: see QUEUE_MIGRATION above.
+    QUEUE_MIGRATION,
     # 16: what readers did through an issue's links: see REPORTS_MIGRATION above.
     REPORTS_MIGRATION,
     # 17: click counts: see CLICKS_MIGRATION above.

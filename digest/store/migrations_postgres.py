@@ -281,8 +281,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX outbox_due ON outbox (claimed_until)",
         "CREATE INDEX outbox_email ON outbox (email)",
     ),
-    # 4: reserved.
-    (),
+    # 4: deliveries queued at freeze, claimed in leased batches (SQLite's 15; written to be
+    # safe to run again).
+    (
+        _c("ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS name TEXT NOT NULL DEFAULT ''"),
+        _c("ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS edition TEXT"),
+        _c("ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS claim TEXT NOT NULL DEFAULT ''"),
+        _c(
+            "ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS claimed_until TEXT NOT NULL DEFAULT ''"
+        ),
+        _c("ALTER TABLE issues ADD COLUMN IF NOT EXISTS queued_at TEXT"),
+        "CREATE INDEX IF NOT EXISTS deliveries_claimable"
+        " ON deliveries (issue_id, status, claimed_until)",
+    ),
     # 5: what readers did through an issue's links, as SQLite's 16 (digest.store.reports).
     (
         _c("""CREATE TABLE reader_events (

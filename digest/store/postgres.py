@@ -46,7 +46,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import UTC
 from functools import lru_cache
 from typing import Any
@@ -220,6 +220,11 @@ class PostgresBackend:
     def read_only(self) -> bool:
         """Whether writes are refused (a read-only command)."""
         return self._read_only
+
+    @property
+    def skip_locked(self) -> str:
+        """Row locks for a claim: rows another transaction holds are skipped, not waited for."""
+        return " FOR UPDATE SKIP LOCKED"
 
     @property
     def where(self) -> str:
@@ -548,6 +553,22 @@ def hold_lock(
             logger.warning("%s: %s", where, _message(error, url))
         finally:
             connection.close()
+
+
+def lock_is_free(url: DatabaseURL, name: str) -> bool:
+    """Whether no session holds the advisory lock `name` now: its holder released it, or its
+    connection ended (the server drops a dead session's locks)."""
+    try:
+        with closing(connect(url, application_name="digest lock check")) as connection:
+            row = connection.execute(
+                "SELECT pg_try_advisory_lock(%s)", (lock_key(name),)
+            ).fetchone()
+            got = bool(row is not None and row[0])
+            if got:
+                connection.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
+            return got
+    except psycopg.Error as error:
+        raise explain(url, error) from None
 
 
 def _acquire(

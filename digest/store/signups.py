@@ -18,7 +18,7 @@ deleted as new ones arrive.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -67,16 +67,24 @@ def _sections_text(sections: Sequence[str] | None) -> str | None:
     return None if sections is None else json.dumps(list(sections))
 
 
+# Addresses read or written at once when a list is streamed.
+_CHUNK = 500
+
+
+def _sections(stored: str | None) -> tuple[str, ...] | None:
+    sections = json.loads(stored) if stored is not None else None
+    return tuple(sections) if sections is not None else None
+
+
 def _signup(row: object) -> Signup:
     data = dict(row)  # type: ignore[call-overload]
-    sections = json.loads(data["sections"]) if data["sections"] is not None else None
     created = parse_time(data["created_at"])
     assert created is not None
     return Signup(
         email=data["email"],
         name=data["name"],
         status=data["status"],
-        sections=tuple(sections) if sections is not None else None,
+        sections=_sections(data["sections"]),
         source=data["source"],
         created_at=created,
         confirmed_at=parse_time(data["confirmed_at"]),
@@ -298,19 +306,62 @@ class Signups:
         return [_signup(row) for row in rows]
 
     def record_listed(self, emails: Iterable[str], now: datetime) -> int:
-        """Put on record, once, that these addresses came from the editor's subscriber file."""
-        wanted = {address_key(email) for email in emails}
-        if not wanted:
-            return 0
+        """Put on record, once, that these addresses came from the editor's subscriber file.
+        Read and written a chunk at a time, so a long list never sits in memory whole."""
+        recorded = 0
+        chunk: list[str] = []
+        for email in emails:
+            chunk.append(address_key(email))
+            if len(chunk) >= _CHUNK:
+                recorded += self._record_listed_chunk(chunk, now)
+                chunk = []
+        return recorded + (self._record_listed_chunk(chunk, now) if chunk else 0)
+
+    def _record_listed_chunk(self, emails: Sequence[str], now: datetime) -> int:
+        wanted = set(emails)
+        marks = ", ".join("?" * len(wanted))
         listed = {
             row["email"]
-            for row in self.db.execute("SELECT DISTINCT email FROM consents WHERE event = 'listed'")
+            for row in self.db.execute(
+                "SELECT DISTINCT email FROM consents WHERE event = 'listed'"
+                f" AND email IN ({marks})",
+                sorted(wanted),
+            )
         }
         new = sorted(wanted - listed)
         with self.db.transaction():
             for email in new:
                 self._consent(email, "listed", now, "file")
         return len(new)
+
+    def confirmed_batches(self, size: int = _CHUNK) -> Iterator[list[Subscriber]]:
+        """Every confirmed sign-up as a subscriber, `size` at a time in address order, read a
+        page at a time (never the whole list at once)."""
+        after = ""
+        while True:
+            rows = self.db.execute(
+                "SELECT * FROM signups WHERE status = 'confirmed' AND email > ?"
+                " ORDER BY email LIMIT ?",
+                (after, size),
+            ).fetchall()
+            if not rows:
+                return
+            batch = [
+                Subscriber(email=s.email, name=s.name, sections=s.sections)
+                for s in map(_signup, rows)
+            ]
+            yield batch
+            after = batch[-1].email
+
+    def chosen_sections(self) -> set[tuple[str, ...] | None]:
+        """Every distinct choice of sections a reader who may get the next issue has made
+        (confirmed sign-ups, and readers in the file who chose on their preferences page),
+        suppressed readers left out: the renderings an issue may need."""
+        rows = self.db.execute(
+            "SELECT DISTINCT sections FROM signups WHERE status IN ('confirmed', 'listed')"
+            " AND email NOT IN (SELECT email FROM suppressions)"
+        )
+        return {_sections(row["sections"]) for row in rows}
 
     def consents(self, email: str) -> list[ConsentEvent]:
         """Everything on record about one address's consent, oldest first."""

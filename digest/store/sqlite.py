@@ -82,6 +82,11 @@ class SQLiteBackend:
         return self._read_only
 
     @property
+    def skip_locked(self) -> str:
+        """Nothing: a writing transaction (BEGIN IMMEDIATE) already excludes every other writer."""
+        return ""
+
+    @property
     def where(self) -> str:
         """The state file's path."""
         return str(self.path)
@@ -330,8 +335,9 @@ def lock_beside(
     wait: float = 0.0,
     stop: threading.Event | None = None,
     command: str | None = None,
+    transient: bool = False,
 ) -> Iterator[str]:
     """The named lock of the state file at `path`: a lock file beside it (digest.store.locks);
     yields the lock file's path, for log lines."""
-    with hold_lock(path, name, wait=wait, stop=stop, command=command) as held:
+    with hold_lock(path, name, wait=wait, stop=stop, command=command, transient=transient) as held:
         yield str(held)
