@@ -26,7 +26,7 @@ import pytest
 
 from digest import store
 from digest.config.schema import load_config
-from digest.store import SuppressionKind, migrations, migrations_postgres
+from digest.store import SuppressionKind
 from tests.conftest import Project
 from tests.support import statefile
 from tests.support.postgres import postgres_cluster, postgres_url  # noqa: F401 (fixtures)
@@ -224,6 +224,9 @@ def statefile_rows(path: object, sql: str, *parameters: object) -> list[tuple[An
         return []
 
 
+QUEUE_SQLITE, QUEUE_POSTGRESQL = 15, 4  # the migrations that added the send queue
+
+
 @pytest.fixture
 def earlier_release(
     project: Project, backend: str, request: pytest.FixtureRequest
@@ -241,12 +244,15 @@ def earlier_release(
             for column in ("name", "edition", "claim", "claimed_until")
         ),
         "ALTER TABLE issues DROP COLUMN queued_at",
+        # and the tables the migrations after the queue's made
+        *(f"DROP TABLE {table}" for table in ("reader_events", "report_mails", "link_clicks")),
+        "DROP TABLE issue_links",
     ]
     if backend == "sqlite":
         path = project.root / "state.sqlite3"
         for statement in statements:
             statefile.execute(path, statement)
-        statefile.execute(path, f"PRAGMA user_version = {migrations.LATEST - 1}")
+        statefile.execute(path, f"PRAGMA user_version = {QUEUE_SQLITE - 1}")
     else:
         from tests.support.postgres import connect
 
@@ -254,7 +260,7 @@ def earlier_release(
         with connect(url, autocommit=True) as db:
             for statement in statements:
                 db.execute(statement)  # type: ignore[arg-type]
-            db.execute("UPDATE digest_schema SET version = %s", (migrations_postgres.LATEST - 1,))
+            db.execute("UPDATE digest_schema SET version = %s", (QUEUE_POSTGRESQL - 1,))
     yield query
 
 

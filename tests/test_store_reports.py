@@ -78,7 +78,9 @@ def test_the_0_1_0_file_upgrades_and_its_issues_report_what_is_known(tmp_path: P
         readers = state.reports.by_issue()
     assert statefile.user_version(path) == migrations.LATEST >= REPORTS
     after = statefile.dump(path, list(before))
-    assert after["deliveries"] == before["deliveries"]
+    # the rows as the earlier release wrote them, beside the columns later migrations added
+    earlier = [row[: len(before["deliveries"][0])] for row in after["deliveries"]]
+    assert earlier == before["deliveries"]
     assert {"reader_events", "report_mails"} <= set(statefile.tables(path))
     assert readers == {}
     assert totals and sum(t.sent + t.failed + t.pending for t in totals) == len(
