@@ -456,3 +456,47 @@ def test_a_list_item_from_a_variable_is_named_by_the_variable() -> None:
     message = error_for(text, {"WORDS": "energy(unclosed"})
     assert message.startswith("config.yaml:7: feeds[0].include: ${WORDS} is not a valid regular")
     assert "energy" not in message
+
+
+@pytest.mark.parametrize(
+    ("written", "error"),
+    [
+        ("port: .inf", "config.yaml:9: smtp.port: Input should be a finite number"),
+        (
+            "port: 587\n  timeout: soon",
+            "config.yaml:10: smtp.timeout: expected a number, got 'soon'",
+        ),
+        (
+            "port: 587\n  1: x",
+            "config.yaml:7: smtp[1]: Keys should be strings",
+        ),
+        ("port: 587\nstate: 5", "config.yaml:10: state: expected text, got 5"),
+        ("port: 587\nsubscribers: [a]", "config.yaml:10: subscribers: expected text, got ['a']"),
+        (
+            "port: 587\nnewsletter: the weekly one",
+            "config.yaml:10: newsletter: expected a mapping of keys (key: value lines, indented)",
+        ),
+        (
+            "port: 587\nfeeds: https://example.org/blog/feed",
+            "config.yaml:10: feeds: expected a list (lines starting with '- ')",
+        ),
+        (
+            "port: 587\n  security: starttls\nsignup:\n  enabled: maybe",
+            "config.yaml:12: signup.enabled: expected true or false, got 'maybe'",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_named_with_what_is_expected(written: str, error: str) -> None:
+    text = VALID.replace("port: 587", written)
+    if "\nnewsletter:" in written or "\nfeeds:" in written:  # the later key replaces the first
+        text = text.replace("newsletter:\n", "old_newsletter:\n", 1)
+        text = text.replace("feeds:\n", "old_feeds:\n", 1)
+    assert error in error_for(text)
+
+
+def test_numbers_written_as_text_or_with_a_point_are_read_as_before() -> None:
+    text = VALID.replace("port: 587", "port: ' 587.0 '\n  timeout: ' 2.5 '\n  retries: 4.0")
+    text = text.replace("  title:", "  choosable_sections: 1\n  title:")
+    config = parse_config(text, "config.yaml", Path("/srv/news"), {})
+    assert (config.smtp.port, config.smtp.timeout, config.smtp.retries) == (587, 2.5, 4)
+    assert config.newsletter.choosable_sections is True

@@ -407,3 +407,16 @@ def test_a_pool_serves_many_threads_at_once(request: pytest.FixtureRequest) -> N
     assert errors == []
     with store.open(where, read_only=True) as state:
         assert len(state.suppressions.suppressed()) == 21
+
+
+def test_a_time_without_a_zone_is_refused_at_the_state_and_nothing_is_written(
+    state: store.State,
+) -> None:
+    """Stored times are UTC text whose order is time order; a naive time could be anyone's
+    local time, so it never reaches the database."""
+    key = "2026-11-30T08:00:00+00:00"
+    with pytest.raises(ValueError, match="naive datetime reached the state database"):
+        state.ledger.record_skipped_slot(key, NOW.replace(tzinfo=None), "held")
+    assert not state.ledger.slot_handled(key)
+    state.ledger.record_skipped_slot(key, NOW, "held")  # the same, aware, is kept
+    assert state.ledger.slot_handled(key)
