@@ -498,3 +498,43 @@ def test_a_sign_up_whose_confirmation_cannot_be_sent_is_kept_and_sent_later(
     (confirmation,) = project.smtp.to("kim@example.net")
     assert str(confirmation.message["Subject"]).startswith("Confirm your subscription")
     assert rows(project, "SELECT COUNT(*) FROM outbox") == [(0,)]
+
+
+def test_links_and_forms_that_cannot_be_used_get_their_own_answer(
+    site: tuple[Project, Serving],
+) -> None:
+    """An expired preferences link points to a newer issue; a confirmation link for an address
+    with no sign-up waiting is refused as invalid; an oversized form is refused before it is
+    read; a sign-up choosing no section is asked to choose one. Nothing is recorded."""
+    project, served = site
+    late = project.now - timedelta(seconds=1)
+    expired = make_purpose_token(SECRET, "preferences", "ann@example.com", late)
+    for method in ("GET", "POST"):
+        answer = httpx.request(
+            method, f"{served.public}/preferences", params={"token": expired}, timeout=10
+        )
+        assert answer.status_code == 400, method
+        assert "This preferences link has expired. Nothing was changed." in answer.text
+        assert "Use the link in a more recent issue." in answer.text
+
+    unknown = make_purpose_token(
+        SECRET, "confirm", "nobody@example.net", project.now + timedelta(days=1)
+    )
+    answer = httpx.post(f"{served.public}/confirm", params={"token": unknown}, timeout=10)
+    assert answer.status_code == 400
+    assert "This confirmation link is not valid" in answer.text
+
+    big = {"padding": "x" * 20_000}
+    good = make_purpose_token(
+        SECRET, "preferences", "ann@example.com", project.now + timedelta(days=1)
+    )
+    for path, token in (("confirm", unknown), ("preferences", good)):
+        answer = httpx.post(
+            f"{served.public}/{path}", params={"token": token}, data=big, timeout=10
+        )
+        assert answer.status_code == 413, path
+
+    answer = sign_up(served, "dee@example.net", section=[])
+    assert answer.status_code == 400 and "Please choose at least one section." in answer.text
+    assert rows(project, "SELECT COUNT(*) FROM signups") == [(0,)]
+    assert project.smtp.received == []
