@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project
+from tests.support.measuring import unmeasured, unmeasured_environment
 
 # Each runs inside the bundled email.html's post block, so the error names the editor's file.
 RUNAWAYS = {
@@ -48,6 +49,7 @@ def child_usage(
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=unmeasured_environment(),
         timeout=60,
         check=False,
     )
@@ -85,7 +87,8 @@ def test_a_runaway_template_during_send_sends_nothing(project: Project) -> None:
         "{% for i in range(10**9) %}<p>x</p>{% endfor %}{% endblock %}",
         encoding="utf-8",
     )
-    result = project.run("send")
+    with unmeasured():
+        result = project.run("send")
     assert result.exit_code == 2, result.output
     assert "email.html:1:" in result.output and "output over" in result.output
     assert project.smtp.received == []
