@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from digest.core.errors import TemplateError
 from tests.conftest import Project
 from tests.support.measuring import unmeasured, unmeasured_environment
 
@@ -114,3 +115,22 @@ def test_modest_subject_formats_still_work(project: Project) -> None:
     assert (
         message.message["Subject"] == "Collaborat ( 3 posts)"
     )  # one line: runs of spaces collapse
+
+
+def test_the_bounded_filters_and_operators_give_jinja_s_answers_within_bounds(
+    tmp_path: Path,
+) -> None:
+    """Modest uses of what the bounds guard render as plain Jinja would; a missing include is
+    named with where it was needed."""
+    from digest.render.templates import render_template, template_environment
+
+    (tmp_path / "page.txt").write_text(
+        '[{{ "ab" | center(6) }}]{{ "a\\nb" | indent(2) }}|{{ "%3s" | format("x") }}'
+        "|{{ 2 * 3 }}|{{ [1] * 2 }}|{{ 2 ** 10 }}|{{ range(3) | list }}",
+        encoding="utf-8",
+    )
+    env = template_environment(tmp_path)
+    assert render_template(env, "page.txt", {}) == "[  ab  ]a\n  b|  x|6|[1, 1]|1024|[0, 1, 2]"
+    (tmp_path / "broken.txt").write_text('{% include "missing.txt" %}', encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"template 'missing\.txt' \(needed by broken\.txt\)"):
+        render_template(env, "broken.txt", {})
