@@ -420,3 +420,20 @@ def test_a_time_without_a_zone_is_refused_at_the_state_and_nothing_is_written(
     assert not state.ledger.slot_handled(key)
     state.ledger.record_skipped_slot(key, NOW, "held")  # the same, aware, is kept
     assert state.ledger.slot_handled(key)
+
+
+def test_a_read_only_command_keeps_a_preview_only_in_a_state_that_exists_and_is_current(
+    where: Where,
+) -> None:
+    """A preview is a cache: a command that only reads keeps it when the state is there and up
+    to date, and a state that does not exist yet is not created for it."""
+    rendered = RenderedIssue("Subject", "<p>html</p>", "text", warnings=("a warning",))
+    with store.open(where, read_only=True) as state:  # nothing there yet: a private, empty view
+        state.previews.remember("draft", rendered, NOW.isoformat())
+        assert state.previews.cached("draft") is None
+    with store.open(where) as state:
+        assert state.previews.cached("draft") is None  # it was not written
+    with store.open(where, read_only=True) as state:
+        state.previews.remember("draft", rendered, NOW.isoformat())
+    with store.open(where, read_only=True) as state:
+        assert state.previews.cached("draft") == rendered
