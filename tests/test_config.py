@@ -500,3 +500,92 @@ def test_numbers_written_as_text_or_with_a_point_are_read_as_before() -> None:
     config = parse_config(text, "config.yaml", Path("/srv/news"), {})
     assert (config.smtp.port, config.smtp.timeout, config.smtp.retries) == (587, 2.5, 4)
     assert config.newsletter.choosable_sections is True
+
+
+TITLE = "  title: Collaborate Weekly"
+PORT = "  port: 587"
+
+
+@pytest.mark.parametrize(
+    ("after", "added", "error"),
+    [
+        (
+            TITLE,
+            "  logo_url: ftp://example.org/logo.png",
+            "config.yaml:3: newsletter.logo_url: expected an http(s) URL,"
+            " got 'ftp://example.org/logo.png'",
+        ),
+        (
+            "",
+            "theme:\n  accent: blue",
+            "config.yaml:11: theme.accent: expected a six-digit hex colour like '#1d4f91',"
+            " got 'blue'",
+        ),
+        (
+            PORT,
+            '  return_path: "b+{token}+{token}@example.org"',
+            "config.yaml:10: smtp.return_path: {token} may appear once, in the part before the @",
+        ),
+        (
+            PORT,
+            '  return_path: "' + "b" * 60 + '+{token}@example.org"',
+            "config.yaml:10: smtp.return_path: the part before the @ is too long for a token"
+            " (64 characters)",
+        ),
+        (
+            "",
+            'schedule:\n  day: someday\n  time: "08:00"',
+            "config.yaml:11: schedule.day: expected a weekday name such as 'monday', got 'someday'",
+        ),
+        (
+            "",
+            'schedule:\n  day: monday\n  time: "8 o\'clock"',
+            'config.yaml:12: schedule.time: expected a time like "08:00", got "8 o\'clock"',
+        ),
+        (
+            "",
+            'schedule:\n  day: monday\n  time: "08:00"\n  timezone: Mars/Olympus',
+            "config.yaml:13: schedule.timezone: expected an IANA time zone such as"
+            " 'Europe/London', got 'Mars/Olympus'",
+        ),
+        (
+            "",
+            'schedule:\n  day: monday\n  time: "08:00"\n  cron: "0 8 * * 1"',
+            "config.yaml:10: schedule: give either cron or day + time, not both",
+        ),
+        (
+            "",
+            "schedule:\n  day: monday",
+            'config.yaml:10: schedule: give day and time (e.g. day: monday, time: "08:00") or cron',
+        ),
+        (
+            "",
+            'schedule:\n  cron: "0 8 * * 1"\n  grace: soon',
+            "config.yaml:12: schedule.grace: expected a duration like '6h', '30m' or '1d',"
+            " got 'soon'",
+        ),
+        (
+            "",
+            'schedule:\n  cron: "0 8 * * 1"\n  approval:\n    required: true',
+            "config.yaml:12: schedule.approval: approval.required needs at least one address"
+            " in approvers",
+        ),
+        (
+            "",
+            "archive:\n  enabled: true\n  subscribe_url: ftp://x",
+            "config.yaml:12: archive.subscribe_url: expected an http(s) or mailto: URL,"
+            " got 'ftp://x'",
+        ),
+        (
+            "",
+            'workbench:\n  hosts: ["not a host!"]',
+            "config.yaml:11: workbench.hosts: expected a DNS name such as example.org (ASCII"
+            " letters, digits, hyphens and dots), got 'not a host!'",
+        ),
+    ],
+)
+def test_a_value_a_setting_cannot_use_is_named_with_an_example_of_one_it_can(
+    after: str, added: str, error: str
+) -> None:
+    text = VALID.replace(after, f"{after}\n{added}") if after else f"{VALID}{added}\n"
+    assert error_for(text) == error
