@@ -12,6 +12,8 @@ import pytest
 
 from digest.config.schema import load_config, parse_config
 from digest.core.errors import ConfigError
+from digest.core.redact import redact_url
+from digest.store.location import DatabaseURL
 from tests.conftest import Project
 
 VALID = """\
@@ -589,3 +591,23 @@ def test_a_value_a_setting_cannot_use_is_named_with_an_example_of_one_it_can(
 ) -> None:
     text = VALID.replace(after, f"{after}\n{added}") if after else f"{VALID}{added}\n"
     assert error_for(text) == error
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("postgresql://digest:s3cret@db:five/digest", "is not a PostgreSQL URL"),
+        ("postgresql://digest:s3cret@db:5432/", "names no database"),
+    ],
+)
+def test_a_state_url_that_cannot_be_used_is_named_without_its_password(url: str, why: str) -> None:
+    message = error_for(f"{VALID}state: {url}\n")
+    assert message.startswith("config.yaml:10: state: 'postgresql://digest:***@db:")
+    assert why in message and "expected postgresql://user@host:port/database" in message
+    assert "s3cret" not in message
+
+
+def test_a_url_that_cannot_be_read_is_masked_whole() -> None:
+    assert redact_url("http://[::1/feed?key=s3cret") == "***"
+    assert DatabaseURL("postgresql://digest:s3cret@[::1/db").password == ""
+    assert DatabaseURL("postgresql://digest:s3cret@[::1/db").database == ""
