@@ -192,3 +192,30 @@ def test_an_ses_transient_bounce_is_soft_and_skips_rows_that_are_not_objects() -
         "4.2.2",
         "mailboxfull",
     )
+
+
+@pytest.mark.parametrize(
+    ("subject", "headers"),
+    [
+        ("Re: Weekly", "Auto-Submitted: auto-replied\r\n"),
+        ("Re: Weekly", "X-Autoreply: yes\r\n"),
+        ("Re: Weekly", "X-Apple-Action: vacation\r\n"),
+        ("Re: Weekly", "Precedence: auto_reply\r\n"),
+        ("Out of office: Re: Weekly", ""),
+    ],
+)
+def test_a_vacation_reply_is_an_auto_reply_not_a_bounce(subject: str, headers: str) -> None:
+    message = (
+        f"From: Ann <ann@example.com>\r\nTo: bounces@example.org\r\nSubject: {subject}\r\n"
+        f"{headers}\r\nI am away until Monday.\r\n"
+    ).encode()
+    report = read_report(message)
+    assert report.kind is Kind.AUTO_REPLY and report.recipients == ()
+
+
+def test_a_reader_s_own_reply_is_not_a_bounce() -> None:
+    message = (
+        b"From: Ann <ann@example.com>\r\nTo: bounces@example.org\r\nSubject: Re: Weekly\r\n"
+        b"\r\nThanks for the issue!\r\n"
+    )
+    assert read_report(message).kind is Kind.NOT_BOUNCE
