@@ -25,8 +25,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Every test, under coverage.py (settings in pyproject.toml): the `digest` processes the tests
+# start are measured too. scripts/coverage_floor.py fails the run when line or branch coverage of
+# digest/ falls below its floor; `.venv/bin/coverage report -m` then lists what no test ran.
+COVERAGE_DIR := build/coverage
 unit: $(STAMP) browser imap postgres
-	$(BIN)/pytest -q -n $(TEST_WORKERS)
+	rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
+	$(BIN)/coverage run -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage json --quiet -o $(COVERAGE_DIR)/coverage.json
+	$(BIN)/python scripts/coverage_floor.py $(COVERAGE_DIR)/coverage.json
 
 # The browser test drives Debian's chromium (never a downloaded browser): install it if missing.
 browser:

@@ -34,3 +34,8 @@ def test_only_a_non_ascii_local_part_needs_smtputf8() -> None:
     assert not needs_smtputf8(canonical_address("erin@bücher.example"))
     assert needs_smtputf8(canonical_address("jöe@example.org"))
     assert canonical_or_none(["not", "text"]) is None
+
+
+def test_text_far_longer_than_any_address_is_refused_before_it_is_parsed() -> None:
+    with pytest.raises(AddressError, match="that is too long to be an email address"):
+        canonical_address("a" * 2000 + "@example.com")

@@ -15,7 +15,7 @@ from digest.core.models import Choice
 from digest.core.tokens import APPROVAL_PURPOSE, make_purpose_token
 from digest.issue.choices import choose, next_posts, set_note
 from digest.run import send as sending
-from digest.run.approval import gate_for, request_ahead
+from digest.run.approval import approval_link, gate_for, request_ahead
 from digest.run.slots import slot_key
 from tests.conftest import Project, post
 from tests.support import statefile
@@ -402,3 +402,58 @@ def test_a_post_pinned_after_approval_stays_pinned_for_the_next_issue(project: P
     assert [(c.post.title, c.status) for c in next_posts(config, NEXT_SLOT)] == [
         ("Post number 4", "pinned")
     ]
+
+
+def test_a_link_that_cannot_decide_gets_a_clear_answer_and_changes_nothing(
+    project: Project,
+) -> None:
+    """No token, two tokens, a token naming no slot, a press of no button, an oversized form,
+    a slot with no draft and a slot already sent: each gets its own answer, and nothing is
+    decided."""
+    with_approval(project, "2h")
+    config = load_config(project.config)
+    assert request_ahead(config, SLOT, SLOT - timedelta(hours=2))
+    with store.open_path(config.state_path) as state:
+        secret = state.secrets.signing_secret(config.secret)
+    until = SLOT + timedelta(hours=6)
+    no_slot = make_purpose_token(secret, APPROVAL_PURPOSE, f"next-week {APPROVER}", until)
+    project.now = SLOT - timedelta(hours=1)
+    with serving(project) as served:
+
+        def link(slot: datetime) -> str:
+            return served.public + approval_link(config, secret, slot, APPROVER).removeprefix(
+                "https://news.example.org"
+            )
+
+        url = approval_url(project, served.public)
+        token = url.partition("token=")[2]
+        for bad in ("", f"?token={token}&token={token}", f"?token={no_slot}"):
+            for answer in (
+                httpx.get(served.public + "/approval" + bad),
+                httpx.post(served.public + "/approval" + bad, data={"answer": "approve"}),
+            ):
+                assert answer.status_code == 400, (bad, answer.text)
+                assert "This approval link is not valid or has expired" in answer.text
+        unpressed = httpx.post(url, data={"answer": "maybe"})
+        assert unpressed.status_code == 400 and "Choose Approve or Hold." in unpressed.text
+        oversized = httpx.post(url, data={"answer": "approve", "padding": "x" * 20_000})
+        assert oversized.status_code == 413 and "Request body too large." in oversized.text
+
+        undrafted = link(NEXT_SLOT)
+        shown = httpx.get(undrafted)
+        assert shown.status_code == 200 and "not drafted yet" in shown.text
+        pressed = httpx.post(undrafted, data={"answer": "approve"})
+        assert pressed.status_code == 404
+        assert "No draft is waiting for that slot." in pressed.text
+
+        with store.open_path(config.state_path) as state:  # the slot passes unsent
+            state.ledger.record_skipped_slot(slot_key(SLOT), SLOT, "not approved in time")
+        shown = httpx.get(url)
+        assert shown.status_code == 200 and "already sent or skipped" in shown.text
+        pressed = httpx.post(url, data={"answer": "approve"})
+        assert pressed.status_code == 200
+        assert "The issue due 2026-11-30T08:00:00+00:00 is already sent or skipped." in (
+            pressed.text
+        )
+    assert status(project) == [("2026-11-30T08:00:00+00:00", "requested")]
+    assert decisions(project) == []

@@ -276,3 +276,34 @@ def test_a_backup_that_cannot_be_taken_is_logged_and_digest_run_goes_on(
     sent.write_config("backup:\n  to: backups\n")
     take_backup(load_config(sent.config), Clock.starting_at(NOW))
     assert "backup not taken: cannot use backup folder" in caplog.text
+
+
+def test_restore_names_what_is_wrong_with_the_backup_or_the_target(sent: Project) -> None:
+    """No backup at the path, a sidecar whose checksum is not one or whose kind is unknown, a
+    folder as the target: each a one-line error, and nothing is written."""
+    copy = sent.root / "copy.sqlite3"
+    assert sent.run("backup", str(copy)).exit_code == 0
+    target = sent.root / "new.sqlite3"
+
+    missing = sent.run("restore", str(sent.root / "nothing.sqlite3"), "--to", str(target))
+    assert missing.exit_code == 1
+    assert f"there is no backup at {sent.root / 'nothing.sqlite3'}" in missing.output
+
+    sidecar = backup.sidecar_of(copy)
+    record = json.loads(sidecar.read_text(encoding="utf-8"))
+    for changed, said in (
+        ({"sha256": "not a checksum"}, "a digest backup's sidecar, but its sha256 is not one"),
+        ({"kind": "mysql"}, "is a backup of a mysql state, not of a SQLite file"),
+    ):
+        sidecar.write_text(json.dumps({**record, **changed}), encoding="utf-8")
+        refused = sent.run("restore", str(copy), "--to", str(target))
+        assert refused.exit_code == 1 and said in refused.output, refused.output
+        assert "Traceback" not in refused.output
+    sidecar.write_text(json.dumps(record), encoding="utf-8")
+
+    folder = sent.root / "a-folder"
+    folder.mkdir()
+    refused = sent.run("restore", str(copy), "--to", str(folder))
+    assert refused.exit_code == 1
+    assert f"{folder} is a folder; restore into a state file's path" in refused.output
+    assert not target.exists() and list(folder.iterdir()) == []

@@ -57,3 +57,37 @@ def test_phrases_with_a_gap_match_across_it() -> None:
     assert is_user_unknown_text("This user doesn't have a yahoo.example.com account")
     assert is_user_unknown_text("the user  ann  does not exist")
     assert not is_user_unknown_text("the user is on holiday")
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        # A reason the format's own reader found stands, unless it is only provisional.
+        (Failure("", "", "", "", "failed", preset="mailboxfull"), "mailboxfull"),
+        (Failure("", "550", "RCPT", "550 sorry", preset="hasmoved"), "hasmoved"),
+        (Failure("", "550", "RCPT", "550 something", preset="filtered"), "filtered"),
+        (Failure("", "525", "", "525 account"), "suspend"),
+        (Failure("5.2.3", "552", "DATA", "552 5.2.3 too much"), "exceedlimit"),
+        (Failure("", "550", "CONN", "550 cannot find your hostname"), "requireptr"),
+        (
+            Failure("", "550", "DATA", "550 this message is not rfc 5322 compliant"),
+            "notcompliantrfc",
+        ),
+        (Failure("", "550", "DATA", "550 rejected due to poor reputation"), "badreputation"),
+        (Failure("", "550", "DATA", "550 illegal attachment"), "contenterror"),
+        (Failure("4.7.0", "421", "CONN", "421 too many connections from your host"), "toomanyconn"),
+        (Failure("", "550", "MAIL", "550 sender address rejected"), "rejected"),
+        (Failure("", "550", "RCPT", "550 I am on vacation until monday"), "vacation"),
+        # The status code's class decides when no phrase does.
+        (Failure("5.6.0", "554", "", "554 5.6.0 the thing"), "contenterror"),
+        (Failure("5.7.0", "554", "", "554 5.7.0 the thing"), "securityerror"),
+        (Failure("5.4.6", "554", "", "554 5.4.6 routing loop"), "systemerror"),
+        (Failure("", "", "", "procmail: exit 75", unix=True), "mailererror"),
+        (Failure("", "500", "", "500 syntax error"), "syntaxerror"),
+        (Failure("", "550", "EHLO", "550 go away"), "blocked"),
+    ],
+)
+def test_each_reason_is_found_by_its_status_phrase_command_or_preset(
+    failure: Failure, reason: str
+) -> None:
+    assert reason_of(failure) == reason

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 
+from digest.bounces.feedback import ses_notification
+from digest.bounces.parts import Finding
 from digest.bounces.report import MAX_REPORT_BYTES, Kind, permanent_refusal, read_report
 from tests.support import reports
 
@@ -130,3 +133,89 @@ def test_every_feedback_type_but_not_spam_is_a_complaint() -> None:
         assert report.recipients == ("ann@example.com",)
     not_spam = reports.arf("ann@example.com", RETURNED).replace(b"abuse\r", b"not-spam\r")
     assert read_report(not_spam).kind is Kind.NOT_BOUNCE
+
+
+def _sns(message: object) -> str:
+    """An SNS notification carrying `message` (JSON-encoded unless it is already text)."""
+    text = message if isinstance(message, str) else json.dumps(message)
+    return json.dumps({"Type": "Notification", "Message": text})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json at all",
+        "{not json",
+        json.dumps([{"notificationType": "Bounce"}]),
+        _sns([1, 2]),
+        _sns("[[["),
+        _sns({"notificationType": "Bounce", "bounce": "not an object"}),
+        _sns({"notificationType": "Bounce", "bounce": {"bouncedRecipients": ["x", 5, None]}}),
+        _sns({"notificationType": "Complaint", "complaint": ["not an object"]}),
+        _sns({"notificationType": "Open"}),
+    ],
+)
+def test_an_ses_notification_of_the_wrong_shape_is_no_finding(body: str) -> None:
+    assert ses_notification(body) is None
+
+
+def test_ses_notifications_that_are_not_bounces_say_what_they_are() -> None:
+    confirm = json.dumps({"Type": "SubscriptionConfirmation", "Message": "You chose to subscribe"})
+    assert ses_notification(confirm) == Finding(
+        Kind.NOT_BOUNCE, (), "", "SNS subscription confirmation"
+    )
+    delivered = ses_notification(_sns({"notificationType": "Delivery"}))
+    assert delivered is not None and delivered.kind is Kind.NOT_BOUNCE
+    assert delivered.reason == "delivered"
+    not_spam = {
+        "complaintFeedbackType": "not-spam",
+        "complainedRecipients": [{"emailAddress": "ann@example.com"}],
+    }
+    found = ses_notification(_sns({"notificationType": "Complaint", "complaint": not_spam}))
+    assert found is not None and found.kind is Kind.NOT_BOUNCE and found.recipients == ()
+
+
+def test_an_ses_transient_bounce_is_soft_and_skips_rows_that_are_not_objects() -> None:
+    bounce = {
+        "bounceType": "Transient",
+        "bounceSubType": "General",
+        "bouncedRecipients": [
+            "junk",
+            {"emailAddress": "ann@example.com", "diagnosticCode": "smtp; 452 4.2.2 mailbox full"},
+        ],
+    }
+    found = ses_notification(_sns({"eventType": "Bounce", "bounce": bounce}))
+    assert found is not None
+    assert (found.kind, found.recipients, found.status, found.reason) == (
+        Kind.SOFT,
+        ("ann@example.com",),
+        "4.2.2",
+        "mailboxfull",
+    )
+
+
+@pytest.mark.parametrize(
+    ("subject", "headers"),
+    [
+        ("Re: Weekly", "Auto-Submitted: auto-replied\r\n"),
+        ("Re: Weekly", "X-Autoreply: yes\r\n"),
+        ("Re: Weekly", "X-Apple-Action: vacation\r\n"),
+        ("Re: Weekly", "Precedence: auto_reply\r\n"),
+        ("Out of office: Re: Weekly", ""),
+    ],
+)
+def test_a_vacation_reply_is_an_auto_reply_not_a_bounce(subject: str, headers: str) -> None:
+    message = (
+        f"From: Ann <ann@example.com>\r\nTo: bounces@example.org\r\nSubject: {subject}\r\n"
+        f"{headers}\r\nI am away until Monday.\r\n"
+    ).encode()
+    report = read_report(message)
+    assert report.kind is Kind.AUTO_REPLY and report.recipients == ()
+
+
+def test_a_reader_s_own_reply_is_not_a_bounce() -> None:
+    message = (
+        b"From: Ann <ann@example.com>\r\nTo: bounces@example.org\r\nSubject: Re: Weekly\r\n"
+        b"\r\nThanks for the issue!\r\n"
+    )
+    assert read_report(message).kind is Kind.NOT_BOUNCE

@@ -144,3 +144,20 @@ def test_an_unusable_dkim_key_fails_the_check_without_quoting_the_key(project: P
 def test_the_check_creates_no_state_file(project: Project) -> None:
     assert project.run("check").exit_code == 0
     assert not (project.root / "state.sqlite3").exists()
+
+
+def test_check_feeds_shows_each_feed_s_health_and_fails_when_one_is_failing(
+    project: Project,
+) -> None:
+    healthy = project.run("check", "--feeds")
+    assert healthy.exit_code == 0, healthy.output
+    assert "OK: 2 feeds, 2 subscribers, templates render." in healthy.output
+    for name in ("From the blog", "Latest news"):
+        assert name in healthy.output
+    assert "2026-11-29" in healthy.output  # the newest post of each
+
+    project.feeds.add("/news.xml", b"Gone", status=404)
+    failing = project.run("check", "--feeds")
+    assert failing.exit_code == 1, failing.output
+    assert "failed" in failing.output and "404" in failing.output
+    assert "some feeds are failing; see the table above" in failing.output

@@ -12,6 +12,8 @@ import pytest
 
 from digest.config.schema import load_config, parse_config
 from digest.core.errors import ConfigError
+from digest.core.redact import redact_url
+from digest.store.location import DatabaseURL
 from tests.conftest import Project
 
 VALID = """\
@@ -456,3 +458,156 @@ def test_a_list_item_from_a_variable_is_named_by_the_variable() -> None:
     message = error_for(text, {"WORDS": "energy(unclosed"})
     assert message.startswith("config.yaml:7: feeds[0].include: ${WORDS} is not a valid regular")
     assert "energy" not in message
+
+
+@pytest.mark.parametrize(
+    ("written", "error"),
+    [
+        ("port: .inf", "config.yaml:9: smtp.port: Input should be a finite number"),
+        (
+            "port: 587\n  timeout: soon",
+            "config.yaml:10: smtp.timeout: expected a number, got 'soon'",
+        ),
+        (
+            "port: 587\n  1: x",
+            "config.yaml:7: smtp[1]: Keys should be strings",
+        ),
+        ("port: 587\nstate: 5", "config.yaml:10: state: expected text, got 5"),
+        ("port: 587\nsubscribers: [a]", "config.yaml:10: subscribers: expected text, got ['a']"),
+        (
+            "port: 587\nnewsletter: the weekly one",
+            "config.yaml:10: newsletter: expected a mapping of keys (key: value lines, indented)",
+        ),
+        (
+            "port: 587\nfeeds: https://example.org/blog/feed",
+            "config.yaml:10: feeds: expected a list (lines starting with '- ')",
+        ),
+        (
+            "port: 587\n  security: starttls\nsignup:\n  enabled: maybe",
+            "config.yaml:12: signup.enabled: expected true or false, got 'maybe'",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_named_with_what_is_expected(written: str, error: str) -> None:
+    text = VALID.replace("port: 587", written)
+    if "\nnewsletter:" in written or "\nfeeds:" in written:  # the later key replaces the first
+        text = text.replace("newsletter:\n", "old_newsletter:\n", 1)
+        text = text.replace("feeds:\n", "old_feeds:\n", 1)
+    assert error in error_for(text)
+
+
+def test_numbers_written_as_text_or_with_a_point_are_read_as_before() -> None:
+    text = VALID.replace("port: 587", "port: ' 587.0 '\n  timeout: ' 2.5 '\n  retries: 4.0")
+    text = text.replace("  title:", "  choosable_sections: 1\n  title:")
+    config = parse_config(text, "config.yaml", Path("/srv/news"), {})
+    assert (config.smtp.port, config.smtp.timeout, config.smtp.retries) == (587, 2.5, 4)
+    assert config.newsletter.choosable_sections is True
+
+
+TITLE = "  title: Collaborate Weekly"
+PORT = "  port: 587"
+
+
+@pytest.mark.parametrize(
+    ("after", "added", "error"),
+    [
+        (
+            TITLE,
+            "  logo_url: ftp://example.org/logo.png",
+            "config.yaml:3: newsletter.logo_url: expected an http(s) URL,"
+            " got 'ftp://example.org/logo.png'",
+        ),
+        (
+            "",
+            "theme:\n  accent: blue",
+            "config.yaml:11: theme.accent: expected a six-digit hex colour like '#1d4f91',"
+            " got 'blue'",
+        ),
+        (
+            PORT,
+            '  return_path: "b+{token}+{token}@example.org"',
+            "config.yaml:10: smtp.return_path: {token} may appear once, in the part before the @",
+        ),
+        (
+            PORT,
+            '  return_path: "' + "b" * 60 + '+{token}@example.org"',
+            "config.yaml:10: smtp.return_path: the part before the @ is too long for a token"
+            " (64 characters)",
+        ),
+        (
+            "",
+            'schedule:\n  day: someday\n  time: "08:00"',
+            "config.yaml:11: schedule.day: expected a weekday name such as 'monday', got 'someday'",
+        ),
+        (
+            "",
+            'schedule:\n  day: monday\n  time: "8 o\'clock"',
+            'config.yaml:12: schedule.time: expected a time like "08:00", got "8 o\'clock"',
+        ),
+        (
+            "",
+            'schedule:\n  day: monday\n  time: "08:00"\n  timezone: Mars/Olympus',
+            "config.yaml:13: schedule.timezone: expected an IANA time zone such as"
+            " 'Europe/London', got 'Mars/Olympus'",
+        ),
+        (
+            "",
+            'schedule:\n  day: monday\n  time: "08:00"\n  cron: "0 8 * * 1"',
+            "config.yaml:10: schedule: give either cron or day + time, not both",
+        ),
+        (
+            "",
+            "schedule:\n  day: monday",
+            'config.yaml:10: schedule: give day and time (e.g. day: monday, time: "08:00") or cron',
+        ),
+        (
+            "",
+            'schedule:\n  cron: "0 8 * * 1"\n  grace: soon',
+            "config.yaml:12: schedule.grace: expected a duration like '6h', '30m' or '1d',"
+            " got 'soon'",
+        ),
+        (
+            "",
+            'schedule:\n  cron: "0 8 * * 1"\n  approval:\n    required: true',
+            "config.yaml:12: schedule.approval: approval.required needs at least one address"
+            " in approvers",
+        ),
+        (
+            "",
+            "archive:\n  enabled: true\n  subscribe_url: ftp://x",
+            "config.yaml:12: archive.subscribe_url: expected an http(s) or mailto: URL,"
+            " got 'ftp://x'",
+        ),
+        (
+            "",
+            'workbench:\n  hosts: ["not a host!"]',
+            "config.yaml:11: workbench.hosts: expected a DNS name such as example.org (ASCII"
+            " letters, digits, hyphens and dots), got 'not a host!'",
+        ),
+    ],
+)
+def test_a_value_a_setting_cannot_use_is_named_with_an_example_of_one_it_can(
+    after: str, added: str, error: str
+) -> None:
+    text = VALID.replace(after, f"{after}\n{added}") if after else f"{VALID}{added}\n"
+    assert error_for(text) == error
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("postgresql://digest:s3cret@db:five/digest", "is not a PostgreSQL URL"),
+        ("postgresql://digest:s3cret@db:5432/", "names no database"),
+    ],
+)
+def test_a_state_url_that_cannot_be_used_is_named_without_its_password(url: str, why: str) -> None:
+    message = error_for(f"{VALID}state: {url}\n")
+    assert message.startswith("config.yaml:10: state: 'postgresql://digest:***@db:")
+    assert why in message and "expected postgresql://user@host:port/database" in message
+    assert "s3cret" not in message
+
+
+def test_a_url_that_cannot_be_read_is_masked_whole() -> None:
+    assert redact_url("http://[::1/feed?key=s3cret") == "***"
+    assert DatabaseURL("postgresql://digest:s3cret@[::1/db").password == ""
+    assert DatabaseURL("postgresql://digest:s3cret@[::1/db").database == ""

@@ -329,3 +329,20 @@ def test_wire_format_dot_stuffs_and_terminates() -> None:
 def test_certificate_helper_makes_a_loadable_pair(certificate: tuple[Path, Path]) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(certificate[0]), str(certificate[1]))
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one at a time"])
+def test_a_sender_deferred_by_the_server_leaves_every_reader_pending(pipelining: bool) -> None:
+    """A temporary refusal of MAIL FROM (greylisting) leaves every reader pending for the next
+    run with the server's reply, nothing failed and nothing delivered; then the next run
+    delivers."""
+    with SmtpServer(pipelining=pipelining) as server:
+        server.script.reject_sender = "451 4.7.1 Greylisted, try again later"
+        deferred = send(smtp_config(server, retries=0), addresses(3))
+        assert {d.status for d in deferred.values()} == {DeliveryStatus.PENDING}
+        assert all("451 4.7.1 Greylisted" in d.reply for d in deferred.values())
+        assert server.received == []
+        server.script.reject_sender = None
+        delivered = send(smtp_config(server, retries=0), addresses(3))
+        assert {d.status for d in delivered.values()} == {DeliveryStatus.SENT}
+        assert server.counts() == Counter(addresses(3))

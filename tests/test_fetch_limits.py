@@ -435,3 +435,27 @@ def test_a_stuck_feed_does_not_hold_up_a_feed_config_list_of_many(server: FeedSe
     for n in range(3):
         [exchange] = server.exchanged(f"/drip{n}.xml")
         assert not exchange.complete
+
+
+def test_a_body_that_does_not_decompress_and_a_feed_path_that_cannot_be_read_are_named(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    """A server saying gzip but sending something else, a local feed path that is a folder, one
+    that does not exist and one that cannot be opened: each fails with what is wrong, never a
+    crash, and the other feeds are read."""
+    broken = server.add(
+        "/broken.xml", b"this is not gzip at all", headers={"Content-Encoding": "gzip"}
+    )
+    good = server.add("/good.xml", feed_body("Still read"))
+    (tmp_path / "folder.xml").mkdir()
+    looping = tmp_path / "loop.xml"
+    looping.symlink_to(looping)
+    results = run([broken, "folder.xml", "missing.xml", "loop.xml", good], base_dir=tmp_path)
+    assert [result.error for result in results[:4]] == [
+        "the compressed body could not be decoded",
+        f"is a folder, not a feed file: {tmp_path / 'folder.xml'}",
+        f"file not found: {tmp_path / 'missing.xml'}",
+        f"cannot read {looping}: Too many levels of symbolic links",
+    ]
+    assert all(result.status is FetchStatus.FAILED for result in results[:4])
+    assert titles(results[4]) == ["Still read"]

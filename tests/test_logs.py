@@ -146,3 +146,26 @@ def test_an_unknown_log_format_is_a_usage_error(project: Project) -> None:
     assert result.returncode == 2
     assert "Invalid value for '--log-format'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_json_line_carries_a_traceback_and_a_stack_masked_or_not() -> None:
+    """Unfiltered (--log-addresses), the formatter writes the traceback itself; with the filter,
+    a stack logged with stack_info is masked like everything else."""
+    try:
+        raise ValueError("refused ann@example.com")
+    except ValueError:
+        failed = record("send failed")
+        failed.exc_info = sys.exc_info()
+    failed.stack_info = "Stack (most recent call last):\n  sending to bob@example.com"
+    line = json.loads(JsonLines().format(failed))
+    assert "ValueError: refused ann@example.com" in line["traceback"]
+    assert line["stack"].endswith("sending to bob@example.com")
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLines())
+    handler.addFilter(MaskAddresses())
+    stacked = record("send failed")
+    stacked.stack_info = "Stack (most recent call last):\n  sending to bob@example.com"
+    handler.handle(stacked)
+    assert json.loads(stream.getvalue())["stack"].endswith("sending to b***@example.com")

@@ -297,3 +297,16 @@ def test_what_the_command_is_given_wrong_is_said_in_one_line(project: Project) -
     already = project.run("migrate", "--to", "postgresql://h/db")
     assert already.exit_code == 2
     assert "name the SQLite file to copy with --from PATH" in already.output
+
+
+def test_every_kind_of_value_encodes_apart_for_the_checksum() -> None:
+    """NULL, booleans, whole and real numbers and text each keep their type, so two rows that
+    differ only in a value's type never checksum alike; anything else is refused."""
+    from digest.store.transfer import encode_row
+
+    values: list[object] = [None, "", 0, False, 0.0, "0", 1, True, 1.0, "1"]
+    encoded = {encode_row([value]) for value in values}
+    assert len(encoded) == len(values)
+    assert encode_row([None, True, 2, 0.5, "é"]) == b"N;b1;i2;f0.5;t2:\xc3\xa9;\n"
+    with pytest.raises(TypeError, match="a list value cannot be checksummed"):
+        encode_row([["not", "a", "column"]])

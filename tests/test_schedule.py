@@ -388,3 +388,52 @@ def test_resuming_the_slots_own_issue_does_not_give_up(project: Project) -> None
         "ann@example.com",
         "bob@example.com",
     ]
+
+
+def test_a_running_scheduler_reads_config_afresh_but_keeps_its_schedule_and_state(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each slot reads config.yaml again, so a new title or feed applies at the next slot; a
+    changed schedule or state file would move slots under a running process, so those keep
+    their start-up values until `digest run` is restarted, and the log says so."""
+    project.write_config(
+        'schedule:\n  day: monday\n  time: "08:00"\n  timezone: Europe/London\n  grace: 6h\n'
+    )
+    attempts = schedule.Attempts(
+        load_config(project.config), Clock.starting_at(project.now), threading.Event()
+    )
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(
+        text.replace("Collaborate Weekly", "Collaborate Daily")
+        .replace('time: "08:00"', 'time: "09:30"')
+        .replace("state: state.sqlite3", "state: other.sqlite3"),
+        encoding="utf-8",
+    )
+    with caplog.at_level("WARNING", logger="digest.run.schedule"):
+        current = attempts.current_config()
+    assert current.newsletter.title == "Collaborate Daily"
+    assert current.schedule == attempts.started_with.schedule
+    assert current.state_path == project.root / "state.sqlite3"
+    assert "schedule or state changed in" in caplog.text
+    assert "restart digest run to apply them" in caplog.text
+
+
+def test_a_slot_still_failing_when_its_grace_runs_out_is_left_to_the_next(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.write_config(
+        'schedule:\n  day: monday\n  time: "08:00"\n  timezone: Europe/London\n  grace: 6h\n'
+        "  retry_every: 10m\n"
+    )
+    attempts = schedule.Attempts(
+        load_config(project.config), Clock.starting_at(project.now), threading.Event()
+    )
+    assert attempts.retry_delay(failed=True) == 600
+    assert attempts.retry_delay(failed=False) is None and attempts.failing_since is None
+    attempts.failing_since = attempts.clock.now() - timedelta(hours=5, minutes=55)
+    with caplog.at_level("ERROR", logger="digest.run.schedule"):
+        assert attempts.retry_delay(failed=True) is None
+    assert "still failing after 5:55:00 (grace); the next slot will pick up what is left" in (
+        caplog.text
+    )
+    assert attempts.failing_since is None

@@ -464,3 +464,78 @@ def test_the_answer_to_a_sign_up_looks_nothing_up(project: Project) -> None:
     assert outcome.request is not None and outcome.request.address == "seen.before@example.net"
     assert canonical_address.cache_info() == before
     assert not (project.root / "state.sqlite3").exists()
+
+
+def test_a_sign_up_whose_confirmation_cannot_be_sent_is_kept_and_sent_later(
+    project: Project,
+) -> None:
+    """The mail server turns every connection away: the reader gets the same answer as ever,
+    nothing is lost (the confirmation waits in the outbox, the sign-up stays pending), and once
+    the server takes mail again the next drain sends it."""
+    from digest.readers import outbox
+
+    enable_signup(project)
+    project.smtp.script.refuse_connections = 10_000
+    with serving(project, "--no-preview") as served:
+        answer = sign_up(served, "kim@example.net")
+        assert answer.status_code == 200 and "Check your inbox" in answer.text
+        deadline = time.monotonic() + 30
+        while not rows(project, "SELECT 1 FROM outbox WHERE attempts > 0 AND claim = ''"):
+            assert time.monotonic() < deadline, rows(project, "SELECT * FROM outbox")
+            time.sleep(0.1)
+    assert project.smtp.received == []
+    assert rows(project, "SELECT email, status FROM signups") == [("kim@example.net", "pending")]
+    assert "kim@example.net" not in served.stderr
+
+    project.smtp.script.refuse_connections = 0
+    config = load_config(project.config)
+    drained = outbox.drain(
+        config,
+        lambda: store.open(config),
+        outbox.send_by_smtp(config),
+        lambda: project.now + timedelta(minutes=1),
+    )
+    assert drained == outbox.Drained(sent=1)
+    (confirmation,) = project.smtp.to("kim@example.net")
+    assert str(confirmation.message["Subject"]).startswith("Confirm your subscription")
+    assert rows(project, "SELECT COUNT(*) FROM outbox") == [(0,)]
+
+
+def test_links_and_forms_that_cannot_be_used_get_their_own_answer(
+    site: tuple[Project, Serving],
+) -> None:
+    """An expired preferences link points to a newer issue; a confirmation link for an address
+    with no sign-up waiting is refused as invalid; an oversized form is refused before it is
+    read; a sign-up choosing no section is asked to choose one. Nothing is recorded."""
+    project, served = site
+    late = project.now - timedelta(seconds=1)
+    expired = make_purpose_token(SECRET, "preferences", "ann@example.com", late)
+    for method in ("GET", "POST"):
+        answer = httpx.request(
+            method, f"{served.public}/preferences", params={"token": expired}, timeout=10
+        )
+        assert answer.status_code == 400, method
+        assert "This preferences link has expired. Nothing was changed." in answer.text
+        assert "Use the link in a more recent issue." in answer.text
+
+    unknown = make_purpose_token(
+        SECRET, "confirm", "nobody@example.net", project.now + timedelta(days=1)
+    )
+    answer = httpx.post(f"{served.public}/confirm", params={"token": unknown}, timeout=10)
+    assert answer.status_code == 400
+    assert "This confirmation link is not valid" in answer.text
+
+    big = {"padding": "x" * 20_000}
+    good = make_purpose_token(
+        SECRET, "preferences", "ann@example.com", project.now + timedelta(days=1)
+    )
+    for path, token in (("confirm", unknown), ("preferences", good)):
+        answer = httpx.post(
+            f"{served.public}/{path}", params={"token": token}, data=big, timeout=10
+        )
+        assert answer.status_code == 413, path
+
+    answer = sign_up(served, "dee@example.net", section=[])
+    assert answer.status_code == 400 and "Please choose at least one section." in answer.text
+    assert rows(project, "SELECT COUNT(*) FROM signups") == [(0,)]
+    assert project.smtp.received == []

@@ -152,3 +152,16 @@ def test_slow_bodies_neither_lock_out_new_readers_nor_stay_open(project: Project
         assert len(timed_out) >= still_open - 10
         assert httpx.get(f"{served.public}/healthz", timeout=5).status_code == 200
     assert "Traceback" not in served.stderr, served.stderr
+
+
+def test_a_malformed_request_gets_a_400_and_the_connection_is_closed(project: Project) -> None:
+    with serving(project, "--no-preview") as served:
+        host, port = urlsplit(served.public).hostname, urlsplit(served.public).port
+        assert host is not None and port is not None
+        with socket.create_connection((host, port), timeout=10) as client:
+            client.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+            answer = b""
+            while chunk := client.recv(4096):  # the server closes the connection after it
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+        assert httpx.get(f"{served.public}/healthz", timeout=10).status_code == 200

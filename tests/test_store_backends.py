@@ -482,3 +482,33 @@ def test_a_pool_serves_many_threads_at_once(request: pytest.FixtureRequest) -> N
     assert errors == []
     with store.open(where, read_only=True) as state:
         assert len(state.suppressions.suppressed()) == 21
+
+
+def test_a_time_without_a_zone_is_refused_at_the_state_and_nothing_is_written(
+    state: store.State,
+) -> None:
+    """Stored times are UTC text whose order is time order; a naive time could be anyone's
+    local time, so it never reaches the database."""
+    key = "2026-11-30T08:00:00+00:00"
+    with pytest.raises(ValueError, match="naive datetime reached the state database"):
+        state.ledger.record_skipped_slot(key, NOW.replace(tzinfo=None), "held")
+    assert not state.ledger.slot_handled(key)
+    state.ledger.record_skipped_slot(key, NOW, "held")  # the same, aware, is kept
+    assert state.ledger.slot_handled(key)
+
+
+def test_a_read_only_command_keeps_a_preview_only_in_a_state_that_exists_and_is_current(
+    where: Where,
+) -> None:
+    """A preview is a cache: a command that only reads keeps it when the state is there and up
+    to date, and a state that does not exist yet is not created for it."""
+    rendered = RenderedIssue("Subject", "<p>html</p>", "text", warnings=("a warning",))
+    with store.open(where, read_only=True) as state:  # nothing there yet: a private, empty view
+        state.previews.remember("draft", rendered, NOW.isoformat())
+        assert state.previews.cached("draft") is None
+    with store.open(where) as state:
+        assert state.previews.cached("draft") is None  # it was not written
+    with store.open(where, read_only=True) as state:
+        state.previews.remember("draft", rendered, NOW.isoformat())
+    with store.open(where, read_only=True) as state:
+        assert state.previews.cached("draft") == rendered

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from digest.core.errors import TemplateError
 from tests.conftest import Project
+from tests.support.measuring import unmeasured, unmeasured_environment
 
 # Each runs inside the bundled email.html's post block, so the error names the editor's file.
 RUNAWAYS = {
@@ -48,6 +50,7 @@ def child_usage(
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=unmeasured_environment(),
         timeout=60,
         check=False,
     )
@@ -85,7 +88,8 @@ def test_a_runaway_template_during_send_sends_nothing(project: Project) -> None:
         "{% for i in range(10**9) %}<p>x</p>{% endfor %}{% endblock %}",
         encoding="utf-8",
     )
-    result = project.run("send")
+    with unmeasured():
+        result = project.run("send")
     assert result.exit_code == 2, result.output
     assert "email.html:1:" in result.output and "output over" in result.output
     assert project.smtp.received == []
@@ -111,3 +115,22 @@ def test_modest_subject_formats_still_work(project: Project) -> None:
     assert (
         message.message["Subject"] == "Collaborat ( 3 posts)"
     )  # one line: runs of spaces collapse
+
+
+def test_the_bounded_filters_and_operators_give_jinja_s_answers_within_bounds(
+    tmp_path: Path,
+) -> None:
+    """Modest uses of what the bounds guard render as plain Jinja would; a missing include is
+    named with where it was needed."""
+    from digest.render.templates import render_template, template_environment
+
+    (tmp_path / "page.txt").write_text(
+        '[{{ "ab" | center(6) }}]{{ "a\\nb" | indent(2) }}|{{ "%3s" | format("x") }}'
+        "|{{ 2 * 3 }}|{{ [1] * 2 }}|{{ 2 ** 10 }}|{{ range(3) | list }}",
+        encoding="utf-8",
+    )
+    env = template_environment(tmp_path)
+    assert render_template(env, "page.txt", {}) == "[  ab  ]a\n  b|  x|6|[1, 1]|1024|[0, 1, 2]"
+    (tmp_path / "broken.txt").write_text('{% include "missing.txt" %}', encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"template 'missing\.txt' \(needed by broken\.txt\)"):
+        render_template(env, "broken.txt", {})

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from digest import store
 from digest.store import sqlite as store_sqlite
 from digest.web.public import PublicSite, create_public_app
-from digest.web.webhooks import NotJson, read_json
+from digest.web.webhooks import UNAUTHORISED, WEBHOOK_BODY_BYTES, NotJson, read_json
 from tests.conftest import Project
 from tests.support import statefile
 from tests.support.serving import Serving, serving
@@ -482,3 +482,116 @@ def test_read_json_reads_what_providers_send() -> None:
     ]
     wide = b"[" + b",".join([b'{"event": "bounce", "x": [[1], [2]]}'] * 20_000) + b"]"
     assert len(read_json(wide)) == 20_000
+
+
+def mailgun_signed(project: Project, event: object, **signature: str) -> dict[str, object]:
+    """A Mailgun body signed now (with `signature`'s fields put over the real ones) carrying
+    `event` as its event data, whatever its type."""
+    return {"signature": {**signed(MAILGUN_KEY, project.now), **signature}, "event-data": event}
+
+
+def test_bodies_that_are_not_the_object_a_provider_sends_are_refused_or_ignored(
+    project: Project, served: Serving
+) -> None:
+    """Valid JSON of the wrong shape: refused (401 where the signature is inside the body, 400
+    once authenticated), or, for event data of the wrong type inside a signed request, taken
+    as no event. Nothing is recorded, and nothing crashes."""
+    now = str(int(project.now.timestamp()))
+    mailgun = f"{served.public}/webhooks/mailgun"
+    sendgrid = f"{served.public}/webhooks/sendgrid"
+    postmark = f"{served.public}/webhooks/postmark"
+    for shape in ([], "text", 42, None, {"signature": ["a list"]}, {"event-data": {}}):
+        answer = httpx.post(mailgun, content=json.dumps(shape).encode())
+        assert answer.status_code == 401 and answer.text == UNAUTHORISED, shape
+    for event in ([], "text", 42, None):
+        answer = httpx.post(mailgun, json=mailgun_signed(project, event))
+        assert answer.status_code == 200 and answer.json() == {}, (event, answer.text)
+    # Its parts of the wrong type name nothing digest sent: a report kept as forged.
+    odd_parts = {"id": "m0", "event": "failed", "delivery-status": "x", "message": 1}
+    answer = httpx.post(mailgun, json=mailgun_signed(project, odd_parts))
+    assert answer.status_code == 200 and answer.json() == {"forged": 1}, answer.text
+    for shape in ({}, {"event": "bounce"}, "text", 42, None):
+        answer = sendgrid_raw(sendgrid, json.dumps(shape).encode(), now)
+        assert answer.status_code == 400, (shape, answer.text)
+        assert answer.text == "Expected a JSON list of events.\n"
+    answer = sendgrid_raw(sendgrid, json.dumps([[], "text", 42, None]).encode(), now)
+    assert answer.status_code == 200 and answer.json() == {}
+    for shape in ([], [{"RecordType": "Bounce"}], "text", 42, None):
+        answer = httpx.post(postmark, content=json.dumps(shape).encode(), auth=POSTMARK)
+        assert answer.status_code == 400, (shape, answer.text)
+        assert answer.text == "Expected a JSON object.\n"
+    for when in (None, 1764489600, "x" * 100, "last Tuesday", []):
+        event = postmark_event(project, "ann@example.com", BouncedAt=when)
+        answer = httpx.post(postmark, json=event, auth=POSTMARK)
+        assert answer.status_code == 401, (when, answer.text)
+        assert "the event has no readable time" in answer.text
+    assert report_count(project) == 1 and suppressed(project) == {}
+
+
+def test_a_body_over_the_limit_or_a_broken_login_is_refused_unread(
+    project: Project, served: Serving
+) -> None:
+    big = b"[" + b" " * WEBHOOK_BODY_BYTES + b"]"
+    now = str(int(project.now.timestamp()))
+    for answer in (
+        httpx.post(f"{served.public}/webhooks/mailgun", content=big),
+        sendgrid_raw(f"{served.public}/webhooks/sendgrid", big, now),
+        httpx.post(f"{served.public}/webhooks/postmark", content=big, auth=POSTMARK),
+    ):
+        assert answer.status_code == 413 and answer.text == "Request body too large.\n"
+    event = json.dumps(postmark_event(project, "ann@example.com")).encode()
+    for header in ("Basic !!!not-base64", "Basic " + base64.b64encode(b"\xff\xfe:x").decode()):
+        answer = httpx.post(
+            f"{served.public}/webhooks/postmark", content=event, headers={"Authorization": header}
+        )
+        assert answer.status_code == 401 and answer.headers["WWW-Authenticate"] == "Basic"
+    assert report_count(project) == 0
+
+
+def test_every_kind_of_event_is_read_as_its_provider_means_it(
+    project: Project, served: Serving
+) -> None:
+    """Complaints, deferrals and soft bounces from each provider; events digest does not act on
+    are accepted and recorded as nothing; a signed timestamp or token that is not one is
+    refused."""
+    mailgun = f"{served.public}/webhooks/mailgun"
+    complained = mailgun_signed(
+        project,
+        {"id": "m1", "event": "complained", "recipient": "ann@example.com"},
+    )
+    assert httpx.post(mailgun, json=complained).json() == {"suppressed": 1}
+    delivered = mailgun_signed(project, {"id": "m2", "event": "delivered", "recipient": "x@y.z"})
+    assert httpx.post(mailgun, json=delivered).json() == {}
+    for odd in ({"timestamp": "soon"}, {"token": "t" * 600}, {"token": ""}):
+        body = mailgun_signed(project, {"id": "m3", "event": "complained"}, **odd)
+        signature = body["signature"]
+        assert isinstance(signature, dict)
+        signature["signature"] = hmac.new(
+            MAILGUN_KEY.encode(),
+            (signature["timestamp"] + signature["token"]).encode(),
+            hashlib.sha256,
+        ).hexdigest()
+        answer = httpx.post(mailgun, json=body)
+        assert answer.status_code == 401, (odd, answer.text)
+
+    now = str(int(project.now.timestamp()))
+    deferred = [{"email": "bob@example.com", "event": "deferred", "sg_event_id": "d1"}]
+    answer = sendgrid_post(f"{served.public}/webhooks/sendgrid", deferred, now, SENDGRID_KEY)
+    assert answer.status_code == 200 and "suppressed" not in answer.json(), answer.text
+
+    postmark = f"{served.public}/webhooks/postmark"
+    bob_id = message_id(project, "bob@example.com")
+    soft = postmark_event(
+        project, "bob@example.com", Type="SoftBounce", ID="s1", Content=f"Message-ID: {bob_id}"
+    )
+    answer = httpx.post(postmark, json=soft, auth=POSTMARK)
+    assert answer.status_code == 200 and "suppressed" not in answer.json(), answer.text
+    away = postmark_event(project, "bob@example.com", Type="AutoResponder", ID="s2")
+    assert httpx.post(postmark, json=away, auth=POSTMARK).json() == {}
+    opened = postmark_event(project, "bob@example.com", RecordType="Open", ID=None)
+    assert httpx.post(postmark, json=opened, auth=POSTMARK).json() == {}
+    spam = postmark_event(
+        project, "bob@example.com", RecordType="SpamComplaint", Type="SpamComplaint", ID="s3"
+    )
+    assert httpx.post(postmark, json=spam, auth=POSTMARK).json() == {"suppressed": 1}
+    assert suppressed(project) == {"ann@example.com": "complaint", "bob@example.com": "complaint"}
