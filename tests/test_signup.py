@@ -536,6 +536,6 @@ def test_links_and_forms_that_cannot_be_used_get_their_own_answer(
         assert answer.status_code == 413, path
 
     answer = sign_up(served, "dee@example.net", section=[])
-    assert answer.status_code == 400 and "Please choose at least one section." in answer.text
+    assert answer.status_code == 400 and signup.CHOOSE_ONE in answer.text
     assert rows(project, "SELECT COUNT(*) FROM signups") == [(0,)]
     assert project.smtp.received == []
