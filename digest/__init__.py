@@ -1,3 +1,3 @@
 """digest: an organisation's new posts, collected from its feeds and emailed as one issue."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
