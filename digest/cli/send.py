@@ -121,7 +121,8 @@ def history(config: Config, limit: int) -> None:
         for failure in row.failures[:FAILED_ADDRESSES_SHOWN]:
             reply = f": {failure.reply}" if failure.reply else ""
             out.print(f"Issue {row.issue.id} failed {failure.email}{reply}", markup=False)
-        hidden = len(row.failures) - FAILED_ADDRESSES_SHOWN
+        # The ledger reads only the first failures; the tally counts them all.
+        hidden = 0 if row.compacted else row.failed - min(len(row.failures), FAILED_ADDRESSES_SHOWN)
         if hidden > 0:
             out.print(f"Issue {row.issue.id}: {hidden} more failed addresses not shown.")
     _print_skipped(found.skipped)
