@@ -207,7 +207,13 @@ def test_a_postgresql_state_of_the_release_before_gains_the_outbox(
         )
     with connect_database(url, autocommit=True) as connection:  # as the migration before left it
         connection.execute("DROP TABLE outbox")
-        for later in ("reader_events", "report_mails", "link_clicks", "issue_links"):
+        for later in (
+            "reader_events",
+            "report_mails",
+            "link_clicks",
+            "issue_links",
+            "issue_tallies",
+        ):
             connection.execute(f"DROP TABLE {later}")  # made by the migrations after it
         connection.execute("UPDATE digest_schema SET version = %s", (outbox_version - 1,))
     with store.open(database) as state:

@@ -70,6 +70,22 @@ def use_state(project: Project, backend: str, request: pytest.FixtureRequest) ->
     return on_database
 
 
+TALLIED = "SELECT issue_id, sent, failed, pending FROM issue_tallies ORDER BY issue_id"
+COUNTED = (
+    "SELECT id,"
+    " (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = issues.id AND d.status = 'sent'),"
+    " (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = issues.id AND d.status = 'failed'),"
+    " (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = issues.id AND d.status = 'pending')"
+    " FROM issues ORDER BY id"
+)
+
+
+def assert_tallied(query: Query) -> None:
+    """Each issue's tallies, kept as the senders recorded outcomes, equal a count of its rows."""
+    tallied = query(TALLIED)
+    assert tallied and tallied == query(COUNTED)
+
+
 def set_smtp(project: Project, lines: str) -> None:
     """Add lines (indented two spaces) under `smtp:` in config.yaml."""
     text = project.config.read_text(encoding="utf-8")
@@ -142,6 +158,7 @@ def test_two_senders_share_one_send_and_a_killed_one_loses_nothing(
         ("sent", len(READERS))
     ]
     assert query("SELECT COUNT(*) FROM issues WHERE finished_at IS NOT NULL") == [(1,)]
+    assert_tallied(query)
     # Both took part: the second settled more than it could have alone before the kill.
     assert query(settled_by_second)[0][0] >= 100
     assert query(f"SELECT COUNT(*) FROM deliveries WHERE claim LIKE '%:{first.pid}:%'")[0][0]
@@ -172,6 +189,7 @@ def test_a_batch_leased_by_a_silent_sender_is_sent_once_its_lease_runs_out(
     assert all(
         datetime.fromisoformat(stamp) >= datetime.fromisoformat(until) for (stamp,) in stamps
     )
+    assert_tallied(query)
 
 
 def _lease_pending(query: Query, backend: str, project: Project, claim: str, until: str) -> None:
@@ -213,6 +231,7 @@ def test_a_reader_suppressed_after_the_freeze_is_not_sent_when_their_batch_comes
     assert project.smtp.counts() == dict.fromkeys(readers[:3], 1)
     assert statefile.rows(path, "SELECT email FROM deliveries WHERE email = ?", dee) == []
     assert statefile.rows(path, "SELECT finished_at IS NOT NULL FROM issues") == [(1,)]
+    assert statefile.rows(path, TALLIED) == statefile.rows(path, COUNTED) == [(1, 3, 0, 0)]
 
 
 def statefile_rows(path: object, sql: str, *parameters: object) -> list[tuple[Any, ...]]:
@@ -247,6 +266,7 @@ def earlier_release(
         # and the tables the migrations after the queue's made
         *(f"DROP TABLE {table}" for table in ("reader_events", "report_mails", "link_clicks")),
         "DROP TABLE issue_links",
+        "DROP TABLE issue_tallies",
     ]
     if backend == "sqlite":
         path = project.root / "state.sqlite3"
@@ -293,6 +313,8 @@ def test_an_issue_the_previous_release_left_unfinished_is_finished_once_each(
         "SELECT reply, attempts FROM deliveries WHERE email = 'ann@example.com'"
     ) == [("250 Message accepted for delivery", 1)]
     assert earlier_release("SELECT COUNT(*) FROM issues WHERE finished_at IS NULL") == [(0,)]
+    assert earlier_release(TALLIED) == [(1, 3, 0, 0)]
+    assert_tallied(earlier_release)
 
 
 def test_send_join_with_no_issue_being_sent_starts_none(project: Project) -> None:
@@ -370,3 +392,4 @@ def test_two_senders_started_together_share_the_issue_one_of_them_freezes(
     path = project.root / "state.sqlite3"
     assert statefile_rows(path, "SELECT COUNT(*) FROM issues") == [(1,)]
     assert statefile_rows(path, "SELECT COUNT(DISTINCT claim) FROM deliveries") == [(2,)]
+    assert statefile.rows(path, TALLIED) == statefile.rows(path, COUNTED) == [(1, 300, 0, 0)]

@@ -116,14 +116,20 @@ def history(config: Config, limit: int) -> None:
             f"Issue {reports.issue_id}: {reports.hard} hard bounces, {reports.soft} soft,"
             f" {reports.complaints} complaints; complaint rate {reports.complaint_rate:.2f}%{warn}"
         )
-    # Addresses go on plain lines, never in a cell, so a narrow terminal cannot fold them.
+    # Addresses go on plain lines, never in a cell, so a narrow terminal cannot fold them;
+    # printed at once (a line at a time, a year of issues' failures took a tenth of a second).
+    lines = []
     for row in found.issues:
         for failure in row.failures[:FAILED_ADDRESSES_SHOWN]:
             reply = f": {failure.reply}" if failure.reply else ""
-            out.print(f"Issue {row.issue.id} failed {failure.email}{reply}", markup=False)
-        hidden = len(row.failures) - FAILED_ADDRESSES_SHOWN
+            lines.append(f"Issue {row.issue.id} failed {failure.email}{reply}")
+        # The ledger reads only the first failures; the tally counts them all.
+        shown = min(len(row.failures), FAILED_ADDRESSES_SHOWN)
+        hidden = 0 if row.compacted else row.failed - shown
         if hidden > 0:
-            out.print(f"Issue {row.issue.id}: {hidden} more failed addresses not shown.")
+            lines.append(f"Issue {row.issue.id}: {hidden} more failed addresses not shown.")
+    if lines:
+        out.print("\n".join(lines), markup=False)
     _print_skipped(found.skipped)
     if found.suppressed:
         out.print(f"{found.suppressed} unsubscribed addresses are skipped on every send.")

@@ -64,6 +64,8 @@ CONTENT_TABLES = frozenset(
     }
 )
 _TABLES_WITH_EMAIL = ("signups", "consents", "suppressions", "outbox")
+# A delivery's status, and the column of issue_tallies that counts it.
+_TALLIED = {"sent": "sent", "failed": "failed", "pending": "pending"}
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,15 @@ class Erasure:
             found += self.db.execute(
                 f"DELETE FROM {table} WHERE email IN ({marks})", tuple(forms)
             ).rowcount
+        # The tallies of the issues they had deliveries of are taken first, in issue order,
+        # as every writer of deliveries takes them (digest.store.ledger).
+        for row in self.db.execute(
+            f"SELECT DISTINCT issue_id FROM deliveries WHERE email IN ({marks}) ORDER BY issue_id",
+            tuple(forms),
+        ).fetchall():
+            self.db.execute(
+                "UPDATE issue_tallies SET pending = pending WHERE issue_id = ?", (row["issue_id"],)
+            )
         # A delivery keeps its issue and status under the hash, so the totals stay right;
         # one form at a time, skipping an issue that already has a delivery under the hash.
         for form in forms:
@@ -139,8 +150,21 @@ class Erasure:
                 " AND d.email = ?)",
                 (forgotten, form, forgotten),
             ).rowcount
-        # Left only if the same issue had them under two forms: one delivery is counted.
+        # Left only if the same issue had them under two forms: one delivery is counted, and
+        # the issue's tally loses the other, as a count of its rows would.
+        twice = self.db.execute(
+            f"SELECT issue_id, status, COUNT(*) AS n FROM deliveries WHERE email IN ({marks})"
+            " GROUP BY issue_id, status",
+            tuple(forms),
+        ).fetchall()
         self.db.execute(f"DELETE FROM deliveries WHERE email IN ({marks})", tuple(forms))
+        for row in twice:
+            status = _TALLIED.get(str(row["status"]))
+            if status is not None:
+                self.db.execute(
+                    f"UPDATE issue_tallies SET {status} = {status} - ? WHERE issue_id = ?",
+                    (int(row["n"]), row["issue_id"]),
+                )
         found += self.db.execute(
             f"UPDATE bounce_reports SET email = ? WHERE email IN ({marks})", (forgotten, *forms)
         ).rowcount

@@ -6,6 +6,13 @@ Deliveries are compacted once their issue is older than the retention window
 it, like any report older than the window, lose their address, detail and text. Compaction is
 the ledger's one write to another repository's table (bounce_reports, digest.store.bounces),
 done in the same transaction as the counts it keeps, so a report is never stripped uncounted.
+
+Until then an issue's deliveries are tallied by status in `issue_tallies` (sent, failed,
+pending), so `history` reads one row per issue however many readers it had. Every write that
+adds, removes or changes the status of a delivery row moves its tally in the same transaction,
+and takes the tally's row first (on PostgreSQL a row lock): writers of one issue's outcomes
+take their locks in one order, and each sees the rows as the previous one left them. The
+queue written at freeze is tallied once, by a count, when it is marked queued.
 """
 
 from __future__ import annotations
@@ -74,7 +81,7 @@ class IssueSummary:
     sent: int
     failed: int
     pending: int
-    failures: tuple[Delivery, ...]  # the failed deliveries, with the server's reply
+    failures: tuple[Delivery, ...]  # the first failed deliveries by address, with the reply
     compacted: bool = False  # counts only: the deliveries were compacted (no addresses left)
 
 
@@ -86,6 +93,11 @@ class Compaction:
     deliveries: int  # delivery rows removed
     reports: int  # bounce and complaint reports stripped of address, detail and text
     unfinished: tuple[int, ...]  # issues older than the window left whole: their send goes on
+
+
+FAILURES_LISTED = 20  # failed deliveries `history` reads per issue; the tally counts them all
+
+_STATUSES = ("sent", "failed", "pending")
 
 
 def issue_from_row(row: Any) -> StoredIssue:
@@ -133,6 +145,7 @@ class Ledger:
                 (iso(now), slot_key, subject, html, text, len(posts), marker),
             )
             issue_id = int(cursor.lastrowid or 0)
+            self._tally(issue_id)
             self.db.executemany(
                 "INSERT INTO issue_posts (issue_id, feed_url, post_key, link_key)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -217,31 +230,39 @@ class Ledger:
 
     def give_up_pending(self, issue_id: int, now: datetime) -> list[Delivery]:
         """Mark an issue's still-pending deliveries failed and finish it, so it stops blocking."""
-        rows = self.db.execute(
-            "SELECT email, reply FROM deliveries WHERE issue_id = ? AND status = 'pending'",
-            (issue_id,),
-        ).fetchall()
-        given_up = [
-            Delivery(
-                row["email"],
-                DeliveryStatus.FAILED,
-                f"gave up at the next slot; last reply: {row['reply'] or 'none'}",
-            )
-            for row in rows
-        ]
         with self.db.transaction():
-            for delivery in given_up:
-                self.record_delivery(issue_id, delivery, now)
+            self._tally(issue_id)  # first: no sender settles these rows meanwhile
+            rows = self.db.execute(
+                "SELECT email, reply FROM deliveries WHERE issue_id = ? AND status = 'pending'",
+                (issue_id,),
+            ).fetchall()
+            given_up = [
+                Delivery(
+                    row["email"],
+                    DeliveryStatus.FAILED,
+                    f"gave up at the next slot; last reply: {row['reply'] or 'none'}",
+                )
+                for row in rows
+            ]
+            self.db.executemany(
+                "UPDATE deliveries SET status = 'failed', reply = ?, attempts = attempts + 1,"
+                " updated_at = ? WHERE issue_id = ? AND email = ? AND status = 'pending'",
+                [(d.reply, iso(now), issue_id, d.email) for d in given_up],
+            )
+            self._tally(issue_id, failed=len(given_up), pending=-len(given_up))
             self.finish_issue(issue_id, now)
         return given_up
 
     def history(self, limit: int = 50) -> list[IssueSummary]:
-        """Recent issues with their delivery counts, newest first; a compacted issue's counts
-        are read from its one row of counts."""
+        """Recent issues with their delivery counts, newest first: one row of tallies per
+        issue, or of counts once compacted, and the first FAILURES_LISTED failed deliveries
+        by address, so the time does not grow with the readers an issue had."""
         summaries = []
         issues = self.db.execute(
-            "SELECT issues.*, c.sent AS c_sent, c.failed AS c_failed, c.pending AS c_pending"
+            "SELECT issues.*, c.sent AS c_sent, c.failed AS c_failed, c.pending AS c_pending,"
+            " t.sent AS t_sent, t.failed AS t_failed, t.pending AS t_pending"
             " FROM issues LEFT JOIN issue_counts c ON c.issue_id = issues.id"
+            " LEFT JOIN issue_tallies t ON t.issue_id = issues.id"
             " ORDER BY issues.id DESC LIMIT ?",
             (limit,),
         )
@@ -258,20 +279,17 @@ class Ledger:
                     )
                 )
                 continue
-            counts = dict.fromkeys(("sent", "failed", "pending"), 0)
-            for status, count in self.db.execute(
-                "SELECT status, COUNT(*) FROM deliveries WHERE issue_id = ? GROUP BY status",
-                (row["id"],),
-            ):
-                counts[status] = count
-            failed = tuple(
-                Delivery(r["email"], DeliveryStatus.FAILED, r["reply"] or "")
-                for r in self.db.execute(
-                    "SELECT email, reply FROM deliveries WHERE issue_id = ? AND status = 'failed'"
-                    " ORDER BY email",
-                    (row["id"],),
+            counts = {status: int(row[f"t_{status}"] or 0) for status in _STATUSES}
+            failed: tuple[Delivery, ...] = ()
+            if counts["failed"]:
+                failed = tuple(
+                    Delivery(r["email"], DeliveryStatus.FAILED, r["reply"] or "")
+                    for r in self.db.execute(
+                        "SELECT email, reply FROM deliveries WHERE issue_id = ?"
+                        " AND status = 'failed' ORDER BY email LIMIT ?",
+                        (row["id"], FAILURES_LISTED),
+                    )
                 )
-            )
             summaries.append(
                 IssueSummary(
                     issue_from_row(row), counts["sent"], counts["failed"], counts["pending"], failed
@@ -313,7 +331,9 @@ class Ledger:
         return Compaction(tuple(due), deliveries, reports, tuple(waiting))
 
     def _compact_issue(self, issue_id: int, now: datetime) -> int:
-        """One issue's deliveries as counts, inside the caller's transaction; rows removed."""
+        """One issue's deliveries as counts, inside the caller's transaction; rows removed.
+        The counts take over from the issue's tallies, which go."""
+        self.db.execute("DELETE FROM issue_tallies WHERE issue_id = ?", (issue_id,))
         counts = dict.fromkeys(("sent", "failed", "pending"), 0)
         for status, count in self.db.execute(
             "SELECT status, COUNT(*) FROM deliveries WHERE issue_id = ? GROUP BY status",
@@ -374,14 +394,46 @@ class Ledger:
         }
 
     def record_delivery(self, issue_id: int, delivery: Delivery, now: datetime) -> None:
-        """Record one recipient's outcome, committed at once so a crash loses nothing sent."""
+        """Record one recipient's outcome, committed at once so a crash loses nothing sent;
+        the issue's tally moves with it."""
+        email = delivery.email.lower()
+        with self.db.transaction():
+            self._tally(issue_id)
+            before = self.db.execute(
+                "SELECT status FROM deliveries WHERE issue_id = ? AND email = ?",
+                (issue_id, email),
+            ).fetchone()
+            self.db.execute(
+                "INSERT INTO deliveries (issue_id, email, status, reply, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (issue_id, email) DO UPDATE SET"
+                " status = excluded.status, reply = excluded.reply,"
+                " attempts = deliveries.attempts + 1, updated_at = excluded.updated_at",
+                (issue_id, email, delivery.status.value, delivery.reply, iso(now)),
+            )
+            moved = dict.fromkeys(_STATUSES, 0)
+            moved[delivery.status.value] += 1
+            if before is not None:
+                moved[str(before["status"])] -= 1
+            self._tally(issue_id, **moved)
+
+    def _tally(self, issue_id: int, sent: int = 0, failed: int = 0, pending: int = 0) -> None:
+        """Move the issue's tallies by these amounts, inside the caller's transaction. Called
+        with none, it takes the tally's row (locked on PostgreSQL until the transaction ends)
+        before the delivery rows it is about to count."""
         self.db.execute(
-            "INSERT INTO deliveries (issue_id, email, status, reply, updated_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (issue_id, email) DO UPDATE SET"
-            " status = excluded.status, reply = excluded.reply, attempts = deliveries.attempts + 1,"
-            " updated_at = excluded.updated_at",
-            (issue_id, delivery.email.lower(), delivery.status.value, delivery.reply, iso(now)),
+            "INSERT INTO issue_tallies (issue_id, sent, failed, pending) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (issue_id) DO UPDATE SET sent = issue_tallies.sent + excluded.sent,"
+            " failed = issue_tallies.failed + excluded.failed,"
+            " pending = issue_tallies.pending + excluded.pending",
+            (issue_id, sent, failed, pending),
         )
+
+    def tallies(self, issue_id: int) -> dict[str, int]:
+        """The issue's tallies by status (what `history` shows before compaction)."""
+        row = self.db.execute(
+            "SELECT sent, failed, pending FROM issue_tallies WHERE issue_id = ?", (issue_id,)
+        ).fetchone()
+        return {status: int(row[status]) if row else 0 for status in _STATUSES}
 
     # -- the send queue ----------------------------------------------------------
     #
@@ -447,18 +499,31 @@ class Ledger:
 
     def drop_suppressed(self, issue_id: int) -> int:
         """Take suppressed readers off the issue's pending rows; how many."""
-        return self.db.execute(
-            "DELETE FROM deliveries WHERE issue_id = ? AND status = 'pending'"
-            " AND email IN (SELECT email FROM suppressions)",
-            (issue_id,),
-        ).rowcount
+        with self.db.transaction():
+            self._tally(issue_id)
+            dropped = self.db.execute(
+                "DELETE FROM deliveries WHERE issue_id = ? AND status = 'pending'"
+                " AND email IN (SELECT email FROM suppressions)",
+                (issue_id,),
+            ).rowcount
+            self._tally(issue_id, pending=-dropped)
+        return dropped
 
     def mark_queued(self, issue_id: int, now: datetime) -> None:
-        """Every reader's row is written: senders may claim them."""
-        self.db.execute(
-            "UPDATE issues SET queued_at = ? WHERE id = ? AND queued_at IS NULL",
-            (iso(now), issue_id),
-        )
+        """Every reader's row is written: senders may claim them. The queue is tallied here,
+        by one count of the issue's rows, in the caller's transaction (the one that wrote the
+        queue's last rows): what was queued, and anything an earlier release left."""
+        with self.db.transaction():
+            self._tally(issue_id)
+            counts = self.queue_counts(issue_id)
+            self.db.execute(
+                "UPDATE issue_tallies SET sent = ?, failed = ?, pending = ? WHERE issue_id = ?",
+                (counts["sent"], counts["failed"], counts["pending"], issue_id),
+            )
+            self.db.execute(
+                "UPDATE issues SET queued_at = ? WHERE id = ? AND queued_at IS NULL",
+                (iso(now), issue_id),
+            )
 
     def queue_counts(self, issue_id: int) -> dict[str, int]:
         """The issue's deliveries by status (sent, failed, pending)."""
@@ -488,6 +553,7 @@ class Ledger:
         issue here, at claim time, and not returned."""
         due = iso(now)
         with self.db.transaction():
+            self._tally(issue_id)
             rows = self.db.execute(
                 "SELECT email, name, edition FROM deliveries WHERE issue_id = ?"
                 " AND status = 'pending' AND claimed_until <= ? AND claim != ?"
@@ -506,10 +572,14 @@ class Ledger:
             }
             if gone is not None:
                 left.update(email for email in emails if gone(email))
-            self.db.executemany(
-                "DELETE FROM deliveries WHERE issue_id = ? AND email = ? AND status = 'pending'",
-                [(issue_id, email) for email in sorted(left)],
-            )
+            if left:
+                gone_marks = ", ".join("?" * len(left))
+                dropped = self.db.execute(
+                    f"DELETE FROM deliveries WHERE issue_id = ? AND email IN ({gone_marks})"
+                    " AND status = 'pending'",
+                    (issue_id, *sorted(left)),
+                ).rowcount
+                self._tally(issue_id, pending=-dropped)
             until = iso(now + lease)
             self.db.executemany(
                 "UPDATE deliveries SET claim = ?, claimed_until = ? WHERE issue_id = ?"
@@ -528,7 +598,27 @@ class Ledger:
         """Record outcomes of claimed rows, in the caller's transaction: the lease ends, the
         name is dropped once the outcome is final, and a row settled as pending keeps the
         claim (see above). A row another sender settled meanwhile keeps its outcome; a row
-        erased meanwhile stays gone."""
+        erased meanwhile stays gone. The tally moves by what the rows held before."""
+        self._tally(issue_id)
+        emails = sorted({d.email.lower() for d in deliveries})
+        if not emails:
+            return
+        marks = ", ".join("?" * len(emails))
+        held = {
+            str(row["email"]): str(row["status"])
+            for row in self.db.execute(
+                f"SELECT email, status FROM deliveries WHERE issue_id = ? AND email IN ({marks})"
+                " AND (status = 'pending' OR claim = ?)",
+                (issue_id, *emails, claim),
+            )
+        }
+        moved = dict.fromkeys(_STATUSES, 0)
+        for d in deliveries:
+            email = d.email.lower()
+            if email in held:  # once settled here, the row is this claim's: later ones apply
+                moved[held[email]] -= 1
+                moved[d.status.value] += 1
+                held[email] = d.status.value
         self.db.executemany(
             "UPDATE deliveries SET status = ?, reply = ?, attempts = attempts + 1,"
             " updated_at = ?, name = CASE WHEN ? = 'pending' THEN name ELSE '' END,"
@@ -548,6 +638,7 @@ class Ledger:
                 for d in deliveries
             ],
         )
+        self._tally(issue_id, **moved)
 
     def renew(self, issue_id: int, claim: str, until: datetime) -> int:
         """Extend this claim's running leases to `until`: a sender still at work on a batch

@@ -178,6 +178,23 @@ COUNTS_MIGRATION: tuple[str, ...] = (
     "CREATE INDEX bounce_reports_received ON bounce_reports (received_at)",
 )
 
+# Per-issue tallies of deliveries by status (migration 18; digest.store.ledger), kept as
+# outcomes are recorded so `digest history` reads one row per issue, not every delivery. Filled
+# here from the deliveries of every issue not compacted (a compacted one has issue_counts).
+TALLIES_MIGRATION: tuple[str, ...] = (
+    """CREATE TABLE issue_tallies (
+    issue_id INTEGER PRIMARY KEY REFERENCES issues (id),
+    sent INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    pending INTEGER NOT NULL DEFAULT 0
+)""",
+    """INSERT INTO issue_tallies (issue_id, sent, failed, pending) SELECT id,
+    (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = issues.id AND d.status = 'sent'),
+    (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = issues.id AND d.status = 'failed'),
+    (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = issues.id AND d.status = 'pending')
+FROM issues WHERE NOT EXISTS (SELECT 1 FROM issue_counts c WHERE c.issue_id = issues.id)""",
+)
+
 # Transactional emails waiting to be sent (migration 14; digest.store.outbox): the message as
 # built, the canonical address it is for (erasure and taking a sign-up back), what to take back
 # if it is never sent, and its claim: `claimed_until` is when the entry is next due.
@@ -425,6 +442,8 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     REPORTS_MIGRATION,
     # 17: click counts: see CLICKS_MIGRATION above.
     CLICKS_MIGRATION,
+    # 18: per-issue tallies of deliveries: see TALLIES_MIGRATION above.
+    TALLIES_MIGRATION,
 )
 LATEST = len(MIGRATIONS)
 _OURS = "issues"  # a table every digest state file has had since 0.1.0

@@ -224,6 +224,21 @@ SCHEMA_0_2: tuple[str, ...] = (
     f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (0)",
 )
 
+# Per-issue tallies of deliveries by status: SQLite's migration 18 (digest.store.migrations).
+TALLIES: tuple[str, ...] = (
+    """CREATE TABLE issue_tallies (
+    issue_id BIGINT PRIMARY KEY REFERENCES issues (id),
+    sent BIGINT NOT NULL DEFAULT 0,
+    failed BIGINT NOT NULL DEFAULT 0,
+    pending BIGINT NOT NULL DEFAULT 0
+)""",
+    """INSERT INTO issue_tallies (issue_id, sent, failed, pending) SELECT id,
+    (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = issues.id AND d.status = 'sent'),
+    (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = issues.id AND d.status = 'failed'),
+    (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = issues.id AND d.status = 'pending')
+FROM issues WHERE NOT EXISTS (SELECT 1 FROM issue_counts c WHERE c.issue_id = issues.id)""",
+)
+
 # Per-issue counts of compacted deliveries: SQLite's migration 13 (digest.store.migrations).
 COUNTS: tuple[str, ...] = (
     """CREATE TABLE issue_counts (
@@ -311,6 +326,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 6: click counts (SQLite's 17): see CLICKS above.
     CLICKS,
+    # 7: per-issue tallies of deliveries (SQLite's 18): see TALLIES above.
+    TALLIES,
 )
 LATEST = len(MIGRATIONS)
 
