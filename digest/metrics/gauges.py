@@ -132,7 +132,7 @@ def families(reading: Reading | None) -> list[GaugeMetricFamily]:
         ),
         _gauge(
             "digest_deliveries_pending",
-            "Deliveries the mail server deferred, still to be tried.",
+            "Deliveries still to be sent: queued for a send under way, or deferred by the server.",
             reading.pending_deliveries,
         ),
         _gauge(

@@ -3,8 +3,9 @@
 A file in the editor's folder replaces the bundled file of the same name, and any template can
 extend or include `bundled/NAME`, which always means the shipped file: an editor's email.html can
 `{% extends "bundled/email.html" %}` and override only the blocks listed in TEMPLATE_BLOCKS.
-Files the bundled templates include (post.html, email.css, email-head.css) are looked up in the
-editor's folder first, so overriding one of them also changes what an extended template shows.
+Files the bundled templates include (post.html, email-meta.html, email.css, email-head.css) are
+looked up in the editor's folder first, so overriding one of them also changes what an extended
+template shows.
 """
 
 from __future__ import annotations
@@ -184,8 +185,9 @@ OVERRIDE_RULES: tuple[str, ...] = (
     ' `{% extends "bundled/email.html" %}` and override only the blocks you want to change;'
     " `{{ super() }}` inside a block outputs the bundled content of that block.",
     "In an extending template only the blocks count: text outside them is not shown.",
-    "Files the bundled templates include (post.html, email.css, email-head.css) are taken from"
-    " your folder first, so replacing post.html or email.css also changes an extended email.html.",
+    "Files the bundled templates include (post.html, email-meta.html, email.css,"
+    " email-head.css) are taken from your folder first, so replacing post.html or email.css"
+    " also changes an extended email.html.",
     "The confirmation, welcome, held and report emails (confirm-email, welcome-email, held-email,"
     " report-email, each an .html and a .txt) extend message.html and message.txt, which use the"
     " same email.css, email-head.css and theme as the issue: replacing message.html changes all"
